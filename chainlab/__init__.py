@@ -1,0 +1,21 @@
+"""chainlab: the backward pass of a trained PyTorch network as an explicit chain of matrices.
+
+    >>> import chainlab
+    >>> net = chainlab.models.load("digits-cnn")
+    >>> x = chainlab.data.model_input(net, chainlab.data.load_digits().x_test[:1])
+    >>> chain = chainlab.extract(net, x, "zplus")
+    >>> chain[0].shape, chain.to_dense().shape, chain.explain().shape
+"""
+from . import data, models
+from .chain import Chain
+from .errors import ChainlabError, ExtractionError, NotLinearError, UnsupportedLayerError
+from .extract import extract
+from .operators import DenseOperator, Operator, SparseOperator, as_operator
+from .rules import Composite, Rule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
+    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models",
+]

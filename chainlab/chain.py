@@ -1,0 +1,124 @@
+"""A chain: the backward pass of one input under one rule as a product of operators.
+
+Stored input side first, ``chain[0] = M_1``, …, ``chain[L-1] = M_L``, with
+``chain[k].shape == (n_k, n_(k+1))`` and r_in = M @ r_out.  The explanation of
+logit k is
+
+    M_1 M_2 ⋯ M_L r_L,   r_L = f_k(x)·e_k (relevance rules) or e_k (gradient-space rules),
+
+reshaped to the input's shape.  ``to_dense()`` is the full product
+P_L = M_1 ⋯ M_L (n_input × n_output): its column k is the input signal for r_L = e_k.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .operators import Operator
+
+__all__ = ["Chain"]
+
+
+class Chain(Sequence):
+    """Operators M_1 … M_L of one input and one rule, plus what is needed to read them.
+
+    Attributes
+    ----------
+    operators : list[Operator]
+    names : list[str]             module path of each operator's layer
+    layer_rules : list[str]       rule applied at each operator
+    shapes : list[tuple]          signal shape at each boundary: shapes[0] is the input's shape
+                                  (without batch dimension), shapes[k] the output of operator k-1
+    input_shape : tuple           shape of x with batch dimension, (1, C, H, W) or (1, n)
+    x : ndarray                   the input, flat (n_input,), float64
+    logits : ndarray              f(x), (n_output,), float64
+    rule : str                    rule or composite name;  options : dict of every option used
+    space : "relevance" | "gradient"
+    """
+
+    def __init__(self, operators, *, names, shapes, input_shape, x, logits, rule, options, space,
+                 layer_rules=None, meta=None):
+        self.operators: list[Operator] = list(operators)
+        for k in range(len(self.operators) - 1):
+            a, b = self.operators[k], self.operators[k + 1]
+            if a.shape[1] != b.shape[0]:
+                raise ValueError(f"operators {k} {a.shape} and {k + 1} {b.shape} do not chain")
+        self.names = list(names)
+        self.shapes = [tuple(s) for s in shapes]
+        self.input_shape = tuple(input_shape)
+        self.x = np.asarray(x, dtype=np.float64).reshape(-1)
+        self.logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        self.rule = rule
+        self.options = dict(options)
+        self.space = space
+        self.layer_rules = list(layer_rules) if layer_rules is not None else [rule] * len(self.operators)
+        self.meta = dict(meta or {})
+
+    # -- sequence protocol ------------------------------------------------------------------
+    def __len__(self):
+        return len(self.operators)
+
+    def __getitem__(self, i):
+        return self.operators[i]
+
+    def __iter__(self):
+        return iter(self.operators)
+
+    def __repr__(self):
+        return (f"<Chain rule={self.rule!r} space={self.space} layers={len(self)} "
+                f"{self.n_input}->{self.n_output} predicted={self.predicted}>")
+
+    # -- sizes -------------------------------------------------------------------------------
+    @property
+    def n_input(self) -> int:
+        return self.operators[0].shape[0]
+
+    @property
+    def n_output(self) -> int:
+        return self.operators[-1].shape[1]
+
+    @property
+    def dtype(self):
+        return self.operators[0].dtype
+
+    @property
+    def predicted(self) -> int:
+        return int(np.argmax(self.logits))
+
+    # -- products ----------------------------------------------------------------------------
+    def apply(self, R, start: int = 0, stop: int | None = None):
+        """M_start ⋯ M_(stop−1) @ R for R of shape (n_out of M_(stop−1), k) or (n,)."""
+        ops = self.operators[start:stop]
+        R = np.asarray(R)
+        if not ops:
+            return R
+        vec = R.ndim == 1
+        R2 = R.reshape(-1, 1) if vec else R
+        if R2.ndim != 2 or R2.shape[0] != ops[-1].shape[1]:
+            last = (stop if stop is not None else len(self)) - 1
+            raise ValueError(
+                f"apply(start={start}, stop={stop}) needs R with {ops[-1].shape[1]} rows (the outputs of "
+                f"operator {last}, '{self.names[last]}'), got shape {R.shape}"
+            )
+        for op in reversed(ops):
+            R2 = op.matmat(R2)
+        return R2.reshape(-1) if vec else R2
+
+    def to_dense(self) -> np.ndarray:
+        """The full product M_1 ⋯ M_L as a numpy array (n_input, n_output)."""
+        return self.apply(np.eye(self.n_output, dtype=self.dtype))
+
+    # -- explanations ------------------------------------------------------------------------
+    def start_vector(self, target: int | None = None) -> np.ndarray:
+        """r_L: f_k(x)·e_k for relevance rules, e_k for gradient-space rules (k = predicted class by default)."""
+        k = self.predicted if target is None else int(target)
+        if not 0 <= k < self.n_output:
+            raise ValueError(f"target {k} is not a logit index (the model has {self.n_output} outputs)")
+        r = np.zeros(self.n_output, dtype=self.dtype)
+        r[k] = self.logits[k] if self.space == "relevance" else 1.0
+        return r
+
+    def explain(self, target: int | None = None) -> np.ndarray:
+        """The rule's explanation of logit ``target`` in the shape of x (batch dimension included)."""
+        return self.apply(self.start_vector(target)).reshape(self.input_shape)

@@ -1,0 +1,194 @@
+"""``extract(model, x, rule)``: the backward pass of one input as a :class:`Chain` of operators.
+
+Steps: read the model into stages (:mod:`chainlab.trace`, BatchNorm folded), run
+them in float64 on x and check that they reproduce the model's logits, pick a
+rule for every Linear/Conv2d stage (:mod:`chainlab.rules`), and build each
+stage's matrix (:mod:`chainlab.matrices`).  Pooling stages get fixed matrices:
+max-pool winner-take-all; average pools, in relevance space, the proportional
+split M_ij = x_i w_j / s(z_j) (zennit's Norm, ``avgpool="proportional"``) or the
+gradient w_j (``avgpool="gradient"``); in gradient space always the gradient.
+A standalone leading ReLU is diag(1[x > 0]) in gradient space, I in relevance space.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .chain import Chain
+from .errors import ExtractionError
+from .matrices import avgpool_column_weights, materialize, maxpool_operator, stabilize, window_operator
+from .operators import DenseOperator, Operator, SparseOperator
+from .rules import BIAS_POLICIES, LayerContext, resolve
+from .trace import check_logits, eval_mode, trace
+
+__all__ = ["extract", "register_method", "COMMON_OPTIONS"]
+
+COMMON_OPTIONS = ("bias", "stabilizer", "dtype", "avgpool")
+AVGPOOL_MODES = ("proportional", "gradient")
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+# rules whose backward is not built layer by layer from terms (DeepLIFT, non-linear methods, …):
+# name -> callable(model, net, x, records, options) -> Chain
+METHODS: dict = {}
+
+
+def register_method(name: str, builder):
+    """Register a whole-chain extraction method under a rule name."""
+    METHODS[name] = builder
+
+
+def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, dtype="float64",
+            avgpool: str = "proportional", **options) -> Chain:
+    """Extract the chain of per-layer backward matrices of ``model`` at input ``x`` under ``rule``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A plain chain of supported layers (see :data:`chainlab.trace.SUPPORTED`).  A model in
+        training mode is extracted in eval mode and restored, with a warning.
+    x : tensor or array
+        One input with batch dimension 1; an unbatched input gets the batch dimension added.
+    rule : str | Rule | Composite | dict
+        A rule name ("gradient", "gradient-x-input", "lrp-0", "lrp-epsilon", "zplus", "alpha-beta",
+        "gamma", "zbox", "wsquare", "flat"), a composite name ("epsilon-plus", "lrp-cmp", "dtd"), a
+        Rule object, or a composite mapping layer index / module path / "first" / layer type to rules.
+    bias : "zennit" | "none" | "full"
+        Biases in the rules' denominators as zennit (default), ignored, or also reported as the
+        relevance of an extra input neuron (``operator.bias_relevance``).
+    stabilizer : float
+        ε of s(z) = z + ε·sign0(z) in every denominator (default 1e-6 as zennit).
+    dtype : "float64" (default) | "float32"
+        Storage type of the operators (extraction itself runs in float64).
+    avgpool : "proportional" (default) | "gradient"
+        Relevance-space matrix of average pools.
+    **options
+        The rules' own parameters: epsilon, alpha, beta, gamma, low, high, ….
+    """
+    if bias not in BIAS_POLICIES:
+        raise ValueError(f"bias must be one of {', '.join(BIAS_POLICIES)}; got {bias!r}")
+    if not (isinstance(stabilizer, (int, float)) and stabilizer > 0):
+        raise ValueError(f"stabilizer must be a positive number, got {stabilizer!r}")
+    dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if dtype_name not in DTYPES:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+    if avgpool not in AVGPOOL_MODES:
+        raise ValueError(f"avgpool must be one of {', '.join(AVGPOOL_MODES)}; got {avgpool!r}")
+    common = dict(bias=bias, stabilizer=float(stabilizer), dtype=dtype_name, avgpool=avgpool)
+
+    with eval_mode(model):
+        net = trace(model)
+        xt = net.prepare_input(x)
+        records = net.forward(xt)
+        check_logits(model, xt, records[-1].out)
+        if isinstance(rule, str) and rule in METHODS:
+            return METHODS[rule](model, net, xt, records, {**common, **options})
+
+    composite, used = resolve(rule, options)
+    unknown = sorted(set(options) - used)
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for rule {getattr(composite, 'name', rule)!r}; "
+            f"it takes {', '.join(sorted(used)) or 'no options of its own'}; common options: {', '.join(COMMON_OPTIONS)}"
+        )
+    bad = composite.explicit_keys_for_pools(net.stages)
+    if bad:
+        raise ValueError(
+            f"composite maps pooling layers to rules ({'; '.join(bad)}); pooling layers take no rule "
+            "(max-pool is winner-take-all, average pools follow the avgpool option)"
+        )
+
+    stages = net.stages
+    first = next((i for i, s in enumerate(stages) if s.is_parametric), None)
+    layer_rules = []
+    for i, st in enumerate(stages):
+        if not st.is_parametric:
+            layer_rules.append(None)
+            continue
+        r = composite.lookup(i, len(stages), st, i == first)
+        if r is None:
+            raise ValueError(
+                f"composite {composite.name!r} has no rule for layer {st.describe()} (chain index {i}) and no default"
+            )
+        layer_rules.append(r)
+    spaces = {r.space for r in layer_rules if r is not None}
+    if len(spaces) > 1:
+        desc = "; ".join(f"{stages[i].describe()}: {r.name} ({r.space})" for i, r in enumerate(layer_rules) if r)
+        raise ValueError(f"composite {composite.name!r} mixes gradient-space and relevance-space rules: {desc}")
+    space = spaces.pop() if spaces else "gradient"
+
+    np_dtype = DTYPES[dtype_name]
+    ops, names = [], []
+    for i, (st, rec, r) in enumerate(zip(stages, records, layer_rules)):
+        if r is not None:
+            ctx = LayerContext(st, rec, i, i == first, bias_policy=bias, stabilizer=float(stabilizer))
+            op = materialize(r.terms(ctx), np_dtype)
+        else:
+            op = _fixed_operator(st, rec, space, avgpool, float(stabilizer), np_dtype)
+        ops.append(op)
+        names.append(st.name)
+
+    if any(getattr(r, "multiply_input", False) for r in layer_rules if r is not None):
+        ops[0] = scale_rows(ops[0], xt.reshape(-1).numpy())
+
+    layer_rule_names = [r.name if r is not None else _fixed_rule_name(st, space, avgpool)
+                        for st, r in zip(stages, layer_rules)]
+    per_layer = {n: r.options() for n, r in zip(names, layer_rules) if r is not None and r.options()}
+    logits = records[-1].out.reshape(-1).numpy()
+    if not np.all(np.isfinite(logits)):
+        raise ExtractionError("the model's logits at this input are not finite")
+    return Chain(
+        ops,
+        names=names,
+        shapes=[stages[0].in_shape] + [s.out_shape for s in stages],
+        input_shape=tuple(xt.shape),
+        x=xt.reshape(-1).numpy(),
+        logits=logits,
+        rule=composite.name,
+        options={**common, **{k: options[k] for k in sorted(used)}, "layer_options": per_layer},
+        space=space,
+        layer_rules=layer_rule_names,
+        meta={"model": net.source},
+    )
+
+
+def _fixed_rule_name(st, space, avgpool) -> str:
+    if st.kind == "maxpool2d":
+        return "winner-take-all"
+    if st.kind == "relu":
+        return "relu-mask" if space == "gradient" else "identity"
+    return "avgpool-proportional" if (space == "relevance" and avgpool == "proportional") else "avgpool-gradient"
+
+
+def _fixed_operator(st, rec, space, avgpool, stabilizer, dtype) -> Operator:
+    """Matrices of pooling stages and of a leading ReLU (no rule applies to them)."""
+    n_out = int(np.prod(st.out_shape))
+    z = rec.z.reshape(-1)
+    mask = ((z > 0).to(torch.float64) if (st.relu and space == "gradient") else torch.ones_like(z)).numpy()
+    if st.kind == "maxpool2d":
+        return maxpool_operator(st, rec, mask, dtype)
+    if st.kind in ("avgpool2d", "adaptiveavgpool2d"):
+        w = avgpool_column_weights(st)
+        n_in = int(np.prod(st.in_shape))
+        if space == "relevance" and avgpool == "proportional":
+            c = w / stabilize(z, stabilizer).numpy()
+            return window_operator(st, rec.x.reshape(-1).numpy(), c, dtype)
+        return window_operator(st, np.ones(n_in), w * mask, dtype)
+    if st.kind == "relu":
+        d = (rec.x.reshape(-1) > 0).to(torch.float64).numpy() if space == "gradient" else np.ones(n_out)
+        return SparseOperator(sp.diags(d.astype(dtype), format="csc"))
+    raise ExtractionError(f"no fixed matrix for stage {st.describe()}")
+
+
+def scale_rows(op: Operator, v: np.ndarray) -> Operator:
+    """diag(v) @ op, same storage kind."""
+    if isinstance(op, DenseOperator):
+        return DenseOperator(op.array * v[:, None].astype(op.dtype), op.bias_relevance)
+    if isinstance(op, SparseOperator):
+        M = op.matrix.copy()
+        if M.format == "csc":
+            M.data *= v[M.indices].astype(M.dtype)
+        else:
+            M.data *= np.repeat(v, np.diff(M.indptr)).astype(M.dtype)
+        return SparseOperator(M, op.bias_relevance)
+    raise TypeError(f"cannot scale rows of {type(op).__name__}")

@@ -1,0 +1,172 @@
+"""The gradient and the LRP family as matrices of one Linear/Conv2d layer z = W x + b.
+
+Entries are for input i (row) and output j (column); s(d) = d + ε·sign0(d),
+sign0(0) = +1; W± = max/min(W, 0), likewise x±, b±.  The bias numerators below
+enter under the bias policies "zennit"/"full" and are dropped under "none".
+
+=================  ==========================================================================
+Gradient           M_ij = W_ji · 1[z_j > 0]  (mask only when a ReLU follows; gradient space)
+Epsilon / LRP-0    M_ij = x_i W_ji / s(Σ_k x_k W_jk + b_j)                 (ε = epsilon / stabilizer)
+ZPlus              M_ij = (x⁺_i W⁺_ji + x⁻_i W⁻_ji) / s(Σ_k x⁺_k W⁺_jk + x⁻_k W⁻_jk + b⁺_j)
+AlphaBeta          α·[ZPlus] − β·(x⁺_i W⁻_ji + x⁻_i W⁺_ji) / s(Σ_k x⁺_k W⁻_jk + x⁻_k W⁺_jk + b⁻_j)
+Gamma              z_j > 0: (x⁺_i (W+γW⁺)_ji + x⁻_i (W+γW⁻)_ji) / s(Σ_k same + b_j + γb⁺_j)
+                   z_j < 0: W⁺ and W⁻ swap places, bias b_j + γb⁻_j;  z_j = 0: 0
+ZBox               (x_i W_ji − l_i W⁺_ji − h_i W⁻_ji) / s(Σ_k same)        (bias cancels, as zennit)
+WSquare            W_ji² / s(Σ_k W_jk² + b_j²)
+Flat               1_ji / s(Σ_k 1_jk)   over the layer's connections (bias ignored, as zennit)
+=================  ==========================================================================
+
+These are zennit's rules (Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, WSquare, Flat)
+written as explicit matrices.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Group, LayerContext, Rule, Term, neg, pos
+
+
+class Gradient(Rule):
+    """The plain gradient: M = Wᵀ diag(1[z > 0]) (gradient space)."""
+
+    name = "gradient"
+    space = "gradient"
+
+    def groups(self, ctx: LayerContext):
+        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.relu_mask)]
+
+
+class GradientXInput(Gradient):
+    """Gradient × input: the gradient chain with its first operator's rows scaled by x (diag(x) M_1)."""
+
+    name = "gradient-x-input"
+    multiply_input = True
+
+
+class Epsilon(Rule):
+    """LRP-ε: M_ij = x_i W_ji / s_ε(z_j); with ``epsilon=None`` it is LRP-0 (ε = the stabilizer)."""
+
+    name = "lrp-epsilon"
+    params = ("epsilon",)
+
+    def __init__(self, epsilon: float | None = 1e-6):
+        if epsilon is not None and not epsilon > 0:
+            raise ValueError(f"lrp-epsilon needs epsilon > 0, got {epsilon!r}")
+        self.epsilon = epsilon
+
+    def groups(self, ctx: LayerContext):
+        eps = self.epsilon if self.epsilon is not None else ctx.stabilizer
+        return [Group([Term(ctx.x, ctx.weight, ctx.bias)], eps=eps)]
+
+
+class LRP0(Epsilon):
+    """LRP-0: M_ij = x_i W_ji / s(z_j) with the stabilizer as the only ε."""
+
+    name = "lrp-0"
+    params = ()
+
+    def __init__(self):
+        super().__init__(epsilon=None)
+
+
+class ZPlus(Rule):
+    """z⁺ (LRP-α1β0, excitation BP, DTD z⁺): non-negative, column sums ≤ 1."""
+
+    name = "zplus"
+
+    def groups(self, ctx: LayerContext):
+        x, W, b = ctx.x, ctx.weight, ctx.bias
+        return [Group([Term(pos(x), pos(W), pos(b)), Term(neg(x), neg(W))], eps=ctx.stabilizer)]
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ with α − β = 1: α·Z⁺ − β·Z⁻ (columns have absolute sums ≤ α + β)."""
+
+    name = "alpha-beta"
+    params = ("alpha", "beta")
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
+        alpha, beta = float(alpha), float(beta)
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha-beta needs alpha, beta >= 0, got alpha={alpha}, beta={beta}")
+        if abs((alpha - beta) - 1.0) > 1e-12:
+            raise ValueError(f"alpha-beta needs alpha - beta = 1, got alpha={alpha}, beta={beta} (difference {alpha - beta})")
+        self.alpha, self.beta = alpha, beta
+
+    def groups(self, ctx: LayerContext):
+        x, W, b = ctx.x, ctx.weight, ctx.bias
+        gs = [Group([Term(pos(x), pos(W), pos(b)), Term(neg(x), neg(W))], coef=self.alpha, eps=ctx.stabilizer)]
+        if self.beta != 0:
+            gs.append(Group([Term(pos(x), neg(W), neg(b)), Term(neg(x), pos(W))], coef=-self.beta,
+                            eps=ctx.stabilizer))
+        return gs
+
+
+class Gamma(Rule):
+    """Generalized LRP-γ as zennit: favours the contributions that share the sign of z_j."""
+
+    name = "gamma"
+    params = ("gamma",)
+
+    def __init__(self, gamma: float = 0.25):
+        gamma = float(gamma)
+        if gamma < 0:
+            raise ValueError(f"gamma needs gamma >= 0, got {gamma}")
+        self.gamma = gamma
+
+    def groups(self, ctx: LayerContext):
+        x, W, b, g = ctx.x, ctx.weight, ctx.bias, self.gamma
+        z = ctx.z
+        Wp, Wn = W + g * pos(W), W + g * neg(W)
+        up = Group([Term(pos(x), Wp, b + g * pos(b)), Term(neg(x), Wn)], mask=(z > 0).to(z.dtype),
+                   eps=ctx.stabilizer)
+        down = Group([Term(pos(x), Wn, b + g * neg(b)), Term(neg(x), Wp)], mask=(z < 0).to(z.dtype),
+                     eps=ctx.stabilizer)
+        return [up, down]
+
+
+class ZBox(Rule):
+    """z^B for inputs in the box [low, high] (meant for the first layer)."""
+
+    name = "zbox"
+    params = ("low", "high")
+
+    def __init__(self, low=None, high=None):
+        if low is None or high is None:
+            raise ValueError(
+                "rule 'zbox' needs low= and high=, the bounds of the input domain (e.g. low=0, high=1 for images in "
+                "[0, 1]); scalars or arrays broadcastable to the input"
+            )
+        self.low, self.high = low, high
+
+    def groups(self, ctx: LayerContext):
+        x, W, b = ctx.x, ctx.weight, ctx.bias
+        lo = ctx.expand_input(self.low, "zbox low")
+        hi = ctx.expand_input(self.high, "zbox high")
+        # the bias numerators b − b⁺ − b⁻ cancel, exactly as in zennit's ZBox
+        return [Group([Term(x, W, b), Term(-lo, pos(W), -pos(b)), Term(-hi, neg(W), -neg(b))],
+                      eps=ctx.stabilizer)]
+
+    def options(self):
+        def short(v):
+            t = torch.as_tensor(v)
+            return float(t) if t.ndim == 0 else f"array{tuple(t.shape)}"
+        return {"low": short(self.low), "high": short(self.high)}
+
+
+class WSquare(Rule):
+    """w²: M_ij = W_ji² / s(Σ_k W_jk² + b_j²) — independent of the input."""
+
+    name = "wsquare"
+
+    def groups(self, ctx: LayerContext):
+        return [Group([Term(torch.ones_like(ctx.x), ctx.weight ** 2, ctx.bias ** 2)], eps=ctx.stabilizer)]
+
+
+class Flat(Rule):
+    """flat: equal shares over the layer's connections, M_ij = 1 / s(#inputs of j)."""
+
+    name = "flat"
+
+    def groups(self, ctx: LayerContext):
+        return [Group([Term(torch.ones_like(ctx.x), torch.ones_like(ctx.weight))], eps=ctx.stabilizer)]
