@@ -1,0 +1,71 @@
+"""Train the three shipped nets on the shipped digits and write data/<name>.npz.
+
+Deterministic: fixed seed, single-threaded data order, Adam; the accuracy printed (and stored
+in the file's metadata) is measured on the stored weights as shipped, i.e. after the int8
+storage of sixt-cifar's fc1 (see chainlab.models).
+
+Run: python scripts/train_models.py [--only NAME] [--seed 0]
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from chainlab import data, models
+
+EPOCHS = {"digits-mlp": 60, "digits-cnn": 60, "sixt-cifar": 12}
+LR = {"digits-mlp": 1e-3, "digits-cnn": 2e-3, "sixt-cifar": 5e-4}
+
+
+def accuracy(net, x, y):
+    net.eval()
+    with torch.no_grad():
+        return float((net(x).argmax(1) == y).float().mean())
+
+
+def train(name, seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    d = data.load_digits()
+    xtr, xte = data.model_input(name, d.x_train), data.model_input(name, d.x_test)
+    ytr, yte = torch.as_tensor(d.y_train), torch.as_tensor(d.y_test)
+    net = models.build(name)
+    opt = torch.optim.Adam(net.parameters(), lr=LR[name])
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    for epoch in range(EPOCHS[name]):
+        net.train()
+        perm = torch.randperm(len(ytr), generator=g)
+        for k in range(0, len(ytr), 64):
+            b = perm[k:k + 64]
+            opt.zero_grad()
+            loss = loss_fn(net(xtr[b]), ytr[b])
+            loss.backward()
+            opt.step()
+        if (epoch + 1) % 10 == 0 or epoch == EPOCHS[name] - 1:
+            print(f"  {name} epoch {epoch + 1}: loss {loss.item():.4f} test acc {accuracy(net, xte, yte):.4f}"
+                  f" ({time.time() - t0:.0f}s)", flush=True)
+    out = models.data_dir() / f"{name}.npz"
+    models.save(net.eval(), out, name)
+    shipped = models.load(name)
+    acc_train, acc_test = accuracy(shipped, xtr, ytr), accuracy(shipped, xte, yte)
+    models.save(net.eval(), out, name, seed=seed, epochs=EPOCHS[name], train_accuracy=acc_train,
+                test_accuracy=acc_test, torch_version=torch.__version__)
+    print(f"{name}: shipped weights in {out}: train accuracy {acc_train:.4f}, test accuracy {acc_test:.4f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", choices=models.NAMES)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    for name in [args.only] if args.only else models.NAMES:
+        train(name, args.seed)
+
+
+if __name__ == "__main__":
+    main()
