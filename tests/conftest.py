@@ -1,0 +1,89 @@
+"""Shared fixtures: shipped nets, random nets with every supported layer, autograd oracles."""
+import os
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import chainlab
+
+torch.set_num_threads(2)
+
+
+def jacobian(model, x):
+    """Autograd Jacobian of the logits w.r.t. the input, as (n_input, n_output) float64."""
+    model = model.double().eval()
+    x = torch.as_tensor(x, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda v: model(v).reshape(-1), x)
+    return J.reshape(J.shape[0], -1).T.numpy()
+
+
+def randomize_bn(model, seed=0):
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            if m.weight is not None:
+                m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model
+
+
+def conv_net(seed=0):
+    """A small random net with conv, stride, padding, dilation, BN, no-bias, max/avg/adaptive pools."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(2, 4, 3, padding=1)),
+        ("bn1", nn.BatchNorm2d(4)),
+        ("relu1", nn.ReLU()),
+        ("block", nn.Sequential(OrderedDict([
+            ("conv2", nn.Conv2d(4, 5, 3, stride=2, padding=1, bias=False)),
+            ("relu2", nn.ReLU()),
+            ("pool", nn.MaxPool2d(2, stride=1)),
+        ]))),
+        ("conv3", nn.Conv2d(5, 6, 2, dilation=2, padding=1)),
+        ("relu3", nn.ReLU()),
+        ("avg", nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False)),
+        ("gap", nn.AdaptiveAvgPool2d((2, 3))),
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(36, 12)),
+        ("bnf", nn.BatchNorm1d(12)),
+        ("relu4", nn.ReLU()),
+        ("drop", nn.Dropout(0.3)),
+        ("fc2", nn.Linear(12, 5, bias=False)),
+    ]))
+    return randomize_bn(net, seed).double().eval()
+
+
+def mlp(seed=0, sizes=(7, 9, 8, 6, 4)):
+    torch.manual_seed(seed)
+    layers = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).double().eval()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return chainlab.data.load_digits()
+
+
+@pytest.fixture(scope="session", params=chainlab.models.NAMES)
+def shipped(request, digits):
+    """(name, float64 eval model, one float64 test input) of each shipped net."""
+    name = request.param
+    net = chainlab.models.load(name).double()
+    x = chainlab.data.model_input(name, digits.x_test[3:4]).double()
+    return name, net, x
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
