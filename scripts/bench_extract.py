@@ -1,0 +1,202 @@
+"""Benchmark: building each layer operator of sixt-cifar vs the obvious alternatives, in one run.
+
+For every layer (stage) of the shipped sixt-cifar net at one test digit:
+
+* chainlab: time to build the layer's operator for the rule (numba kernel for convs, straight from
+  the kernel weights) and the peak extra memory of doing so;
+* jacrev: ``torch.func.jacrev`` of the same layer function (dense float64 Jacobian), when the dense
+  Jacobian fits the memory budget — otherwise the script says so;
+* straightforward: numpy index arithmetic for all (row, column, value) triples, then scipy
+  COO → CSR (the build one writes first), for every layer.
+
+Each measurement runs in a forked child so that its peak RSS is its own.  Run:
+
+    python scripts/bench_extract.py [--rule gradient] [--jacrev-budget-gib 2] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+import chainlab
+from chainlab.extract import _fixed_operator
+from chainlab.matrices import materialize
+from chainlab.rules import LayerContext, make_rule
+from chainlab.trace import conv_padding, trace
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak():
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(q, what, rule_name, i, repeat):
+    torch.set_num_threads(2)
+    tnet, recs, rule = setup(rule_name)
+    if what == "chainlab":
+        chainlab_build(tnet, recs, rule, i, 1)  # load the compiled kernels before measuring
+    reset_peak()
+    base = rss_mib()
+    try:
+        if what == "chainlab":
+            secs, extra = chainlab_build(tnet, recs, rule, i, repeat)
+        elif what == "jacrev":
+            secs, extra = jacrev_build(tnet, recs, i)
+        else:
+            secs, extra = straightforward_build(tnet, recs, i)
+        q.put((secs, max(peak_mib() - base, 0.0), extra))
+    except Exception as exc:  # noqa: BLE001
+        q.put((float("nan"), float("nan"), f"failed: {exc}"))
+
+
+def in_child(what, rule_name, i, repeat=1):
+    """Measure one build in a fresh (spawned) process: (seconds, peak RSS growth in MiB, extra)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, what, rule_name, i, repeat))
+    p.start()
+    p.join()
+    if p.exitcode != 0:
+        return float("nan"), float("nan"), f"child exited with {p.exitcode}"
+    return q.get()
+
+
+def setup(rule_name):
+    net = chainlab.models.load("sixt-cifar")
+    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1]).double()
+    tnet = trace(net)
+    recs = tnet.forward(tnet.prepare_input(x))
+    rule, _ = make_rule(rule_name, {})
+    return tnet, recs, rule
+
+
+def chainlab_build(tnet, recs, rule, i, repeat):
+    st, rec = tnet.stages[i], recs[i]
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        if st.is_parametric:
+            op = materialize(rule.terms(LayerContext(st, rec, i, i == 0)))
+        else:
+            op = _fixed_operator(st, rec, rule.space, "proportional", 1e-6, np.float64)
+        best = min(best, time.perf_counter() - t0)
+    return best, op.nnz
+
+
+def layer_fn(st):
+    m = st.module
+    if st.kind == "conv2d":
+        f = lambda h: F.conv2d(h, st.weight, st.bias, m.stride, conv_padding(m), m.dilation, m.groups)  # noqa: E731
+    elif st.kind == "linear":
+        f = lambda h: F.linear(h, st.weight, st.bias)  # noqa: E731
+    else:
+        f = lambda h: F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)  # noqa: E731
+    return (lambda h: torch.relu(f(h))) if st.relu else f
+
+
+def jacrev_build(tnet, recs, i):
+    st, rec = tnet.stages[i], recs[i]
+    f = layer_fn(st)
+    h = rec.x.clone()
+    t0 = time.perf_counter()
+    J = torch.func.jacrev(f)(h)
+    secs = time.perf_counter() - t0
+    return secs, int(J.numel())
+
+
+def straightforward_build(tnet, recs, i):
+    """Gradient matrix of stage i from numpy index arithmetic → COO → CSR (the obvious first version)."""
+    st, rec = tnet.stages[i], recs[i]
+    t0 = time.perf_counter()
+    z = rec.z.reshape(-1).numpy()
+    mask = (z > 0).astype(np.float64) if st.relu else np.ones_like(z)
+    if st.kind == "conv2d":
+        m = st.module
+        C, H, W = st.in_shape
+        Co, OH, OW = st.out_shape
+        KH, KW = m.kernel_size
+        (sh, sw), (ph, pw), (dh, dw) = m.stride, conv_padding(m), m.dilation
+        co, ci, kh, kw, oh, ow = np.meshgrid(np.arange(Co), np.arange(C), np.arange(KH), np.arange(KW),
+                                             np.arange(OH), np.arange(OW), indexing="ij")
+        ih, iw = oh * sh - ph + kh * dh, ow * sw - pw + kw * dw
+        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        rows = ((ci * H + ih) * W + iw)[ok]
+        cols = ((co * OH + oh) * OW + ow)[ok]
+        vals = st.weight.numpy()[co[ok], ci[ok], kh[ok], kw[ok]] * mask[cols]
+        M = sp.coo_matrix((vals, (rows, cols)), shape=(C * H * W, Co * OH * OW)).tocsr()
+    elif st.kind == "linear":
+        M = sp.coo_matrix(st.weight.numpy().T * mask[None, :]).tocsr()
+    else:  # max-pool: winner-take-all from torch's argmax
+        C, H, W = st.in_shape
+        arg = rec.argmax.reshape(C, -1).numpy()
+        rows = (arg + np.arange(C)[:, None] * H * W).ravel()
+        cols = np.arange(rows.size)
+        M = sp.coo_matrix((mask, (rows, cols)), shape=(C * H * W, rows.size)).tocsr()
+    return time.perf_counter() - t0, int(M.nnz)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rule", default="gradient", help="rule of the chainlab build (default gradient)")
+    ap.add_argument("--jacrev-budget-gib", type=float, default=2.0,
+                    help="run jacrev only where the dense float64 Jacobian is below this size")
+    ap.add_argument("--repeat", type=int, default=3, help="chainlab: best of this many builds")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    tnet, recs, rule = setup(args.rule)
+
+    print(f"sixt-cifar, rule {args.rule!r}, one test digit, {torch.get_num_threads()} threads, float64")
+    head = (f"{'layer':<7}{'shape':>17}{'nnz':>12} | {'chainlab s':>10}{'MiB':>7} | {'jacrev s':>9}{'MiB':>8}"
+            f"{'ratio':>8} | {'straightfwd s':>13}{'MiB':>7}{'ratio':>7}")
+    print(head, flush=True)
+    print("-" * len(head))
+    tot_c = tot_s = 0.0
+    notes = []
+    for i, st in enumerate(tnet.stages):
+        n_in, n_out = int(np.prod(st.in_shape)), int(np.prod(st.out_shape))
+        c_s, c_mb, nnz = in_child("chainlab", args.rule, i, args.repeat)
+        dense_gib = n_in * n_out * 8 / 2**30
+        if dense_gib <= args.jacrev_budget_gib:
+            j_s, j_mb, _ = in_child("jacrev", args.rule, i)
+            jac = f"{j_s:9.3f}{j_mb:8.0f}{j_s / c_s:7.0f}×"
+        else:
+            jac = f"{'—':>9}{'—':>8}{'—':>8}"
+            notes.append(f"{st.name}: jacrev would need a dense {n_out}×{n_in} float64 Jacobian = {dense_gib:.1f} GiB "
+                         f"(budget {args.jacrev_budget_gib:g} GiB): not run")
+        s_s, s_mb, _ = in_child("straightforward", args.rule, i)
+        tot_c += c_s
+        tot_s += s_s
+        print(f"{st.name:<7}{f'{n_in}×{n_out}':>17}{nnz:>12,} | {c_s:10.3f}{c_mb:7.0f} | {jac} | "
+              f"{s_s:13.3f}{s_mb:7.0f}{s_s / c_s:6.0f}×", flush=True)
+    print("-" * len(head))
+    print(f"{'all eight':<36} | {tot_c:10.3f}{'':7} | {'':25} | {tot_s:13.3f}{'':7}{tot_s / tot_c:6.0f}×")
+    for n in notes:
+        print("note:", n)
+    print("(chainlab: best of", args.repeat, "builds; MiB: peak RSS growth of the child process doing the build;"
+          " the straightforward build is the gradient matrix whatever --rule says)")
+
+
+if __name__ == "__main__":
+    main()
