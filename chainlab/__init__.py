@@ -12,10 +12,14 @@ from .errors import ChainlabError, ExtractionError, NotLinearError, UnsupportedL
 from .extract import extract
 from .operators import DenseOperator, Operator, SparseOperator, as_operator
 from .rules import Composite, Rule
+from .blocks import BlockOperator
+from .rules import deeplift as _deeplift
+
+_deeplift.register()
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
+    "BlockOperator", "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
     "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models",
 ]
