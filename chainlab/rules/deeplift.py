@@ -326,7 +326,8 @@ def build_deeplift(model, net, xt, records, options: dict, variant: str) -> Deep
             elif variant == "rescale":
                 op = BlockOperator(Ap, Bp, Bp, Ap)    # shared blocks: A = D, B = C
             else:
-                op = BlockOperator(Ap, zero_operator(*Ap.shape), zero_operator(*Ap.shape), Bp)
+                Z = zero_operator(*Ap.shape)
+                op = BlockOperator(Ap, Z, Z, Bp)
             kind_name = "linear-block"
         else:
             if st.kind == "relu":
@@ -335,7 +336,8 @@ def build_deeplift(model, net, xt, records, options: dict, variant: str) -> Deep
                 base = pool
             P = _scale_cols(base, sp_)
             Q = P if sm_ is sp_ else _scale_cols(base, sm_)
-            op = BlockOperator(P, zero_operator(*P.shape), zero_operator(*P.shape), Q)
+            Z = zero_operator(*P.shape)
+            op = BlockOperator(P, Z, Z, Q)
             kind_name = {"maxpool2d": "maxpool-deeplift", "relu": "relu-deeplift"}.get(st.kind, "avgpool-linear")
         ops.append(op)
         names.append(st.name)
