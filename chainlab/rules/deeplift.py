@@ -197,15 +197,18 @@ def _linear_forward(st, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.conv2d(a, w, None, m.stride, conv_padding(m), m.dilation, m.groups)
 
 
-def _sign_split(M: sp.spmatrix):
-    """(positive part, negative part) of a sparse matrix, as CSC without explicit zeros."""
-    P = M.copy()
-    P.data = np.where(P.data > 0, P.data, 0.0)
-    P.eliminate_zeros()
-    N = M.copy()
-    N.data = np.where(N.data < 0, N.data, 0.0)
-    N.eliminate_zeros()
-    return P, N
+def _sign_split(M: sp.csc_matrix):
+    """(positive part, negative part) of a CSC matrix, as CSC matrices without explicit zeros (one pass)."""
+    n_out = M.shape[1]
+    col = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(M.indptr))
+    out = []
+    for keep in (M.data > 0, M.data < 0):
+        indptr = np.zeros(n_out + 1, dtype=M.indptr.dtype)
+        np.cumsum(np.bincount(col[keep], minlength=n_out), out=indptr[1:])
+        P = sp.csc_matrix((M.data[keep], M.indices[keep], indptr), shape=M.shape, copy=False)
+        P.has_sorted_indices = M.has_sorted_indices
+        out.append(P)
+    return out[0], out[1]
 
 
 def _weight_blocks(st, s: np.ndarray):
