@@ -14,8 +14,10 @@ from .operators import DenseOperator, Operator, SparseOperator, as_operator
 from .rules import Composite, Rule
 from .blocks import BlockOperator
 from .rules import deeplift as _deeplift
+from .rules import nonlinear as _nonlinear
 
 _deeplift.register()
+_nonlinear.register()
 
 __version__ = "0.1.0"
 

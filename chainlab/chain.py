@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import NotLinearError
 from .operators import Operator
 
 __all__ = ["Chain"]
@@ -34,8 +35,13 @@ class Chain(Sequence):
     x : ndarray                   the input, flat (n_input,), float64
     logits : ndarray              f(x), (n_output,), float64
     rule : str                    rule or composite name;  options : dict of every option used
-    space : "relevance" | "gradient"
+    space : "relevance" | "gradient" | "deeplift"
+    linear : bool                 False when the backward is not a matrix product (guided BP, deconv,
+                                  RectGrad): then to_dense() and products raise NotLinearError
     """
+
+    linear = True
+    not_linear_reason = "this chain's backward pass is not a product of matrices"
 
     def __init__(self, operators, *, names, shapes, input_shape, x, logits, rule, options, space,
                  layer_rules=None, meta=None):
@@ -107,7 +113,13 @@ class Chain(Sequence):
 
     def to_dense(self) -> np.ndarray:
         """The full product M_1 ⋯ M_L as a numpy array (n_input, n_output)."""
+        self.require_linear("to_dense()")
         return self.apply(np.eye(self.n_output, dtype=self.dtype))
+
+    def require_linear(self, what: str):
+        """Raise NotLinearError (naming ``what`` and the reason) unless the chain is a matrix product."""
+        if not self.linear:
+            raise NotLinearError(f"{what} is not available: {self.not_linear_reason}")
 
     # -- explanations ------------------------------------------------------------------------
     def start_vector(self, target: int | None = None) -> np.ndarray:
