@@ -15,13 +15,16 @@ from .rules import Composite, Rule
 from .blocks import BlockOperator
 from .rules import deeplift as _deeplift
 from .rules import nonlinear as _nonlinear
+from .rules import pattern as _pattern
+from . import patterns
 
 _deeplift.register()
 _nonlinear.register()
+_pattern.register()
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BlockOperator", "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
-    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models",
+    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models", "patterns",
 ]
