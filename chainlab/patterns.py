@@ -334,7 +334,20 @@ def _samples(st, h: torch.Tensor, z: torch.Tensor):
     m = st.module
     if m.groups != 1:
         raise PatternError(f"patterns for grouped convolutions are not supported (layer {st.describe()}, groups={m.groups})")
-    cols = F.unfold(h, m.kernel_size, dilation=m.dilation, padding=conv_padding(m), stride=m.stride)  # (B, P, L)
-    X = cols.permute(0, 2, 1).reshape(-1, cols.shape[1])
+    X = _patches(h.numpy(), m.kernel_size, m.stride, conv_padding(m), m.dilation, tuple(z.shape[2:]))
     Y = z.reshape(z.shape[0], z.shape[1], -1).permute(0, 2, 1).reshape(-1, z.shape[1])
-    return X.numpy(), Y.numpy()
+    return X, Y.numpy()
+
+
+def _patches(h: np.ndarray, k, stride, pad, dil, out_hw) -> np.ndarray:
+    """Receptive-field patches (B·OH·OW, C·KH·KW) in (C, kh, kw) order, zero padding (strided slicing)."""
+    B, C = h.shape[:2]
+    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = k, stride, pad, dil
+    OH, OW = out_hw
+    hp = np.pad(h, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out = np.empty((B, OH, OW, C, KH, KW), dtype=np.float64)
+    for kh in range(KH):
+        for kw in range(KW):
+            win = hp[:, :, kh * dh: kh * dh + sh * (OH - 1) + 1: sh, kw * dw: kw * dw + sw * (OW - 1) + 1: sw]
+            out[:, :, :, :, kh, kw] = win.transpose(0, 2, 3, 1)
+    return out.reshape(B * OH * OW, C * KH * KW)
