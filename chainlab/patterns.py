@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import ChainlabError
 from .trace import _stage_forward, conv_padding, eval_mode, trace

@@ -4,8 +4,8 @@
 
 Writes data/patterns-<net>.npz (one streaming pass in batches of 128, float64 sums).  Arrays with
 more than one million entries (only sixt-cifar's fc1 pattern, 1024×8192) are stored as int8 with
-one float32 scale per row; the script prints the quantization error of each stored array and of
-the PatternNet/PatternAttribution explanations of the first 3 test images.
+one float32 scale per row (to keep data/ under 20 MB); the script prints the quantization error
+of each stored array and of the PatternNet/PatternAttribution explanations of the first 3 test images.
 """
 import argparse
 import time
