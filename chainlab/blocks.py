@@ -144,7 +144,7 @@ class BlockOperator(Operator):
     # -- DeepLIFT structure ----------------------------------------------------------------
     def is_decoupled(self) -> bool:
         """True when both off-diagonal blocks are stored as exact zeros (nothing mixes + and −)."""
-        return all(_is_zero(o) or not np.any(o.to_sparse("csr").data) for o in (self.B, self.C))
+        return all(_is_zero(o) or not np.any(o.to_sparse("csc").data) for o in (self.B, self.C))
 
     def collapse(self, atol: float = 0.0) -> Operator:
         """The n_in × n_out operator A + B, when A + B = C + D (up to ``atol``).
@@ -157,7 +157,7 @@ class BlockOperator(Operator):
         if self.A is self.D and self.B is self.C:   # [[A, B], [B, A]]: equal by construction
             return top
         bot = add_operators(self.C, self.D)
-        diff = top.to_sparse("csr") - bot.to_sparse("csr")
+        diff = top.to_sparse("csc") - bot.to_sparse("csc")
         err = float(np.abs(diff.data).max()) if diff.nnz else 0.0
         if err > atol:
             raise ValueError(f"the block rows differ (max |(A+B) − (C+D)| = {err:.3g} > atol={atol}); it does not collapse")
