@@ -332,3 +332,11 @@ def test_bad_reference_and_options():
         chainlab.extract(mlp_net, xm, "deeplift-revealcancel", reference="blur")
     with pytest.raises(ValueError, match="NaN"):
         chainlab.extract(mlp_net, xm, "deeplift-rescale", reference=torch.full((64,), float("nan")))
+
+
+def test_float32_option():
+    net, x = conv_net(3), torch.randn(1, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    c64 = chainlab.extract(net, x, "deeplift-revealcancel")
+    c32 = chainlab.extract(net, x, "deeplift-revealcancel", dtype="float32")
+    assert all(op.dtype == np.float32 and b.dtype == np.float32 for op in c32 for row in op.blocks for b in row)
+    assert rel_err(c32.explain(2), c64.explain(2)) < 1e-5
