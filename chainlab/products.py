@@ -131,13 +131,15 @@ def dense_sparse(A, S):
     return out
 
 
-def spgemm(A, B, *, dense_above: float | None = None, sample: int = 512):
+def spgemm(A, B, *, dense_above: float | None = None, sample: int = 512, group: bool = True):
     """C = A @ B of two scipy sparse matrices (m × k, k × n), column by column:
     C[:, j] = Σ_{p in column j of B} B_pj · A[:, p].
 
     A symbolic pass counts the entries of every column, a numeric pass fills a CSC matrix with sorted
-    rows.  With ``dense_above`` set, the density is first estimated from ``sample`` evenly spaced
-    columns; above the threshold C is returned as a dense Fortran-order array instead (no symbolic pass).
+    rows.  Columns of B with identical row patterns (all output channels of a conv at one location)
+    are grouped: their product is one dense block A[R, S] @ B[S, G] with the group's columns innermost.
+    With ``dense_above`` set, C is returned as a dense Fortran-order array when its density (exact for
+    grouped columns, else estimated from ``sample`` evenly spaced columns) exceeds the threshold.
     """
     A = _sparse(A, "csc", "spgemm")
     B = _sparse(B, "csc", "spgemm")
@@ -147,25 +149,67 @@ def spgemm(A, B, *, dense_above: float | None = None, sample: int = 512):
     dt = _value_dtype(A.dtype, B.dtype)
     (ap, ai), (bp, bi) = _index_pair(A, B)
     ad, bd = np.ascontiguousarray(A.data, dt), np.ascontiguousarray(B.data, dt)
-    if dense_above is not None and m and n:
-        cols = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(np.int64))
-        est = K.spgemm_symbolic(m, ap, ai, bp, bi, cols, _CHUNK).sum() / (cols.size * m)
-        if est > dense_above:
+    cols = np.arange(n, dtype=np.int64)
+    gptr = gcols = None
+    if group and n >= 8 and m:
+        gptr, gcols = _pattern_groups(bp, bi)
+        if gptr.size - 1 > n // 4:      # few repeated patterns: the per-column kernels are better
+            gptr = None
+    if gptr is not None:
+        r, same = K.spgemm_group_symbolic(m, ap, ai, bp, bi, gptr, gcols)
+        sizes = np.diff(gptr)
+        keep = same & (sizes > 1)
+        rest = np.sort(np.concatenate([gcols[gptr[g]:gptr[g + 1]] for g in np.flatnonzero(~keep)] or
+                                      [np.zeros(0, np.int64)]))
+        gptr_s = np.concatenate([[0], np.cumsum(sizes[keep])]).astype(np.int64)
+        gcols_s = np.concatenate([gcols[gptr[g]:gptr[g + 1]] for g in np.flatnonzero(keep)] or
+                                 [np.zeros(0, np.int64)]).astype(np.int64)
+        counts = np.zeros(n, np.int64)
+        counts[gcols_s] = np.repeat(r[keep], sizes[keep])
+        counts[rest] = K.spgemm_symbolic(m, ap, ai, bp, bi, rest, _CHUNK)
+        nnz = int(counts.sum())
+        if dense_above is not None and nnz > dense_above * m * n:
             out = np.empty((m, n), dt, order="F")
-            K.spgemm_dense(ap, ai, ad, bp, bi, bd, out)
+            K.spgemm_group_numeric(m, ap, ai, ad, bp, bi, bd, gptr_s, gcols_s, bp, bi, bd, True, out)
+            K.spgemm_dense(ap, ai, ad, bp, bi, bd, rest, out)
             return out
-    counts = K.spgemm_symbolic(m, ap, ai, bp, bi, np.arange(n, dtype=np.int64), _CHUNK)
-    nnz = int(counts.sum())
+        cols = rest
+    else:
+        if dense_above is not None and m and n:
+            smp = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(np.int64))
+            est = K.spgemm_symbolic(m, ap, ai, bp, bi, smp, _CHUNK).sum() / (smp.size * m)
+            if est > dense_above:
+                out = np.empty((m, n), dt, order="F")
+                K.spgemm_dense(ap, ai, ad, bp, bi, bd, cols, out)
+                return out
+        counts = K.spgemm_symbolic(m, ap, ai, bp, bi, cols, _CHUNK)
+        nnz = int(counts.sum())
     it = np.int32 if max(nnz, m, n) < 2**31 - 1 else np.int64
     indptr = np.zeros(n + 1, it)
     np.cumsum(counts, out=indptr[1:])
     indices, data = np.empty(nnz, it), np.empty(nnz, dt)
     if it != ai.dtype:
         ap, ai, bp, bi = (x.astype(it) for x in (ap, ai, bp, bi))
-    K.spgemm_numeric(m, ap, ai, ad, bp, bi, bd, indptr, indices, data, _CHUNK)
+    if gptr is not None:
+        K.spgemm_group_numeric(m, ap, ai, ad, bp, bi, bd, gptr_s, gcols_s, indptr, indices, data, False,
+                               np.zeros((1, 1), dt))
+    K.spgemm_numeric(m, ap, ai, ad, bp, bi, bd, cols, indptr, indices, data, _CHUNK)
     C = sp.csc_matrix((data, indices, indptr), shape=(m, n), copy=False)
     C.has_sorted_indices = True
     return C
+
+
+def _pattern_groups(indptr, indices, max_group: int = 256):
+    """Columns grouped by the hash of their row pattern (groups of at most ``max_group``): (gptr, gcols)."""
+    h = K.csc_pattern_hash(indptr, indices)
+    order = np.argsort(h, kind="stable").astype(np.int64)
+    hs = h[order]
+    starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
+    bounds = []
+    for a, b in zip(starts, np.r_[starts[1:], hs.size]):
+        bounds.extend(range(a, b, max_group))
+    gptr = np.r_[bounds, hs.size].astype(np.int64)
+    return gptr, order
 
 
 def _blocks(blocks):

@@ -70,15 +70,15 @@ def spgemm_symbolic(m, a_indptr, a_indices, b_indptr, b_indices, cols, chunk):
 
 
 @njit(cache=True, parallel=True)
-def spgemm_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data,
+def spgemm_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, cols,
                    c_indptr, c_indices, c_data, chunk):
-    """Numeric pass of C = A @ B (CSC × CSC → CSC, sorted rows; c_indptr from the symbolic pass):
-    C[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]], accumulated in a dense column."""
-    n = b_indptr.shape[0] - 1
-    for ch in prange((n + chunk - 1) // chunk):
+    """Numeric pass of C = A @ B (CSC × CSC → CSC, sorted rows; c_indptr from the symbolic pass) for the
+    columns j in ``cols``: C[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]] in a dense accumulator."""
+    for ch in prange((cols.shape[0] + chunk - 1) // chunk):
         mark = np.full(m, -1, np.int64)
         acc = np.zeros(m, c_data.dtype)
-        for j in range(ch * chunk, min(n, (ch + 1) * chunk)):
+        for t in range(ch * chunk, min(cols.shape[0], (ch + 1) * chunk)):
+            j = cols[t]
             s = c_indptr[j]
             cnt = 0
             for p in range(b_indptr[j], b_indptr[j + 1]):
@@ -101,20 +101,120 @@ def spgemm_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data,
                         cnt += 1
             else:
                 c_indices[s:s + cnt] = np.sort(c_indices[s:s + cnt])
-            for t in range(s, s + cnt):
-                c_data[t] = acc[c_indices[t]]
+            for u in range(s, s + cnt):
+                c_data[u] = acc[c_indices[u]]
 
 
 @njit(cache=True, parallel=True)
-def spgemm_dense(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out):
-    """C = A @ B (CSC × CSC) into a dense (m × n) out:  out[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]]."""
-    for j in prange(out.shape[1]):
+def spgemm_dense(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, cols, out):
+    """C = A @ B (CSC × CSC) into a dense (m × n) out, for the columns j in ``cols``:
+    out[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]]."""
+    for t in prange(cols.shape[0]):
+        j = cols[t]
         out[:, j] = 0
         for p in range(b_indptr[j], b_indptr[j + 1]):
             v = b_data[p]
             k = b_indices[p]
             for q in range(a_indptr[k], a_indptr[k + 1]):
                 out[a_indices[q], j] += a_data[q] * v
+
+
+@njit(cache=True, parallel=True)
+def csc_pattern_hash(indptr, indices):
+    """h[j]: a 64-bit hash of column j's row pattern (length and indices); equal patterns give equal hashes."""
+    n = indptr.shape[0] - 1
+    h = np.empty(n, np.int64)
+    for j in prange(n):
+        x = np.int64(indptr[j + 1] - indptr[j]) * 1000003 + 7
+        for p in range(indptr[j], indptr[j + 1]):
+            x = x * 1000003 + indices[p] + 1   # wraps around modulo 2^64
+        h[j] = x
+    return h
+
+
+@njit(cache=True, parallel=True)
+def spgemm_group_symbolic(m, a_indptr, a_indices, b_indptr, b_indices, gptr, gcols):
+    """Symbolic pass for groups of columns of B (group g = gcols[gptr[g]:gptr[g+1]]): same[g] tells whether all
+    of the group's columns have the row pattern S_g of its first column, r[g] = |∪_{k in S_g} rows(A[:, k])|."""
+    G = gptr.shape[0] - 1
+    r = np.zeros(G, np.int64)
+    same = np.ones(G, np.bool_)
+    for g in prange(G):
+        j0 = gcols[gptr[g]]
+        s0 = b_indptr[j0]
+        s = b_indptr[j0 + 1] - s0
+        for t in range(gptr[g] + 1, gptr[g + 1]):
+            j = gcols[t]
+            if b_indptr[j + 1] - b_indptr[j] != s:
+                same[g] = False
+            else:
+                for p in range(s):
+                    if b_indices[b_indptr[j] + p] != b_indices[s0 + p]:
+                        same[g] = False
+                        break
+            if not same[g]:
+                break
+        mark = np.zeros(m, np.bool_)
+        n = 0
+        for p in range(s0, s0 + s):
+            k = b_indices[p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                if not mark[a_indices[q]]:
+                    mark[a_indices[q]] = True
+                    n += 1
+        r[g] = n
+    return r, same
+
+
+@njit(cache=True, parallel=True)
+def spgemm_group_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, gptr, gcols,
+                         c_indptr, c_indices, c_data, dense, out):
+    """Numeric pass for groups of columns G of B that share one row pattern S (``same`` groups of
+    :func:`spgemm_group_symbolic`): C[R, G] = A[R, S] @ B[S, G], R the union of the rows of A[:, S], accumulated
+    as a dense |R| × |G| block with the group's columns innermost (contiguous, SIMD).  Written to CSC
+    (sorted rows R in every column of G) or, with ``dense``, into the dense (m × n) ``out``."""
+    for g in prange(gptr.shape[0] - 1):
+        ng = gptr[g + 1] - gptr[g]
+        j0 = gcols[gptr[g]]
+        s0 = b_indptr[j0]
+        s = b_indptr[j0 + 1] - s0
+        pos = np.full(m, -1, np.int64)
+        n = 0
+        for p in range(s0, s0 + s):
+            k = b_indices[p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                if pos[a_indices[q]] < 0:
+                    pos[a_indices[q]] = 0
+                    n += 1
+        rows = np.empty(n, np.int64)
+        n = 0
+        for i in range(m):
+            if pos[i] == 0:
+                pos[i] = n
+                rows[n] = i
+                n += 1
+        acc = np.zeros((n, ng), c_data.dtype)
+        bv = np.empty(ng, c_data.dtype)
+        for p in range(s):
+            k = b_indices[s0 + p]
+            for t in range(ng):
+                bv[t] = b_data[b_indptr[gcols[gptr[g] + t]] + p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                row = pos[a_indices[q]]
+                a = a_data[q]
+                for t in range(ng):
+                    acc[row, t] += a * bv[t]
+        for t in range(ng):
+            j = gcols[gptr[g] + t]
+            if dense:
+                out[:, j] = 0
+                for u in range(n):
+                    out[rows[u], j] = acc[u, t]
+            else:
+                c0 = c_indptr[j]
+                for u in range(n):
+                    c_indices[c0 + u] = rows[u]
+                    c_data[c0 + u] = acc[u, t]
 
 
 @njit(cache=True, parallel=True)

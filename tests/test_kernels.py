@@ -160,3 +160,26 @@ def test_channel_cosine_matches_loop_reference():
             else:
                 assert abs(got[l, t] - abs(a @ b) / np.linalg.norm(a) / np.linalg.norm(b)) < 1e-14
     assert np.isnan(got[7, 1]) and np.isnan(got[7, 3]) and np.all(np.isnan(got[:, 2]))
+
+
+@pytest.mark.parametrize("index", INDEX)
+def test_spgemm_grouped_columns_with_shared_patterns(index):
+    """Columns of B in groups with one row pattern (as a conv's output channels) take the dense-block path."""
+    rng = np.random.default_rng(21)
+    base = rand_sparse(30, 12, 0.25, 22)
+    reps = 6
+    B = sp.hstack([base] * reps, format="csc")                  # every pattern 6 times
+    B.data = rng.normal(size=B.nnz)
+    extra = rand_sparse(30, 5, 0.3, 23)                          # a few unique patterns
+    B = sp.hstack([B, extra], format="csc")
+    B = B[:, rng.permutation(B.shape[1])].tocsc()
+    B.indptr, B.indices = B.indptr.astype(index), B.indices.astype(index)
+    A = rand_sparse(40, 30, 0.2, 24, index=index)
+    gptr, _ = pr._pattern_groups(B.indptr, B.indices)
+    assert gptr.size - 1 <= B.shape[1] // 4                     # the grouped path is taken
+    C = pr.spgemm(A, B)
+    close(C, A @ B, np.float64)
+    for j in range(C.shape[1]):
+        assert np.all(np.diff(C.indices[C.indptr[j]:C.indptr[j + 1]]) > 0)
+    close(pr.spgemm(A, B, dense_above=0.0), A @ B, np.float64)
+    close(pr.spgemm(A, B, group=False), A @ B, np.float64)
