@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import products as _products
 from .errors import NotLinearError
 from .operators import Operator
 
@@ -93,8 +94,13 @@ class Chain(Sequence):
         return int(np.argmax(self.logits))
 
     # -- products ----------------------------------------------------------------------------
-    def apply(self, R, start: int = 0, stop: int | None = None):
-        """M_start ⋯ M_(stop−1) @ R for R of shape (n_out of M_(stop−1), k) or (n,)."""
+    def apply(self, R, start: int = 0, stop: int | None = None, *, max_memory: float | None = None,
+              basis: bool | None = None):
+        """M_start ⋯ M_(stop−1) @ R for R of shape (n_out of M_(stop−1), k) or (n,).
+
+        Many columns are streamed in blocks so that intermediate signals stay under ``max_memory`` bytes
+        (default 2 GiB); with more columns than rows R is applied to the propagated identity
+        (``basis``, see :func:`chainlab.products.stream_apply`)."""
         ops = self.operators[start:stop]
         R = np.asarray(R)
         if not ops:
@@ -107,9 +113,22 @@ class Chain(Sequence):
                 f"apply(start={start}, stop={stop}) needs R with {ops[-1].shape[1]} rows (the outputs of "
                 f"operator {last}, '{self.names[last]}'), got shape {R.shape}"
             )
-        for op in reversed(ops):
-            R2 = op.matmat(R2)
+        R2 = _products.stream_apply(ops, R2, max_memory=max_memory, basis=basis)
         return R2.reshape(-1) if vec else R2
+
+    def product(self, start: int = 0, stop: int | None = None, *,
+                dense_above: float = _products.DENSE_ABOVE) -> Operator:
+        """M_(start+1) ⋯ M_stop (``self[start:stop]``) as one operator: SparseOperator (CSC) while the product's
+        density stays ≤ ``dense_above``, DenseOperator above (:func:`chainlab.products.chain_product`)."""
+        self.require_linear("product()")
+        return _products.chain_product(self, start, stop, dense_above=dense_above)
+
+    def prefix_products(self, normalize: bool = True, start: int = 0, stop: int | None = None, *,
+                        dense_above: float = _products.DENSE_ABOVE):
+        """Iterator of PrefixProduct(k, matrix, log_scale), P_k = M_(start+1) ⋯ M_k = exp(log_scale)·matrix for
+        k = start+1 … stop, renormalized per step when ``normalize`` (:func:`chainlab.products.prefix_products`)."""
+        self.require_linear("prefix_products()")
+        return _products.prefix_products(self, normalize, start, stop, dense_above=dense_above)
 
     def to_dense(self) -> np.ndarray:
         """The full product M_1 ⋯ M_L as a numpy array (n_input, n_output)."""

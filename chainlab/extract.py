@@ -15,9 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import implicit as _implicit
 from .chain import Chain
 from .errors import ExtractionError
-from .matrices import avgpool_column_weights, materialize, maxpool_operator, stabilize, window_operator
+from .matrices import avgpool_column_weights, maxpool_operator, stabilize, window_operator
+from .matrices import materialize as _materialize
 from .operators import DenseOperator, Operator, SparseOperator
 from .rules import BIAS_POLICIES, LayerContext, resolve
 from .trace import check_logits, eval_mode, trace
@@ -39,7 +41,7 @@ def register_method(name: str, builder):
 
 
 def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, dtype="float64",
-            avgpool: str = "proportional", **options) -> Chain:
+            avgpool: str = "proportional", materialize: bool = True, **options) -> Chain:
     """Extract the chain of per-layer backward matrices of ``model`` at input ``x`` under ``rule``.
 
     Parameters
@@ -62,6 +64,9 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         Storage type of the operators (extraction itself runs in float64).
     avgpool : "proportional" (default) | "gradient"
         Relevance-space matrix of average pools.
+    materialize : bool
+        True (default): explicit dense/sparse matrices.  False: implicit operators (kind "implicit",
+        :mod:`chainlab.implicit`) applied through torch conv2d / conv_transpose2d / masks / pooling.
     **options
         The rules' own parameters: epsilon, alpha, beta, gamma, low, high, ….
     """
@@ -74,6 +79,8 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     if avgpool not in AVGPOOL_MODES:
         raise ValueError(f"avgpool must be one of {', '.join(AVGPOOL_MODES)}; got {avgpool!r}")
+    if not isinstance(materialize, bool):
+        raise TypeError(f"materialize must be True or False, got {materialize!r}")
     common = dict(bias=bias, stabilizer=float(stabilizer), dtype=dtype_name, avgpool=avgpool)
 
     with eval_mode(model):
@@ -82,6 +89,8 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         records = net.forward(xt)
         check_logits(model, xt, records[-1].out)
         if isinstance(rule, str) and rule in METHODS:
+            if not materialize:
+                raise ValueError(f"materialize=False is not available for the whole-chain method {rule!r}")
             return METHODS[rule](model, net, xt, records, {**common, **options})
 
     composite, used = resolve(rule, options)
@@ -122,9 +131,10 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
     for i, (st, rec, r) in enumerate(zip(stages, records, layer_rules)):
         if r is not None:
             ctx = LayerContext(st, rec, i, i == first, bias_policy=bias, stabilizer=float(stabilizer))
-            op = materialize(r.terms(ctx), np_dtype)
+            op = (_materialize if materialize else _implicit.from_terms)(r.terms(ctx), np_dtype)
         else:
-            op = _fixed_operator(st, rec, space, avgpool, float(stabilizer), np_dtype)
+            fixed = _fixed_operator if materialize else _implicit.fixed_operator
+            op = fixed(st, rec, space, avgpool, float(stabilizer), np_dtype)
         ops.append(op)
         names.append(st.name)
 
@@ -182,6 +192,8 @@ def _fixed_operator(st, rec, space, avgpool, stabilizer, dtype) -> Operator:
 
 def scale_rows(op: Operator, v: np.ndarray) -> Operator:
     """diag(v) @ op, same storage kind."""
+    if hasattr(op, "scale_rows"):  # implicit operators
+        return op.scale_rows(v)
     if isinstance(op, DenseOperator):
         return DenseOperator(op.array * v[:, None].astype(op.dtype), op.bias_relevance)
     if isinstance(op, SparseOperator):

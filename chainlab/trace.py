@@ -197,7 +197,7 @@ def _stage_forward(st: Stage, h: torch.Tensor):
     if st.kind == "adaptiveavgpool2d":
         return F.adaptive_avg_pool2d(h, m.output_size), None
     if st.kind == "relu":
-        return h.clone(), None
+        return torch.relu(h), None  # a leading ReLU stage applies the ReLU itself (relu flag stays False)
     raise ExtractionError(f"unknown stage kind {st.kind!r}")
 
 

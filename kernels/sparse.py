@@ -1,0 +1,309 @@
+"""Products of sparse and dense matrices, column renormalization and channel cosines.
+
+Storage conventions (plain arrays only):
+
+* CSC matrix A (m × k): ``indptr`` (k+1,), ``indices``, ``data``; column c holds rows
+  ``indices[indptr[c]:indptr[c+1]]`` with values ``data[...]``.  CSR is the same with rows and
+  columns swapped.  Index arrays are int32 or int64 (one compiled version each).
+* Dense operands and results are Fortran-ordered (a column is contiguous).
+
+Every kernel runs ``prange`` over output columns (or chunks of them): a thread writes only
+its own columns, so there are no races and no atomics.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def csc_dense(indptr, indices, data, B, out):
+    """out = A @ B for CSC A (m × k) and dense B (k × n):  out[:, j] = Σ_c B[c, j] · A[:, c].  out is (m × n)."""
+    for j in prange(B.shape[1]):
+        out[:, j] = 0
+        for c in range(B.shape[0]):
+            b = B[c, j]
+            if b != 0:
+                for p in range(indptr[c], indptr[c + 1]):
+                    out[indices[p], j] += data[p] * b
+
+
+@njit(cache=True, parallel=True)
+def csr_dense(indptr, indices, data, B, out):
+    """out = A @ B for CSR A (m × k) and dense B (k × n):  out[i, j] = Σ_p data[p] · B[indices[p], j], p in row i."""
+    for j in prange(B.shape[1]):
+        for i in range(out.shape[0]):
+            s = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                s += data[p] * B[indices[p], j]
+            out[i, j] = s
+
+
+@njit(cache=True, parallel=True)
+def dense_csc(A, indptr, indices, data, out):
+    """out = A @ S for dense A (m × k) and CSC S (k × n):  out[:, j] = Σ_p data[p] · A[:, indices[p]], p in column j."""
+    for j in prange(out.shape[1]):
+        out[:, j] = 0
+        for p in range(indptr[j], indptr[j + 1]):
+            v = data[p]
+            c = indices[p]
+            for i in range(A.shape[0]):
+                out[i, j] += A[i, c] * v
+
+
+@njit(cache=True, parallel=True)
+def spgemm_symbolic(m, a_indptr, a_indices, b_indptr, b_indices, cols, chunk):
+    """Symbolic pass of C = A @ B (CSC × CSC): counts[t] = |∪_{p in column cols[t] of B} rows(A[:, b_indices[p]])|."""
+    counts = np.zeros(cols.shape[0], np.int64)
+    for ch in prange((cols.shape[0] + chunk - 1) // chunk):
+        mark = np.full(m, -1, np.int64)
+        for t in range(ch * chunk, min(cols.shape[0], (ch + 1) * chunk)):
+            j = cols[t]
+            n = 0
+            for p in range(b_indptr[j], b_indptr[j + 1]):
+                k = b_indices[p]
+                for q in range(a_indptr[k], a_indptr[k + 1]):
+                    i = a_indices[q]
+                    if mark[i] != t:
+                        mark[i] = t
+                        n += 1
+            counts[t] = n
+    return counts
+
+
+@njit(cache=True, parallel=True)
+def spgemm_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, cols,
+                   c_indptr, c_indices, c_data, chunk):
+    """Numeric pass of C = A @ B (CSC × CSC → CSC, sorted rows; c_indptr from the symbolic pass) for the
+    columns j in ``cols``: C[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]] in a dense accumulator."""
+    for ch in prange((cols.shape[0] + chunk - 1) // chunk):
+        mark = np.full(m, -1, np.int64)
+        acc = np.zeros(m, c_data.dtype)
+        for t in range(ch * chunk, min(cols.shape[0], (ch + 1) * chunk)):
+            j = cols[t]
+            s = c_indptr[j]
+            cnt = 0
+            for p in range(b_indptr[j], b_indptr[j + 1]):
+                v = b_data[p]
+                k = b_indices[p]
+                for q in range(a_indptr[k], a_indptr[k + 1]):
+                    i = a_indices[q]
+                    if mark[i] != j:
+                        mark[i] = j
+                        acc[i] = a_data[q] * v
+                        c_indices[s + cnt] = i
+                        cnt += 1
+                    else:
+                        acc[i] += a_data[q] * v
+            if cnt * 16 > m:  # dense-ish column: a scan in row order is cheaper than a sort
+                cnt = 0
+                for i in range(m):
+                    if mark[i] == j:
+                        c_indices[s + cnt] = i
+                        cnt += 1
+            else:
+                c_indices[s:s + cnt] = np.sort(c_indices[s:s + cnt])
+            for u in range(s, s + cnt):
+                c_data[u] = acc[c_indices[u]]
+
+
+@njit(cache=True, parallel=True)
+def spgemm_dense(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, cols, out):
+    """C = A @ B (CSC × CSC) into a dense (m × n) out, for the columns j in ``cols``:
+    out[:, j] = Σ_{p in column j of B} b_data[p] · A[:, b_indices[p]]."""
+    for t in prange(cols.shape[0]):
+        j = cols[t]
+        out[:, j] = 0
+        for p in range(b_indptr[j], b_indptr[j + 1]):
+            v = b_data[p]
+            k = b_indices[p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                out[a_indices[q], j] += a_data[q] * v
+
+
+@njit(cache=True, parallel=True)
+def csc_pattern_hash(indptr, indices):
+    """h[j]: a 64-bit hash of column j's row pattern (length and indices); equal patterns give equal hashes."""
+    n = indptr.shape[0] - 1
+    h = np.empty(n, np.int64)
+    for j in prange(n):
+        x = np.int64(indptr[j + 1] - indptr[j]) * 1000003 + 7
+        for p in range(indptr[j], indptr[j + 1]):
+            x = x * 1000003 + indices[p] + 1   # wraps around modulo 2^64
+        h[j] = x
+    return h
+
+
+@njit(cache=True, parallel=True)
+def spgemm_group_symbolic(m, a_indptr, a_indices, b_indptr, b_indices, gptr, gcols):
+    """Symbolic pass for groups of columns of B (group g = gcols[gptr[g]:gptr[g+1]]): same[g] tells whether all
+    of the group's columns have the row pattern S_g of its first column, r[g] = |∪_{k in S_g} rows(A[:, k])|."""
+    G = gptr.shape[0] - 1
+    r = np.zeros(G, np.int64)
+    same = np.ones(G, np.bool_)
+    for g in prange(G):
+        j0 = gcols[gptr[g]]
+        s0 = b_indptr[j0]
+        s = b_indptr[j0 + 1] - s0
+        for t in range(gptr[g] + 1, gptr[g + 1]):
+            j = gcols[t]
+            if b_indptr[j + 1] - b_indptr[j] != s:
+                same[g] = False
+            else:
+                for p in range(s):
+                    if b_indices[b_indptr[j] + p] != b_indices[s0 + p]:
+                        same[g] = False
+                        break
+            if not same[g]:
+                break
+        mark = np.zeros(m, np.bool_)
+        n = 0
+        for p in range(s0, s0 + s):
+            k = b_indices[p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                if not mark[a_indices[q]]:
+                    mark[a_indices[q]] = True
+                    n += 1
+        r[g] = n
+    return r, same
+
+
+@njit(cache=True, parallel=True)
+def spgemm_group_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, gptr, gcols,
+                         c_indptr, c_indices, c_data, dense, out):
+    """Numeric pass for groups of columns G of B that share one row pattern S (``same`` groups of
+    :func:`spgemm_group_symbolic`): C[R, G] = A[R, S] @ B[S, G], R the union of the rows of A[:, S], accumulated
+    as a dense |R| × |G| block with the group's columns innermost (contiguous, SIMD).  Written to CSC
+    (sorted rows R in every column of G) or, with ``dense``, into the dense (m × n) ``out``."""
+    for g in prange(gptr.shape[0] - 1):
+        ng = gptr[g + 1] - gptr[g]
+        j0 = gcols[gptr[g]]
+        s0 = b_indptr[j0]
+        s = b_indptr[j0 + 1] - s0
+        pos = np.full(m, -1, np.int64)
+        n = 0
+        for p in range(s0, s0 + s):
+            k = b_indices[p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                if pos[a_indices[q]] < 0:
+                    pos[a_indices[q]] = 0
+                    n += 1
+        rows = np.empty(n, np.int64)
+        n = 0
+        for i in range(m):
+            if pos[i] == 0:
+                pos[i] = n
+                rows[n] = i
+                n += 1
+        acc = np.zeros((n, ng), c_data.dtype)
+        bv = np.empty(ng, c_data.dtype)
+        for p in range(s):
+            k = b_indices[s0 + p]
+            for t in range(ng):
+                bv[t] = b_data[b_indptr[gcols[gptr[g] + t]] + p]
+            for q in range(a_indptr[k], a_indptr[k + 1]):
+                row = pos[a_indices[q]]
+                a = a_data[q]
+                for t in range(ng):
+                    acc[row, t] += a * bv[t]
+        for t in range(ng):
+            j = gcols[gptr[g] + t]
+            if dense:
+                out[:, j] = 0
+                for u in range(n):
+                    out[rows[u], j] = acc[u, t]
+            else:
+                c0 = c_indptr[j]
+                for u in range(n):
+                    c_indices[c0 + u] = rows[u]
+                    c_data[c0 + u] = acc[u, t]
+
+
+@njit(cache=True, parallel=True)
+def block2_csc_dense(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, c_ptr, c_idx, c_val, d_ptr, d_idx, d_val,
+                     V, out):
+    """2×2 block product [o⁺; o⁻] = [[A, B], [C, D]] @ [v⁺; v⁻] with CSC blocks A…D (m × k), V (2k × n), out (2m × n):
+    o⁺ = A v⁺ + B v⁻, o⁻ = C v⁺ + D v⁻ (the + half first, then the − half)."""
+    m = out.shape[0] // 2
+    k = V.shape[0] // 2
+    for j in prange(V.shape[1]):
+        out[:, j] = 0
+        for c in range(k):
+            vp = V[c, j]
+            vm = V[k + c, j]
+            if vp != 0:
+                for p in range(a_ptr[c], a_ptr[c + 1]):
+                    out[a_idx[p], j] += a_val[p] * vp
+                for p in range(c_ptr[c], c_ptr[c + 1]):
+                    out[m + c_idx[p], j] += c_val[p] * vp
+            if vm != 0:
+                for p in range(b_ptr[c], b_ptr[c + 1]):
+                    out[b_idx[p], j] += b_val[p] * vm
+                for p in range(d_ptr[c], d_ptr[c + 1]):
+                    out[m + d_idx[p], j] += d_val[p] * vm
+
+
+@njit(cache=True, parallel=True)
+def dense_column_norms(A, kind, out):
+    """out[j] = max_i |A_ij| (kind 0), Σ_i |A_ij| (kind 1) or (Σ_i A_ij²)^½ (kind 2) for dense A (m × n)."""
+    for j in prange(A.shape[1]):
+        s = 0.0
+        for i in range(A.shape[0]):
+            v = abs(A[i, j])
+            if kind == 0:
+                s = max(s, v)
+            elif kind == 1:
+                s += v
+            else:
+                s += v * v
+        out[j] = np.sqrt(s) if kind == 2 else s
+
+
+@njit(cache=True, parallel=True)
+def csc_column_norms(indptr, data, kind, out):
+    """The column norms of :func:`dense_column_norms` for a CSC matrix (only stored entries are read)."""
+    for j in prange(indptr.shape[0] - 1):
+        s = 0.0
+        for p in range(indptr[j], indptr[j + 1]):
+            v = abs(data[p])
+            if kind == 0:
+                s = max(s, v)
+            elif kind == 1:
+                s += v
+            else:
+                s += v * v
+        out[j] = np.sqrt(s) if kind == 2 else s
+
+
+@njit(cache=True, parallel=True)
+def dense_scale_columns(A, s):
+    """A[:, j] *= s[j] in place (dense A, m × n)."""
+    for j in prange(A.shape[1]):
+        A[:, j] *= s[j]
+
+
+@njit(cache=True, parallel=True)
+def csc_scale_columns(indptr, data, s):
+    """A[:, j] *= s[j] in place for a CSC matrix (its data array)."""
+    for j in prange(indptr.shape[0] - 1):
+        for p in range(indptr[j], indptr[j + 1]):
+            data[p] *= s[j]
+
+
+@njit(cache=True, parallel=True)
+def channel_cosine(X, C, L, first, second, out):
+    """Per-location channel cosine of pairs of signals (Sixt's CSC).  X (C·L × n): n signals of shape (C, L)
+    in torch's flatten order (L = H·W locations).  For pair t = (u, v) = (first[t], second[t]) and location l:
+    out[l, t] = |Σ_c X[cL+l, u] X[cL+l, v]| / (‖X[·L+l, u]‖ ‖X[·L+l, v]‖), NaN when either norm is 0."""
+    for t in prange(first.shape[0]):
+        u = first[t]
+        v = second[t]
+        for l in range(L):
+            uv = 0.0
+            uu = 0.0
+            vv = 0.0
+            for c in range(C):
+                a = X[c * L + l, u]
+                b = X[c * L + l, v]
+                uv += a * b
+                uu += a * a
+                vv += b * b
+            out[l, t] = abs(uv) / np.sqrt(uu * vv) if (uu > 0 and vv > 0) else np.nan
