@@ -47,6 +47,8 @@ def require_linear(chain, what: str):
 
 def ratio(a: float, b: float):
     """a / b with a/0 = inf for a > 0; None when both are 0 (undefined, e.g. σ1/σ2 of a zero matrix)."""
+    if a is None or b is None:
+        return None
     if b > 0:
         return float(a / b)
     if a > 0:
@@ -75,3 +77,8 @@ def to_dense(m) -> np.ndarray:
 def layer_label(chain, i: int) -> str:
     names = getattr(chain, "names", None)
     return names[i] if names and i < len(names) else str(i)
+
+
+def rank_tol(s1: float, shape) -> float:
+    """Numerical-rank cutoff σ1·max(n, m)·eps (as numpy.linalg.matrix_rank): smaller σ_i count as 0."""
+    return float(s1) * max(shape) * np.finfo(np.float64).eps

@@ -18,16 +18,21 @@ import math
 
 import numpy as np
 
-from ._common import layer_label, ratio, record, require_linear, to_dense
+from ._common import layer_label, rank_tol, ratio, record, require_linear, to_dense
 from ._products import implicit_prefix, prefix_products_or_operators
 from .spectra import singular_values
 
 __all__ = ["rank1", "rank1_quantities"]
 
 
-def rank1_quantities(s: np.ndarray) -> dict:
-    """The rank-1 quantities from a full list of singular values s (any order)."""
+def rank1_quantities(s: np.ndarray, shape=None) -> dict:
+    """The rank-1 quantities from a full list of singular values s (any order).
+
+    With ``shape`` given, σ_i ≤ σ1·max(n, m)·eps count as 0 (numerical rank, as matrix_rank).
+    """
     s = np.sort(np.abs(np.asarray(s, dtype=np.float64)))[::-1]
+    if s.size and shape is not None:
+        s[s <= rank_tol(s[0], shape)] = 0.0
     if s.size == 0 or s[0] == 0:
         return {"sigma2/sigma1": None, "rank1_residual": None, "stable_rank": None, "effective_rank": None}
     s2 = s[1] if s.size > 1 else 0.0
@@ -50,14 +55,17 @@ def rank1(chain, *, max_dense: float = 2e7, exact_below: int = 400) -> list[dict
         layer = layer_label(chain, k - 1)
         if P is not None:
             s = np.linalg.svd(to_dense(P), compute_uv=False)
-            q = rank1_quantities(s)
+            q = rank1_quantities(s, P.shape)
             for name, v in q.items():
                 rows.append(record(chain, "rank1", name, layer, k, v, method="svd",
                                    note=None if v is not None else "zero product"))
             ls = log_scale + math.log(s[0]) if s.size and s[0] > 0 else -math.inf
             rows.append(record(chain, "rank1", "log_sigma1", layer, k, ls, method="svd"))
         else:
-            s = singular_values(implicit_prefix(chain, k), 2, exact_below)
+            op = implicit_prefix(chain, k)
+            s = singular_values(op, 2, exact_below)
+            if s[1] <= rank_tol(s[0], op.shape):
+                s[1] = 0.0
             r = ratio(s[1], s[0])
             rows.append(record(chain, "rank1", "sigma2/sigma1", layer, k, r if r != math.inf else None,
                                method="svds"))

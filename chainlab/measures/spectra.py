@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..operators import Operator
-from ._common import layer_label, ratio, record, require_linear
+from ._common import layer_label, rank_tol, ratio, record, require_linear
 from ._products import implicit_prefix, prefix_products_or_operators
 
 DENSE_LIMIT = 4_000_000   # entries of a dense copy we are willing to make for an exact SVD
@@ -104,8 +104,11 @@ def interlayer_members(chain, rank: int | None = 16, exact_below: int = 400):
     return out
 
 
-def spectrum_records(chain, matrix_sv, *, measure, of, layer, k, top, **extras):
-    s = np.asarray(matrix_sv, dtype=np.float64)
+def spectrum_records(chain, matrix_sv, *, measure, of, layer, k, top, shape=None, **extras):
+    """σ1, σ2, σ1/σ2 (+ σ_i) records; σ_i ≤ σ1·max(n, m)·eps count as 0 (so rank 1 gives σ1/σ2 = inf)."""
+    s = np.asarray(matrix_sv, dtype=np.float64).copy()
+    if s.size and shape is not None:
+        s[s <= rank_tol(s[0], shape)] = 0.0
     rows = [record(chain, measure, "sigma1", layer, k, float(s[0]), of=of, **extras),
             record(chain, measure, "sigma2", layer, k, float(s[1]) if len(s) > 1 else 0.0, of=of, **extras)]
     r = ratio(s[0], s[1] if len(s) > 1 else 0.0)
@@ -127,19 +130,19 @@ def spectra(chain, *, top: int = 2, layers: bool = True, prefix: bool = True, in
             method = "svd" if _uses_dense(op.shape, top, exact_below) else "svds"
             s = singular_values(op, top, exact_below, tol)
             rows += spectrum_records(chain, s, measure="spectra", of="layer", layer=layer_label(chain, i), k=i + 1,
-                                     top=top, method=method)
+                                     top=top, method=method, shape=op.shape)
     if prefix:
         for k, P, log_scale in prefix_products_or_operators(chain, max_dense):
             op = P if P is not None else implicit_prefix(chain, k)
             method = "svd" if _uses_dense(op.shape, top, exact_below) else "svds"
             s = singular_values(op, top, exact_below, tol)
             rows += spectrum_records(chain, s, measure="spectra", of="prefix", layer=layer_label(chain, k - 1), k=k,
-                                     top=top, method=method, log_scale=log_scale)
+                                     top=top, method=method, log_scale=log_scale, shape=op.shape)
     if interlayer and len(chain) > 1:
         for l, T in enumerate(interlayer_members(chain, rank, exact_below)):
             s = np.linalg.svd(T, compute_uv=False) if T.size else np.zeros(2)
             s = np.concatenate([s, np.zeros(max(0, top - len(s)))])
             trunc = not all(_uses_dense(chain[j].shape, 2, exact_below) for j in (l, l + 1))
             rows += spectrum_records(chain, s, measure="spectra", of="interlayer", layer=layer_label(chain, l),
-                                     k=l + 1, top=top, truncated=rank if trunc else None)
+                                     k=l + 1, top=top, shape=T.shape, truncated=rank if trunc else None)
     return rows
