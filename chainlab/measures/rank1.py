@@ -8,7 +8,7 @@ For every k (records ``measure="rank1"``, layer = name of M_k):
 * ``effective_rank``      exp(H(p)), p_i = σ_i / Σ_j σ_j, H the Shannon entropy (Roy & Vetterli 2007)
 * ``log_sigma1``          log σ1 of the true (unnormalized) P_k = log_scale + log σ1(matrix)
 
-All are scale-invariant, so they are computed on the renormalized product (see ``_products``).
+Singular values ≤ σ1·max(n, m)·eps count as 0 (numerical rank).  All are scale-invariant, so they are computed on the renormalized product (see ``_products``).
 Exact from the full SVD when P_k is materialized (n_input·n_k ≤ ``max_dense``); above that only
 σ2/σ1 and log σ1 are given, from ``svds`` on the implicit product (extra ``method="svds"``).
 """

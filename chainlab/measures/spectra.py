@@ -7,7 +7,8 @@ MᵀM, relative accuracy ``tol`` = 1e-8 of each returned σ) without materializi
 
 Records (``spectra``):
 * quantity ``sigma1``, ``sigma2``, ``sigma1/sigma2`` (inf when σ2 = 0 < σ1, None for a zero
-  matrix) and, with ``top > 2``, ``sigma_i`` for i ≤ top;
+  matrix; σ_i ≤ σ1·max(n, m)·eps count as 0, the numerical rank of numpy.linalg.matrix_rank, so an
+  exactly rank-1 matrix gives inf rather than ~1e16) and, with ``top > 2``, ``sigma_i`` for i ≤ top;
 * ``measure="spectra"`` with extra ``of`` = "layer" (layer = operator name, k = 1..L),
   "prefix" (P_k = M_1⋯M_k, layer = name of M_k; σ of the renormalized matrix, the true σ is
   exp(log_scale)·σ, ``log_scale`` given) or "interlayer" (T_l, layer = name of M_l).
@@ -119,10 +120,18 @@ def spectrum_records(chain, matrix_sv, *, measure, of, layer, k, top, shape=None
     return rows
 
 
-def spectra(chain, *, top: int = 2, layers: bool = True, prefix: bool = True, interlayer: bool = True,
-            exact_below: int = 400, rank: int = 16, max_dense: float = 2e7, tol: float = SVDS_TOL) -> list[dict]:
-    """σ1, σ2, σ1/σ2 (and σ_i, i ≤ top) of every M_l, every prefix product P_k and every T_l, as records."""
+def spectra(chain, *, top: int = 2, of=("layer", "prefix", "interlayer"), exact_below: int = 400, rank: int = 16,
+            max_dense: float = 2e7, tol: float = SVDS_TOL) -> list[dict]:
+    """σ1, σ2, σ1/σ2 (and σ_i, i ≤ top) of every M_l, every prefix product P_k and every T_l, as records.
+
+    ``of`` selects which of "layer", "prefix", "interlayer" to compute.
+    """
     require_linear(chain, "spectra")
+    of = (of,) if isinstance(of, str) else tuple(of)
+    bad = sorted(set(of) - {"layer", "prefix", "interlayer"})
+    if bad:
+        raise ValueError(f"spectra: unknown of={bad}; choose from 'layer', 'prefix', 'interlayer'")
+    layers, prefix, interlayer = "layer" in of, "prefix" in of, "interlayer" in of
     top = max(int(top), 2)
     rows = []
     if layers:
