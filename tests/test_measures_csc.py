@@ -104,3 +104,15 @@ def test_deeplift_channel_vector_stacks_plus_then_minus():
     V = ms.channel_vectors(R, (C, H, W), paired=True)
     assert V.shape == (3, 4, 1)
     assert V[1, :, 0].tolist() == [1.0, 4.0, 7.0, 10.0]        # +c0, +c1, −c0, −c1 at location 1
+
+
+def test_deeplift_space_chain_uses_stacked_channel_dimension():
+    C, H, W = 3, 2, 2
+    n = C * H * W
+    A = np.random.default_rng(3).normal(size=(n, 4))
+    blk = np.block([[A, 0 * A], [0 * A, A]])                   # (2n, 2·4): [+; −] rows
+    ch = make_chain([blk], shapes=[(C, H, W), (4,)], space="deeplift")
+    (r,) = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "csc"]
+    assert r["d"] == 2 * C and r["n_values"] == 3 * H * W and r["n_dropped"] == 0
+    base = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "baseline"][0]
+    assert base["value"] == ms.random_baseline(2 * C)["median"]

@@ -65,9 +65,10 @@ def as_matrix(op):
     kind = getattr(op, "kind", None)
     if kind == "dense":
         return op.array
-    if kind == "sparse":
+    try:                                    # sparse, implicit, block: never a huge dense copy
         return op.to_sparse("csc")
-    return op.to_dense()
+    except (NotImplementedError, AttributeError, TypeError):
+        return op.to_dense()
 
 
 def to_dense(m) -> np.ndarray:
