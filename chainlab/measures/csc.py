@@ -1,0 +1,175 @@
+"""Cosine similarity convergence (CSC), Sixt et al. 2020 §3.
+
+For an injection boundary k (the signal after layer k, shape ``chain.shapes[k]``, n_k values)
+draw independent standard-normal vectors v_1 … v_m ~ N(0, I_(n_k)) and propagate each to every
+lower boundary j < k:  r_j(v) = M_(j+1) ⋯ M_k v  (``chain.apply(v, start=j, stop=k)``).
+At boundary j the signal is split into locations: a conv feature map of shape (C, H, W) has
+H·W locations with a C-dimensional channel vector each; a flat layer is one location whose
+channel vector is the whole signal.  For a pair (a, b) of injections and a location p
+
+    c = |cos(r_j(v_a)_p, r_j(v_b)_p)| = |⟨r_a, r_b⟩| / (‖r_a‖ ‖r_b‖),
+
+(absolute value: a rank-1 product may flip the sign, Sixt §3).  CSC(k, j) is the median of c over
+pairs, locations and images (all chains of one net and rule).  Locations where either vector is
+zero (‖r‖ ≤ 1e-300·max) are dropped and counted (``n_dropped``), so a summary is never NaN.
+``pairs`` (default 10) pairs are taken among the smallest m with m(m−1)/2 ≥ pairs (m = 5 for
+10, Sixt's five vectors per sample).
+
+Random baseline: for two independent Gaussian vectors in R^d, t = cos θ has t² ~ Beta(1/2, (d−1)/2),
+so  E|t| = Γ(d/2) / (√π Γ((d+1)/2))  (≈ √(2/(π d)) for large d) and the median of |t| is
+√(I⁻¹_(1/2)(1/2, (d−1)/2)); both are exact (``random_baseline``).  CSC is compared with the
+median baseline of the same channel dimension d.
+
+DeepLIFT block chains (``space == "deeplift"``) propagate stacked (+, −) signals of 2n rows;
+there the channel vector of a location is the stacked (+ channels, − channels) vector, d = 2C.
+Non-linear chains (guided BP, …) work too: propagation goes through ``chain.apply``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy import special
+
+from ._common import layer_label, record
+
+__all__ = ["csc", "csc_values", "random_baseline", "channel_vectors"]
+
+
+def random_baseline(d: int) -> dict:
+    """Exact mean and median of |cos| of two independent N(0, I_d) vectors."""
+    d = int(d)
+    if d < 1:
+        raise ValueError(f"channel dimension must be ≥ 1, got {d}")
+    if d == 1:
+        return {"mean": 1.0, "median": 1.0}
+    mean = math.exp(special.gammaln(d / 2) - special.gammaln((d + 1) / 2)) / math.sqrt(math.pi)
+    median = math.sqrt(float(special.betaincinv(0.5, (d - 1) / 2, 0.5)))
+    return {"mean": mean, "median": median}
+
+
+def channel_vectors(R: np.ndarray, shape, paired: bool = False) -> np.ndarray:
+    """Signals R (n, m) [or (2n, m) paired] → array (locations, d, m) of channel vectors."""
+    shape = tuple(shape)
+    m = R.shape[1]
+    if paired:
+        if len(shape) == 3:
+            C, H, W = shape
+            return R.reshape(2, C, H * W, m).transpose(2, 0, 1, 3).reshape(H * W, 2 * C, m)
+        return R.reshape(1, -1, m)
+    if len(shape) == 3:
+        C, H, W = shape
+        return R.reshape(C, H * W, m).transpose(1, 0, 2)
+    return R.reshape(1, -1, m)
+
+
+def _pairs(n_pairs: int):
+    m = 2
+    while m * (m - 1) // 2 < n_pairs:
+        m += 1
+    return m, list(itertools.combinations(range(m), 2))[:n_pairs]
+
+
+def _abs_cos(V: np.ndarray, pairs):
+    """|cos| per location and pair; V (locations, d, m). Returns (values, n_dropped)."""
+    norms = np.linalg.norm(V, axis=1)                       # (locations, m)
+    zero = norms <= 1e-300                                  # zero vectors: dropped and counted
+    vals, dropped = [], 0
+    for a, b in pairs:
+        ok = ~(zero[:, a] | zero[:, b])
+        dropped += int((~ok).sum())
+        if ok.any():
+            dot = np.einsum("pd,pd->p", V[ok, :, a], V[ok, :, b])
+            c = np.abs(dot) / (norms[ok, a] * norms[ok, b])
+            vals.append(np.minimum(c, 1.0))
+    return (np.concatenate(vals) if vals else np.zeros(0)), dropped
+
+
+def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.ndarray | None = None):
+    """{j: (|cos| values, n_dropped, d)} for injection boundary k (1 ≤ k ≤ L) and every j < k."""
+    L = len(chain)
+    if not 1 <= k <= L:
+        raise ValueError(f"injection layer k must be in 1..{L} (boundaries after layers), got {k}")
+    paired = getattr(chain, "space", None) == "deeplift"
+    n_k = chain[k - 1].shape[1]
+    m, pair_list = _pairs(pairs)
+    if injections is None:
+        V = np.random.default_rng(seed).standard_normal((n_k, m))
+    else:
+        V = np.asarray(injections, dtype=np.float64)
+        if V.ndim != 2 or V.shape[0] != n_k:
+            raise ValueError(f"injections for layer {k} ('{layer_label(chain, k - 1)}') need {n_k} rows, "
+                             f"got shape {V.shape}")
+        m = V.shape[1]
+        pair_list = list(itertools.combinations(range(m), 2))[:pairs]
+    linear = getattr(chain, "linear", True)
+    out = {}
+    R = V
+    for j in range(k - 1, -1, -1):
+        if linear:
+            R = np.asarray(chain[j].matmat(R))
+            Rj = R
+        else:
+            Rj = np.column_stack([np.asarray(chain.apply(V[:, c], start=j, stop=k)).reshape(-1) for c in range(m)])
+        shape = chain.shapes[j]
+        vals, dropped = _abs_cos(channel_vectors(Rj, shape, paired), pair_list)
+        d = (2 if paired else 1) * (shape[0] if len(shape) == 3 else int(np.prod(shape)))
+        out[j] = (vals, dropped, d)
+    return out
+
+
+def csc(chains, *, layers=None, pairs: int = 10, images: int = 200, seed: int = 0,
+        quantiles=(0.25, 0.75)) -> list[dict]:
+    """CSC records per (net, rule, injection k, boundary j), pooled over up to ``images`` chains.
+
+    ``chains``: one Chain or a list (one per image; chains of different nets/rules are grouped).
+    ``layers``: injection boundaries k (default: every k = 1..L; k = L injects at the logits).
+    Quantities: ``csc`` (median |cos|), ``1-csc``, ``baseline`` (median |cos| of random vectors
+    of the same d), ``baseline_mean``; extras n_values, n_dropped, d, q25/q75, n_images, to = name of
+    the layer whose input boundary j is (j = 0: the input).
+    """
+    if not isinstance(chains, (list, tuple)):
+        chains = [chains]
+    groups = defaultdict(list)
+    for ch in chains:
+        groups[((ch.meta or {}).get("net"), ch.rule)].append(ch)
+    rows = []
+    for (net, rule), chs in groups.items():
+        chs = chs[:images]
+        L = len(chs[0])
+        ks = range(1, L + 1) if layers is None else [int(k) for k in layers]
+        for k in ks:
+            pooled = defaultdict(lambda: [[], 0, None])
+            for i, ch in enumerate(chs):
+                for j, (vals, dropped, d) in csc_values(ch, k, pairs=pairs, seed=seed + 7919 * i).items():
+                    pooled[j][0].append(vals)
+                    pooled[j][1] += dropped
+                    pooled[j][2] = d
+            for j in sorted(pooled):
+                vals_l, dropped, d = pooled[j]
+                vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
+                base = random_baseline(d)
+                ref = chs[0]
+                extra = dict(n_values=int(vals.size), n_dropped=int(dropped), d=d, n_images=len(chs),
+                             to="input" if j == 0 else layer_label(ref, j - 1), inject=layer_label(ref, k - 1))
+                if vals.size:
+                    med = float(np.median(vals))
+                    qs = {f"q{int(q * 100)}": float(np.quantile(vals, q)) for q in quantiles}
+                else:
+                    med, qs = None, {}
+                proto = _GroupRef(ref, net, rule)
+                rows.append(record(proto, "csc", "csc", j, k, med, **extra, **qs))
+                rows.append(record(proto, "csc", "1-csc", j, k, None if med is None else 1.0 - med, **extra))
+                rows.append(record(proto, "csc", "baseline", j, k, base["median"], **extra))
+                rows.append(record(proto, "csc", "baseline_mean", j, k, base["mean"], **extra))
+    return rows
+
+
+class _GroupRef:
+    """Record source for pooled rows: net and rule of the group, image None (pooled)."""
+
+    def __init__(self, chain, net, rule):
+        self.rule = rule
+        self.meta = {"net": net, "image": None}

@@ -1,0 +1,89 @@
+"""Tidy records as CSV: ``write_csv(records, path)`` / ``read_csv(path)``.
+
+Columns: net, rule, image, measure, quantity, layer, k, value first, then every extra key in
+first-seen order.  None is written as an empty cell, ±inf as ``inf``/``-inf``.  ``read_csv`` turns
+numbers back into int/float (empty → None, "True"/"False" → bool) so a round trip gives the
+same records up to float formatting (repr, exact for float64).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ._common import RECORD_KEYS
+
+__all__ = ["write_csv", "read_csv"]
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    return str(v)
+
+
+def write_csv(records, path) -> Path:
+    """Write records (list of dicts) to ``path`` atomically; returns the path."""
+    records = list(records)
+    keys = list(RECORD_KEYS)
+    for r in records:
+        if not isinstance(r, dict):
+            raise TypeError(f"records must be dicts, got {type(r).__name__}")
+        for key in r:
+            if key not in keys:
+                keys.append(key)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(keys)
+            for r in records:
+                w.writerow([_cell(r.get(key)) for key in keys])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _parse(s: str):
+    if s == "":
+        return None
+    if s in ("True", "False"):
+        return s == "True"
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def read_csv(path) -> list[dict]:
+    """Read records written by :func:`write_csv`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no records file {path}")
+    with open(path, newline="") as fh:
+        rd = csv.reader(fh)
+        try:
+            header = next(rd)
+        except StopIteration:
+            raise ValueError(f"{path} is empty, not a records CSV") from None
+        missing = [k for k in RECORD_KEYS if k not in header]
+        if missing:
+            raise ValueError(f"{path} is not a records CSV: missing column(s) {', '.join(missing)}")
+        out = []
+        for n, row in enumerate(rd, start=2):
+            if len(row) != len(header):
+                raise ValueError(f"{path} line {n}: {len(row)} cells, header has {len(header)}")
+            out.append({k: _parse(v) for k, v in zip(header, row)})
+    return out

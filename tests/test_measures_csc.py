@@ -1,0 +1,118 @@
+"""CSC (Sixt §3): identical injections, the random baseline, zero vectors, block and non-linear chains."""
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from chainlab import measures as ms
+
+from measures_helpers import make_chain
+
+FAST = settings(max_examples=4, deadline=None, derandomize=True)
+
+
+def conv_like_chain(seed=0, C=(3, 5, 4), HW=(4, 4)):
+    """Random 'conv-shaped' dense chain: boundaries of shape (C_j, H, W)."""
+    rng = np.random.default_rng(seed)
+    n = [c * HW[0] * HW[1] for c in C]
+    mats = [rng.normal(size=(n[i], n[i + 1])) for i in range(len(n) - 1)]
+    shapes = [(c,) + HW for c in C]
+    return make_chain(mats, shapes=shapes, meta={"net": "toy", "image": 0})
+
+
+@FAST
+@given(seed=st.integers(0, 10_000))
+def test_identical_injections_give_csc_one(seed):
+    ch = conv_like_chain(seed)
+    v = np.random.default_rng(seed).standard_normal(ch[-1].shape[1])
+    out = ms.csc_values(ch, len(ch), injections=np.column_stack([v, v, 2 * v]))
+    for j, (vals, dropped, d) in out.items():
+        assert dropped == 0 and vals.size == 3 * 16
+        assert np.allclose(vals, 1.0, atol=1e-12)
+
+
+@FAST
+@given(d=st.sampled_from([1, 2, 3, 7, 40, 300]))
+def test_random_baseline_exact_and_matches_simulation(d):
+    b = ms.random_baseline(d)
+    rng = np.random.default_rng(d)
+    n = 40_000
+    a, c = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    cos = np.abs((a * c).sum(1)) / (np.linalg.norm(a, axis=1) * np.linalg.norm(c, axis=1))
+    se = cos.std() / math.sqrt(n)
+    assert abs(cos.mean() - b["mean"]) < 5 * se + 1e-12
+    # median: fraction below the exact median is 1/2 within 5 binomial SEs
+    assert abs((cos <= b["median"]).mean() - 0.5) < 5 * 0.5 / math.sqrt(n) + (1.0 if d == 1 else 0)
+    if d >= 40:   # E|cos| = √(2/(π d))·(1 + O(1/d))
+        assert abs(b["mean"] / math.sqrt(2 / (math.pi * d)) - 1) < 1.0 / d
+
+
+def test_csc_of_identity_chain_is_the_random_baseline():
+    C, H, W = 24, 8, 8
+    n = C * H * W
+    ch = make_chain([sp.eye(n, format="csc"), sp.eye(n, format="csc")], shapes=[(C, H, W)] * 3)
+    recs = ms.csc([ch], pairs=10)
+    csc = {(r["k"], r["layer"]): r for r in recs if r["quantity"] == "csc"}
+    base = ms.random_baseline(C)["median"]
+    for key, r in csc.items():
+        assert r["d"] == C and r["n_values"] == 10 * H * W and r["n_dropped"] == 0
+        assert abs(r["value"] - base) < 0.04, (key, r["value"], base)
+    # flat boundaries: the whole vector is one location
+    flat = make_chain([np.eye(50)])
+    (r,) = [r for r in ms.csc(flat) if r["quantity"] == "csc"]
+    assert r["d"] == 50 and r["n_values"] == 10
+
+
+def test_zero_vectors_dropped_and_counted_never_nan():
+    C, H, W = 3, 2, 2
+    M = np.random.default_rng(0).normal(size=(C * H * W, 5))
+    M.reshape(C, H * W, 5)[:, 1, :] = 0.0          # location 1 has a zero channel vector for every signal
+    ch = make_chain([M], shapes=[(C, H, W), (5,)])
+    recs = ms.csc([ch], pairs=6)
+    r = {x["quantity"]: x for x in recs}
+    assert r["csc"]["n_dropped"] == 6 and r["csc"]["n_values"] == 6 * 3
+    assert r["csc"]["value"] is not None and math.isfinite(r["csc"]["value"])
+    allzero = make_chain([np.zeros((4, 3))])
+    z = {x["quantity"]: x for x in ms.csc([allzero])}
+    assert z["csc"]["value"] is None and z["csc"]["n_dropped"] == 10 and z["csc"]["n_values"] == 0
+
+
+def test_nonnegative_chain_converges_and_pooling_over_images():
+    rng = np.random.default_rng(2)
+    chains = []
+    for i in range(3):
+        mats = [rng.uniform(size=(20, 20)) for _ in range(6)]
+        chains.append(make_chain(mats, meta={"net": "toy", "image": i}))
+    recs = ms.csc(chains, layers=[6])
+    c = {r["layer"]: r for r in recs if r["quantity"] == "csc"}
+    assert c[0]["n_images"] == 3 and c[0]["n_values"] == 30
+    assert c[0]["value"] > 1 - 1e-6 > c[5]["value"]          # 6 positive layers: aligned; 1 layer: not
+
+
+def test_nonlinear_chain_uses_apply_and_matches_linear_path():
+    ch = conv_like_chain(4)
+    lin = ms.csc([ch], pairs=3)
+    ch.linear = False
+    nonlin = ms.csc([ch], pairs=3)
+    assert np.allclose([r["value"] for r in lin], [r["value"] for r in nonlin], rtol=1e-12, atol=0)
+
+
+def test_deeplift_channel_vector_stacks_plus_then_minus():
+    C, H, W = 2, 1, 3
+    R = np.arange(2 * C * H * W, dtype=float).reshape(-1, 1)     # [+ (C,H,W); − (C,H,W)]
+    V = ms.channel_vectors(R, (C, H, W), paired=True)
+    assert V.shape == (3, 4, 1)
+    assert V[1, :, 0].tolist() == [1.0, 4.0, 7.0, 10.0]        # +c0, +c1, −c0, −c1 at location 1
+
+
+def test_deeplift_space_chain_uses_stacked_channel_dimension():
+    C, H, W = 3, 2, 2
+    n = C * H * W
+    A = np.random.default_rng(3).normal(size=(n, 4))
+    blk = np.block([[A, 0 * A], [0 * A, A]])                   # (2n, 2·4): [+; −] rows
+    ch = make_chain([blk], shapes=[(C, H, W), (4,)], space="deeplift")
+    (r,) = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "csc"]
+    assert r["d"] == 2 * C and r["n_values"] == 3 * H * W and r["n_dropped"] == 0
+    base = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "baseline"][0]
+    assert base["value"] == ms.random_baseline(2 * C)["median"]
