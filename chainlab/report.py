@@ -346,8 +346,7 @@ def plot_ssim(records, out):
         "on which logit is explained.")
 
 
-SPECIAL = {"spectra": ("sigma1/sigma2",), "csc": ("1-csc", "csc", "baseline"),
-           "averages": ("sup_error", "hoeffding_t"), "sanity": ("ssim_random_logit",)}
+SPECIAL = {"averages": ("sup_error", "hoeffding_t"), "sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra
 
 
 def plot_generic(records, out):
@@ -356,7 +355,7 @@ def plot_generic(records, out):
     by = defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
-        if q in SPECIAL.get(m, ()) or m == "bounds":
+        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra"):
             continue
         if _num(r.get("k")) is not None and _num(r.get("value")) is not None:
             by[m].append(r)
