@@ -269,3 +269,24 @@ def test_report_heatmap_is_the_explanation(mlp_archive):
     m = report._map_of(ch)
     assert m.shape == (8, 8) and np.array_equal(m.ravel(), ch.explain().ravel())
     json.dumps(ch.meta)   # meta stays JSON-serializable
+
+
+def test_measure_model_based_measures_get_the_model_and_input(mlp_archive, tmp_path, monkeypatch):
+    """averages/sanity re-run the model: the CLI loads it from chain.meta and passes the chain's input."""
+    calls = []
+
+    def fake_averages(model, x, rule, *, n=64):
+        calls.append((type(model).__name__, tuple(x.shape), rule, n, float(model(x).detach().sum())))
+        return [dict(net=None, rule=rule, image=None, measure="averages", quantity="sup_error", layer=None, k=n,
+                     value=0.5)]
+
+    monkeypatch.setattr(chainlab.measures, "averages", fake_averages, raising=False)
+    out = tmp_path / "a.csv"
+    res = run("measure", mlp_archive, "-w", "averages", "-O", "n=8", "-o", out)
+    assert res.exit_code == 0, res.output
+    with archive.open(mlp_archive) as r:
+        logits = [r.load(k).logits.sum() for k in r.keys()]
+    assert [c[:4] for c in calls] == [("Sequential", (1, 64), "lrp-epsilon", 8)] * 3
+    assert np.allclose([c[4] for c in calls], logits, rtol=1e-12)
+    rows = report.read_records(out)
+    assert [(r["net"], r["image"], r["k"]) for r in rows] == [("digits-mlp", i, 8) for i in range(3)]
