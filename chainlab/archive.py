@@ -58,7 +58,7 @@ __all__ = ["ArchiveError", "ArchiveReader", "SCHEMA_VERSION", "append", "delete"
 SCHEMA_VERSION = 1
 ENCODING = "chainlab-archive"
 LIBVER = ("v110", "latest")
-COMPRESSION = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True, fletcher32=True)   # level 1: ~3x faster than 4 on sixt-cifar, 4 % larger
 _builtin_open = open
 _tmp_counter = itertools.count()
 # what h5py and the HDF5 library raise on unreadable content
