@@ -1,13 +1,21 @@
 """The ``chainlab`` command line (typer).
 
+Commands: ``summary`` (per-layer table of a few chains), ``extract`` (chains of a net under a rule
+into an HDF5 archive, see :mod:`chainlab.archive`), ``measure`` (tidy measure records of archived
+chains as CSV, see :mod:`chainlab.measures`) and ``report`` (Markdown + PNG plots of a measures CSV,
+see :mod:`chainlab.report`).
+
 The CLI is the only place that knows about files, progress bars and exit codes.
 Errors from bad input (unknown model or rule, missing files, bad ranges) are
 printed as one line with exit code 2; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
+import functools
+import json
 import sys
 import time
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -27,6 +35,25 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     STATE["debug"] = debug
 
 
+def _user_errors(fn):
+    """Turn bad-input errors of a command into one line on stderr and exit code 2 (``--debug``: traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .errors import ChainlabError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ChainlabError, ValueError, TypeError, KeyError, OSError) as exc:
+            if STATE["debug"]:
+                raise
+            msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            typer.echo(f"chainlab: error: {msg.splitlines()[0] if msg else type(exc).__name__}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
 def parse_range(spec: str, n: int) -> list[int]:
     """'0:5' → [0..4], '3' → [3], '1,4,7' → [1, 4, 7]; checked against n items."""
     try:
@@ -39,7 +66,8 @@ def parse_range(spec: str, n: int) -> list[int]:
         raise ValueError(f"bad image range {spec!r}: use 'start:stop', 'i' or 'i,j,k'") from None
     bad = [i for i in idx if not 0 <= i < n]
     if not idx or bad:
-        raise ValueError(f"image range {spec!r} selects {bad or 'nothing'}; there are {n} test images (0..{n - 1})")
+        shown = (str(bad[:5])[:-1] + (f", … ({len(bad)} in all)]" if len(bad) > 5 else "]")) if bad else "nothing"
+        raise ValueError(f"image range {spec!r} selects {shown}; there are {n} test images (0..{n - 1})")
     return idx
 
 
@@ -61,6 +89,7 @@ def layer_table(chain) -> str:
 
 
 @app.command()
+@_user_errors
 def summary(
     models: List[str] = typer.Option(None, "--model", "-m", help="Shipped net(s) (default: all three)."),
     rules: List[str] = typer.Option(None, "--rule", "-r", help=f"Rule(s) (default: {', '.join(SUMMARY_RULES)})."),
@@ -92,6 +121,276 @@ def summary(
             f"explanation: sum {expl.sum():.4g}, min {expl.min():.4g}, max {expl.max():.4g}\n" + layer_table(chain),
             file=sys.stdout,
         )
+
+
+# -- options ---------------------------------------------------------------------------------------
+def parse_options(items) -> dict:
+    """['epsilon=0.1', 'name=foo', 'pairs=[1,2]'] → {'epsilon': 0.1, 'name': 'foo', 'pairs': [1, 2]}.
+
+    Values are read as JSON (numbers, true/false, lists, quoted strings), else kept as strings.
+    """
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"bad option {item!r}: use key=value, e.g. --option epsilon=0.1")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a directory, not a file")
+    return path
+
+
+def _net_name(spec: str, model) -> str:
+    import chainlab
+
+    if spec in chainlab.models.NAMES:
+        return spec
+    return getattr(model, "name", None) or Path(spec).stem
+
+
+# -- extract ---------------------------------------------------------------------------------------
+@app.command("extract")
+@_user_errors
+def extract_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Shipped net name (digits-mlp, digits-cnn, sixt-cifar) or a "
+                              "model file (.npz written by chainlab.models.save, or .pt/.pth with a pickled module)."),
+    rule: str = typer.Option(..., "--rule", "-r", help="Rule or composite name (gradient, lrp-epsilon, zplus, …)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Archive to write (HDF5)."),
+    images: str = typer.Option("0:1", "--images", help="Test images: 'start:stop', 'i' or 'i,j,k'."),
+    option: List[str] = typer.Option(None, "--option", "-O", help="Rule option key=value (repeatable), e.g. epsilon=0.1."),
+    bias: str = typer.Option("zennit", "--bias", help="Bias policy: zennit, none or full."),
+    dtype: str = typer.Option("float64", "--dtype", help="Operator storage type: float64 or float32."),
+    stabilizer: float = typer.Option(1e-6, "--stabilizer", help="ε of the denominators' stabilizer."),
+    avgpool: str = typer.Option("proportional", "--avgpool", help="Average-pool matrix: proportional or gradient."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the archive and skip chains already in it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing archive."),
+):
+    """Extract the chain of every selected test image and append it to an HDF5 archive, chain by chain.
+
+    Each chain is appended as soon as it is extracted (atomically), so an interruption loses nothing
+    finished; rerun with --resume to continue.  chain.meta gets net, image, label, fingerprint and the
+    request (rule, options, bias, dtype, stabilizer, avgpool) by which --resume recognizes a chain.
+    """
+    import chainlab
+    from . import archive
+    from .extract import METHODS
+    from .rules import resolve
+
+    opts = parse_options(option)
+    if rule in ("zbox", "lrp-cmp", "dtd"):
+        lo, hi = chainlab.data.INPUT_BOUNDS
+        opts.setdefault("low", lo)
+        opts.setdefault("high", hi)
+    if rule not in METHODS:   # fail on an unknown rule or option before loading anything
+        _, used = resolve(rule, opts)
+        stray = sorted(set(opts) - used)
+        if stray:
+            raise ValueError(f"rule {rule!r} takes no option(s) {', '.join(stray)}"
+                             f"{'; it takes ' + ', '.join(sorted(used)) if used else ''}")
+    if output.exists() and not (resume or overwrite):
+        raise FileExistsError(f"{output} exists; use --resume to add to it (skipping chains it has) or --overwrite")
+    if output.is_dir():
+        raise IsADirectoryError(f"output {output} is a directory; give a file name such as chains.h5")
+    if not output.parent.exists():
+        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+
+    net = chainlab.models.load(model)
+    name = _net_name(model, net)
+    digits = chainlab.data.load_digits()
+    idx = parse_range(images, len(digits.y_test))
+    fp = archive.fingerprint(net)
+    request = dict(rule=rule, options=opts, bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool)
+    req_id = json.dumps(request, sort_keys=True)
+
+    if output.exists() and overwrite:
+        output.unlink()
+    done = set()
+    if output.exists():
+        with archive.open(output) as r:
+            for k in r.keys():
+                info = r.info(k)
+                m = info["meta"]
+                if (info["net"] == name and info["fingerprint"] == fp
+                        and json.dumps(m.get("request"), sort_keys=True) == req_id):
+                    done.add(m.get("image"))
+    todo = [i for i in idx if i not in done]
+    if done & set(idx):
+        tqdm.write(f"resume: {len(idx) - len(todo)} of {len(idx)} chains already in {output}", file=sys.stderr)
+    bar = tqdm(todo, desc=f"extract {name} {rule}", unit="chain", file=sys.stderr)
+    for i in bar:
+        x = chainlab.data.model_input(net, digits.x_test[i:i + 1])
+        chain = chainlab.extract(net, x, rule, bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool, **opts)
+        chain.meta.update(net=name, image=int(i), label=int(digits.y_test[i]), fingerprint=fp, request=request)
+        if not isinstance(model, str) or model not in chainlab.models.NAMES:
+            chain.meta["model_path"] = str(Path(model).resolve())
+        key = archive.append(output, chain)
+        bar.set_postfix(key=key, image=i)
+    typer.echo(f"{output}: {len(todo)} chain(s) added ({name}, {rule}, images {images})")
+
+
+# -- measure ---------------------------------------------------------------------------------------
+MODEL_MEASURES = ("averages", "sanity")   # measures that re-run the model (loaded from chain.meta)
+
+
+def _layer_spectra(chain) -> list[dict]:
+    """σ1, σ2 and σ1/σ2 of every layer operator as tidy records (fallback when measures.measure is absent)."""
+    from .measures import singular_values
+
+    rows = []
+    meta = chain.meta
+    for i, op in enumerate(chain):
+        s1, s2 = singular_values(op, 2)
+        base = dict(net=meta.get("net"), rule=chain.rule, image=meta.get("image"), measure="spectra",
+                    layer=chain.names[i], k=i + 1, of="layer")
+        rows += [dict(base, quantity="sigma1", value=float(s1)), dict(base, quantity="sigma2", value=float(s2)),
+                 dict(base, quantity="sigma1/sigma2", value=float(s1 / s2) if s2 > 0 else None)]
+    return rows
+
+
+def _measure_table():
+    """name -> function for every measure this installation offers, and the names run per chain / pooled."""
+    from . import measures
+
+    per_chain = dict(getattr(measures, "PER_CHAIN", {}))
+    pooled = dict(getattr(measures, "POOLED", {}))
+    if hasattr(measures, "measure") and not (per_chain or pooled):   # contract: names only
+        per_chain = {w: None for w in ("spectra", "rank1", "cone", "bounds")}
+        pooled = {"csc": None}
+    for w in MODEL_MEASURES:
+        if callable(getattr(measures, w, None)):
+            per_chain.setdefault(w, getattr(measures, w))
+    return measures, per_chain, pooled
+
+
+def _accepts(fn, key) -> bool:
+    import inspect
+
+    if fn is None:
+        return True
+    params = inspect.signature(fn).parameters
+    return key in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@app.command("measure")
+@_user_errors
+def measure_cmd(
+    chains: Path = typer.Argument(..., help="Chain archive written by 'chainlab extract'."),
+    what: str = typer.Option("spectra,rank1,csc,cone,bounds", "--what", "-w",
+                             help="Comma-separated measures: spectra, rank1, csc, cone, bounds, averages, sanity."),
+    output: Path = typer.Option(..., "--output", "-o", help="CSV of tidy records to write."),
+    option: List[str] = typer.Option(None, "--option", "-O", help="Measure option key=value (repeatable)."),
+    keys: Optional[str] = typer.Option(None, "--keys", help="Comma-separated chain keys (default: all)."),
+):
+    """Run measures on archived chains and write tidy records (net, rule, image, measure, quantity, layer, k, value)."""
+    from . import archive, report
+
+    _existing(chains, "chain archive")
+    names = [w.strip() for w in what.split(",") if w.strip()]
+    if not names:
+        raise ValueError("--what names no measure")
+    opts = parse_options(option)
+    measures, per_chain, pooled = _measure_table()
+    has_measure = hasattr(measures, "measure")
+    known = list(per_chain) + list(pooled) if has_measure else ["spectra"] + [w for w in MODEL_MEASURES if w in per_chain]
+    unknown = [w for w in names if w not in known]
+    if unknown:
+        missing = "" if has_measure else " (chainlab.measures.measure is not available in this installation)"
+        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; available: {', '.join(known)}{missing}")
+    table = {**per_chain, **pooled}
+    stray = [k for k in opts if not any(_accepts(table.get(w), k) for w in names)]
+    if stray:
+        raise ValueError(f"option(s) {', '.join(stray)} are taken by none of the measures {', '.join(names)}")
+    if not output.parent.exists():
+        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+
+    def opts_for(ws):
+        return {k: v for k, v in opts.items() if any(_accepts(table.get(w), k) for w in ws)}
+
+    run_chain = ([w for w in names if w in per_chain and w not in MODEL_MEASURES] if has_measure
+                 else [w for w in names if w == "spectra"])
+    run_model = [w for w in names if w in MODEL_MEASURES]
+    run_pooled = [w for w in names if w in pooled]
+    rows = []
+    models = {}
+    with archive.open(chains) as r:
+        sel = r.keys() if keys is None else [k.strip() for k in keys.split(",") if k.strip()]
+        missing = [k for k in sel if k not in r]
+        if missing:
+            raise ValueError(f"{chains} has no chain(s) {', '.join(missing)}")
+        if not sel:
+            raise ValueError(f"{chains} holds no chains")
+        for key in tqdm(sel, desc="measure", unit="chain", file=sys.stderr):
+            if not (run_chain or run_model):
+                break
+            chain = r.load(key)
+            if run_chain:
+                rows += (measures.measure([chain], what=run_chain, **opts_for(run_chain)) if has_measure
+                         else _layer_spectra(chain))
+            for w in run_model:
+                rows += _model_measure(per_chain[w], w, chain, models, opts_for([w]))
+        if run_pooled:
+            groups = {}
+            for key in sel:
+                info = r.info(key)
+                groups.setdefault((info["net"], info["rule"]), []).append(key)
+            for (net, rule), ks in tqdm(groups.items(), desc="measure (pooled)", unit="group", file=sys.stderr):
+                group = [r.load(k) for k in ks]
+                rows += measures.measure(group, what=run_pooled, **opts_for(run_pooled))
+    write = getattr(measures, "write_csv", None) or report.write_records
+    write(rows, output)
+    typer.echo(f"{output}: {len(rows)} records ({', '.join(names)}) from {len(sel)} chain(s)")
+
+
+def _model_measure(fn, what, chain, models, opts) -> list[dict]:
+    """A measure that needs the model: fn(model, x, rule, **opts), model from chain.meta (shipped name or path)."""
+    import torch
+
+    import chainlab
+
+    src = chain.meta.get("model_path") or chain.meta.get("net")
+    if not src:
+        raise ValueError(f"measure {what!r} needs the model, but the chain's meta names none (net / model_path)")
+    if src not in models:
+        models[src] = chainlab.models.load(src).double()
+    x = torch.from_numpy(chain.x.reshape(chain.input_shape))
+    rows = fn(models[src], x, chain.rule, **opts)
+    for row in rows:
+        for k in ("net", "image"):
+            if row.get(k) is None:
+                row[k] = chain.meta.get(k)
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------------
+@app.command("report")
+@_user_errors
+def report_cmd(
+    measures_csv: Path = typer.Argument(..., help="Tidy measures CSV written by 'chainlab measure'."),
+    output: Path = typer.Option(Path("report"), "--output", "-o", help="Report directory (made if missing)."),
+    chains: Optional[Path] = typer.Option(None, "--chains", help="Chain archive for example heatmaps per rule."),
+):
+    """A Markdown report with PNG plots of the measures found in the CSV (and heatmaps from --chains)."""
+    from . import report
+
+    _existing(measures_csv, "measures file")
+    if chains is not None:
+        _existing(chains, "chain archive")
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"report output {output} exists and is not a directory")
+    records = report.read_records(measures_csv)
+    md = report.make_report(records, output, chains=chains, source=measures_csv, progress=True)
+    typer.echo(f"{md}: report with {len(list(output.glob('*.png')))} plot(s)")
+
 
 
 def main():

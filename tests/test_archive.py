@@ -1,0 +1,355 @@
+"""HDF5 chain archives: bit-exact round trips, plain-h5py readability, atomicity under SIGKILL, corruption."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import chainlab
+from chainlab import archive
+from chainlab.archive import ArchiveError
+from chainlab.chain import Chain
+from chainlab.operators import DenseOperator, Operator, SparseOperator
+
+from conftest import mlp
+
+
+# -- a block operator: the real one when chainlab.blocks exists, else a tiny stand-in ----------------
+class StandInBlock(Operator):
+    """[[A, B], [C, D]] on stacked signals; only what the archive and Chain need."""
+
+    kind = "block"
+
+    def __init__(self, A, B, C, D):
+        self.A, self.B, self.C, self.D = (chainlab.as_operator(o) for o in (A, B, C, D))
+        n, m = self.A.shape
+        self.shape = (2 * n, 2 * m)
+        self.dtype = self.A.dtype
+
+    @property
+    def blocks(self):
+        return (self.A, self.B), (self.C, self.D)
+
+    def matmat(self, V):
+        m = self.A.shape[1]
+        return np.vstack([self.A.matmat(V[:m]) + self.B.matmat(V[m:]), self.C.matmat(V[:m]) + self.D.matmat(V[m:])])
+
+
+@pytest.fixture
+def block_cls(monkeypatch):
+    try:
+        from chainlab.blocks import BlockOperator
+        return BlockOperator
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "chainlab.blocks", types.SimpleNamespace(BlockOperator=StandInBlock))
+        return StandInBlock
+
+
+def rand_sparse(rng, n, m, fmt, dtype, idx):
+    M = sp.random(n, m, density=0.3, format=fmt, random_state=rng, dtype=np.float64).astype(dtype)
+    M.indices = M.indices.astype(idx)
+    M.indptr = M.indptr.astype(idx)
+    return M
+
+
+def synthetic_chain(seed=0, block_cls=None):
+    """Five layers covering every storage kind, dtype and index dtype (shapes 6→5→4→7→3→2)."""
+    rng = np.random.default_rng(seed)
+    ops = [
+        DenseOperator(rng.standard_normal((6, 5))),
+        SparseOperator(rand_sparse(rng, 5, 4, "csr", np.float64, np.int32)),
+        SparseOperator(rand_sparse(rng, 4, 7, "csc", np.float64, np.int64)),
+        DenseOperator(rng.standard_normal((7, 3)).astype(np.float32)),
+        SparseOperator(rand_sparse(rng, 3, 2, "csr", np.float32, np.int64), bias_relevance=rng.random(2)),
+    ]
+    ops[0].bias_relevance = rng.random(5)
+    names = [f"layer{i}" for i in range(5)]
+    shapes = [(6,), (5,), (4,), (7,), (3,), (2,)]
+    if block_cls is not None:
+        # a DeepLIFT-like chain: 2x2 blocks of (n_in, n_out) operators, shape (2 n_in, 2 n_out)
+        ops = [block_cls(DenseOperator(rng.standard_normal((6, 4))),
+                         SparseOperator(sp.csc_matrix((6, 4))),   # an empty block (nnz 0)
+                         SparseOperator(rand_sparse(rng, 6, 4, "csc", np.float64, np.int32)),
+                         DenseOperator(rng.standard_normal((6, 4)))),
+               block_cls(*(SparseOperator(rand_sparse(rng, 4, 3, "csr", np.float64, np.int64)) for _ in range(4)))]
+        names, shapes = names[:2], [(6,), (4,), (3,)]
+    return Chain(ops, names=names, shapes=shapes, input_shape=(1, 6), x=rng.standard_normal(6),
+                 logits=rng.standard_normal(shapes[-1][0]), rule="synthetic" if block_cls is None else "deeplift",
+                 options={"epsilon": 0.25, "tuple": (1, 2), "nested": {"a": [1.5, None]}},
+                 space="relevance" if block_cls is None else "deeplift",
+                 layer_rules=[f"r{i}" for i in range(len(ops))], meta={"net": "toy", "image": seed})
+
+
+def assert_same_matrix(a, b):
+    assert type(a) is type(b) and a.kind == b.kind and a.shape == b.shape and a.dtype == b.dtype
+    if a.kind == "block":
+        for ra, rb in zip(a.blocks, b.blocks):
+            for x, y in zip(ra, rb):
+                assert_same_matrix(x, y)
+    elif a.kind == "sparse":
+        A, B = a.matrix, b.matrix
+        assert A.format == B.format
+        for f in ("data", "indices", "indptr"):
+            u, v = getattr(A, f), getattr(B, f)
+            assert u.dtype == v.dtype and u.tobytes() == v.tobytes(), f
+    else:
+        assert a.array.tobytes() == b.array.tobytes()
+    ba, bb = getattr(a, "bias_relevance", None), getattr(b, "bias_relevance", None)
+    assert (ba is None) == (bb is None)
+    if ba is not None:
+        assert np.asarray(ba).tobytes() == np.asarray(bb).tobytes()
+
+
+def assert_same_chain(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert_same_matrix(x, y)
+    assert a.names == b.names and a.layer_rules == b.layer_rules and a.shapes == b.shapes
+    assert a.input_shape == b.input_shape and a.rule == b.rule and a.space == b.space
+    assert a.x.tobytes() == b.x.tobytes() and a.logits.tobytes() == b.logits.tobytes()
+    assert a.meta == b.meta
+
+
+def test_round_trip_every_kind_dtype_and_index_dtype(tmp_path, block_cls):
+    c1, c2 = synthetic_chain(1), synthetic_chain(2, block_cls)
+    path = tmp_path / "a.h5"
+    keys = archive.write(path, [c1, c2])
+    assert keys == ["000000", "000001"]
+    with archive.open(path) as r:
+        assert len(r) == 2 and list(r) == keys and "000001" in r
+        b1, b2 = r.load(keys[0]), r.load(keys[1])
+        assert_same_chain(c1, b1)
+        assert_same_chain(c2, b2)
+        # options survive as JSON (tuples come back as lists)
+        assert b1.options == {"epsilon": 0.25, "tuple": [1, 2], "nested": {"a": [1.5, None]}}
+        # the block chain still computes: M @ v equals the assembled 2x2 block product
+        v = np.random.default_rng(0).standard_normal(6)
+        assert np.array_equal(b2.apply(v), c2.apply(v))
+        info = r.info(keys[0])
+        assert info["net"] == "toy" and info["image"] == 1 and info["rule"] == "synthetic"
+        assert info["kinds"] == ["dense", "sparse", "sparse", "dense", "sparse"]
+        assert info["input_hash"] == archive.input_hash(c1.x, c1.input_shape)
+        assert r.info(keys[1])["kinds"] == ["block", "block"]
+        assert_same_matrix(r.load_layer(keys[0], 2), c1[2])
+        assert_same_matrix(r.load_layer(keys[0], -1), c1[4])
+
+
+def test_round_trip_extracted_chain_and_fingerprint(tmp_path):
+    net = mlp(0)
+    x = torch.randn(1, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    chain = chainlab.extract(net, x, "lrp-epsilon", epsilon=0.1, bias="full", dtype="float32")
+    chain.meta.update(net="mlp0", image=3, fingerprint=archive.fingerprint(net))
+    path = tmp_path / "e.h5"
+    key = archive.append(path, chain)
+    with archive.open(path) as r:
+        back = r.load(key)
+        info = r.info(key)
+    assert_same_chain(chain, back)
+    assert back.options == chain.options
+    assert np.array_equal(back.explain(), chain.explain())
+    assert info["fingerprint"] == archive.fingerprint(net) and info["fingerprint"].startswith("sha256:")
+    # the fingerprint changes with any weight
+    other = mlp(0)
+    with torch.no_grad():
+        other[0].weight[0, 0] += 1e-12
+    assert archive.fingerprint(other) != archive.fingerprint(net) and archive.fingerprint(mlp(0)) == info["fingerprint"]
+
+
+def test_plain_h5py_and_scipy_read_sparse_group_without_chainlab_reader(tmp_path):
+    c = synthetic_chain(3)
+    path = tmp_path / "p.h5"
+    archive.write(path, [c])
+    with h5py.File(path, "r") as f:
+        assert f.attrs["encoding-type"].decode() == "chainlab-archive" and f.attrs["schema_version"] == 1
+        for i, fmt, cls in ((1, "csr", sp.csr_matrix), (2, "csc", sp.csc_matrix)):
+            g = f["chains/000000/layers"][f"{i:04d}"]["matrix"]
+            assert g.attrs["encoding-type"].decode() == f"{fmt}_matrix"
+            M = cls((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g.attrs["shape"]))
+            assert (M != c[i].matrix).nnz == 0
+            for ds in g.values():
+                assert ds.compression == "gzip" and ds.fletcher32
+        d = f["chains/000000/layers/0000/matrix"]
+        assert d.chunks is not None and d.compression == "gzip" and d.fletcher32
+        assert np.array_equal(d[:], c[0].array)
+
+
+def test_append_delete_and_errors_keep_archive_intact(tmp_path):
+    path = tmp_path / "d.h5"
+    keys = [archive.append(path, synthetic_chain(s)) for s in range(3)]
+    assert keys == ["000000", "000001", "000002"]
+    archive.delete(path, "000001")
+    with archive.open(path) as r:
+        assert r.keys() == ["000000", "000002"]
+        assert_same_chain(r.load("000002"), synthetic_chain(2))
+    assert archive.append(path, synthetic_chain(5)) == "000003"   # keys are never reused
+    with pytest.raises(ArchiveError, match="no chain '000001'"):
+        archive.delete(path, "000001")
+    with archive.open(path) as r, pytest.raises(ArchiveError, match="no chain 'nope'"):
+        r.load("nope")
+    # a non-linear chain (guided-bp & co.) cannot be archived; the file stays as it was
+    before = path.read_bytes()
+    bad = synthetic_chain(9)
+    bad.linear = False
+    with pytest.raises(ArchiveError, match="not linear"):
+        archive.append(path, bad)
+    with pytest.raises(ArchiveError, match="not linear"):
+        archive.write(path, [synthetic_chain(0), bad])   # fails after the first chain was written to the temp
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]   # no temp file left behind
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from chainlab import archive
+    from chainlab.chain import Chain
+    from chainlab.operators import DenseOperator
+    path = sys.argv[1]
+    for s in range(1000):
+        rng = np.random.default_rng(s)
+        c = Chain([DenseOperator(rng.standard_normal((700, 700)))], names=["big"], shapes=[(700,), (700,)],
+                  input_shape=(1, 700), x=rng.standard_normal(700), logits=rng.standard_normal(700),
+                  rule="r", options={}, space="relevance", meta={"image": s})
+        print("begin", s, flush=True)
+        archive.append(path, c)
+        print("done", s, flush=True)
+""")
+
+
+def test_sigkill_mid_append_leaves_earlier_chains_bit_exact(tmp_path):
+    path = tmp_path / "k.h5"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    done = []
+    try:
+        for line in proc.stdout:
+            word, s = line.split()
+            if word == "done":
+                done.append(int(s))
+            elif int(s) == 4:   # chains 0..3 landed; chain 4 is being written now
+                time.sleep(0.15)
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert done[:4] == [0, 1, 2, 3]
+    with archive.open(path) as r:
+        keys = r.keys()
+        assert len(keys) >= 4
+        for key in keys:
+            c = r.load(key)
+            rng = np.random.default_rng(c.meta["image"])
+            assert c.meta["image"] == int(key)
+            assert c[0].array.tobytes() == rng.standard_normal((700, 700)).tobytes()
+            assert c.x.tobytes() == rng.standard_normal(700).tobytes()
+
+
+# -- unreadable files -----------------------------------------------------------------------------
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / "good.h5"
+    rng = np.random.default_rng(0)
+    c = synthetic_chain(0)
+    c.operators[3] = DenseOperator(rng.standard_normal((7, 3)).astype(np.float32))
+    archive.write(path, [c, synthetic_chain(1)])
+    return path
+
+
+def test_missing_text_and_foreign_files(tmp_path):
+    with pytest.raises(ArchiveError, match="nothere.h5: no such archive"):
+        archive.open(tmp_path / "nothere.h5")
+    txt = tmp_path / "notes.h5"
+    txt.write_text("just some text\n" * 100)
+    with pytest.raises(ArchiveError, match="notes.h5: not a readable HDF5 file"):
+        archive.open(txt)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["X"] = np.zeros(3)
+    with pytest.raises(ArchiveError, match="foreign.h5: an HDF5 file but not a chainlab archive"):
+        archive.open(foreign)
+    with pytest.raises(ArchiveError, match="foreign.h5: an HDF5 file but not a chainlab archive"):
+        archive.append(foreign, synthetic_chain(0))   # never appended into a foreign file
+    with pytest.raises(ArchiveError, match="is a directory"):
+        archive.open(tmp_path)
+
+
+def test_newer_schema(good):
+    with h5py.File(good, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(ArchiveError, match=r"good.h5: archive schema version 99 is newer"):
+        archive.open(good)
+
+
+def test_truncated_file(good):
+    data = good.read_bytes()
+    for frac in (0.5, 0.9):
+        good.write_bytes(data[: int(len(data) * frac)])
+        with pytest.raises(ArchiveError, match="good.h5"):
+            with archive.open(good) as r:
+                for k in r.keys():
+                    r.load(k)
+
+
+def test_flipped_bytes_in_a_layer_name_the_chain_and_layer(good):
+    with h5py.File(good, "r") as f:
+        ds = f["chains/000000/layers/0003/matrix"]
+        info = ds.id.get_chunk_info(0)
+        offset, size = info.byte_offset, info.size
+        other = f["chains/000001/layers/0000/matrix"][()]
+    raw = bytearray(good.read_bytes())
+    raw[offset + size // 2] ^= 0xFF
+    good.write_bytes(bytes(raw))
+    with archive.open(good) as r:
+        assert r.info("000000")["n_layers"] == 5                  # metadata intact
+        with pytest.raises(ArchiveError, match=r"good.h5: chain '000000', layer 3 \('layer3'\): corrupt"):
+            r.load("000000")
+        with pytest.raises(ArchiveError, match=r"layer 3"):
+            r.load_layer("000000", 3)
+        assert_same_matrix(r.load_layer("000000", 2), synthetic_chain(0)[2])   # other layers still read
+        assert np.array_equal(r.load("000001")[0].array, other)
+
+
+def test_flipped_bytes_in_metadata(good):
+    raw = bytearray(good.read_bytes())
+    raw[20] ^= 0x01   # inside the superblock, which the v110 file format checksums
+    good.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError, match="good.h5"):
+        with archive.open(good) as r:
+            for k in r.keys():
+                r.load(k)
+
+
+def test_single_byte_flips_anywhere_are_detected_or_harmless(good):
+    """Every byte flip either raises ArchiveError or leaves every chain bit-exact (never a silent change,
+    never a raw h5py error): data chunks carry fletcher32, metadata the v110 format's checksums, and
+    string attributes live in the checksummed object headers."""
+    raw = good.read_bytes()
+    with archive.open(good) as r:
+        expected = [r.load(k) for k in r.keys()]
+    rng = np.random.default_rng(1)
+    outcomes = {"error": 0, "same": 0}
+    bad = good.with_name("flipped.h5")
+    for pos in rng.choice(len(raw), 120, replace=False):
+        b = bytearray(raw)
+        b[pos] ^= 0xFF
+        bad.write_bytes(bytes(b))
+        try:
+            with archive.open(bad) as r:
+                got = [r.load(k) for k in r.keys()]
+                [r.info(k) for k in r.keys()]
+        except ArchiveError as exc:
+            assert "flipped.h5" in str(exc)
+            outcomes["error"] += 1
+            continue
+        assert len(got) == len(expected), pos
+        for a, c in zip(got, expected):
+            assert_same_chain(a, c)
+        outcomes["same"] += 1
+    assert outcomes["error"] > 60   # most bytes of the file matter
