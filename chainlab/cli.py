@@ -393,6 +393,38 @@ def report_cmd(
 
 
 
+@app.command("verify")
+@_user_errors
+def verify_cmd(
+    output: Path = typer.Option(Path("report"), "--output", "-o", help="Report directory (made if missing)."),
+    quick: bool = typer.Option(False, "--quick", help="CI-sized run: digits nets only, fewer images and pairs."),
+    claims: Optional[str] = typer.Option(None, "--claims", help="Comma-separated subset, e.g. S1,S3,B1."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when a claim is not reproduced."),
+):
+    """The main job: reproduce the papers' claims (S1–S6, B1–B3) on the shipped nets; writes report/verify.md."""
+    from . import report, verify
+    from .measures import write_csv
+
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"report output {output} exists and is not a directory")
+    t0 = time.perf_counter()
+    wanted = [c.strip() for c in claims.split(",") if c.strip()] if claims else None
+    verdicts, records = verify.run(quick=quick, claims=wanted, progress=True)
+    seconds = time.perf_counter() - t0
+    output.mkdir(parents=True, exist_ok=True)
+    write_csv(records, output / "records.csv")
+    report.make_report(records, output, source=output / "records.csv", progress=True)
+    md = output / "verify.md"
+    md.write_text(verify.verdict_table(verdicts, quick=quick, seconds=seconds))
+    width = max(len(v.label) for v in verdicts)
+    for v in verdicts:
+        typer.echo(f"{v.claim}  {v.label:<{width}}  {v.observed[:160]}")
+    n_ok = sum(v.reproduced is True for v in verdicts)
+    typer.echo(f"{n_ok}/{len(verdicts)} claims reproduced in {seconds:.0f} s; verdicts in {md}")
+    if strict and n_ok < len(verdicts):
+        raise typer.Exit(1)
+
+
 def main():
     """Console entry point: run the app, turning user errors into one line and an exit code."""
     try:

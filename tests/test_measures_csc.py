@@ -98,21 +98,42 @@ def test_nonlinear_chain_uses_apply_and_matches_linear_path():
     assert np.allclose([r["value"] for r in lin], [r["value"] for r in nonlin], rtol=1e-12, atol=0)
 
 
-def test_deeplift_channel_vector_stacks_plus_then_minus():
+def test_deeplift_channel_vectors_split_plus_and_minus():
     C, H, W = 2, 1, 3
     R = np.arange(2 * C * H * W, dtype=float).reshape(-1, 1)     # [+ (C,H,W); − (C,H,W)]
     V = ms.channel_vectors(R, (C, H, W), paired=True)
-    assert V.shape == (3, 4, 1)
-    assert V[1, :, 0].tolist() == [1.0, 4.0, 7.0, 10.0]        # +c0, +c1, −c0, −c1 at location 1
+    assert V.shape == (6, 2, 1)
+    assert V[1, :, 0].tolist() == [1.0, 4.0]                    # + part, location 1: +c0, +c1
+    assert V[4, :, 0].tolist() == [7.0, 10.0]                   # − part, location 1: −c0, −c1
 
 
-def test_deeplift_space_chain_uses_stacked_channel_dimension():
+def test_deeplift_space_chain_measures_each_sign_chain():
     C, H, W = 3, 2, 2
     n = C * H * W
     A = np.random.default_rng(3).normal(size=(n, 4))
     blk = np.block([[A, 0 * A], [0 * A, A]])                   # (2n, 2·4): [+; −] rows
     ch = make_chain([blk], shapes=[(C, H, W), (4,)], space="deeplift")
     (r,) = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "csc"]
-    assert r["d"] == 2 * C and r["n_values"] == 3 * H * W and r["n_dropped"] == 0
+    assert r["d"] == C and r["n_values"] == 3 * 2 * H * W and r["n_dropped"] == 0
     base = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "baseline"][0]
-    assert base["value"] == ms.random_baseline(2 * C)["median"]
+    assert base["value"] == ms.random_baseline(C)["median"]
+
+
+def test_deeplift_injection_is_tied():
+    """With [[A, 0], [0, A]] and a tied injection the + and − signals are equal at every location."""
+    n = 5
+    A = np.random.default_rng(4).normal(size=(n, 3))
+    blk = np.block([[A, 0 * A], [0 * A, A]])
+    seen = []
+
+    class Spy:
+        shape, dtype = blk.shape, blk.dtype
+
+        def matmat(self, V):
+            seen.append(V)
+            return blk @ V
+    ch = make_chain([blk], shapes=[(n,), (3,)], space="deeplift")
+    ch.operators[0] = Spy()
+    ms.csc_values(ch, 1, pairs=3)
+    V = seen[0]
+    assert V.shape == (6, 3) and np.array_equal(V[:3], V[3:])

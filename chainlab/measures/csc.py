@@ -20,8 +20,14 @@ so  E|t| = Γ(d/2) / (√π Γ((d+1)/2))  (≈ √(2/(π d)) for large d) and th
 √(I⁻¹_(1/2)(1/2, (d−1)/2)); both are exact (``random_baseline``).  CSC is compared with the
 median baseline of the same channel dimension d.
 
-DeepLIFT block chains (``space == "deeplift"``) propagate stacked (+, −) signals of 2n rows;
-there the channel vector of a location is the stacked (+ channels, − channels) vector, d = 2C.
+DeepLIFT block chains (``space == "deeplift"``) propagate stacked (+, −) multipliers of 2n rows.
+The injection is tied, [v; v] with v ~ N(0, I_n), as DeepLIFT's own start vector [e_k; e_k] gives
+both parts the same multiplier; independent ± injections would excite the antisymmetric part,
+on which the coupled blocks act as the non-negative |W| and converge for a reason that has
+nothing to do with DeepLIFT.  At each boundary the + and the − signal are measured separately:
+each location contributes one C-dimensional channel vector per sign (2·H·W vectors, d = C), so
+CSC asks whether each of the two chains forgets its injection — Sixt's criterion for the
+decoupled ablation (both chains converge) versus the coupled rules.
 Non-linear chains (guided BP, …) work too: propagation goes through ``chain.apply``.
 """
 from __future__ import annotations
@@ -54,11 +60,11 @@ def channel_vectors(R: np.ndarray, shape, paired: bool = False) -> np.ndarray:
     """Signals R (n, m) [or (2n, m) paired] → array (locations, d, m) of channel vectors."""
     shape = tuple(shape)
     m = R.shape[1]
-    if paired:
+    if paired:                      # + locations first, then − locations, each with its own channels
         if len(shape) == 3:
             C, H, W = shape
-            return R.reshape(2, C, H * W, m).transpose(2, 0, 1, 3).reshape(H * W, 2 * C, m)
-        return R.reshape(1, -1, m)
+            return R.reshape(2, C, H * W, m).transpose(0, 2, 1, 3).reshape(2 * H * W, C, m)
+        return R.reshape(2, -1, m)
     if len(shape) == 3:
         C, H, W = shape
         return R.reshape(C, H * W, m).transpose(1, 0, 2)
@@ -95,7 +101,10 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
     paired = getattr(chain, "space", None) == "deeplift"
     n_k = chain[k - 1].shape[1]
     m, pair_list = _pairs(pairs)
-    if injections is None:
+    if injections is None and paired:
+        v = np.random.default_rng(seed).standard_normal((n_k // 2, m))
+        V = np.vstack([v, v])                                   # tied ± injection, see module docstring
+    elif injections is None:
         V = np.random.default_rng(seed).standard_normal((n_k, m))
     else:
         V = np.asarray(injections, dtype=np.float64)
@@ -115,7 +124,7 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
             Rj = np.column_stack([np.asarray(chain.apply(V[:, c], start=j, stop=k)).reshape(-1) for c in range(m)])
         shape = chain.shapes[j]
         vals, dropped = _abs_cos(channel_vectors(Rj, shape, paired), pair_list)
-        d = (2 if paired else 1) * (shape[0] if len(shape) == 3 else int(np.prod(shape)))
+        d = shape[0] if len(shape) == 3 else int(np.prod(shape))
         out[j] = (vals, dropped, d)
     return out
 
@@ -124,42 +133,51 @@ def csc(chains, *, layers=None, pairs: int = 10, images: int = 200, seed: int = 
         quantiles=(0.25, 0.75)) -> list[dict]:
     """CSC records per (net, rule, injection k, boundary j), pooled over up to ``images`` chains.
 
-    ``chains``: one Chain or a list (one per image; chains of different nets/rules are grouped).
+    ``chains``: one Chain, a list, or any iterable — it is consumed one chain at a time and no chain is
+    kept, so a generator that extracts per image measures hundreds of large chains in the memory of one.
+    Chains of different nets/rules are grouped by (chain.meta["net"], chain.rule).
     ``layers``: injection boundaries k (default: every k = 1..L; k = L injects at the logits).
     Quantities: ``csc`` (median |cos|), ``1-csc``, ``baseline`` (median |cos| of random vectors
     of the same d), ``baseline_mean``; extras n_values, n_dropped, d, q25/q75, n_images, to = name of
     the layer whose input boundary j is (j = 0: the input).
     """
-    if not isinstance(chains, (list, tuple)):
+    if not isinstance(chains, (list, tuple)) and hasattr(chains, "operators"):
         chains = [chains]
-    groups = defaultdict(list)
+    groups = {}                 # (net, rule) -> {"labels", "n", "pooled": {k: {j: [vals list, dropped, d]}}}
     for ch in chains:
-        groups[((ch.meta or {}).get("net"), ch.rule)].append(ch)
+        key = ((ch.meta or {}).get("net"), ch.rule)
+        g = groups.get(key)
+        if g is None:
+            L = len(ch)
+            g = groups[key] = {"labels": [layer_label(ch, i) for i in range(L)], "n": 0, "ref": _GroupRef(ch, *key),
+                               "ks": list(range(1, L + 1)) if layers is None else [int(k) for k in layers],
+                               "pooled": defaultdict(lambda: defaultdict(lambda: [[], 0, None]))}
+        if g["n"] >= images:
+            continue
+        i = g["n"]
+        g["n"] += 1
+        for k in g["ks"]:
+            for j, (vals, dropped, d) in csc_values(ch, k, pairs=pairs, seed=seed + 7919 * i).items():
+                acc = g["pooled"][k][j]
+                acc[0].append(vals)
+                acc[1] += dropped
+                acc[2] = d
     rows = []
-    for (net, rule), chs in groups.items():
-        chs = chs[:images]
-        L = len(chs[0])
-        ks = range(1, L + 1) if layers is None else [int(k) for k in layers]
-        for k in ks:
-            pooled = defaultdict(lambda: [[], 0, None])
-            for i, ch in enumerate(chs):
-                for j, (vals, dropped, d) in csc_values(ch, k, pairs=pairs, seed=seed + 7919 * i).items():
-                    pooled[j][0].append(vals)
-                    pooled[j][1] += dropped
-                    pooled[j][2] = d
+    for (net, rule), g in groups.items():
+        for k in g["ks"]:
+            pooled = g["pooled"][k]
             for j in sorted(pooled):
                 vals_l, dropped, d = pooled[j]
                 vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
                 base = random_baseline(d)
-                ref = chs[0]
-                extra = dict(n_values=int(vals.size), n_dropped=int(dropped), d=d, n_images=len(chs),
-                             to="input" if j == 0 else layer_label(ref, j - 1), inject=layer_label(ref, k - 1))
+                extra = dict(n_values=int(vals.size), n_dropped=int(dropped), d=d, n_images=g["n"],
+                             to="input" if j == 0 else g["labels"][j - 1], inject=g["labels"][k - 1])
                 if vals.size:
                     med = float(np.median(vals))
                     qs = {f"q{int(q * 100)}": float(np.quantile(vals, q)) for q in quantiles}
                 else:
                     med, qs = None, {}
-                proto = _GroupRef(ref, net, rule)
+                proto = g["ref"]
                 rows.append(record(proto, "csc", "csc", j, k, med, **extra, **qs))
                 rows.append(record(proto, "csc", "1-csc", j, k, None if med is None else 1.0 - med, **extra))
                 rows.append(record(proto, "csc", "baseline", j, k, base["median"], **extra))

@@ -68,7 +68,7 @@ def random_logit_ssim(chains, *, target=None, seed: int = 0, image_shape=None) -
     rows = []
     for ch in chains:
         t = ch.predicted if target is None else int(target)
-        others = [j for j in range(ch.n_output) if j != t]
+        others = [j for j in range(len(ch.logits)) if j != t]
         if not others:
             raise ValueError("random-logit SSIM needs a model with at least two outputs")
         o = int(rng.choice(others))

@@ -1,0 +1,11 @@
+"""Verify value bounds under weight scaling and ε, convergence of averages (Binder et al.).
+
+Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
+Usage: python scripts/verify_bounds.py [--quick] [-o report/]
+"""
+import sys
+
+from chainlab.verify import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main(['B1', 'B2', 'B3']))

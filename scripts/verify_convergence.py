@@ -1,0 +1,11 @@
+"""Verify CSC convergence of the modified-BP rules (Sixt §3, §5) and cone shrinkage (Thm. 1).
+
+Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
+Usage: python scripts/verify_convergence.py [--quick] [-o report/]
+"""
+import sys
+
+from chainlab.verify import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main(['S1', 'S2', 'S3', 'S6']))

@@ -1,0 +1,11 @@
+"""Verify singular-value ratios of the inter-layer members T_l for W and W⊙A (Sixt Fig. 3).
+
+Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
+Usage: python scripts/verify_spectra.py [--quick] [-o report/]
+"""
+import sys
+
+from chainlab.verify import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main(['S4']))
