@@ -9,9 +9,10 @@ For the shipped sixt-cifar net at one test digit and each rule (default "zplus" 
    per-step seconds, ratio, relative difference, and the effective GFLOP/s of steps with a dense operand.
 3. The full ``chain.prefix_products()`` sweep (renormalized): total seconds and peak RSS growth.
 4. numpy dgemm GFLOP/s measured in the same run (the machine's limit for the dense parts).
-5. Propagating --vectors random vectors from the top: ``chain.apply`` (automatic association and
-   forced streaming) vs the same number of torch autograd backward passes through the float32 model
-   (one forward, retain_graph), ratio; for "gradient" the results are compared with float64 autograd.
+5. Propagating --vectors random vectors from the top: ``chain.apply`` (automatic association, forced
+   streaming through the sparse layers, and the implicit chain of ``materialize=False`` = batched torch
+   convolutions) vs the same number of torch autograd backward passes through the float32 model (one
+   forward, retain_graph; timed in a fresh process), ratio; for "gradient" the results are compared with float64 autograd.
 
 Timings print; nothing is asserted.  Run:
 
@@ -20,6 +21,7 @@ Timings print; nothing is asserted.  Run:
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import time
 
@@ -80,18 +82,23 @@ def dgemm_gflops(m=3072, k=8192, n=1024, repeat=2):
 
 
 def spmm_table(chain, cols):
-    print(f"  SpMM per sparse layer, V: n_out x {cols} (float64)")
-    print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'chainlab s':>11s} {'scipy s':>9s} {'ratio':>7s} {'rel diff':>9s}")
+    print(f"  SpMM per sparse layer, V: n_out x {cols} (float64); stored CSC (chainlab converts to CSR inside, timed) "
+          "and the same matrix as CSR (conversion not timed)")
+    print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'CSC ours s':>10s} {'scipy s':>8s} {'ratio':>6s} "
+          f"{'CSR ours s':>10s} {'scipy s':>8s} {'ratio':>6s} {'rel diff':>9s}")
     rng = np.random.default_rng(1)
     for name, op in zip(chain.names, chain):
         if op.kind != "sparse":
             continue
         M = op.matrix
-        V = np.asfortranarray(rng.normal(size=(M.shape[1], cols)))
+        Mr = M.tocsr()
+        V = rng.normal(size=(M.shape[1], cols))
         ours, t_ours = timed(pr.spmm, M, V)
         ref, t_ref = timed(lambda: M @ V)
-        print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {t_ours:11.3f} {t_ref:9.3f} {t_ref / t_ours:7.1f} "
-              f"{rel(ours, ref):9.1e}")
+        ours_r, t_ours_r = timed(pr.spmm, Mr, V)
+        ref_r, t_ref_r = timed(lambda: Mr @ V)
+        print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {t_ours:10.3f} {t_ref:8.3f} {t_ref / t_ours:6.1f} "
+              f"{t_ours_r:10.3f} {t_ref_r:8.3f} {t_ref_r / t_ours_r:6.1f} {max(rel(ours, ref), rel(ours_r, ref)):9.1e}")
 
 
 def sweep_table(chain, peak_gflops):
@@ -142,24 +149,48 @@ def full_sweep(chain):
     return secs
 
 
+def _autograd_child(q, R):
+    torch.set_num_threads(2)
+    model = chainlab.models.load("sixt-cifar").float().eval()
+    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
+    xt = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
+    out = model(xt)
+    Rt = torch.as_tensor(R.T, dtype=torch.float32)
+    torch.autograd.grad(out, xt, Rt[:1], retain_graph=True)
+    t = time.perf_counter()
+    for j in range(Rt.shape[0]):
+        torch.autograd.grad(out, xt, Rt[j:j + 1], retain_graph=True)
+    q.put(time.perf_counter() - t)
+
+
+def autograd_seconds(R) -> float:
+    """R.shape[1] autograd backward passes through the float32 model, timed in a fresh process (no numba
+    threads around that could compete with torch's)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_autograd_child, args=(q, R))
+    p.start()
+    secs = q.get()
+    p.join()
+    return secs
+
+
 def propagation(chain, model, x, n_vec, n_auto):
     rng = np.random.default_rng(2)
     R = rng.normal(size=(chain.n_output, n_vec))
+    t_torch = autograd_seconds(R[:, :n_auto]) * n_vec / n_auto
+    note = "" if n_auto == n_vec else f" (extrapolated from {n_auto})"
     auto_res, t_auto = timed(chain.apply, R)
     stream_res, t_stream = timed(chain.apply, R, basis=False)
-    m32 = model.float().eval()
-    xt = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
-    out = m32(xt)
-    Rt = torch.as_tensor(R[:, :n_auto].T, dtype=torch.float32)
-    t = time.perf_counter()
-    for j in range(n_auto):
-        torch.autograd.grad(out, xt, Rt[j:j + 1], retain_graph=True)
-    t_torch = (time.perf_counter() - t) * n_vec / n_auto
-    note = "" if n_auto == n_vec else f" (extrapolated from {n_auto})"
-    print(f"  propagate {n_vec} random vectors from the top: chainlab apply {t_auto:.2f} s (auto association), "
-          f"{t_stream:.2f} s (streamed through every layer); torch autograd {n_vec} backward passes "
-          f"{t_torch:.2f} s{note}; ratio autograd/chainlab {t_torch / t_auto:.1f} (auto), {t_torch / t_stream:.1f} (streamed); "
-          f"auto vs streamed rel diff {rel(auto_res, stream_res):.1e}")
+    implicit = chainlab.extract(model, x, chain.rule, materialize=False)
+    imp_res, t_imp = timed(implicit.apply, R, basis=False)
+    print(f"  propagate {n_vec} random vectors from the top (float64), vs torch autograd {n_vec} backward passes "
+          f"(float32, one forward, separate process) {t_torch:.2f} s{note}:")
+    for what, secs in [("chain.apply, automatic association (propagate I_10, then x R)", t_auto),
+                       ("chain.apply, streamed through every sparse layer", t_stream),
+                       ("implicit chain (materialize=False), batched torch conv", t_imp)]:
+        print(f"    {what:62s} {secs:7.2f} s   autograd/chainlab {t_torch / secs:6.1f}")
+    print(f"    rel diff auto vs streamed {rel(auto_res, stream_res):.1e}, implicit vs streamed {rel(imp_res, stream_res):.1e}")
     if chain.rule == "gradient":
         m64 = model.double()
         x64 = torch.as_tensor(x, dtype=torch.float64).clone().requires_grad_(True)
@@ -167,7 +198,7 @@ def propagation(chain, model, x, n_vec, n_auto):
         G = [torch.autograd.grad(o64, x64, torch.as_tensor(R[:, j][None]), retain_graph=True)[0].reshape(-1).numpy()
              for j in range(5)]
         print(f"  gradient: chainlab vs float64 autograd on 5 vectors, rel diff {rel(auto_res[:, :5], np.stack(G, 1)):.1e}")
-        model.float()
+    model.float()
 
 
 def main():
