@@ -2,7 +2,7 @@
 
 Wrappers (check dtype, index width, contiguity and shapes once, then call one kernel):
 
-* :func:`spmm` — A @ B, A scipy CSR/CSC (m × k), B dense (k × n): dense (m × n), Fortran order.
+* :func:`spmm` — A @ B, A scipy CSR/CSC (m × k), B dense (k × n): dense (m × n), row-major.
 * :func:`dense_sparse` — A @ S, A dense (m × k), S scipy sparse (k × n): dense (m × n).
 * :func:`spgemm` — A @ B of two sparse matrices, a symbolic pass (nnz per column) then a numeric
   pass; CSC result with sorted rows, or dense when the estimated density exceeds ``dense_above``.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 DENSE_ABOVE = 0.25          # products denser than this are stored dense
-DENSIFY_FOR_DENSE = 1 / 32  # P is made dense before a product with a dense factor above this density
+DENSIFY_FOR_DENSE = 0.15    # P is made dense before a product with a dense factor above this density
 DENSIFY_FOR_SPARSE = 0.3    # … and before a product with a sparse factor above this density
 DEFAULT_MAX_MEMORY = 2**31  # bytes of intermediate signals in stream_apply (2 GiB)
 _CHUNK = 32                 # columns per parallel task in the SpGEMM kernels
@@ -102,19 +103,27 @@ def density(P) -> float:
 # wrappers
 
 def spmm(A, B):
-    """A @ B for a scipy CSR/CSC matrix A (m × k) and a dense B (k × n) or (k,): dense (m × n), Fortran order
+    """A @ B for a scipy CSR/CSC matrix A (m × k) and a dense B (k × n) or (k,): dense (m × n), row-major
     (a vector for a vector B).  float32 only when both are float32, else float64."""
     if not sp.issparse(A):
         raise TypeError(f"spmm: A must be scipy.sparse, got {type(A).__name__}")
     B = np.asarray(B)
-    fmt = "csc" if A.format == "csc" else "csr"
+    # the CSR kernel (rows in parallel, gather) beats the CSC scatter kernel by ~3x from a few columns on,
+    # more than the conversion costs
+    fmt = "csc" if (A.format == "csc" and (B.ndim == 1 or B.shape[1] < 4)) else "csr"
     A = _sparse(A, fmt, "spmm")
     dt = _value_dtype(A.dtype, B.dtype)
-    Bf = _dense(B, A.shape[1], f"spmm with A of shape {A.shape}", dt)
+    if B.ndim not in (1, 2) or B.shape[0] != A.shape[1]:
+        raise ValueError(f"spmm with A of shape {A.shape}: needs a dense operand with {A.shape[1]} rows, "
+                         f"got shape {B.shape}")
+    Bc = np.ascontiguousarray(B.reshape(A.shape[1], -1), dtype=dt)
     (ptr, idx), = _index_pair(A)
-    out = np.empty((A.shape[0], Bf.shape[1]), dt, order="F")
-    kernel = K.csc_dense if fmt == "csc" else K.csr_dense
-    kernel(ptr, idx, np.ascontiguousarray(A.data, dt), Bf, out)
+    out = np.empty((A.shape[0], Bc.shape[1]), dt)
+    data = np.ascontiguousarray(A.data, dt)
+    if fmt == "csc":
+        K.csc_dense(ptr, idx, data, Bc, out, max(1, min(Bc.shape[1], numba.get_num_threads())))
+    else:
+        K.csr_dense(ptr, idx, data, Bc, out)
     return out.reshape(-1) if B.ndim == 1 else out
 
 
@@ -355,8 +364,8 @@ def multiply(P, op, *, dense_above: float = DENSE_ABOVE):
     """P @ M for a partial product P (numpy array or scipy CSC, m × n) and the next factor M (operator or matrix).
 
     The representation of the operands is chosen per step by cost: against a dense M, P is made dense
-    (BLAS dgemm) once its density exceeds DENSIFY_FOR_DENSE (a sparse × dense product moves ~30× fewer
-    flops per second than dgemm), else :func:`spmm`; against a sparse M, P stays sparse (:func:`spgemm`,
+    (BLAS dgemm) once its density exceeds DENSIFY_FOR_DENSE (sparse × dense moves several times fewer
+    flops per second than dgemm; measured on 2 shared cores), else :func:`spmm`; against a sparse M, P stays sparse (:func:`spgemm`,
     cost Σ_k nnz(P[:, k])·nnz(M[k, :])) up to density DENSIFY_FOR_SPARSE, above it :func:`dense_sparse`
     (cost m·nnz(M)).  Implicit operators are materialized when P is sparse, else applied as (Mᵀ Pᵀ)ᵀ
     through their own ``rmatmat``.  The result is stored dense above ``dense_above``, else as CSC.

@@ -5,36 +5,50 @@ Storage conventions (plain arrays only):
 * CSC matrix A (m × k): ``indptr`` (k+1,), ``indices``, ``data``; column c holds rows
   ``indices[indptr[c]:indptr[c+1]]`` with values ``data[...]``.  CSR is the same with rows and
   columns swapped.  Index arrays are int32 or int64 (one compiled version each).
-* Dense operands and results are Fortran-ordered (a column is contiguous).
+* Dense operands and results are Fortran-ordered (a column is contiguous), except in the sparse ×
+  dense kernels, where row-major B and out make the inner loop run over contiguous columns.
 
-Every kernel runs ``prange`` over output columns (or chunks of them): a thread writes only
-its own columns, so there are no races and no atomics.
+Every kernel runs ``prange`` over independent output columns (or blocks of them; rows for CSR ×
+dense): a thread writes only its own part, so there are no races and no atomics.
 """
 import numpy as np
 from numba import njit, prange
 
 
 @njit(cache=True, parallel=True)
-def csc_dense(indptr, indices, data, B, out):
-    """out = A @ B for CSC A (m × k) and dense B (k × n):  out[:, j] = Σ_c B[c, j] · A[:, c].  out is (m × n)."""
-    for j in prange(B.shape[1]):
-        out[:, j] = 0
+def csc_dense(indptr, indices, data, B, out, nblocks):
+    """out = A @ B for CSC A (m × k) and row-major dense B (k × n), out row-major (m × n):
+    out[i, J] += A_ic · B[c, J] for every stored A_ic, the n columns split into ``nblocks`` contiguous
+    blocks J (one task each, one pass over A per task, the inner loop contiguous over J)."""
+    n = B.shape[1]
+    of = out.reshape(-1)
+    bf = B.reshape(-1)
+    for b in prange(nblocks):
+        j0 = b * n // nblocks
+        j1 = (b + 1) * n // nblocks
+        for i in range(out.shape[0]):
+            of[i * n + j0:i * n + j1] = 0
         for c in range(B.shape[0]):
-            b = B[c, j]
-            if b != 0:
-                for p in range(indptr[c], indptr[c + 1]):
-                    out[indices[p], j] += data[p] * b
+            cb = c * n
+            for p in range(indptr[c], indptr[c + 1]):
+                ib = indices[p] * n
+                a = data[p]
+                for j in range(j0, j1):
+                    of[ib + j] += a * bf[cb + j]
 
 
 @njit(cache=True, parallel=True)
 def csr_dense(indptr, indices, data, B, out):
-    """out = A @ B for CSR A (m × k) and dense B (k × n):  out[i, j] = Σ_p data[p] · B[indices[p], j], p in row i."""
-    for j in prange(B.shape[1]):
-        for i in range(out.shape[0]):
-            s = 0.0
-            for p in range(indptr[i], indptr[i + 1]):
-                s += data[p] * B[indices[p], j]
-            out[i, j] = s
+    """out = A @ B for CSR A (m × k) and row-major dense B (k × n), out row-major (m × n):
+    out[i, :] = Σ_p data[p] · B[indices[p], :] over the entries p of row i (rows in parallel)."""
+    for i in prange(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            a = data[p]
+            c = indices[p]
+            for j in range(out.shape[1]):
+                out[i, j] += a * B[c, j]
 
 
 @njit(cache=True, parallel=True)

@@ -183,3 +183,15 @@ def test_spgemm_grouped_columns_with_shared_patterns(index):
         assert np.all(np.diff(C.indices[C.indptr[j]:C.indptr[j + 1]]) > 0)
     close(pr.spgemm(A, B, dense_above=0.0), A @ B, np.float64)
     close(pr.spgemm(A, B, group=False), A @ B, np.float64)
+
+
+@pytest.mark.parametrize("index", INDEX)
+def test_csc_scatter_kernel_with_column_blocks(index):
+    """kernels.csc_dense directly (spmm routes CSC with many columns through CSR)."""
+    from chainlab import kernels as K
+    A = rand_sparse(33, 21, 0.2, 25, index=index)
+    B = np.random.default_rng(26).normal(size=(21, 7))
+    for nblocks in (1, 3, 7):
+        out = np.full((33, 7), np.nan)
+        K.csc_dense(A.indptr, A.indices, A.data, B, out, nblocks)
+        close(out, A @ B, np.float64)

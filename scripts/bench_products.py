@@ -1,0 +1,230 @@
+"""Benchmark: chain products of sixt-cifar with chainlab's kernels vs scipy.sparse, numpy dgemm and autograd.
+
+For the shipped sixt-cifar net at one test digit and each rule (default "zplus" and "gradient"):
+
+1. SpMM per sparse layer: M @ V (V: n_out × --spmm-cols random) with ``chainlab.products.spmm`` vs
+   scipy's ``M @ V`` on the same operands (results compared), ratio.
+2. Prefix sweep step by step: P_k = P_(k−1) M_k with ``chainlab.products.multiply`` (representation
+   chosen per step) vs scipy's all-sparse sweep (csr @ csr, csr @ dense) on the same P_(k−1);
+   per-step seconds, ratio, relative difference, and the effective GFLOP/s of steps with a dense operand.
+3. The full ``chain.prefix_products()`` sweep (renormalized): total seconds and peak RSS growth.
+4. numpy dgemm GFLOP/s measured in the same run (the machine's limit for the dense parts).
+5. Propagating --vectors random vectors from the top: ``chain.apply`` (automatic association, forced
+   streaming through the sparse layers, and the implicit chain of ``materialize=False`` = batched torch
+   convolutions) vs the same number of torch autograd backward passes through the float32 model (one
+   forward, retain_graph; timed in a fresh process), ratio; for "gradient" the results are compared with float64 autograd.
+
+Timings print; nothing is asserted.  Run:
+
+    python scripts/bench_products.py [--rules zplus gradient] [--vectors 1000] [--autograd-vectors 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+import chainlab
+from chainlab import products as pr
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rel(a, b) -> float:
+    a = a.toarray() if sp.issparse(a) else np.asarray(a)
+    b = b.toarray() if sp.issparse(b) else np.asarray(b)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def timed(f, *args, **kw):
+    t = time.perf_counter()
+    out = f(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def warm_up():
+    """Load the cached numba kernels (int32 indices, float64) outside the timings."""
+    A = sp.random(50, 40, density=0.2, format="csc", random_state=0)
+    B = sp.hstack([sp.random(40, 5, density=0.3, format="csc", random_state=1)] * 4, format="csc")
+    V = np.ones((40, 3), order="F")
+    pr.spmm(A, V), pr.spmm(A.tocsr(), V), pr.dense_sparse(A.toarray().T, A), pr.column_norms(A), pr.column_norms(V)
+    pr.spgemm(A, B), pr.spgemm(A, B, dense_above=0.0), pr.spgemm(A, B, group=False), pr.spgemm(A, B, group=False,
+                                                                                                  dense_above=0.0)
+
+
+def dgemm_gflops(m=3072, k=8192, n=1024, repeat=2):
+    rng = np.random.default_rng(0)
+    A, B = rng.random((m, k)), rng.random((k, n))
+    A @ B
+    best = min(timed(np.dot, A, B)[1] for _ in range(repeat))
+    return 2.0 * m * k * n / best / 1e9, best
+
+
+def spmm_table(chain, cols):
+    print(f"  SpMM per sparse layer, V: n_out x {cols} (float64); stored CSC (chainlab converts to CSR inside, timed) "
+          "and the same matrix as CSR (conversion not timed)")
+    print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'CSC ours s':>10s} {'scipy s':>8s} {'ratio':>6s} "
+          f"{'CSR ours s':>10s} {'scipy s':>8s} {'ratio':>6s} {'rel diff':>9s}")
+    rng = np.random.default_rng(1)
+    for name, op in zip(chain.names, chain):
+        if op.kind != "sparse":
+            continue
+        M = op.matrix
+        Mr = M.tocsr()
+        V = rng.normal(size=(M.shape[1], cols))
+        ours, t_ours = timed(pr.spmm, M, V)
+        ref, t_ref = timed(lambda: M @ V)
+        ours_r, t_ours_r = timed(pr.spmm, Mr, V)
+        ref_r, t_ref_r = timed(lambda: Mr @ V)
+        print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {t_ours:10.3f} {t_ref:8.3f} {t_ref / t_ours:6.1f} "
+              f"{t_ours_r:10.3f} {t_ref_r:8.3f} {t_ref_r / t_ours_r:6.1f} {max(rel(ours, ref), rel(ours_r, ref)):9.1e}")
+
+
+def sweep_table(chain, peak_gflops):
+    print("  prefix sweep step by step: P_k = P_(k-1) M_k, same operands (scipy: all-sparse csr sweep)")
+    print(f"  {'k':>2s} {'layer':7s} {'step':22s} {'density':>8s} {'chainlab s':>11s} {'scipy s':>9s} {'ratio':>7s} "
+          f"{'rel diff':>9s} {'GFLOP/s':>8s}")
+    P = pr._start(chain[0], pr.DENSE_ABOVE)
+    tot_ours = tot_ref = 0.0
+    for k in range(1, len(chain)):
+        op = chain[k]
+        P_ref = P if sp.issparse(P) else sp.csr_matrix(P)
+        P_ref = P_ref.tocsr()
+        M_ref = op.matrix.tocsr() if op.kind == "sparse" else op.array
+        was_sparse, d_in = sp.issparse(P), pr.density(P)
+        new, t_ours = timed(pr.multiply, P, op)
+        ref, t_ref = timed(lambda: P_ref @ M_ref)
+        tot_ours += t_ours
+        tot_ref += t_ref
+        m = P.shape[0]
+        if op.kind == "dense" and (not was_sparse or d_in > pr.DENSIFY_FOR_DENSE):
+            kind, gf = "dense x dense (BLAS)", 2.0 * m * op.shape[0] * op.shape[1] / t_ours / 1e9
+        elif op.kind == "dense":
+            kind, gf = "sparse x dense (spmm)", 2.0 * P.nnz * op.shape[1] / t_ours / 1e9
+        elif was_sparse and d_in <= pr.DENSIFY_FOR_SPARSE:
+            kind, gf = "sparse x sparse (spgemm)", None
+        else:
+            kind, gf = "dense x sparse", 2.0 * m * op.nnz / t_ours / 1e9
+        kind += "->" + ("csc" if sp.issparse(new) else "dense")
+        gfs = f"{gf:8.1f}" if gf is not None else f"{'':8s}"
+        print(f"  {k + 1:2d} {chain.names[k]:7s} {kind:22s} {pr.density(new):8.3f} {t_ours:11.3f} {t_ref:9.3f} "
+              f"{t_ref / t_ours:7.1f} {rel(new, ref):9.1e} {gfs}")
+        P = new
+    print(f"  sum of steps: chainlab {tot_ours:.2f} s, scipy {tot_ref:.2f} s, ratio {tot_ref / tot_ours:.1f}; "
+          f"numpy dgemm in this run: {peak_gflops:.1f} GFLOP/s")
+
+
+def full_sweep(chain):
+    reset_peak()
+    base = rss_mib()
+    t = time.perf_counter()
+    last = None
+    for pp in chain.prefix_products():
+        last = pp
+    secs = time.perf_counter() - t
+    peak = peak_mib() - base
+    print(f"  full chain.prefix_products() sweep (renormalized, k = 1..{last.k}): {secs:.2f} s, "
+          f"peak RSS growth {peak:.0f} MiB (final log_scale {last.log_scale:.3g})")
+    return secs
+
+
+def _autograd_child(q, R):
+    torch.set_num_threads(2)
+    model = chainlab.models.load("sixt-cifar").float().eval()
+    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
+    xt = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
+    out = model(xt)
+    Rt = torch.as_tensor(R.T, dtype=torch.float32)
+    torch.autograd.grad(out, xt, Rt[:1], retain_graph=True)
+    t = time.perf_counter()
+    for j in range(Rt.shape[0]):
+        torch.autograd.grad(out, xt, Rt[j:j + 1], retain_graph=True)
+    q.put(time.perf_counter() - t)
+
+
+def autograd_seconds(R) -> float:
+    """R.shape[1] autograd backward passes through the float32 model, timed in a fresh process (no numba
+    threads around that could compete with torch's)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_autograd_child, args=(q, R))
+    p.start()
+    secs = q.get()
+    p.join()
+    return secs
+
+
+def propagation(chain, model, x, n_vec, n_auto):
+    rng = np.random.default_rng(2)
+    R = rng.normal(size=(chain.n_output, n_vec))
+    t_torch = autograd_seconds(R[:, :n_auto]) * n_vec / n_auto
+    note = "" if n_auto == n_vec else f" (extrapolated from {n_auto})"
+    auto_res, t_auto = timed(chain.apply, R)
+    stream_res, t_stream = timed(chain.apply, R, basis=False)
+    implicit = chainlab.extract(model, x, chain.rule, materialize=False)
+    imp_res, t_imp = timed(implicit.apply, R, basis=False)
+    print(f"  propagate {n_vec} random vectors from the top (float64), vs torch autograd {n_vec} backward passes "
+          f"(float32, one forward, separate process) {t_torch:.2f} s{note}:")
+    for what, secs in [("chain.apply, automatic association (propagate I_10, then x R)", t_auto),
+                       ("chain.apply, streamed through every sparse layer", t_stream),
+                       ("implicit chain (materialize=False), batched torch conv", t_imp)]:
+        print(f"    {what:62s} {secs:7.2f} s   autograd/chainlab {t_torch / secs:6.1f}")
+    print(f"    rel diff auto vs streamed {rel(auto_res, stream_res):.1e}, implicit vs streamed {rel(imp_res, stream_res):.1e}")
+    if chain.rule == "gradient":
+        m64 = model.double()
+        x64 = torch.as_tensor(x, dtype=torch.float64).clone().requires_grad_(True)
+        o64 = m64(x64)
+        G = [torch.autograd.grad(o64, x64, torch.as_tensor(R[:, j][None]), retain_graph=True)[0].reshape(-1).numpy()
+             for j in range(5)]
+        print(f"  gradient: chainlab vs float64 autograd on 5 vectors, rel diff {rel(auto_res[:, :5], np.stack(G, 1)):.1e}")
+    model.float()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rules", nargs="+", default=["zplus", "gradient"])
+    ap.add_argument("--spmm-cols", type=int, default=32)
+    ap.add_argument("--vectors", type=int, default=1000)
+    ap.add_argument("--autograd-vectors", type=int, default=1000)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    import numba
+    print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, torch threads "
+          f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
+    warm_up()
+    gflops, _ = dgemm_gflops()
+    model = chainlab.models.load("sixt-cifar")
+    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
+    for rule in args.rules:
+        chain, t_ex = timed(chainlab.extract, model, x, rule)
+        print(f"\n== sixt-cifar, rule {rule!r}: {len(chain)} operators, extracted in {t_ex:.1f} s")
+        spmm_table(chain, args.spmm_cols)
+        sweep_table(chain, gflops)
+        full_sweep(chain)
+        propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors))
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
