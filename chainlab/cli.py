@@ -398,6 +398,7 @@ def report_cmd(
 def verify_cmd(
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Report directory (made if missing)."),
     quick: bool = typer.Option(False, "--quick", help="CI-sized run: digits nets only, fewer images and pairs."),
+    extended: bool = typer.Option(False, "--extended", help="More sixt-cifar images, sixt-cifar in S4 (~25 min)."),
     claims: Optional[str] = typer.Option(None, "--claims", help="Comma-separated subset, e.g. S1,S3,B1."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a claim is not reproduced."),
 ):
@@ -409,13 +410,13 @@ def verify_cmd(
         raise NotADirectoryError(f"report output {output} exists and is not a directory")
     t0 = time.perf_counter()
     wanted = [c.strip() for c in claims.split(",") if c.strip()] if claims else None
-    verdicts, records = verify.run(quick=quick, claims=wanted, progress=True)
+    verdicts, records = verify.run(quick=quick, claims=wanted, progress=True, extended=extended)
     seconds = time.perf_counter() - t0
     output.mkdir(parents=True, exist_ok=True)
     write_csv(records, output / "records.csv")
     report.make_report(records, output, source=output / "records.csv", progress=True)
     md = output / "verify.md"
-    md.write_text(verify.verdict_table(verdicts, quick=quick, seconds=seconds))
+    md.write_text(verify.verdict_table(verdicts, quick=quick, seconds=seconds, extended=extended))
     width = max(len(v.label) for v in verdicts)
     for v in verdicts:
         typer.echo(f"{v.claim}  {v.label:<{width}}  {v.observed[:160]}")

@@ -60,8 +60,10 @@ class Verdict:
 
 @dataclass
 class Settings:
-    """How much work: ``quick`` is the CI-sized run (digits nets only, few images)."""
+    """How much work.  ``quick``: the CI-sized run (digits nets only, few images);  default: the main
+    job (< 10 min on 2 cores);  ``extended``: more sixt-cifar images and sixt-cifar in S4 (~25 min)."""
     quick: bool = False
+    extended: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -70,8 +72,15 @@ class Settings:
         return ("digits-cnn",) if self.quick else ("digits-cnn", "sixt-cifar")
 
     @property
-    def images(self) -> int:
-        return 2 if self.quick else 8
+    def spectra_nets(self):
+        return ("digits-mlp", "digits-cnn") + (("sixt-cifar",) if self.extended else ())
+
+    def images(self, net) -> int:
+        if self.quick:
+            return 2
+        if net == "sixt-cifar":
+            return 8 if self.extended else 2
+        return 8
 
     @property
     def pairs(self) -> int:
@@ -100,7 +109,7 @@ class _Context:
 
     def stream(self, net, rule, n=None, **opts):
         """Chains of the first ``n`` test images, extracted one at a time and not kept (large nets)."""
-        n = self.s.images if n is None else n
+        n = self.s.images(net) if n is None else n
         for i in _progress(range(n), f"{net} · {rule}", self.s.progress):
             ch = self.cl.extract(self.model(net), self.x(net, i), rule, **{**RULE_OPTIONS.get(rule, {}), **opts})
             ch.meta.update(net=net, image=i)
@@ -119,13 +128,13 @@ class _Context:
                     ssim_rows.extend(self.cl.measures.random_logit_ssim([ch], seed=self.s.seed + ch.meta["image"]))
                     yield ch
 
-            rows = self._csc_at_top(chains())
+            rows = self._csc_at_top(chains(), self.s.images(net))
             self.records += rows + ssim_rows
             curve = {r["layer"]: r for r in rows if r["quantity"] == "csc"}
             self._passes[key] = (curve, float(np.mean([r["value"] for r in ssim_rows])))
         return self._passes[key]
 
-    def _csc_at_top(self, chains):
+    def _csc_at_top(self, chains, images):
         """CSC with the injection at the logits (k = L, known once the first chain is seen)."""
         it = iter(chains)
         first = next(it)
@@ -134,7 +143,7 @@ class _Context:
         def again():
             yield first
             yield from it
-        return self.cl.measures.csc(again(), layers=[L], pairs=self.s.pairs, images=self.s.images, seed=self.s.seed)
+        return self.cl.measures.csc(again(), layers=[L], pairs=self.s.pairs, images=images, seed=self.s.seed)
 
 
 def _progress(it, desc, on):
@@ -206,8 +215,8 @@ def claim_s2(ctx) -> list[Verdict]:
 
 def claim_s4(ctx) -> list[Verdict]:
     t0 = time.perf_counter()
-    nets = ("digits-mlp", "digits-cnn") if ctx.s.quick else ("digits-mlp", "digits-cnn", "sixt-cifar")
-    n_img = 1 if ctx.s.quick else 2
+    nets = ctx.s.spectra_nets
+    n_img = 1 if ctx.s.quick else 3
     wins, total, parts = 0, 0, []
     for net in nets:
         med = {}
@@ -320,10 +329,10 @@ def claim_b3(ctx) -> list[Verdict]:
     from .measures import averages
 
     t0 = time.perf_counter()
-    n = 16 if ctx.s.quick else 64
+    n = 16 if ctx.s.quick else 48
     kinds = (("smoothgrad", 0.1), ("brightness", 0.1), ("contrast", 0.2), ("noise", 0.05))
     ok, parts = True, []
-    for net in ("digits-cnn",) if ctx.s.quick else ("digits-cnn", "digits-mlp"):
+    for net in ("digits-cnn",) if not ctx.s.extended else ("digits-cnn", "digits-mlp"):
         for rule in ("zplus", "gradient"):
             for kind, level in kinds:
                 rows = averages(ctx.model(net), ctx.x(net, 0), rule, perturbation=kind, level=level, n=n,
@@ -346,13 +355,15 @@ CLAIMS = {"S1": claim_s1_s3, "S3": claim_s1_s3, "S2": claim_s2, "S4": claim_s4, 
           "B1": claim_b1_b2, "B2": claim_b1_b2, "B3": claim_b3}
 
 
-def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0):
+def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False):
     """Check the claims (all by default); returns (verdicts in claim order, records)."""
     wanted = list(CLAIMS) if not claims else [c.upper() for c in claims]
     bad = [c for c in wanted if c not in CLAIMS]
     if bad:
         raise ValueError(f"unknown claim(s) {', '.join(bad)}; known: {', '.join(sorted(CLAIMS))}")
-    ctx = _Context(Settings(quick=quick, seed=seed, progress=progress))
+    if quick and extended:
+        raise ValueError("choose --quick or --extended, not both")
+    ctx = _Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
     done, verdicts = set(), {}
     for c in wanted:
         fn = CLAIMS[c]
@@ -365,13 +376,13 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0):
     return [verdicts[c] for c in order], ctx.records
 
 
-def verdict_table(verdicts, *, quick: bool, seconds: float) -> str:
+def verdict_table(verdicts, *, quick: bool, seconds: float, extended: bool = False) -> str:
     """Markdown: one section per claim with the paper's statement beside our numbers."""
     n_ok = sum(v.reproduced is True for v in verdicts)
     lines = ["# chainlab verify", "",
              f"{n_ok} of {len(verdicts)} claims reproduced on the shipped nets "
-             f"({'--quick run' if quick else 'full run'}, {seconds:.0f} s). Rerun: `chainlab verify"
-             f"{' --quick' if quick else ''}`.", "",
+             f"({'--quick run' if quick else '--extended run' if extended else 'full run'}, {seconds:.0f} s). "
+             f"Rerun: `chainlab verify{' --quick' if quick else ' --extended' if extended else ''}`.", "",
              "| claim | verdict | seconds |", "|---|---|---:|"]
     lines += [f"| {v.claim} | **{v.label}** | {v.seconds:.1f} |" for v in verdicts]
     lines.append("")
@@ -389,13 +400,14 @@ def script_main(claims, argv=None) -> int:
 
     p = argparse.ArgumentParser(description=f"Check claims {', '.join(claims)} on the shipped nets.")
     p.add_argument("--quick", action="store_true", help="CI-sized run (digits nets, fewer images)")
+    p.add_argument("--extended", action="store_true", help="more sixt-cifar images, sixt-cifar in S4")
     p.add_argument("-o", "--output", type=Path, default=Path("report"), help="directory for the verdict file")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    verdicts, _ = run(quick=a.quick, claims=claims)
+    verdicts, _ = run(quick=a.quick, claims=claims, extended=a.extended)
     a.output.mkdir(parents=True, exist_ok=True)
     md = a.output / f"verify-{'-'.join(claims)}.md"
-    md.write_text(verdict_table(verdicts, quick=a.quick, seconds=time.perf_counter() - t0))
+    md.write_text(verdict_table(verdicts, quick=a.quick, seconds=time.perf_counter() - t0, extended=a.extended))
     for v in verdicts:
         print(f"{v.claim}  {v.label}\n    claim: {v.statement}\n    paper: {v.paper}\n    here:  {v.observed}")
     print(f"verdicts written to {md}")

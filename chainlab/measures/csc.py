@@ -117,11 +117,9 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
     out = {}
     R = V
     for j in range(k - 1, -1, -1):
-        if linear:
-            R = np.asarray(chain[j].matmat(R))
-            Rj = R
-        else:
-            Rj = np.column_stack([np.asarray(chain.apply(V[:, c], start=j, stop=k)).reshape(-1) for c in range(m)])
+        # one layer at a time: r_j = M_(j+1) r_(j+1) (non-linear chains: their own rectified step)
+        R = np.asarray(chain[j].matmat(R)) if linear else np.asarray(chain.apply(R, start=j, stop=j + 1))
+        Rj = R
         shape = chain.shapes[j]
         vals, dropped = _abs_cos(channel_vectors(Rj, shape, paired), pair_list)
         d = shape[0] if len(shape) == 3 else int(np.prod(shape))
