@@ -9,7 +9,7 @@
 from . import data, models
 from .chain import Chain
 from .errors import ChainlabError, ExtractionError, NotLinearError, UnsupportedLayerError
-from .extract import extract
+from .extract import extract, register_method
 from .operators import DenseOperator, Operator, SparseOperator, as_operator
 from .rules import Composite, Rule
 from .blocks import BlockOperator
@@ -26,5 +26,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlockOperator", "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
-    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models", "patterns",
+    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models", "patterns", "register_method",
 ]

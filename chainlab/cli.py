@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 from tqdm import tqdm
 
@@ -292,7 +291,7 @@ def measure_cmd(
     keys: Optional[str] = typer.Option(None, "--keys", help="Comma-separated chain keys (default: all)."),
 ):
     """Run measures on archived chains and write tidy records (net, rule, image, measure, quantity, layer, k, value)."""
-    from . import archive, report
+    from . import archive
 
     _existing(chains, "chain archive")
     names = [w.strip() for w in what.split(",") if w.strip()]
@@ -346,7 +345,7 @@ def measure_cmd(
             for (net, rule), ks in tqdm(groups.items(), desc="measure (pooled)", unit="group", file=sys.stderr):
                 group = [r.load(k) for k in ks]
                 rows += measures.measure(group, what=run_pooled, **opts_for(run_pooled))
-    write = getattr(measures, "write_csv", None) or report.write_records
+    write = measures.write_csv
     write(rows, output)
     typer.echo(f"{output}: {len(rows)} records ({', '.join(names)}) from {len(sel)} chain(s)")
 

@@ -22,11 +22,8 @@ global backend is left alone).
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,69 +31,13 @@ import numpy as np
 
 __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report"]
 
-RECORD_KEYS = ("net", "rule", "image", "measure", "quantity", "layer", "k", "value")
+from .measures._common import RECORD_KEYS
+from .measures.records import read_csv, write_csv
 
 
-# -- tidy CSV --------------------------------------------------------------------------------------
-def _cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
-    if isinstance(v, np.generic):
-        return _cell(v.item())
-    return str(v)
-
-
-def write_records(records, path) -> Path:
-    """Write tidy records as CSV (record keys first, then extras in first-seen order), atomically."""
-    records = list(records)
-    keys = list(RECORD_KEYS)
-    for r in records:
-        keys += [k for k in r if k not in keys]
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(keys)
-            for r in records:
-                w.writerow([_cell(r.get(k)) for k in keys])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _parse(s: str):
-    if s == "":
-        return None
-    if s in ("True", "False"):
-        return s == "True"
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        return float(s)
-    except ValueError:
-        return s
-
-
-def read_records(path) -> list[dict]:
-    """Records from a tidy CSV; numbers parsed, empty cells None.  ValueError when columns are missing."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [k for k in RECORD_KEYS if k not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path} is not a measures CSV: missing column(s) {', '.join(missing)}")
-            return [{k: _parse(v if v is not None else "") for k, v in row.items() if k is not None} for row in reader]
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a measures CSV (not text)") from None
+# -- tidy CSV: one implementation, in chainlab.measures.records ----------------------------------
+write_records = write_csv
+read_records = read_csv
 
 
 # -- helpers ---------------------------------------------------------------------------------------

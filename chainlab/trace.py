@@ -211,7 +211,7 @@ def conv_padding(m: nn.Conv2d) -> tuple[int, int]:
             total = d * (k - 1)
             if total % 2:
                 raise UnsupportedLayerError(
-                    f"Conv2d with padding='same' and an even effective kernel pads asymmetrically; not supported"
+                    "Conv2d with padding='same' and an even effective kernel pads asymmetrically; not supported"
                 )
             pads.append(total // 2)
         return tuple(pads)

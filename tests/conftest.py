@@ -1,5 +1,4 @@
 """Shared fixtures: shipped nets, random nets with every supported layer, autograd oracles."""
-import os
 from collections import OrderedDict
 
 import numpy as np

@@ -6,7 +6,6 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-import chainlab
 from chainlab import measures as ms
 from conftest import conv_net, mlp
 

@@ -111,7 +111,7 @@ def test_not_linear_errors(rule):
     ch = chainlab.extract(mlp(0), torch.randn(1, 7, dtype=torch.float64), rule)
     assert ch.linear is False and chainlab.extract(mlp(0), torch.randn(1, 7), "gradient").linear is True
     for call in (ch.to_dense, ch.product, ch.prefix_products):
-        with pytest.raises(NotLinearError, match=rf"not a product of matrices.*rule 'gradient'") as e:
+        with pytest.raises(NotLinearError, match=r"not a product of matrices.*rule 'gradient'") as e:
             call()
         assert rule in str(e.value)
     # the operators themselves are the plain linear parts Wᵀ

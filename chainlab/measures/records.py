@@ -21,6 +21,8 @@ __all__ = ["write_csv", "read_csv"]
 def _cell(v):
     if v is None:
         return ""
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):     # numpy scalars
+        v = v.item()
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
     return str(v)
@@ -72,6 +74,13 @@ def read_csv(path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no records file {path}")
+    try:
+        return _read(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a records CSV (not text)") from None
+
+
+def _read(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
         rd = csv.reader(fh)
         try:
