@@ -19,6 +19,7 @@ from .chain import Chain
 from .errors import ExtractionError
 from .matrices import avgpool_column_weights, materialize, maxpool_operator, stabilize, window_operator
 from .operators import DenseOperator, Operator, SparseOperator
+from .residual import SPLITS, block_operator, walk_stages
 from .rules import BIAS_POLICIES, LayerContext, resolve
 from .trace import check_logits, eval_mode, trace
 
@@ -39,7 +40,7 @@ def register_method(name: str, builder):
 
 
 def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, dtype="float64",
-            avgpool: str = "proportional", **options) -> Chain:
+            avgpool: str = "proportional", residual: str = "proportional", **options) -> Chain:
     """Extract the chain of per-layer backward matrices of ``model`` at input ``x`` under ``rule``.
 
     Parameters
@@ -62,6 +63,10 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         Storage type of the operators (extraction itself runs in float64).
     avgpool : "proportional" (default) | "gradient"
         Relevance-space matrix of average pools.
+    residual : "proportional" (default) | "equal"
+        Relevance-space split of the sum of a residual block between its branches
+        (z_t / s(z), or 1/T); see :mod:`chainlab.residual`.  A residual block is one operator;
+        a composite's chain-index key for a block applies to every layer inside it.
     **options
         The rules' own parameters: epsilon, alpha, beta, gamma, low, high, ….
     """
@@ -74,10 +79,15 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     if avgpool not in AVGPOOL_MODES:
         raise ValueError(f"avgpool must be one of {', '.join(AVGPOOL_MODES)}; got {avgpool!r}")
+    if residual not in SPLITS:
+        raise ValueError(f"residual must be one of {', '.join(SPLITS)}; got {residual!r}")
     common = dict(bias=bias, stabilizer=float(stabilizer), dtype=dtype_name, avgpool=avgpool)
 
     with eval_mode(model):
         net = trace(model)
+        has_blocks = any(s.kind == "residual" for s in net.stages)
+        if has_blocks:
+            common["residual"] = residual
         xt = net.prepare_input(x)
         records = net.forward(xt)
         check_logits(model, xt, records[-1].out)
@@ -99,41 +109,54 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         )
 
     stages = net.stages
-    first = next((i for i, s in enumerate(stages) if s.is_parametric), None)
-    layer_rules = []
-    for i, st in enumerate(stages):
+    leaves = list(walk_stages(stages))   # (chain index, stage), into residual blocks
+    first = next((s for _, s in leaves if s.is_parametric), None)
+    rules = {}                           # id(stage) -> rule, for every Linear/Conv2d stage
+    for i, st in leaves:
         if not st.is_parametric:
-            layer_rules.append(None)
             continue
-        r = composite.lookup(i, len(stages), st, i == first)
+        r = composite.lookup(i, len(stages), st, st is first)
         if r is None:
             raise ValueError(
                 f"composite {composite.name!r} has no rule for layer {st.describe()} (chain index {i}) and no default"
             )
-        layer_rules.append(r)
-    spaces = {r.space for r in layer_rules if r is not None}
+        rules[id(st)] = r
+    spaces = {r.space for r in rules.values()}
     if len(spaces) > 1:
-        desc = "; ".join(f"{stages[i].describe()}: {r.name} ({r.space})" for i, r in enumerate(layer_rules) if r)
+        desc = "; ".join(f"{s.describe()}: {rules[id(s)].name} ({rules[id(s)].space})" for _, s in leaves
+                         if id(s) in rules)
         raise ValueError(f"composite {composite.name!r} mixes gradient-space and relevance-space rules: {desc}")
     space = spaces.pop() if spaces else "gradient"
 
     np_dtype = DTYPES[dtype_name]
-    ops, names = [], []
-    for i, (st, rec, r) in enumerate(zip(stages, records, layer_rules)):
-        if r is not None:
-            ctx = LayerContext(st, rec, i, i == first, bias_policy=bias, stabilizer=float(stabilizer))
-            op = materialize(r.terms(ctx), np_dtype)
-        else:
-            op = _fixed_operator(st, rec, space, avgpool, float(stabilizer), np_dtype)
-        ops.append(op)
-        names.append(st.name)
+    index_of = {id(s): i for i, s in leaves}
 
-    if any(getattr(r, "multiply_input", False) for r in layer_rules if r is not None):
+    def build(st, rec) -> Operator:
+        r = rules.get(id(st))
+        if r is not None:
+            ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=bias, stabilizer=float(stabilizer))
+            return materialize(r.terms(ctx), np_dtype)
+        if st.kind == "residual":
+            return block_operator(st, rec, space=space, build=build, split=residual, stabilizer=float(stabilizer),
+                                  dtype=np_dtype, rule_name=lambda s: rule_name(s))
+        return _fixed_operator(st, rec, space, avgpool, float(stabilizer), np_dtype)
+
+    def rule_name(st) -> str:
+        r = rules.get(id(st))
+        if r is not None:
+            return r.name
+        if st.kind == "residual":
+            return "residual-gradient" if space == "gradient" else f"residual-{residual}"
+        return _fixed_rule_name(st, space, avgpool)
+
+    ops = [build(st, rec) for st, rec in zip(stages, records)]
+    names = [st.name for st in stages]
+
+    if any(getattr(r, "multiply_input", False) for r in rules.values()):
         ops[0] = scale_rows(ops[0], xt.reshape(-1).numpy())
 
-    layer_rule_names = [r.name if r is not None else _fixed_rule_name(st, space, avgpool)
-                        for st, r in zip(stages, layer_rules)]
-    per_layer = {n: r.options() for n, r in zip(names, layer_rules) if r is not None and r.options()}
+    layer_rule_names = [rule_name(st) for st in stages]
+    per_layer = {s.name: rules[id(s)].options() for _, s in leaves if id(s) in rules and rules[id(s)].options()}
     logits = records[-1].out.reshape(-1).numpy()
     if not np.all(np.isfinite(logits)):
         raise ExtractionError("the model's logits at this input are not finite")
@@ -182,6 +205,8 @@ def _fixed_operator(st, rec, space, avgpool, stabilizer, dtype) -> Operator:
 
 def scale_rows(op: Operator, v: np.ndarray) -> Operator:
     """diag(v) @ op, same storage kind."""
+    if hasattr(op, "scale_rows"):
+        return op.scale_rows(v)
     if isinstance(op, DenseOperator):
         return DenseOperator(op.array * v[:, None].astype(op.dtype), op.bias_relevance)
     if isinstance(op, SparseOperator):
