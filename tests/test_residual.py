@@ -341,3 +341,46 @@ def test_residual_operator_shapes_checked():
     from chainlab.residual import ProductTerm
     with pytest.raises(ValueError, match="shape"):
         ResidualOperator([ProductTerm([DenseOperator(np.ones((3, 2)))]), ProductTerm([])], (3, 2))
+
+
+class FunctionalNet(nn.Module):
+    """Other spellings of residual code: shortcut first in the sum, torch.add, F.relu, a nested block,
+    a residual MLP block after flatten, and a block whose branch starts with a max-pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.pre = nn.Conv2d(3, 3, 1)
+        self.inner = nn.Conv2d(3, 3, 3, padding=1)
+        self.outer = nn.Conv2d(3, 3, 1)
+        self.pool = nn.MaxPool2d(3, stride=1, padding=1)
+        self.fc1 = nn.Linear(48, 48)
+        self.fc2 = nn.Linear(48, 4)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        # outer block: h + outer(relu(a + inner(a))), a = relu(pre(h))   (a nested block inside the branch)
+        a = F.relu(self.pre(h))
+        u = F.relu(torch.add(a, self.inner(a)))
+        h = F.relu(h + self.outer(u))
+        h = self.pool(h) + h
+        v = torch.flatten(h, 1)
+        v = v + F.relu(self.fc1(v))
+        return self.fc2(v)
+
+
+@pytest.mark.parametrize("rule", ["gradient", "lrp-0"])
+def test_other_spellings_and_nested_blocks(rule):
+    torch.manual_seed(0)
+    net = FunctionalNet().double().eval()
+    x = torch.rand(1, 2, 4, 4, dtype=torch.float64)
+    chain = chainlab.extract(net, x, rule, bias="full", stabilizer=1e-13)
+    assert [op.kind for op in chain] == ["sparse", "residual", "residual", "residual", "dense"]
+    nested = chain[1]
+    assert [A.kind for A in nested.terms[1].ops] == ["sparse", "residual", "sparse"] and nested.terms[0].ops == []
+    J = jacobian(net, x)
+    if rule == "gradient":
+        assert rel_err(chain.to_dense(), J) < 1e-10
+    else:   # LRP-0 = gradient × input up to the stabilizer, also through proportional splits
+        # (column k of the product is the input relevance for r_L = e_k, i.e. x ⊙ ∇f_k / f_k)
+        assert rel_err(chain.to_dense() * chain.logits[None, :], x.reshape(-1, 1).numpy() * J) < 1e-8
