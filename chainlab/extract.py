@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from .chain import Chain
-from .errors import ExtractionError
+from .errors import ExtractionError, UnsupportedLayerError
 from .matrices import avgpool_column_weights, materialize, maxpool_operator, stabilize, window_operator
 from .operators import DenseOperator, Operator, SparseOperator
 from .residual import SPLITS, block_operator, walk_stages
@@ -92,6 +92,12 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         records = net.forward(xt)
         check_logits(model, xt, records[-1].out)
         if isinstance(rule, str) and rule in METHODS:
+            if has_blocks and not getattr(METHODS[rule], "supports_residual", False):
+                blocks = ", ".join(s.name for s in net.stages if s.kind == "residual")
+                raise UnsupportedLayerError(
+                    f"rule {rule!r} does not support residual blocks ({blocks}); layer-wise rules do "
+                    "(set builder.supports_residual = True once a whole-chain method handles stage kind 'residual')"
+                )
             return METHODS[rule](model, net, xt, records, {**common, **options})
 
     composite, used = resolve(rule, options)

@@ -6,7 +6,10 @@ into it:
 * ``linear`` (nn.Linear) and ``conv2d`` (nn.Conv2d) with any directly following
   BatchNorm folded in (W' = diag(s) W, b' = s⊙(b − μ) + β, s = γ/√(σ² + eps)),
 * ``maxpool2d``, ``avgpool2d``, ``adaptiveavgpool2d``,
-* ``relu`` only when a ReLU comes before any linear map.
+* ``relu`` only when a ReLU comes before any linear map,
+* ``residual``: a sum of branches f_1(h) + f_2(h) (found by :mod:`chainlab.residual`), holding
+  each branch's stages in ``stage.branches`` ([] for an identity shortcut) and its records in
+  ``record.branches``.
 
 A ReLU after a stage sets ``stage.relu``: its mask 1[z > 0] belongs to that
 stage's operator in gradient space and is the identity in relevance space.
@@ -14,7 +17,7 @@ Flatten, Dropout (eval) and Identity are reshapes or identities and vanish.
 
 The model is read with ``torch.fx`` so nested Sequentials and modules whose
 ``forward`` is a plain chain of submodules (plus functional relu/flatten/view)
-are accepted; anything else raises :class:`UnsupportedLayerError` naming the
+and residual additions are accepted; anything else raises :class:`UnsupportedLayerError` naming the
 module path and type.
 """
 from __future__ import annotations

@@ -384,3 +384,20 @@ def test_other_spellings_and_nested_blocks(rule):
     else:   # LRP-0 = gradient × input up to the stabilizer, also through proportional splits
         # (column k of the product is the input relevance for r_L = e_k, i.e. x ⊙ ∇f_k / f_k)
         assert rel_err(chain.to_dense() * chain.logits[None, :], x.reshape(-1, 1).numpy() * J) < 1e-8
+
+
+def test_whole_chain_methods_must_declare_residual_support():
+    from chainlab.extract import METHODS, register_method
+
+    def builder(model, net, xt, records, options):
+        return "built"
+
+    register_method("_test-method", builder)
+    try:
+        net = tiny("basic")
+        with pytest.raises(UnsupportedLayerError, match="does not support residual blocks .*layer1.0"):
+            chainlab.extract(net, tiny_input(net), "_test-method")
+        builder.supports_residual = True
+        assert chainlab.extract(net, tiny_input(net), "_test-method") == "built"
+    finally:
+        METHODS.pop("_test-method")
