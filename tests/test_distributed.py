@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import chainlab
 from chainlab import distributed
@@ -29,7 +30,13 @@ def cluster():
 
 def image_tasks(digits):
     xs = chainlab.data.model_input("digits-cnn", digits.x_test[:N_IMAGES])
-    return {i: (extract_image, ("digits-cnn", xs[i:i + 1].numpy(), "epsilon-plus", i)) for i in range(N_IMAGES)}
+    tasks = {i: (extract_image, ("digits-cnn", xs[i:i + 1].numpy(), "epsilon-plus", i)) for i in range(N_IMAGES)}
+    # a residual net passed as a module: its chain (residual operators) travels back from the worker
+    from chainlab.zoo import resnet_tiny
+    net = resnet_tiny(seed=0)
+    x = torch.rand(net.input_shape, generator=torch.Generator().manual_seed(0))
+    tasks["resnet"] = (extract_image, (net, x, "zplus", "r0", "resnet-tiny"))
+    return tasks
 
 
 def same_chain(a, b):
@@ -41,6 +48,11 @@ def same_chain(a, b):
             P, Q = p.to_sparse("csc"), q.to_sparse("csc")
             assert np.array_equal(P.indptr, Q.indptr) and np.array_equal(P.indices, Q.indices)
             assert np.array_equal(P.data, Q.data)       # bit-exact
+        elif p.kind == "residual":
+            assert len(p.terms) == len(q.terms)
+            for s, t in zip(p.terms, q.terms):
+                assert all(np.array_equal(A.to_dense(), B.to_dense()) for A, B in zip(s.ops, t.ops))
+                assert np.array_equal(s.col, t.col)
         else:
             assert np.array_equal(p.to_dense(), q.to_dense())
 
@@ -51,11 +63,14 @@ def test_two_workers_equal_serial_bit_exact(cluster, digits):
     rep_s = distributed.run(tasks, serial.__setitem__, progress=False)
     rep_p = distributed.run(tasks, par.__setitem__, scheduler=cluster.scheduler_address, progress=False)
     assert rep_s.mode == "serial" and rep_p.mode.startswith("scheduler")
-    assert sorted(rep_p.completed) == list(range(N_IMAGES)) and not rep_p.failed
-    assert set(serial) == set(par) == set(range(N_IMAGES))
+    assert set(rep_p.completed) == set(tasks) and not rep_p.failed
+    assert set(serial) == set(par) == set(tasks)
     for i in range(N_IMAGES):
         assert serial[i].meta == {"model": "Sequential", "net": "digits-cnn", "image": i}
-        same_chain(serial[i], par[i])
+    assert par["resnet"].meta == {"model": "ResNet", "net": "resnet-tiny", "image": "r0"}
+    assert "residual" in [op.kind for op in par["resnet"]]
+    for key in tasks:
+        same_chain(serial[key], par[key])
     # the workers really ran the tasks in other processes
     pids = {}
     distributed.run({i: (os.getpid, ()) for i in range(4)}, pids.__setitem__, scheduler=cluster.scheduler_address,
