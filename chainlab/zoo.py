@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["VGG16_CONFIG", "BasicBlock", "Bottleneck", "ResNet", "vgg16", "resnet50", "resnet_tiny",
+__all__ = ["VGG", "VGG16_CONFIG", "BasicBlock", "Bottleneck", "ResNet", "vgg16", "resnet50", "resnet_tiny",
            "load_weights", "ZOO"]
 
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
