@@ -145,3 +145,22 @@ def test_prefix_power_rank_deficient_and_bad_input():
         prefix_power(chain, 0)
     with pytest.raises(ValueError, match="k must be"):
         prefix_power(chain, L + 1)
+
+
+def test_singular_values_falls_back_when_arpack_breaks_down(monkeypatch):
+    """ARPACK error 3 (no shifts) on the degenerate spectrum of a max-pool operator at 224×224: block iteration."""
+    import sys
+    spectra_mod = sys.modules["chainlab.measures.spectra"]   # the attribute is the function
+
+    net = narrow_vgg()
+    chain = chainlab.extract(net, rand_input(net.input_shape, low=0.0), "gradient", materialize=False)
+    exact = {i: np.linalg.svd(op.to_dense(), compute_uv=False)[:2] for i, op in enumerate(chain)
+             if op.shape[0] * op.shape[1] < 300_000}
+
+    def broken(*a, **k):
+        raise spla.ArpackError(3)
+
+    monkeypatch.setattr(spectra_mod.spla, "svds", broken)
+    for i, s in exact.items():
+        got = spectra_mod.singular_values(chain[i], 2, exact_below=0, tol=1e-10)
+        assert np.allclose(got, s, rtol=1e-7), (chain.names[i], got, s)

@@ -34,7 +34,7 @@ import numpy as np
 from ._common import layer_label, require_linear
 from .spectra import spectrum_records
 
-__all__ = ["PowerResult", "prefix_power", "prefix_spectra_power"]
+__all__ = ["PowerResult", "prefix_power", "prefix_spectra_power", "subspace_singular_values"]
 
 
 class PowerResult(NamedTuple):
@@ -51,6 +51,49 @@ def _orth(A):
     return Q
 
 
+def subspace_singular_values(matmat, rmatmat, shape, *, top: int = 2, extra: int = 4, tol: float = 1e-9,
+                             maxiter: int = 500, seed: int = 0) -> PowerResult:
+    """σ_1 ≥ … ≥ σ_top of a matrix A (shape (m, n)) given only ``matmat(V)`` = A V and ``rmatmat(U)`` = Aᵀ U.
+
+    Block subspace iteration on AᵀA with p = min(top + extra, m, n) columns and Rayleigh–Ritz (module
+    docstring); stops when the relative residuals ρ_j ≤ ``tol`` (j ≤ top) or after ``maxiter`` steps.
+    """
+    if not (isinstance(top, (int, np.integer)) and top >= 1):
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol!r}")
+    m_rows, n_cols = int(shape[0]), int(shape[1])
+    p = int(min(top + max(int(extra), 0), m_rows, n_cols))
+    rng = np.random.default_rng(seed)
+    Q = _orth(rng.standard_normal((n_cols, p)))
+    sig = np.zeros(p)
+    res = np.full(p, np.inf)
+    it = 0
+    converged = False
+    m = min(top, p)
+    while it < maxiter:
+        it += 1
+        Y = np.asarray(matmat(Q), dtype=np.float64)
+        Z = np.asarray(rmatmat(Y), dtype=np.float64)
+        _, S, Wt = np.linalg.svd(Y, full_matrices=False)
+        sig = S
+        lam = S ** 2
+        W = Wt.T
+        R = Z @ W - (Q @ W) * lam[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # σ_j = 0 (rank below top) has converged: its residual counts as 0
+            res = np.where(lam > 0, np.linalg.norm(R, axis=0) / np.where(lam > 0, lam, 1.0), 0.0)
+        if np.all(res[:m] <= tol) or not np.any(Z):
+            converged = True
+            break
+        Q = _orth(Z @ W)   # Ritz vectors of the next subspace, in descending order
+    out = np.zeros(top)
+    out[:m] = sig[:m]
+    r = np.zeros(top)
+    r[:m] = res[:m]
+    return PowerResult(out, it, converged, r)
+
+
 def prefix_power(chain, k: int, *, top: int = 2, extra: int = 4, tol: float = 1e-9, maxiter: int = 500,
                  seed: int = 0) -> PowerResult:
     """σ_1 ≥ … ≥ σ_top of P_k = M_1 ⋯ M_k by block subspace iteration (module docstring), matrix-free.
@@ -64,44 +107,9 @@ def prefix_power(chain, k: int, *, top: int = 2, extra: int = 4, tol: float = 1e
     L = len(chain)
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= L):
         raise ValueError(f"prefix_power: k must be an integer in 1..{L} (the chain has {L} layers), got {k!r}")
-    if not (isinstance(top, (int, np.integer)) and top >= 1):
-        raise ValueError(f"prefix_power: top must be a positive integer, got {top!r}")
-    if not tol > 0:
-        raise ValueError(f"prefix_power: tol must be positive, got {tol!r}")
-    n_in, n_k = chain[0].shape[0], chain[k - 1].shape[1]
-    small = min(n_in, n_k)
-    p = int(min(top + max(int(extra), 0), small))
-    rng = np.random.default_rng(seed)
-    Q = _orth(rng.standard_normal((n_k, p)))
-    sig = np.zeros(p)
-    res = np.full(p, np.inf)
-    it = 0
-    converged = False
-    while it < maxiter:
-        it += 1
-        Y = np.asarray(chain.apply(Q, 0, k), dtype=np.float64)
-        Z = np.asarray(chain.rapply(Y, 0, k), dtype=np.float64)
-        _, S, Wt = np.linalg.svd(Y, full_matrices=False)
-        sig = S
-        lam = S ** 2
-        W = Wt.T
-        R = Z @ W - (Q @ W) * lam[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            res = np.where(lam > 0, np.linalg.norm(R, axis=0) / lam, 0.0)
-        m = min(top, p)
-        # σ_j = 0 (rank below top) converges trivially: its residual is 0 by the where above
-        if np.all(res[:m] <= tol):
-            converged = True
-            break
-        if not np.any(Z):
-            converged = True
-            break
-        Q = _orth(Z @ W)   # Ritz vectors of the next subspace, in descending order
-    out = np.zeros(top)
-    out[: min(top, p)] = sig[: min(top, p)]
-    r = np.zeros(top)
-    r[: min(top, p)] = res[: min(top, p)]
-    return PowerResult(out, it, converged, r)
+    shape = (chain[0].shape[0], chain[k - 1].shape[1])
+    return subspace_singular_values(lambda V: chain.apply(V, 0, k), lambda U: chain.rapply(U, 0, k), shape,
+                                    top=top, extra=extra, tol=tol, maxiter=maxiter, seed=seed)
 
 
 def prefix_spectra_power(chain, ks=None, *, top: int = 2, extra: int = 4, tol: float = 1e-9, maxiter: int = 500,
