@@ -164,3 +164,18 @@ def test_singular_values_falls_back_when_arpack_breaks_down(monkeypatch):
     for i, s in exact.items():
         got = spectra_mod.singular_values(chain[i], 2, exact_below=0, tol=1e-10)
         assert np.allclose(got, s, rtol=1e-7), (chain.names[i], got, s)
+
+
+@pytest.mark.parametrize("materialize", [True, False])
+def test_products_of_residual_chains_are_exact(materialize):
+    """Chain.product / prefix_products multiply residual blocks (materialized or implicit factors) out exactly."""
+    net = tiny_resnet("basic")
+    x = rand_input(net.input_shape)
+    chain = chainlab.extract(net, x, "gradient", materialize=materialize)
+    J = jacobian(net, x)
+    assert rel_err(chain.product().to_dense(), J) < 1e-10
+    k = next(i for i, op in enumerate(chain) if op.kind == "residual") + 1
+    pp = list(chain.prefix_products(normalize=True, stop=k))[-1]
+    ref = chain.apply(np.eye(chain[k - 1].shape[1]), 0, k)
+    got = np.exp(pp.log_scale) * (pp.matrix.toarray() if hasattr(pp.matrix, "toarray") else pp.matrix)
+    assert rel_err(got, ref) < 1e-10
