@@ -179,3 +179,16 @@ def test_products_of_residual_chains_are_exact(materialize):
     ref = chain.apply(np.eye(chain[k - 1].shape[1]), 0, k)
     got = np.exp(pp.log_scale) * (pp.matrix.toarray() if hasattr(pp.matrix, "toarray") else pp.matrix)
     assert rel_err(got, ref) < 1e-10
+
+
+def test_prefix_power_on_a_rank_one_product():
+    """z⁺ on the whole narrow VGG: P_L is rank 1 to rounding (σ2/σ1 ~ 1e-16); σ2 is noise and needs no convergence."""
+    net = narrow_vgg()
+    x = rand_input(net.input_shape, low=0.0)
+    chain = chainlab.extract(net, x, "zplus", materialize=False)
+    L = len(chain)
+    s = np.linalg.svd(chainlab.extract(net, x, "zplus").to_dense(), compute_uv=False)
+    assert s[1] < 1e-12 * s[0]                         # the premise: rank 1 numerically
+    r = prefix_power(chain, L, tol=1e-10, maxiter=50)
+    assert r.converged and r.iterations < 50
+    assert abs(r.sigma[0] - s[0]) <= 1e-10 * s[0] and r.sigma[1] < 1e-12 * s[0]

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import layer_label, require_linear
+from ._common import layer_label, rank_tol, require_linear
 from .spectra import spectrum_records
 
 __all__ = ["PowerResult", "prefix_power", "prefix_spectra_power", "subspace_singular_values"]
@@ -57,6 +57,8 @@ def subspace_singular_values(matmat, rmatmat, shape, *, top: int = 2, extra: int
 
     Block subspace iteration on AᵀA with p = min(top + extra, m, n) columns and Rayleigh–Ritz (module
     docstring); stops when the relative residuals ρ_j ≤ ``tol`` (j ≤ top) or after ``maxiter`` steps.
+    σ_j ≤ σ_1·max(m, n)·eps (numerically zero, the rank tolerance of numpy.linalg.matrix_rank) need no
+    convergence; they are returned as computed (rounding noise).
     """
     if not (isinstance(top, (int, np.integer)) and top >= 1):
         raise ValueError(f"top must be a positive integer, got {top!r}")
@@ -80,9 +82,11 @@ def subspace_singular_values(matmat, rmatmat, shape, *, top: int = 2, extra: int
         lam = S ** 2
         W = Wt.T
         R = Z @ W - (Q @ W) * lam[None, :]
+        # σ_j at or below the numerical rank tolerance σ_1·max(m, n)·eps (rounding noise of the products,
+        # e.g. σ_2 of a converged rank-1 prefix) has nothing left to converge: its residual counts as 0
+        live = S > rank_tol(S[0], shape) if S.size and S[0] > 0 else np.zeros(S.shape, bool)
         with np.errstate(divide="ignore", invalid="ignore"):
-            # σ_j = 0 (rank below top) has converged: its residual counts as 0
-            res = np.where(lam > 0, np.linalg.norm(R, axis=0) / np.where(lam > 0, lam, 1.0), 0.0)
+            res = np.where(live, np.linalg.norm(R, axis=0) / np.where(live, lam, 1.0), 0.0)
         if np.all(res[:m] <= tol) or not np.any(Z):
             converged = True
             break
