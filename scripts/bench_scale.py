@@ -13,7 +13,7 @@ Options: ``--prefix K`` σ1/σ2 of P_K by matrix-free block subspace iteration
 CSC of N images at two injection layers (``chainlab.measures.csc``).
 
     python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--tol 1e-4]
-                                  [--compare] [--prefix 3] [--csc 2]
+                                  [--compare] [--prefix 3] [--csc 2] [--layers 1,5]
 """
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--prefix", type=int, nargs="*", default=[], help="k of P_k for power iteration")
     ap.add_argument("--csc", type=int, default=0, help="images for CSC (0: skip)")
     ap.add_argument("--skip-layers", action="store_true")
+    ap.add_argument("--layers", type=str, default=None, help="comma-separated 1-based layer numbers (default: all)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -88,7 +89,10 @@ def main():
         print(f"{'k':>3} {'layer':<16} {'kind':<9} {'n_in':>9} {'n_out':>9} {'sigma1':>12} {'sigma2':>12} "
               f"{'s1/s2':>9} {'products':>8} {'seconds':>8}")
         t_layers = time.perf_counter()
+        pick = None if args.layers is None else {int(v) - 1 for v in args.layers.split(",")}
         for i, op in enumerate(chain):
+            if pick is not None and i not in pick:
+                continue
             c = Counting(op)
             t = time.perf_counter()
             s = singular_values(c, 2, tol=args.tol)
@@ -97,7 +101,8 @@ def main():
             print(f"{i + 1:>3} {chain.names[i]:<16} {op.kind:<9} {op.shape[0]:>9} {op.shape[1]:>9} {s[0]:>12.6g} "
                   f"{s[1]:>12.6g} {r:>9.5f} {c.n:>8} {dt:>8.1f}", flush=True)
         total = time.perf_counter() - t_layers
-        print(f"all {len(chain)} layers: {total:.1f} s (target < 120 s); peak memory {peak_gb():.2f} GB")
+        n = len(chain) if pick is None else len(pick)
+        print(f"{n} of {len(chain)} layers: {total:.1f} s (target for all: < 120 s); peak memory {peak_gb():.2f} GB")
 
     if args.compare:
         op = chain[0]
