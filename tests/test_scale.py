@@ -192,3 +192,18 @@ def test_prefix_power_on_a_rank_one_product():
     r = prefix_power(chain, L, tol=1e-10, maxiter=50)
     assert r.converged and r.iterations < 50
     assert abs(r.sigma[0] - s[0]) <= 1e-10 * s[0] and r.sigma[1] < 1e-12 * s[0]
+
+
+def test_csc_on_implicit_chains_equals_materialized():
+    from chainlab.measures import csc
+
+    net = narrow_vgg()
+    xs = [rand_input(net.input_shape, seed=s, low=0.0) for s in (1, 2)]
+    imp = [chainlab.extract(net, x, "zplus", materialize=False) for x in xs]
+    mat = [chainlab.extract(net, x, "zplus") for x in xs]
+    L = len(imp[0])
+    a, b = csc(imp, layers=[L // 2, L], pairs=3), csc(mat, layers=[L // 2, L], pairs=3)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert (x["k"], x["layer"], x["quantity"]) == (y["k"], y["layer"], y["quantity"])
+        assert (x["value"] is None and y["value"] is None) or abs(x["value"] - y["value"]) < 1e-10, (x, y)
