@@ -116,6 +116,27 @@ class Chain(Sequence):
         R2 = _products.stream_apply(ops, R2, max_memory=max_memory, basis=basis)
         return R2.reshape(-1) if vec else R2
 
+    def rapply(self, U, start: int = 0, stop: int | None = None):
+        """(M_start ⋯ M_(stop−1))ᵀ @ U = M_(stop−1)ᵀ ⋯ M_startᵀ @ U for U of shape (n_in of M_start, k) or (n,).
+
+        The transpose of :meth:`apply`, factor by factor through each operator's ``rmatmat`` (never
+        materializes anything, so it works on implicit and residual operators)."""
+        self.require_linear("rapply()")
+        ops = self.operators[start:stop]
+        U = np.asarray(U)
+        if not ops:
+            return U
+        vec = U.ndim == 1
+        U2 = U.reshape(-1, 1) if vec else U
+        if U2.ndim != 2 or U2.shape[0] != ops[0].shape[0]:
+            raise ValueError(
+                f"rapply(start={start}, stop={stop}) needs U with {ops[0].shape[0]} rows (the inputs of "
+                f"operator {start}, '{self.names[start]}'), got shape {U.shape}"
+            )
+        for op in ops:
+            U2 = op.rmatmat(U2)
+        return U2.reshape(-1) if vec else U2
+
     def product(self, start: int = 0, stop: int | None = None, *,
                 dense_above: float = _products.DENSE_ABOVE) -> Operator:
         """M_(start+1) ⋯ M_stop (``self[start:stop]``) as one operator: SparseOperator (CSC) while the product's

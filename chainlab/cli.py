@@ -173,12 +173,18 @@ def extract_cmd(
     avgpool: str = typer.Option("proportional", "--avgpool", help="Average-pool matrix: proportional or gradient."),
     resume: bool = typer.Option(False, "--resume", help="Keep the archive and skip chains already in it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing archive."),
+    workers: int = typer.Option(1, "--workers", help="N > 1: extract on a dask LocalCluster of N worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler "
+                                            "(tcp://host:port) to extract on."),
 ):
     """Extract the chain of every selected test image and append it to an HDF5 archive, chain by chain.
 
     Each chain is appended as soon as it is extracted (atomically), so an interruption loses nothing
     finished; rerun with --resume to continue.  chain.meta gets net, image, label, fingerprint and the
     request (rule, options, bias, dtype, stabilizer, avgpool) by which --resume recognizes a chain.
+    With --workers N > 1 or --scheduler the images are extracted as one dask task each
+    (:func:`chainlab.distributed.run`); this process stays the single writer and appends every chain
+    as it arrives, so a crash or a lost worker loses no finished chain (lost tasks are retried twice).
     """
     import chainlab
     from . import archive
@@ -202,6 +208,7 @@ def extract_cmd(
         raise IsADirectoryError(f"output {output} is a directory; give a file name such as chains.h5")
     if not output.parent.exists():
         raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    _check_cluster(workers, scheduler)
 
     net = chainlab.models.load(model)
     name = _net_name(model, net)
@@ -225,16 +232,55 @@ def extract_cmd(
     todo = [i for i in idx if i not in done]
     if done & set(idx):
         tqdm.write(f"resume: {len(idx) - len(todo)} of {len(idx)} chains already in {output}", file=sys.stderr)
+    kwargs = dict(bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool, **opts)
+    model_ref = model if model in chainlab.models.NAMES or model in getattr(chainlab.models, "ZOO_NAMES", ()) \
+        else str(Path(model).resolve())
+
+    def write(i, chain):   # the single writer: meta, then one atomic append per chain
+        chain.meta.update(net=name, image=int(i), label=int(digits.y_test[i]), fingerprint=fp, request=request)
+        if model not in chainlab.models.NAMES:
+            chain.meta["model_path"] = model_ref
+        return archive.append(output, chain)
+
+    if workers > 1 or scheduler is not None:
+        from . import distributed
+        tasks = {int(i): (_extract_task, (model_ref, chainlab.data.model_input(net, digits.x_test[i:i + 1]), rule,
+                                          kwargs)) for i in idx}
+        rep = distributed.run(tasks, write, workers=workers, scheduler=scheduler, done=done, progress=True)
+        typer.echo(f"{output}: {len(rep.completed)} chain(s) added ({name}, {rule}, images {images}) on "
+                   f"{rep.mode}, {rep.rate:.2f} chains/s")
+        return
     bar = tqdm(todo, desc=f"extract {name} {rule}", unit="chain", file=sys.stderr)
     for i in bar:
         x = chainlab.data.model_input(net, digits.x_test[i:i + 1])
-        chain = chainlab.extract(net, x, rule, bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool, **opts)
-        chain.meta.update(net=name, image=int(i), label=int(digits.y_test[i]), fingerprint=fp, request=request)
-        if not isinstance(model, str) or model not in chainlab.models.NAMES:
-            chain.meta["model_path"] = str(Path(model).resolve())
-        key = archive.append(output, chain)
+        chain = chainlab.extract(net, x, rule, **kwargs)
+        key = write(i, chain)
         bar.set_postfix(key=key, image=i)
     typer.echo(f"{output}: {len(todo)} chain(s) added ({name}, {rule}, images {images})")
+
+
+def _check_cluster(workers, scheduler):
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if scheduler is not None and workers > 1:
+        raise ValueError("give either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    if workers > 1 or scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ValueError("--workers/--scheduler need dask.distributed: pip install 'chainlab[dask]'") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _task_model(ref: str):
+    import chainlab
+    return chainlab.models.load(ref)
+
+
+def _extract_task(model_ref: str, x, rule: str, kwargs: dict):
+    """One image's chain on a dask worker (the model is loaded once per worker process)."""
+    import chainlab
+    return chainlab.extract(_task_model(model_ref), x, rule, **kwargs)
 
 
 # -- measure ---------------------------------------------------------------------------------------
@@ -289,8 +335,16 @@ def measure_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="CSV of tidy records to write."),
     option: List[str] = typer.Option(None, "--option", "-O", help="Measure option key=value (repeatable)."),
     keys: Optional[str] = typer.Option(None, "--keys", help="Comma-separated chain keys (default: all)."),
+    workers: int = typer.Option(1, "--workers", help="N > 1: measure on a dask LocalCluster of N worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler "
+                                            "(tcp://host:port) to measure on."),
 ):
-    """Run measures on archived chains and write tidy records (net, rule, image, measure, quantity, layer, k, value)."""
+    """Run measures on archived chains and write tidy records (net, rule, image, measure, quantity, layer, k, value).
+
+    With --workers N > 1 or --scheduler every chain is one dask task (and every (net, rule) group of a
+    pooled measure such as csc another) that reads its chain from the archive and returns records;
+    the records are written in the same order as a serial run's.
+    """
     from . import archive
 
     _existing(chains, "chain archive")
@@ -311,6 +365,7 @@ def measure_cmd(
         raise ValueError(f"option(s) {', '.join(stray)} are taken by none of the measures {', '.join(names)}")
     if not output.parent.exists():
         raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    _check_cluster(workers, scheduler)
 
     def opts_for(ws):
         return {k: v for k, v in opts.items() if any(_accepts(table.get(w), k) for w in ws)}
@@ -328,26 +383,60 @@ def measure_cmd(
             raise ValueError(f"{chains} has no chain(s) {', '.join(missing)}")
         if not sel:
             raise ValueError(f"{chains} holds no chains")
-        for key in tqdm(sel, desc="measure", unit="chain", file=sys.stderr):
-            if not (run_chain or run_model):
-                break
-            chain = r.load(key)
-            if run_chain:
-                rows += (measures.measure([chain], what=run_chain, **opts_for(run_chain)) if has_measure
-                         else _layer_spectra(chain))
-            for w in run_model:
-                rows += _model_measure(per_chain[w], w, chain, models, opts_for([w]))
+        groups = {}
         if run_pooled:
-            groups = {}
             for key in sel:
                 info = r.info(key)
                 groups.setdefault((info["net"], info["rule"]), []).append(key)
+        plan = dict(run_chain=run_chain, chain_opts=opts_for(run_chain),
+                    run_model={w: opts_for([w]) for w in run_model})
+        if workers > 1 or scheduler is not None:
+            from . import distributed
+            path = str(chains.resolve())
+            tasks = {("chain", k): (_measure_task, (path, [k], plan, None)) for k in sel if run_chain or run_model}
+            tasks.update({("pooled", g): (_measure_task, (path, ks, None, dict(what=run_pooled,
+                                                                                 opts=opts_for(run_pooled))))
+                          for g, ks in groups.items()})
+            got = {}
+            distributed.run(tasks, got.__setitem__, workers=workers, scheduler=scheduler, progress=True)
+            rows = [row for t in tasks for row in got[t]]   # serial order, whatever the arrival order
+        else:
+            for key in tqdm(sel, desc="measure", unit="chain", file=sys.stderr):
+                if not (run_chain or run_model):
+                    break
+                rows += _measure_chain(r.load(key), plan, models)
             for (net, rule), ks in tqdm(groups.items(), desc="measure (pooled)", unit="group", file=sys.stderr):
                 group = [r.load(k) for k in ks]
                 rows += measures.measure(group, what=run_pooled, **opts_for(run_pooled))
     write = measures.write_csv
     write(rows, output)
     typer.echo(f"{output}: {len(rows)} records ({', '.join(names)}) from {len(sel)} chain(s)")
+
+
+def _measure_chain(chain, plan, models) -> list[dict]:
+    """Records of the per-chain measures ``plan["run_chain"]`` and the model measures ``plan["run_model"]``."""
+    measures, per_chain, _ = _measure_table()
+    rows = []
+    if plan["run_chain"]:
+        rows += (measures.measure([chain], what=plan["run_chain"], **plan["chain_opts"])
+                 if hasattr(measures, "measure") else _layer_spectra(chain))
+    for w, o in plan["run_model"].items():
+        rows += _model_measure(per_chain[w], w, chain, models, o)
+    return rows
+
+
+_TASK_MODELS: dict = {}
+
+
+def _measure_task(path: str, keys, plan, pooled) -> list[dict]:
+    """A dask task: read chain(s) ``keys`` from the archive at ``path`` and return their records
+    (per-chain ``plan`` for one key, or the ``pooled`` measures of a group of keys)."""
+    from . import archive, measures
+
+    with archive.open(path) as r:
+        if pooled is None:
+            return _measure_chain(r.load(keys[0]), plan, _TASK_MODELS)
+        return measures.measure([r.load(k) for k in keys], what=pooled["what"], **pooled["opts"])
 
 
 def _model_measure(fn, what, chain, models, opts) -> list[dict]:

@@ -17,10 +17,11 @@ import torch
 
 from . import implicit as _implicit
 from .chain import Chain
-from .errors import ExtractionError
+from .errors import ExtractionError, UnsupportedLayerError
 from .matrices import avgpool_column_weights, maxpool_operator, stabilize, window_operator
 from .matrices import materialize as _materialize
 from .operators import DenseOperator, Operator, SparseOperator
+from .residual import SPLITS, block_operator, walk_stages
 from .rules import BIAS_POLICIES, LayerContext, resolve
 from .trace import check_logits, eval_mode, trace
 
@@ -41,7 +42,8 @@ def register_method(name: str, builder):
 
 
 def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, dtype="float64",
-            avgpool: str = "proportional", materialize: bool = True, **options) -> Chain:
+            avgpool: str = "proportional", materialize: bool = True, residual: str = "proportional",
+            **options) -> Chain:
     """Extract the chain of per-layer backward matrices of ``model`` at input ``x`` under ``rule``.
 
     Parameters
@@ -67,6 +69,10 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
     materialize : bool
         True (default): explicit dense/sparse matrices.  False: implicit operators (kind "implicit",
         :mod:`chainlab.implicit`) applied through torch conv2d / conv_transpose2d / masks / pooling.
+    residual : "proportional" (default) | "equal"
+        Relevance-space split of the sum of a residual block between its branches
+        (z_t / s(z), or 1/T); see :mod:`chainlab.residual`.  A residual block is one operator;
+        a composite's chain-index key for a block applies to every layer inside it.
     **options
         The rules' own parameters: epsilon, alpha, beta, gamma, low, high, ….
     """
@@ -81,16 +87,27 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         raise ValueError(f"avgpool must be one of {', '.join(AVGPOOL_MODES)}; got {avgpool!r}")
     if not isinstance(materialize, bool):
         raise TypeError(f"materialize must be True or False, got {materialize!r}")
+    if residual not in SPLITS:
+        raise ValueError(f"residual must be one of {', '.join(SPLITS)}; got {residual!r}")
     common = dict(bias=bias, stabilizer=float(stabilizer), dtype=dtype_name, avgpool=avgpool)
 
     with eval_mode(model):
         net = trace(model)
+        has_blocks = any(s.kind == "residual" for s in net.stages)
+        if has_blocks:
+            common["residual"] = residual
         xt = net.prepare_input(x)
         records = net.forward(xt)
         check_logits(model, xt, records[-1].out)
         if isinstance(rule, str) and rule in METHODS:
             if not materialize:
                 raise ValueError(f"materialize=False is not available for the whole-chain method {rule!r}")
+            if has_blocks and not getattr(METHODS[rule], "supports_residual", False):
+                blocks = ", ".join(s.name for s in net.stages if s.kind == "residual")
+                raise UnsupportedLayerError(
+                    f"rule {rule!r} does not support residual blocks ({blocks}); layer-wise rules do "
+                    "(set builder.supports_residual = True once a whole-chain method handles stage kind 'residual')"
+                )
             return METHODS[rule](model, net, xt, records, {**common, **options})
 
     composite, used = resolve(rule, options)
@@ -108,42 +125,55 @@ def extract(model, x, rule, *, bias: str = "zennit", stabilizer: float = 1e-6, d
         )
 
     stages = net.stages
-    first = next((i for i, s in enumerate(stages) if s.is_parametric), None)
-    layer_rules = []
-    for i, st in enumerate(stages):
+    leaves = list(walk_stages(stages))   # (chain index, stage), into residual blocks
+    first = next((s for _, s in leaves if s.is_parametric), None)
+    rules = {}                           # id(stage) -> rule, for every Linear/Conv2d stage
+    for i, st in leaves:
         if not st.is_parametric:
-            layer_rules.append(None)
             continue
-        r = composite.lookup(i, len(stages), st, i == first)
+        r = composite.lookup(i, len(stages), st, st is first)
         if r is None:
             raise ValueError(
                 f"composite {composite.name!r} has no rule for layer {st.describe()} (chain index {i}) and no default"
             )
-        layer_rules.append(r)
-    spaces = {r.space for r in layer_rules if r is not None}
+        rules[id(st)] = r
+    spaces = {r.space for r in rules.values()}
     if len(spaces) > 1:
-        desc = "; ".join(f"{stages[i].describe()}: {r.name} ({r.space})" for i, r in enumerate(layer_rules) if r)
+        desc = "; ".join(f"{s.describe()}: {rules[id(s)].name} ({rules[id(s)].space})" for _, s in leaves
+                         if id(s) in rules)
         raise ValueError(f"composite {composite.name!r} mixes gradient-space and relevance-space rules: {desc}")
     space = spaces.pop() if spaces else "gradient"
 
     np_dtype = DTYPES[dtype_name]
-    ops, names = [], []
-    for i, (st, rec, r) in enumerate(zip(stages, records, layer_rules)):
-        if r is not None:
-            ctx = LayerContext(st, rec, i, i == first, bias_policy=bias, stabilizer=float(stabilizer))
-            op = (_materialize if materialize else _implicit.from_terms)(r.terms(ctx), np_dtype)
-        else:
-            fixed = _fixed_operator if materialize else _implicit.fixed_operator
-            op = fixed(st, rec, space, avgpool, float(stabilizer), np_dtype)
-        ops.append(op)
-        names.append(st.name)
+    index_of = {id(s): i for i, s in leaves}
 
-    if any(getattr(r, "multiply_input", False) for r in layer_rules if r is not None):
+    def build(st, rec) -> Operator:
+        r = rules.get(id(st))
+        if r is not None:
+            ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=bias, stabilizer=float(stabilizer))
+            return (_materialize if materialize else _implicit.from_terms)(r.terms(ctx), np_dtype)
+        if st.kind == "residual":
+            return block_operator(st, rec, space=space, build=build, split=residual, stabilizer=float(stabilizer),
+                                  dtype=np_dtype, rule_name=lambda s: rule_name(s))
+        fixed = _fixed_operator if materialize else _implicit.fixed_operator
+        return fixed(st, rec, space, avgpool, float(stabilizer), np_dtype)
+
+    def rule_name(st) -> str:
+        r = rules.get(id(st))
+        if r is not None:
+            return r.name
+        if st.kind == "residual":
+            return "residual-gradient" if space == "gradient" else f"residual-{residual}"
+        return _fixed_rule_name(st, space, avgpool)
+
+    ops = [build(st, rec) for st, rec in zip(stages, records)]
+    names = [st.name for st in stages]
+
+    if any(getattr(r, "multiply_input", False) for r in rules.values()):
         ops[0] = scale_rows(ops[0], xt.reshape(-1).numpy())
 
-    layer_rule_names = [r.name if r is not None else _fixed_rule_name(st, space, avgpool)
-                        for st, r in zip(stages, layer_rules)]
-    per_layer = {n: r.options() for n, r in zip(names, layer_rules) if r is not None and r.options()}
+    layer_rule_names = [rule_name(st) for st in stages]
+    per_layer = {s.name: rules[id(s)].options() for _, s in leaves if id(s) in rules and rules[id(s)].options()}
     logits = records[-1].out.reshape(-1).numpy()
     if not np.all(np.isfinite(logits)):
         raise ExtractionError("the model's logits at this input are not finite")

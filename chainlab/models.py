@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["NAMES", "build", "load", "save", "data_dir"]
+__all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
 
 NAMES = ("digits-mlp", "digits-cnn", "sixt-cifar")
+# architectures defined in chainlab.zoo (random init from a seed, or a user's weights file)
+ZOO_NAMES = ("vgg16", "resnet50", "resnet-tiny")
 QUANTIZE_ABOVE = 1_000_000
 
 
@@ -87,10 +89,18 @@ def _sixt_cifar() -> nn.Sequential:
 _BUILDERS = {"digits-mlp": _mlp, "digits-cnn": _cnn, "sixt-cifar": _sixt_cifar}
 
 
-def build(name: str) -> nn.Sequential:
-    """A freshly initialized (untrained) net of the named architecture."""
+def build(name: str, seed: int | None = None) -> nn.Module:
+    """A freshly initialized (untrained) net of the named architecture.
+
+    For the zoo architectures ("vgg16", "resnet50", "resnet-tiny", :mod:`chainlab.zoo`) the init
+    is seeded (``seed``, default 0); the shipped architectures use torch's global RNG.
+    """
+    if name in ZOO_NAMES:
+        from . import zoo
+        return zoo.ZOO[name](seed=0 if seed is None else seed)
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; shipped models: {', '.join(NAMES)}")
+        raise ValueError(f"unknown model {name!r}; shipped models: {', '.join(NAMES)}; "
+                         f"architectures: {', '.join(ZOO_NAMES)}")
     net = _BUILDERS[name]()
     net.name = name
     return net
@@ -143,11 +153,19 @@ def _read_state(path: Path) -> tuple[str, dict, dict]:
     return arch, state, meta
 
 
-def load(name_or_path: str) -> nn.Module:
+def load(name_or_path: str, *, seed: int = 0, weights=None) -> nn.Module:
     """The eval-mode torch module of a shipped net (by name) or of a model file written by :func:`save`.
 
     A path to a ``.pt``/``.pth`` file holding a pickled ``nn.Module`` is loaded with ``torch.load``.
+    A zoo architecture ("vgg16", "resnet50", "resnet-tiny") is built with seeded random init
+    (``seed``) and, when ``weights`` names a state-dict file (.pt/.pth/.npz), loaded from it.
     """
+    if name_or_path in ZOO_NAMES:
+        from . import zoo
+        net = build(name_or_path, seed)
+        return zoo.load_weights(net, weights) if weights is not None else net.eval()
+    if weights is not None:
+        raise ValueError(f"weights= is for the architectures {', '.join(ZOO_NAMES)}, not for {name_or_path!r}")
     p = Path(name_or_path)
     if name_or_path in _BUILDERS:
         p = data_dir() / f"{name_or_path}.npz"

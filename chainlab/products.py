@@ -355,7 +355,7 @@ def _start(op, dense_above):
     if isinstance(op, SparseOperator) or sp.issparse(op):
         M = op.matrix if isinstance(op, SparseOperator) else op
         return _settle(M.tocsc(copy=True), dense_above)
-    if getattr(op, "kind", None) == "implicit":
+    if getattr(op, "kind", None) in ("implicit", "residual"):
         return _settle(op.to_sparse("csc"), dense_above)
     return _settle(op.to_dense(), dense_above)
 
@@ -368,7 +368,8 @@ def multiply(P, op, *, dense_above: float = DENSE_ABOVE):
     flops per second than dgemm; measured on 2 shared cores), else :func:`spmm`; against a sparse M, P stays sparse (:func:`spgemm`,
     cost Σ_k nnz(P[:, k])·nnz(M[k, :])) up to density DENSIFY_FOR_SPARSE, above it :func:`dense_sparse`
     (cost m·nnz(M)).  Implicit operators are materialized when P is sparse, else applied as (Mᵀ Pᵀ)ᵀ
-    through their own ``rmatmat``.  The result is stored dense above ``dense_above``, else as CSC.
+    through their own ``rmatmat`` (residual blocks, kind "residual", likewise: multiplied out by ``to_sparse``).
+    The result is stored dense above ``dense_above``, else as CSC.
     """
     if isinstance(op, DenseOperator) or isinstance(op, np.ndarray):
         M = op.array if isinstance(op, DenseOperator) else op
@@ -376,7 +377,7 @@ def multiply(P, op, *, dense_above: float = DENSE_ABOVE):
             return _settle(spmm(P, M), dense_above)
         Pd = P.toarray() if sp.issparse(P) else P
         return _settle(Pd @ M, dense_above)
-    if getattr(op, "kind", None) == "implicit" and (sp.issparse(P) or density(P) <= DENSIFY_FOR_SPARSE):
+    if getattr(op, "kind", None) in ("implicit", "residual") and (sp.issparse(P) or density(P) <= DENSIFY_FOR_SPARSE):
         op = op.to_sparse("csc")
     if isinstance(op, SparseOperator) or sp.issparse(op):
         M = op.matrix if isinstance(op, SparseOperator) else op

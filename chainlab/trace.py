@@ -6,7 +6,10 @@ into it:
 * ``linear`` (nn.Linear) and ``conv2d`` (nn.Conv2d) with any directly following
   BatchNorm folded in (W' = diag(s) W, b' = s⊙(b − μ) + β, s = γ/√(σ² + eps)),
 * ``maxpool2d``, ``avgpool2d``, ``adaptiveavgpool2d``,
-* ``relu`` only when a ReLU comes before any linear map.
+* ``relu`` only when a ReLU comes before any linear map,
+* ``residual``: a sum of branches f_1(h) + f_2(h) (found by :mod:`chainlab.residual`), holding
+  each branch's stages in ``stage.branches`` ([] for an identity shortcut) and its records in
+  ``record.branches``.
 
 A ReLU after a stage sets ``stage.relu``: its mask 1[z > 0] belongs to that
 stage's operator in gradient space and is the identity in relevance space.
@@ -14,7 +17,7 @@ Flatten, Dropout (eval) and Identity are reshapes or identities and vanish.
 
 The model is read with ``torch.fx`` so nested Sequentials and modules whose
 ``forward`` is a plain chain of submodules (plus functional relu/flatten/view)
-are accepted; anything else raises :class:`UnsupportedLayerError` naming the
+and residual additions are accepted; anything else raises :class:`UnsupportedLayerError` naming the
 module path and type.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ExtractionError, UnsupportedLayerError
+from .residual import ResidualSpec, linearize_graph
 
 SUPPORTED = (
     "Linear, Conv2d (zero padding), ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, "
@@ -60,6 +64,7 @@ class Stage:
     flatten_before: bool = False
     in_shape: tuple | None = None
     out_shape: tuple | None = None
+    branches: list | None = None   # kind "residual": one list of stages per summand ([] = identity)
 
     @property
     def is_parametric(self) -> bool:
@@ -78,6 +83,7 @@ class Record:
     z: torch.Tensor          # pre-activation output, shape (1, *out_shape)
     out: torch.Tensor        # post-activation output (ReLU applied if stage.relu)
     argmax: torch.Tensor | None = None   # max-pool winners (flat index per channel plane)
+    branches: list | None = None         # kind "residual": the records of each branch's stages
 
 
 class Net:
@@ -146,29 +152,41 @@ class Net:
 
     def forward(self, x: torch.Tensor) -> list[Record]:
         """Run the stages in float64, checking each stage's input shape; one Record per stage."""
-        records = []
-        h = x
-        for st in self.stages:
-            if st.flatten_before or (st.kind == "linear" and h.ndim > 2):
-                if st.kind == "linear" and not st.flatten_before:
-                    raise UnsupportedLayerError(
-                        f"layer {st.describe()} receives an input of shape {tuple(h.shape)}; chainlab supports "
-                        "Linear layers on flattened (1, n) inputs (add nn.Flatten before it)"
-                    )
-                h = h.reshape(1, -1)
+        return _run_stages(self.stages, x, x, self.expected_shape())
+
+
+def _run_stages(stages, h, x, expected) -> list[Record]:
+    records = []
+    for st in stages:
+        if st.flatten_before or (st.kind == "linear" and h.ndim > 2):
+            if st.kind == "linear" and not st.flatten_before:
+                raise UnsupportedLayerError(
+                    f"layer {st.describe()} receives an input of shape {tuple(h.shape)}; chainlab supports "
+                    "Linear layers on flattened (1, n) inputs (add nn.Flatten before it)"
+                )
+            h = h.reshape(1, -1)
+        branch_records = None
+        if st.kind == "residual":  # z = Σ_t f_t(h); each branch runs its own stages
+            branch_records = [_run_stages(b, h, x, expected) for b in st.branches]
+            outs = [br[-1].out if br else h for br in branch_records]
+            if len({tuple(o.shape) for o in outs}) != 1:
+                raise ValueError(f"residual block {st.describe()} adds branches of shapes "
+                                 f"{', '.join(str(tuple(o.shape)) for o in outs)}")
+            z, argmax = sum(outs[1:], outs[0]), None
+        else:
             try:
                 z, argmax = _stage_forward(st, h)
             except RuntimeError as exc:
                 raise ValueError(
                     f"layer {st.describe()} cannot take its input of shape {tuple(h.shape)} "
-                    f"(model input {tuple(x.shape)}; expected {self.expected_shape()}): {exc}"
+                    f"(model input {tuple(x.shape)}; expected {expected}): {exc}"
                 ) from None
-            out = torch.relu(z) if st.relu else z
-            st.in_shape = tuple(h.shape[1:])
-            st.out_shape = tuple(z.shape[1:])
-            records.append(Record(x=h, z=z, out=out, argmax=argmax))
-            h = out
-        return records
+        out = torch.relu(z) if st.relu else z
+        st.in_shape = tuple(h.shape[1:])
+        st.out_shape = tuple(z.shape[1:])
+        records.append(Record(x=h, z=z, out=out, argmax=argmax, branches=branch_records))
+        h = out
+    return records
 
 
 def _stage_forward(st: Stage, h: torch.Tensor):
@@ -273,31 +291,37 @@ def _linearize(model: nn.Module) -> list[tuple[str, object]]:
             aux.add(node)
             continue
         data_args = [a for a in node.args if isinstance(a, torch.fx.Node) and a not in aux]
-        if not data_args or data_args[0] is not current or len(data_args) > 1:
-            raise UnsupportedLayerError(
-                f"operation '{node.name}' ({_describe_node(node, gm)}) is not part of a plain chain of layers "
-                "(branches or skip connections are not supported by this extractor)"
-            )
-        if node.op == "call_module":
-            ops.append((str(node.target), gm.get_submodule(node.target)))
-        elif node.op == "call_function" and node.target in _RELU_FUNCS:
-            ops.append((node.name, "relu"))
-        elif node.op == "call_function" and node.target in _FLATTEN_FUNCS:
-            ops.append((node.name, "flatten"))
-        elif node.op == "call_function" and node.target in _DROPOUT_FUNCS:
-            if node.kwargs.get("training", False):
-                raise UnsupportedLayerError(f"functional dropout '{node.name}' in training mode is not supported")
-            ops.append((node.name, "identity"))
-        elif node.op == "call_method" and node.target == "relu":
-            ops.append((node.name, "relu"))
-        elif node.op == "call_method" and node.target in _FLATTEN_METHODS:
-            ops.append((node.name, "flatten"))
-        else:
-            raise UnsupportedLayerError(
-                f"operation '{node.name}' ({_describe_node(node, gm)}) is not supported; supported: {SUPPORTED}"
-            )
+        if not data_args or data_args[0] is not current or len(data_args) > 1 or len(_data_users(current, aux)) > 1:
+            # branches: residual blocks (sums of branches) are found by chainlab.residual
+            return linearize_graph(gm, model, _node_op, _is_aux)
+        ops.append(_node_op(node, gm))
         current = node
     return ops
+
+
+def _data_users(node, aux) -> list:
+    return [u for u in node.users if u not in aux]
+
+
+def _node_op(node, gm) -> tuple[str, object]:
+    """(path, module) or (path, 'relu'|'flatten'|'identity') of one single-input fx node."""
+    if node.op == "call_module":
+        return (str(node.target), gm.get_submodule(node.target))
+    if node.op == "call_function" and node.target in _RELU_FUNCS:
+        return (node.name, "relu")
+    if node.op == "call_function" and node.target in _FLATTEN_FUNCS:
+        return (node.name, "flatten")
+    if node.op == "call_function" and node.target in _DROPOUT_FUNCS:
+        if node.kwargs.get("training", False):
+            raise UnsupportedLayerError(f"functional dropout '{node.name}' in training mode is not supported")
+        return (node.name, "identity")
+    if node.op == "call_method" and node.target == "relu":
+        return (node.name, "relu")
+    if node.op == "call_method" and node.target in _FLATTEN_METHODS:
+        return (node.name, "flatten")
+    raise UnsupportedLayerError(
+        f"operation '{node.name}' ({_describe_node(node, gm)}) is not supported; supported: {SUPPORTED}"
+    )
 
 
 def _is_aux(node, aux) -> bool:
@@ -334,10 +358,18 @@ def trace(model: nn.Module) -> Net:
     """Read ``model`` into a :class:`Net` of float64 stages with BatchNorm folded."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"extract needs a torch.nn.Module, got {type(model).__name__}")
+    stages = _build_stages(_linearize(model))
+    if not stages:
+        raise UnsupportedLayerError(f"{type(model).__name__} has no layers chainlab can extract")
+    return Net(stages, getattr(model, "input_shape", None), type(model).__name__)
+
+
+def _build_stages(ops) -> list[Stage]:
+    """Stages of a list of (path, op); a :class:`~chainlab.residual.ResidualSpec` becomes a "residual" stage."""
     stages: list[Stage] = []
     pending_flatten = False
     last_was_linear = False  # the previous op (ignoring Dropout/Identity) is a Linear/Conv2d
-    for path, op in _linearize(model):
+    for path, op in ops:
         if op == "relu" or isinstance(op, nn.ReLU):
             if stages and not stages[-1].relu:
                 stages[-1].relu = True
@@ -346,6 +378,15 @@ def trace(model: nn.Module) -> Net:
                 stages.append(Stage(kind="relu", name=path, module=op if isinstance(op, nn.Module) else None,
                                     relu=False, members=[path], flatten_before=pending_flatten))
                 pending_flatten = False
+            last_was_linear = False
+            continue
+        if isinstance(op, ResidualSpec):  # a sum of branches: one stage holding each branch's stages
+            branches = [_build_stages(b) for b in op.branches]
+            st = Stage(kind="residual", name=op.name, branches=branches,
+                       members=[m for b in branches for s in b for m in s.members])
+            st.flatten_before = pending_flatten
+            pending_flatten = False
+            stages.append(st)
             last_was_linear = False
             continue
         if op in ("flatten", "identity") or isinstance(op, _PASS_MODULES):
@@ -385,9 +426,7 @@ def trace(model: nn.Module) -> Net:
         pending_flatten = False
         stages.append(st)
         last_was_linear = st.is_parametric
-    if not stages:
-        raise UnsupportedLayerError(f"{type(model).__name__} has no layers chainlab can extract")
-    return Net(stages, getattr(model, "input_shape", None), type(model).__name__)
+    return stages
 
 
 def _fold_batchnorm(st: Stage, bn: nn.Module, path: str):

@@ -21,18 +21,19 @@ def test_unsupported_module_names_path_type_and_supported_layers():
     assert "block.2" in msg and "Tanh" in msg and "Conv2d" in msg and "MaxPool2d" in msg
 
 
-def test_skip_connection_is_refused_with_the_node_named():
-    class Res(nn.Module):
+def test_branch_that_is_not_a_residual_sum_is_refused_with_the_node_named():
+    # residual sums x + f(x) are supported since issue 8 (chainlab.residual); a product of branches is not
+    class Gate(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 4)
             self.out = nn.Linear(4, 2)
 
         def forward(self, x):
-            return self.out(x + torch.relu(self.fc(x)))
+            return self.out(x * torch.relu(self.fc(x)))
 
-    with pytest.raises(UnsupportedLayerError, match="add"):
-        chainlab.extract(Res(), torch.rand(1, 4), "gradient")
+    with pytest.raises(UnsupportedLayerError, match="'mul'"):
+        chainlab.extract(Gate().eval(), torch.rand(1, 4), "gradient")
 
 
 def test_plain_chain_module_with_functional_relu_and_view_is_accepted():

@@ -25,6 +25,7 @@ from .records import read_csv, write_csv
 from .sanity import cascading_randomization, random_logit_ssim, sanity, ssim
 from .scaling import scale_weights, weight_scaling
 from .spectra import interlayer_members, singular_triplets, singular_values, spectra
+from .power import PowerResult, prefix_power, prefix_spectra_power
 from ._products import PrefixProduct, prefix_products
 
 PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds}
@@ -37,7 +38,7 @@ __all__ = [
     "csc_values", "random_baseline", "channel_vectors", "angular_diameter", "hilbert_distance",
     "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "hoeffding_samples",
     "random_logit_ssim", "cascading_randomization", "ssim", "scale_weights", "prefix_products", "PrefixProduct",
-    "BoundViolationError", "ConeViolationError",
+    "BoundViolationError", "ConeViolationError", "prefix_power", "prefix_spectra_power", "PowerResult",
 ]
 
 

@@ -70,8 +70,14 @@ def singular_values(op, k: int = 1, exact_below: int = 1500, tol: float = SVDS_T
     else:
         rng = np.random.default_rng(seed)
         v0 = rng.standard_normal(min(n, m))
-        s = spla.svds(spla.aslinearoperator(op), k=k, tol=tol, return_singular_vectors=False, v0=v0,
-                      random_state=seed)
+        A = spla.aslinearoperator(op)
+        try:
+            s = spla.svds(A, k=k, tol=tol, return_singular_vectors=False, v0=v0, random_state=seed)
+        except spla.ArpackError:
+            # ARPACK breaks down on degenerate spectra (max-pool / mask operators: all σ equal), where
+            # block subspace iteration converges at once
+            from .power import subspace_singular_values
+            s = subspace_singular_values(A.matmat, A.rmatmat, (n, m), top=k, tol=max(tol, 1e-12), seed=seed).sigma
         s = np.sort(s)[::-1]
     out = np.zeros(k)
     out[: min(k, len(s))] = s[:k]

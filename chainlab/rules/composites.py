@@ -57,7 +57,7 @@ class Composite:
         bad = []
         n = len(stages)
         for i, st in enumerate(stages):
-            if st.is_parametric:
+            if st.is_parametric or st.kind == "residual":  # a block's index key applies to its layers
                 continue
             for key in (i, i - n, st.name):
                 if key in self.mapping:

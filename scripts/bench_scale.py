@@ -1,0 +1,162 @@
+"""Benchmark: ImageNet-scale nets (VGG-16, ResNet-50 at 224×224) through implicit operators.
+
+For one seeded random input and rule (default: gradient) it extracts the chain with
+``materialize=False`` and prints, per layer, σ1 and σ2 by ARPACK ``svds`` on the implicit operator
+(``chainlab.measures.singular_values``), the seconds and the number of operator products, then the
+total time and the peak resident memory (VmHWM of /proc/self/status, = ru_maxrss).
+
+The obvious alternative is to materialize each layer matrix and run svds on the CSC matrix: at
+224×224 only VGG-16's first conv fits (87 M entries; the second would store 1.85·10⁹ entries,
+~22 GB), so that comparison is made for that layer (build time, bytes, svds seconds, ratio).
+Options: ``--prefix K`` σ1/σ2 of P_K by matrix-free block subspace iteration
+(``chainlab.measures.prefix_power``) next to ARPACK svds on the LinearOperator of P_K; ``--csc N``
+CSC of N images at two injection layers (``chainlab.measures.csc``).
+
+    python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--tol 1e-4]
+                                  [--compare] [--prefix 3] [--csc 2] [--layers 1,5]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import scipy.sparse.linalg as spla
+import torch
+
+import chainlab
+from chainlab.measures import csc, prefix_power, singular_values
+from chainlab.measures._products import implicit_prefix
+
+
+def peak_gb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class Counting(spla.LinearOperator):
+    """A LinearOperator that counts products with the operator and its transpose."""
+
+    def __init__(self, op):
+        super().__init__(dtype=np.dtype(op.dtype), shape=op.shape)
+        self.op, self.n = op, 0
+
+    def _matmat(self, V):
+        self.n += V.shape[1]
+        return self.op.matmat(V)
+
+    def _rmatmat(self, U):
+        self.n += U.shape[1]
+        return self.op.rmatmat(U)
+
+    _matvec = lambda self, v: self._matmat(v.reshape(-1, 1))          # noqa: E731
+    _rmatvec = lambda self, u: self._rmatmat(u.reshape(-1, 1))        # noqa: E731
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", default="vgg16", choices=["vgg16", "resnet50"])
+    ap.add_argument("--rule", default="gradient")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--tol", type=float, default=1e-4, help="svds relative tolerance")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compare", action="store_true", help="materialized svds of the first layer as well")
+    ap.add_argument("--prefix", type=int, nargs="*", default=[], help="k of P_k for power iteration")
+    ap.add_argument("--csc", type=int, default=0, help="images for CSC (0: skip)")
+    ap.add_argument("--skip-layers", action="store_true")
+    ap.add_argument("--layers", type=str, default=None, help="comma-separated 1-based layer numbers (default: all)")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    net = chainlab.models.build(args.net)
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed))
+    t = time.perf_counter()
+    chain = chainlab.extract(net, x, args.rule, materialize=False, dtype=args.dtype)
+    t_ext = time.perf_counter() - t
+    print(f"{args.net} 224×224, rule {args.rule}, {args.dtype}, {len(chain)} operators "
+          f"({', '.join(sorted({op.kind for op in chain}))}); torch threads {torch.get_num_threads()}")
+    print(f"model build {t - t0:.1f} s, extraction (implicit) {t_ext:.1f} s, peak memory {peak_gb():.2f} GB")
+
+    if not args.skip_layers:
+        print(f"\nper-layer σ1, σ2 by svds (tol {args.tol:g}) on the implicit operators")
+        print(f"{'k':>3} {'layer':<16} {'kind':<9} {'n_in':>9} {'n_out':>9} {'sigma1':>12} {'sigma2':>12} "
+              f"{'s1/s2':>9} {'products':>8} {'seconds':>8}")
+        t_layers = time.perf_counter()
+        pick = None if args.layers is None else {int(v) - 1 for v in args.layers.split(",")}
+        for i, op in enumerate(chain):
+            if pick is not None and i not in pick:
+                continue
+            c = Counting(op)
+            t = time.perf_counter()
+            s = singular_values(c, 2, tol=args.tol)
+            dt = time.perf_counter() - t
+            r = s[0] / s[1] if s[1] > 0 else float("inf")
+            print(f"{i + 1:>3} {chain.names[i]:<16} {op.kind:<9} {op.shape[0]:>9} {op.shape[1]:>9} {s[0]:>12.6g} "
+                  f"{s[1]:>12.6g} {r:>9.5f} {c.n:>8} {dt:>8.1f}", flush=True)
+        total = time.perf_counter() - t_layers
+        n = len(chain) if pick is None else len(pick)
+        print(f"{n} of {len(chain)} layers: {total:.1f} s (target for all: < 120 s); peak memory {peak_gb():.2f} GB")
+
+    if args.compare:
+        op = chain[0]
+        t = time.perf_counter()
+        S = op.to_sparse("csc")
+        t_mat = time.perf_counter() - t
+        nbytes = S.data.nbytes + S.indices.nbytes + S.indptr.nbytes
+        t = time.perf_counter()
+        s_m = singular_values(chainlab.operators.SparseOperator(S), 2, tol=args.tol)
+        t_sm = time.perf_counter() - t
+        t = time.perf_counter()
+        s_i = singular_values(op, 2, tol=args.tol)
+        t_si = time.perf_counter() - t
+        print(f"\nlayer 1 ({chain.names[0]}): materialized CSC {S.nnz:,} entries, {nbytes / 2**30:.2f} GB, built in "
+              f"{t_mat:.1f} s; svds {t_sm:.1f} s (σ {s_m[0]:.6g}, {s_m[1]:.6g}) vs implicit 0 bytes, svds {t_si:.1f} s "
+              f"(σ {s_i[0]:.6g}, {s_i[1]:.6g}); ratio materialized/implicit incl. build "
+              f"{(t_mat + t_sm) / t_si:.2f}x; peak memory {peak_gb():.2f} GB")
+        del S
+
+    for k in args.prefix:
+        t = time.perf_counter()
+        r = prefix_power(chain, k, top=2, extra=6, tol=1e-6, maxiter=200)
+        t_pow = time.perf_counter() - t
+        c = Counting(implicit_prefix(chain, k))
+        t = time.perf_counter()
+        s = np.sort(spla.svds(c, k=2, tol=1e-6, return_singular_vectors=False,
+                              v0=np.random.default_rng(0).standard_normal(min(c.shape))))[::-1]
+        t_svds = time.perf_counter() - t
+        print(f"\nP_{k} ({chain[0].shape[0]}×{chain[k - 1].shape[1]}): power σ1 {r.sigma[0]:.8g} σ2 {r.sigma[1]:.8g} "
+              f"({r.iterations} steps × 8 columns, converged {r.converged}, residual {r.residuals.max():.1e}) "
+              f"{t_pow:.1f} s; svds σ1 {s[0]:.8g} σ2 {s[1]:.8g} ({c.n} products) {t_svds:.1f} s; "
+              f"ratio svds/power {t_svds / t_pow:.2f}x; peak {peak_gb():.2f} GB", flush=True)
+
+    if args.csc:
+        chains = [chain]
+        for j in range(1, args.csc):
+            xj = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed + j))
+            chains.append(chainlab.extract(net, xj, args.rule, materialize=False, dtype=args.dtype))
+        L = len(chain)
+        layers = [L // 2, L - 1]
+        t = time.perf_counter()
+        rows = csc(chains, layers=layers, pairs=3)
+        t_csc = time.perf_counter() - t
+        med = [r for r in rows if r["quantity"] == "csc"]
+        print(f"\nCSC, {len(chains)} images, injections after layers {layers}, 3 pairs: {len(rows)} records in "
+              f"{t_csc:.1f} s; peak {peak_gb():.2f} GB")
+        for r in med[:: max(1, len(med) // 8)]:
+            base = next(b["value"] for b in rows if b["quantity"] == "baseline" and b["k"] == r["k"]
+                        and b["layer"] == r["layer"])
+            print(f"  inject after {r['inject']} → input of {r['to']}: CSC {r['value']:.4f} (random {base:.4f}, "
+                  f"d = {r['d']})")
+
+    print(f"\npeak memory (VmHWM) {peak_gb():.2f} GB (limit 16 GB); wall {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
