@@ -167,9 +167,15 @@ def _write_matrix(parent, name, op, where):
         return "sparse"
     if isinstance(op, np.ndarray):
         return _write_matrix(parent, name, DenseOperator(op), where)
+    if kind in ("implicit", "residual") and hasattr(op, "to_sparse"):
+        # matrix-free operators are stored as the matrix they apply (their CSC form);
+        # they load back as sparse operators, and the group records what they were
+        out = _write_matrix(parent, name, SparseOperator(op.to_sparse("csc")), where)
+        _set_str(parent[name].attrs, "materialized-from", kind)
+        return out
     raise ArchiveError(
         f"{where}: cannot archive an operator of kind {kind!r} ({type(op).__name__}); "
-        "archives store dense, sparse and block operators (materialize implicit operators first)"
+        "archives store dense, sparse, block, implicit and residual operators"
     )
 
 
