@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import resource
 import time
 
 import numpy as np
@@ -27,29 +25,11 @@ import torch
 import torch.nn.functional as F
 
 import chainlab
+from _memory import peak_mib, reset_peak, rss_mib
 from chainlab.extract import _fixed_operator
 from chainlab.matrices import materialize
 from chainlab.rules import LayerContext, make_rule
 from chainlab.trace import conv_padding, trace
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def reset_peak():
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(q, what, rule_name, i, repeat):

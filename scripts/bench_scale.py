@@ -18,7 +18,6 @@ CSC of N images at two injection layers (``chainlab.measures.csc``).
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
@@ -28,17 +27,11 @@ import torch
 import chainlab
 from chainlab.measures import csc, prefix_power, singular_values
 from chainlab.measures._products import implicit_prefix
+from _memory import peak_mib
 
 
 def peak_gb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_mib() / 1024
 
 
 class Counting(spla.LinearOperator):
