@@ -128,22 +128,12 @@ class _Context:
                     ssim_rows.extend(self.cl.measures.random_logit_ssim([ch], seed=self.s.seed + ch.meta["image"]))
                     yield ch
 
-            rows = self._csc_at_top(chains(), self.s.images(net))
+            rows = self.cl.measures.csc(chains(), layers=[-1], pairs=self.s.pairs, images=self.s.images(net),
+                                        seed=self.s.seed)
             self.records += rows + ssim_rows
             curve = {r["layer"]: r for r in rows if r["quantity"] == "csc"}
             self._passes[key] = (curve, float(np.mean([r["value"] for r in ssim_rows])))
         return self._passes[key]
-
-    def _csc_at_top(self, chains, images):
-        """CSC with the injection at the logits (k = L, known once the first chain is seen)."""
-        it = iter(chains)
-        first = next(it)
-        L = len(first)
-
-        def again():
-            yield first
-            yield from it
-        return self.cl.measures.csc(again(), layers=[L], pairs=self.s.pairs, images=images, seed=self.s.seed)
 
 
 def _progress(it, desc, on):

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
@@ -46,6 +47,17 @@ def test_random_baseline_exact_and_matches_simulation(d):
     assert abs((cos <= b["median"]).mean() - 0.5) < 5 * 0.5 / math.sqrt(n) + (1.0 if d == 1 else 0)
     if d >= 40:   # E|cos| = √(2/(π d))·(1 + O(1/d))
         assert abs(b["mean"] / math.sqrt(2 / (math.pi * d)) - 1) < 1.0 / d
+
+
+def test_negative_injection_layer_counts_from_the_top():
+    rng = np.random.default_rng(5)
+    ch = make_chain([rng.normal(size=(6, 5)), rng.normal(size=(5, 4)), rng.normal(size=(4, 3))])
+    top = ms.csc([ch], layers=[3], pairs=3)
+    assert top and all(r["k"] == 3 for r in top)
+    assert ms.csc([ch], layers=[-1], pairs=3) == top
+    assert ms.csc([ch], layers=[-3], pairs=3) == ms.csc([ch], layers=[1], pairs=3)
+    with pytest.raises(ValueError, match="must be in 1..3"):
+        ms.csc([ch], layers=[-4], pairs=3)
 
 
 def test_csc_of_identity_chain_is_the_random_baseline():

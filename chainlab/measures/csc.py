@@ -134,7 +134,8 @@ def csc(chains, *, layers=None, pairs: int = 10, images: int = 200, seed: int = 
     ``chains``: one Chain, a list, or any iterable — it is consumed one chain at a time and no chain is
     kept, so a generator that extracts per image measures hundreds of large chains in the memory of one.
     Chains of different nets/rules are grouped by (chain.meta["net"], chain.rule).
-    ``layers``: injection boundaries k (default: every k = 1..L; k = L injects at the logits).
+    ``layers``: injection boundaries k (default: every k = 1..L; k = L injects at the logits); a
+    negative k counts from the top, as in Python indexing of the boundaries 1..L (−1 = L, the logits).
     Quantities: ``csc`` (median |cos|), ``1-csc``, ``baseline`` (median |cos| of random vectors
     of the same d), ``baseline_mean``; extras n_values, n_dropped, d, q25/q75, n_images, to = name of
     the layer whose input boundary j is (j = 0: the input).
@@ -148,7 +149,8 @@ def csc(chains, *, layers=None, pairs: int = 10, images: int = 200, seed: int = 
         if g is None:
             L = len(ch)
             g = groups[key] = {"labels": [layer_label(ch, i) for i in range(L)], "n": 0, "ref": _GroupRef(ch, *key),
-                               "ks": list(range(1, L + 1)) if layers is None else [int(k) for k in layers],
+                               "ks": list(range(1, L + 1)) if layers is None
+                               else [int(k) if int(k) > 0 else L + 1 + int(k) for k in layers],
                                "pooled": defaultdict(lambda: defaultdict(lambda: [[], 0, None]))}
         if g["n"] >= images:
             continue
