@@ -287,34 +287,13 @@ def _extract_task(model_ref: str, x, rule: str, kwargs: dict):
 MODEL_MEASURES = ("averages", "sanity")   # measures that re-run the model (loaded from chain.meta)
 
 
-def _layer_spectra(chain) -> list[dict]:
-    """σ1, σ2 and σ1/σ2 of every layer operator as tidy records (fallback when measures.measure is absent)."""
-    from .measures import singular_values
-
-    rows = []
-    meta = chain.meta
-    for i, op in enumerate(chain):
-        s1, s2 = singular_values(op, 2)
-        base = dict(net=meta.get("net"), rule=chain.rule, image=meta.get("image"), measure="spectra",
-                    layer=chain.names[i], k=i + 1, of="layer")
-        rows += [dict(base, quantity="sigma1", value=float(s1)), dict(base, quantity="sigma2", value=float(s2)),
-                 dict(base, quantity="sigma1/sigma2", value=float(s1 / s2) if s2 > 0 else None)]
-    return rows
-
-
 def _measure_table():
-    """name -> function for every measure this installation offers, and the names run per chain / pooled."""
+    """The measures module, the per-chain measures (incl. the model measures) and the pooled ones, by name."""
     from . import measures
 
-    per_chain = dict(getattr(measures, "PER_CHAIN", {}))
-    pooled = dict(getattr(measures, "POOLED", {}))
-    if hasattr(measures, "measure") and not (per_chain or pooled):   # contract: names only
-        per_chain = {w: None for w in ("spectra", "rank1", "cone", "bounds")}
-        pooled = {"csc": None}
-    for w in MODEL_MEASURES:
-        if callable(getattr(measures, w, None)):
-            per_chain.setdefault(w, getattr(measures, w))
-    return measures, per_chain, pooled
+    per_chain = dict(measures.PER_CHAIN)
+    per_chain.update({w: getattr(measures, w) for w in MODEL_MEASURES})
+    return measures, per_chain, dict(measures.POOLED)
 
 
 def _accepts(fn, key) -> bool:
@@ -353,12 +332,10 @@ def measure_cmd(
         raise ValueError("--what names no measure")
     opts = parse_options(option)
     measures, per_chain, pooled = _measure_table()
-    has_measure = hasattr(measures, "measure")
-    known = list(per_chain) + list(pooled) if has_measure else ["spectra"] + [w for w in MODEL_MEASURES if w in per_chain]
+    known = list(per_chain) + list(pooled)
     unknown = [w for w in names if w not in known]
     if unknown:
-        missing = "" if has_measure else " (chainlab.measures.measure is not available in this installation)"
-        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; available: {', '.join(known)}{missing}")
+        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; available: {', '.join(known)}")
     table = {**per_chain, **pooled}
     stray = [k for k in opts if not any(_accepts(table.get(w), k) for w in names)]
     if stray:
@@ -370,8 +347,7 @@ def measure_cmd(
     def opts_for(ws):
         return {k: v for k, v in opts.items() if any(_accepts(table.get(w), k) for w in ws)}
 
-    run_chain = ([w for w in names if w in per_chain and w not in MODEL_MEASURES] if has_measure
-                 else [w for w in names if w == "spectra"])
+    run_chain = [w for w in names if w in per_chain and w not in MODEL_MEASURES]
     run_model = [w for w in names if w in MODEL_MEASURES]
     run_pooled = [w for w in names if w in pooled]
     rows = []
@@ -408,8 +384,7 @@ def measure_cmd(
             for (net, rule), ks in tqdm(groups.items(), desc="measure (pooled)", unit="group", file=sys.stderr):
                 group = [r.load(k) for k in ks]
                 rows += measures.measure(group, what=run_pooled, **opts_for(run_pooled))
-    write = measures.write_csv
-    write(rows, output)
+    measures.write_csv(rows, output)
     typer.echo(f"{output}: {len(rows)} records ({', '.join(names)}) from {len(sel)} chain(s)")
 
 
@@ -418,8 +393,7 @@ def _measure_chain(chain, plan, models) -> list[dict]:
     measures, per_chain, _ = _measure_table()
     rows = []
     if plan["run_chain"]:
-        rows += (measures.measure([chain], what=plan["run_chain"], **plan["chain_opts"])
-                 if hasattr(measures, "measure") else _layer_spectra(chain))
+        rows += measures.measure([chain], what=plan["run_chain"], **plan["chain_opts"])
     for w, o in plan["run_model"].items():
         rows += _model_measure(per_chain[w], w, chain, models, o)
     return rows
