@@ -22,6 +22,12 @@ from .operators import Operator
 __all__ = ["Chain"]
 
 
+def _as_columns(R):
+    """(R as a 2-D array of columns, whether R was one vector)."""
+    R = np.asarray(R)
+    return (R.reshape(-1, 1), True) if R.ndim == 1 else (R, False)
+
+
 class Chain(Sequence):
     """Operators M_1 … M_L of one input and one rule, plus what is needed to read them.
 
@@ -101,20 +107,27 @@ class Chain(Sequence):
         Many columns are streamed in blocks so that intermediate signals stay under ``max_memory`` bytes
         (default 2 GiB); with more columns than rows R is applied to the propagated identity
         (``basis``, see :func:`chainlab.products.stream_apply`)."""
-        ops = self.operators[start:stop]
-        R = np.asarray(R)
-        if not ops:
-            return R
-        vec = R.ndim == 1
-        R2 = R.reshape(-1, 1) if vec else R
-        if R2.ndim != 2 or R2.shape[0] != ops[-1].shape[1]:
-            last = (stop if stop is not None else len(self)) - 1
-            raise ValueError(
-                f"apply(start={start}, stop={stop}) needs R with {ops[-1].shape[1]} rows (the outputs of "
-                f"operator {last}, '{self.names[last]}'), got shape {R.shape}"
-            )
-        R2 = _products.stream_apply(ops, R2, max_memory=max_memory, basis=basis)
+        layers = self._signal_layers(R, start, stop)
+        if not layers:
+            return np.asarray(R)
+        R2, vec = _as_columns(R)
+        R2 = _products.stream_apply(self.operators[start:stop], R2, max_memory=max_memory, basis=basis)
         return R2.reshape(-1) if vec else R2
+
+    def _signal_layers(self, R, start, stop) -> range:
+        """Indices of the operators M_start … M_(stop−1) (Python slice semantics), after checking that R
+        has as many rows as the outputs of the last of them (apply's contract); empty range: nothing to do."""
+        layers = range(len(self))[start:stop]
+        if layers:
+            last = layers[-1]
+            R = np.asarray(R)
+            n = self.operators[last].shape[1]
+            if R.ndim not in (1, 2) or R.shape[0] != n:
+                raise ValueError(
+                    f"apply(start={start}, stop={stop}) needs R with {n} rows (the outputs of "
+                    f"operator {last}, '{self.names[last]}'), got shape {R.shape}"
+                )
+        return layers
 
     def rapply(self, U, start: int = 0, stop: int | None = None):
         """(M_start ⋯ M_(stop−1))ᵀ @ U = M_(stop−1)ᵀ ⋯ M_startᵀ @ U for U of shape (n_in of M_start, k) or (n,).
@@ -126,8 +139,7 @@ class Chain(Sequence):
         U = np.asarray(U)
         if not ops:
             return U
-        vec = U.ndim == 1
-        U2 = U.reshape(-1, 1) if vec else U
+        U2, vec = _as_columns(U)
         if U2.ndim != 2 or U2.shape[0] != ops[0].shape[0]:
             raise ValueError(
                 f"rapply(start={start}, stop={stop}) needs U with {ops[0].shape[0]} rows (the inputs of "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..chain import Chain
+from ..chain import Chain, _as_columns
 from ..matrices import ConvGeometry, avgpool_column_weights, conv_matrix, maxpool_operator, window_operator
 from ..operators import DenseOperator, SparseOperator
 
@@ -73,20 +73,12 @@ class NonLinearChain(Chain):
 
     def apply(self, R, start: int = 0, stop: int | None = None):
         """ρ-rectified propagation: for i = stop−1 … start, R ← chain[i] @ ρ_i(R), column by column."""
-        ops = self.operators[start:stop]
-        R = np.asarray(R)
-        if not ops:
-            return R
-        stop_i = len(self) if stop is None else (stop if stop >= 0 else len(self) + stop)
-        vec = R.ndim == 1
-        R2 = R.reshape(-1, 1) if vec else R
-        if R2.ndim != 2 or R2.shape[0] != ops[-1].shape[1]:
-            raise ValueError(
-                f"apply(start={start}, stop={stop}) needs R with {ops[-1].shape[1]} rows (the outputs of "
-                f"operator {stop_i - 1}, '{self.names[stop_i - 1]}'), got shape {R.shape}"
-            )
+        layers = self._signal_layers(R, start, stop)
+        if not layers:
+            return np.asarray(R)
+        R2, vec = _as_columns(R)
         R2 = R2.astype(np.float64)
-        for i in range(stop_i - 1, stop_i - 1 - len(ops), -1):
+        for i in reversed(layers):
             R2 = self.operators[i].matmat(self.rectify(i, R2))
         return R2.reshape(-1) if vec else R2
 
