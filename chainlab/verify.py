@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +51,6 @@ class Verdict:
     observed: str
     reproduced: bool | None
     seconds: float = 0.0
-    details: list = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -180,7 +179,7 @@ def claim_s1_s3(ctx) -> list[Verdict]:
         "Sixt §5: 'Except for LRP_z and DeepLIFT, all methods show convergence up to at least 0.99 cosine "
         "similarity' (VGG-16, ResNet-50, CIFAR net).",
         f"converging rules: {line(conv)} · excepted rules: {line(exc)}",
-        ok1, dt, [dict(net=n, rule=r, reached=v) for (n, r), v in reached.items()])
+        ok1, dt)
     dl = {k: v for k, v in reached.items() if k[1] in ("deeplift-rescale", "deeplift-revealcancel")}
     ab = {k: v for k, v in reached.items() if k[1] == "deeplift-ablation"}
     ok3 = all(v < 0.99 for v in dl.values()) and all(v >= 0.99 for v in ab.values())
