@@ -102,29 +102,49 @@ def density(P) -> float:
 # ---------------------------------------------------------------------------------------------
 # wrappers
 
+def _column_bounds(indptr, tasks):
+    """bounds (tasks+1,): column ranges of a CSC matrix with about equal numbers of stored entries."""
+    nnz = int(indptr[-1])
+    cuts = np.searchsorted(indptr, np.linspace(0, nnz, tasks + 1)[1:-1])
+    return np.concatenate([[0], np.minimum(cuts, len(indptr) - 1), [len(indptr) - 1]]).astype(np.int64)
+
+
 def spmm(A, B):
     """A @ B for a scipy CSR/CSC matrix A (m × k) and a dense B (k × n) or (k,): dense (m × n), row-major
-    (a vector for a vector B).  float32 only when both are float32, else float64."""
+    (a vector for a vector B).  float32 only when both are float32, else float64.
+
+    CSR: rows in parallel (gather).  CSC with at least about one stored entry per row and column: columns
+    split over the threads, each scattering into its own m × n slab, slabs summed (extra memory
+    (threads − 1)·m·n); sparser CSC (pooling-like) is converted to CSR, which then costs less than the slabs."""
     if not sp.issparse(A):
         raise TypeError(f"spmm: A must be scipy.sparse, got {type(A).__name__}")
     B = np.asarray(B)
-    # the CSR kernel (rows in parallel, gather) beats the CSC scatter kernel by ~3x from a few columns on,
-    # more than the conversion costs
-    fmt = "csc" if (A.format == "csc" and (B.ndim == 1 or B.shape[1] < 4)) else "csr"
-    A = _sparse(A, fmt, "spmm")
-    dt = _value_dtype(A.dtype, B.dtype)
     if B.ndim not in (1, 2) or B.shape[0] != A.shape[1]:
         raise ValueError(f"spmm with A of shape {A.shape}: needs a dense operand with {A.shape[1]} rows, "
                          f"got shape {B.shape}")
-    Bc = np.ascontiguousarray(B.reshape(A.shape[1], -1), dtype=dt)
+    scatter = A.format == "csc" and A.nnz >= 2 * (A.shape[0] + A.shape[1])
+    A = _sparse(A, "csc" if scatter else "csr", "spmm")
+    dt = _value_dtype(A.dtype, B.dtype)
     (ptr, idx), = _index_pair(A)
-    out = np.empty((A.shape[0], Bc.shape[1]), dt)
     data = np.ascontiguousarray(A.data, dt)
-    if fmt == "csc":
-        K.csc_dense(ptr, idx, data, Bc, out, max(1, min(Bc.shape[1], numba.get_num_threads())))
+    m = A.shape[0]
+    if B.ndim == 1:
+        x = np.ascontiguousarray(B, dtype=dt)
+        out = np.empty(m, dt)
+        if scatter:
+            bounds = _column_bounds(ptr, numba.get_num_threads())
+            K.csc_vector(ptr, idx, data, x, out, bounds, np.empty((len(bounds) - 2, m), dt))
+        else:
+            K.csr_vector(ptr, idx, data, x, out)
+        return out
+    Bc = np.ascontiguousarray(B, dtype=dt)
+    out = np.empty((m, Bc.shape[1]), dt)
+    if scatter:
+        bounds = _column_bounds(ptr, numba.get_num_threads())
+        K.csc_dense(ptr, idx, data, Bc, out, bounds, np.empty((len(bounds) - 2, m, Bc.shape[1]), dt))
     else:
         K.csr_dense(ptr, idx, data, Bc, out)
-    return out.reshape(-1) if B.ndim == 1 else out
+    return out
 
 
 def dense_sparse(A, S):

@@ -16,25 +16,49 @@ from numba import njit, prange
 
 
 @njit(cache=True, parallel=True)
-def csc_dense(indptr, indices, data, B, out, nblocks):
-    """out = A @ B for CSC A (m × k) and row-major dense B (k × n), out row-major (m × n):
-    out[i, J] += A_ic · B[c, J] for every stored A_ic, the n columns split into ``nblocks`` contiguous
-    blocks J (one task each, one pass over A per task, the inner loop contiguous over J)."""
+def csc_dense(indptr, indices, data, B, out, bounds, work):
+    """out = A @ B for CSC A (m × k) and row-major dense B (k × n), out row-major (m × n).
+
+    Task t scatters the columns c in [bounds[t], bounds[t+1]) of A into its own slab S_t (S_0 = out,
+    S_t = work[t-1], each m × n): S_t[i, :] += A_ic · B[c, :] (inner loop contiguous over the n columns);
+    then out = Σ_t S_t, rows in parallel.  No two tasks write the same memory; work is (T−1, m, n)."""
     n = B.shape[1]
-    of = out.reshape(-1)
-    bf = B.reshape(-1)
-    for b in prange(nblocks):
-        j0 = b * n // nblocks
-        j1 = (b + 1) * n // nblocks
-        for i in range(out.shape[0]):
-            of[i * n + j0:i * n + j1] = 0
-        for c in range(B.shape[0]):
-            cb = c * n
+    T = bounds.shape[0] - 1
+    for t in prange(T):
+        S = out if t == 0 else work[t - 1]
+        for i in range(S.shape[0]):
+            for j in range(n):
+                S[i, j] = 0
+        for c in range(bounds[t], bounds[t + 1]):
             for p in range(indptr[c], indptr[c + 1]):
-                ib = indices[p] * n
+                i = indices[p]
                 a = data[p]
-                for j in range(j0, j1):
-                    of[ib + j] += a * bf[cb + j]
+                for j in range(n):
+                    S[i, j] += a * B[c, j]
+    if T > 1:
+        for i in prange(out.shape[0]):
+            for t in range(T - 1):
+                for j in range(n):
+                    out[i, j] += work[t, i, j]
+
+
+@njit(cache=True, parallel=True)
+def csc_vector(indptr, indices, data, x, out, bounds, work):
+    """y = A @ x for CSC A (m × k) and a vector x (k,): the slab scheme of :func:`csc_dense` with n = 1
+    (task t: S_t[indices[p]] += data[p] · x[c] for its columns c; out = Σ_t S_t; work is (T−1, m))."""
+    T = bounds.shape[0] - 1
+    for t in prange(T):
+        S = out if t == 0 else work[t - 1]
+        S[:] = 0
+        for c in range(bounds[t], bounds[t + 1]):
+            v = x[c]
+            if v != 0:
+                for p in range(indptr[c], indptr[c + 1]):
+                    S[indices[p]] += data[p] * v
+    if T > 1:
+        for i in prange(out.shape[0]):
+            for t in range(T - 1):
+                out[i] += work[t, i]
 
 
 @njit(cache=True, parallel=True)
@@ -49,6 +73,17 @@ def csr_dense(indptr, indices, data, B, out):
             c = indices[p]
             for j in range(out.shape[1]):
                 out[i, j] += a * B[c, j]
+
+
+@njit(cache=True, parallel=True)
+def csr_vector(indptr, indices, data, x, out):
+    """y = A @ x for CSR A (m × k): y_i = Σ_p data[p] · x[indices[p]] over row i (rows in parallel, the sum
+    kept in a register)."""
+    for i in prange(out.shape[0]):
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            s += data[p] * x[indices[p]]
+        out[i] = s
 
 
 @njit(cache=True, parallel=True)

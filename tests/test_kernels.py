@@ -186,12 +186,18 @@ def test_spgemm_grouped_columns_with_shared_patterns(index):
 
 
 @pytest.mark.parametrize("index", INDEX)
-def test_csc_scatter_kernel_with_column_blocks(index):
-    """kernels.csc_dense directly (spmm routes CSC with many columns through CSR)."""
+def test_csc_scatter_kernels_with_any_column_split(index):
+    """kernels.csc_dense / csc_vector directly: every split of the columns over tasks (incl. empty ranges and one
+    task per column) gives A @ B, and the slabs are overwritten, not accumulated from old contents."""
     from chainlab import kernels as K
     A = rand_sparse(33, 21, 0.2, 25, index=index)
     B = np.random.default_rng(26).normal(size=(21, 7))
-    for nblocks in (1, 3, 7):
+    for bounds in ([0, 21], [0, 5, 5, 21], [0, 3, 10, 17, 21], list(range(22))):
+        bounds = np.array(bounds, np.int64)
         out = np.full((33, 7), np.nan)
-        K.csc_dense(A.indptr, A.indices, A.data, B, out, nblocks)
+        work = np.full((len(bounds) - 2, 33, 7), np.nan)
+        K.csc_dense(A.indptr, A.indices, A.data, B, out, bounds, work)
         close(out, A @ B, np.float64)
+        y = np.full(33, np.nan)
+        K.csc_vector(A.indptr, A.indices, A.data, B[:, 2].copy(), y, bounds, np.full((len(bounds) - 2, 33), np.nan))
+        close(y, A @ B[:, 2], np.float64)
