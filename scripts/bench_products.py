@@ -2,8 +2,9 @@
 
 For the shipped sixt-cifar net at one test digit and each rule (default "zplus" and "gradient"):
 
-1. SpMM per sparse layer: M @ V (V: n_out × --spmm-cols random) with ``chainlab.products.spmm`` vs
-   scipy's ``M @ V`` on the same operands (results compared), ratio.
+1. SpMM per sparse layer: M @ V (V: n_out × c random, c in --spmm-cols; c = 1 is a vector) with
+   ``chainlab.products.spmm`` vs scipy's ``M @ V`` on the same operands (results compared), ratio of the
+   medians of --repeat runs each; M as stored (CSC) and as CSR.
 2. Prefix sweep step by step: P_k = P_(k−1) M_k with ``chainlab.products.multiply`` (representation
    chosen per step) vs scipy's all-sparse sweep (csr @ csr, csr @ dense) on the same P_(k−1);
    per-step seconds, ratio, relative difference, and the effective GFLOP/s of steps with a dense operand.
@@ -25,6 +26,7 @@ import multiprocessing as mp
 import os
 import time
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -51,7 +53,8 @@ def warm_up():
     A = sp.random(50, 40, density=0.2, format="csc", random_state=0)
     B = sp.hstack([sp.random(40, 5, density=0.3, format="csc", random_state=1)] * 4, format="csc")
     V = np.ones((40, 3), order="F")
-    pr.spmm(A, V), pr.spmm(A.tocsr(), V), pr.dense_sparse(A.toarray().T, A), pr.column_norms(A), pr.column_norms(V)
+    pr.spmm(A, V), pr.spmm(A.tocsr(), V), pr.spmm(A, V[:, 0]), pr.spmm(A.tocsr(), V[:, 0])
+    pr.dense_sparse(A.toarray().T, A), pr.column_norms(A), pr.column_norms(V)
     pr.spgemm(A, B), pr.spgemm(A, B, dense_above=0.0), pr.spgemm(A, B, group=False), pr.spgemm(A, B, group=False,
                                                                                                   dense_above=0.0)
 
@@ -64,24 +67,57 @@ def dgemm_gflops(m=3072, k=8192, n=1024, repeat=2):
     return 2.0 * m * k * n / best / 1e9, best
 
 
-def spmm_table(chain, cols):
-    print(f"  SpMM per sparse layer, V: n_out x {cols} (float64); stored CSC (chainlab converts to CSR inside, timed) "
+def streamed(M, c) -> int:
+    """Bytes an SpMM must move at least: the matrix (values + indices + pointers), V and the result once."""
+    return M.data.nbytes + M.indices.nbytes + M.indptr.nbytes + 8 * c * (M.shape[0] + M.shape[1])
+
+
+def median_time(f, repeat):
+    """(result, median seconds of ``repeat`` calls)."""
+    ts = []
+    for _ in range(repeat):
+        out, t = timed(f)
+        ts.append(t)
+    return out, float(np.median(ts))
+
+
+@numba.njit(parallel=True, cache=True)
+def _parallel_sum(a):
+    s = 0.0
+    for i in numba.prange(a.shape[0]):
+        s += a[i]
+    return s
+
+
+def read_bandwidth(mib=512, repeat=5):
+    """GB/s of reading a large float64 array: one thread (numpy sum) and all threads (numba prange sum)."""
+    a = np.random.default_rng(0).random(mib * 2**20 // 8)
+    _parallel_sum(a)
+    one = median_time(lambda: a.sum(), repeat)[1]
+    all_ = median_time(lambda: _parallel_sum(a), repeat)[1]
+    return a.nbytes / one / 1e9, a.nbytes / all_ / 1e9
+
+
+def spmm_table(chain, widths, repeat):
+    print(f"  SpMM per sparse layer, M @ V with V: n_out x c (float64), median of {repeat} runs; M stored CSC, "
           "and the same matrix as CSR (conversion not timed)")
-    print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'CSC ours s':>10s} {'scipy s':>8s} {'ratio':>6s} "
-          f"{'CSR ours s':>10s} {'scipy s':>8s} {'ratio':>6s} {'rel diff':>9s}")
+    print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'c':>4s} {'CSC ours s':>10s} {'scipy s':>8s} {'ratio':>6s} "
+          f"{'CSR ours s':>10s} {'scipy s':>8s} {'ratio':>6s} {'rel diff':>9s} {'GB/s':>5s}")
     rng = np.random.default_rng(1)
     for name, op in zip(chain.names, chain):
         if op.kind != "sparse":
             continue
         M = op.matrix
         Mr = M.tocsr()
-        V = rng.normal(size=(M.shape[1], cols))
-        ours, t_ours = timed(pr.spmm, M, V)
-        ref, t_ref = timed(lambda: M @ V)
-        ours_r, t_ours_r = timed(pr.spmm, Mr, V)
-        ref_r, t_ref_r = timed(lambda: Mr @ V)
-        print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {t_ours:10.3f} {t_ref:8.3f} {t_ref / t_ours:6.1f} "
-              f"{t_ours_r:10.3f} {t_ref_r:8.3f} {t_ref_r / t_ours_r:6.1f} {max(rel(ours, ref), rel(ours_r, ref)):9.1e}")
+        for c in widths:
+            V = rng.normal(size=(M.shape[1], c)) if c > 1 else rng.normal(size=M.shape[1])
+            ours, t_ours = median_time(lambda: pr.spmm(M, V), repeat)
+            ref, t_ref = median_time(lambda: M @ V, repeat)
+            ours_r, t_ours_r = median_time(lambda: pr.spmm(Mr, V), repeat)
+            ref_r, t_ref_r = median_time(lambda: Mr @ V, repeat)
+            print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {c:4d} {t_ours:10.4f} {t_ref:8.4f} {t_ref / t_ours:6.1f} "
+                  f"{t_ours_r:10.4f} {t_ref_r:8.4f} {t_ref_r / t_ours_r:6.1f} "
+                  f"{max(rel(ours, ref), rel(ours_r, ref)):9.1e} {streamed(M, c) / t_ours_r / 1e9:5.1f}")
 
 
 def sweep_table(chain, peak_gflops):
@@ -187,22 +223,25 @@ def propagation(chain, model, x, n_vec, n_auto):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rules", nargs="+", default=["zplus", "gradient"])
-    ap.add_argument("--spmm-cols", type=int, default=32)
+    ap.add_argument("--spmm-cols", type=int, nargs="+", default=[1, 32, 256])
+    ap.add_argument("--repeat", type=int, default=5, help="runs per SpMM timing (the median is printed)")
     ap.add_argument("--vectors", type=int, default=1000)
     ap.add_argument("--autograd-vectors", type=int, default=1000)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    import numba
     print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, torch threads "
           f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
     warm_up()
     gflops, _ = dgemm_gflops()
+    bw1, bw = read_bandwidth()
+    print(f"memory read bandwidth: {bw1:.1f} GB/s one thread, {bw:.1f} GB/s all threads (a vector SpMM moves at "
+          "least its matrix once: GB/s column = that minimum / CSR time)")
     model = chainlab.models.load("sixt-cifar")
     x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
     for rule in args.rules:
         chain, t_ex = timed(chainlab.extract, model, x, rule)
         print(f"\n== sixt-cifar, rule {rule!r}: {len(chain)} operators, extracted in {t_ex:.1f} s")
-        spmm_table(chain, args.spmm_cols)
+        spmm_table(chain, args.spmm_cols, args.repeat)
         sweep_table(chain, gflops)
         full_sweep(chain)
         propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors))
