@@ -26,6 +26,7 @@ from .sanity import cascading_randomization, random_logit_ssim, sanity, ssim
 from .scaling import scale_weights, weight_scaling
 from .spectra import interlayer_members, singular_triplets, singular_values, spectra
 from .power import PowerResult, prefix_power, prefix_spectra_power
+from .krylov import LanczosResult, lanczos_singular_values
 from ._products import PrefixProduct, prefix_products
 
 PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds}
@@ -39,6 +40,7 @@ __all__ = [
     "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "hoeffding_samples",
     "random_logit_ssim", "cascading_randomization", "ssim", "scale_weights", "prefix_products", "PrefixProduct",
     "BoundViolationError", "ConeViolationError", "prefix_power", "prefix_spectra_power", "PowerResult",
+    "lanczos_singular_values", "LanczosResult",
 ]
 
 

@@ -3,7 +3,10 @@
 σ_1 ≥ σ_2 ≥ … of an operator M (n_in × n_out): exact by dense SVD when
 min(n_in, n_out) ≤ ``exact_below`` and the dense copy has at most ``DENSE_LIMIT`` entries,
 else by ``scipy.sparse.linalg.svds`` on the operator (ARPACK implicitly restarted Lanczos on
-MᵀM, relative accuracy ``tol`` = 1e-8 of each returned σ) without materializing it.
+MᵀM, relative accuracy ``tol`` = 1e-8 of each returned σ) without materializing it, or, with
+``method="lanczos"``, by Golub–Kahan–Lanczos stopping when the values settle
+(:mod:`chainlab.measures.krylov`: lower bounds θ_i ≤ σ_i, far fewer products on the clustered
+spectra of large conv layers).
 
 Records (``spectra``):
 * quantity ``sigma1``, ``sigma2``, ``sigma1/sigma2`` (inf when σ2 = 0 < σ1, None for a zero
@@ -59,14 +62,23 @@ def _uses_dense(shape, k, exact_below):
     return (small <= exact_below and n * m <= DENSE_LIMIT) or small <= k + 1
 
 
-def singular_values(op, k: int = 1, exact_below: int = 1500, tol: float = SVDS_TOL, seed: int = 0) -> np.ndarray:
+def singular_values(op, k: int = 1, exact_below: int = 1500, tol: float = SVDS_TOL, seed: int = 0,
+                    method: str = "svds") -> np.ndarray:
     """The k largest singular values of ``op`` (Operator, ndarray, scipy sparse or LinearOperator), descending.
 
-    Zeros are padded when the rank (or min dimension) is below k.
+    Zeros are padded when the rank (or min dimension) is below k.  ``method`` ("svds" or "lanczos") is
+    used when the operator is too large for a dense SVD.
     """
+    if method not in ("svds", "lanczos"):
+        raise ValueError(f"singular_values: method must be 'svds' or 'lanczos', got {method!r}")
     n, m = _shape(op)
     if _uses_dense((n, m), k, exact_below):
         s = np.linalg.svd(_dense_of(op), compute_uv=False)
+    elif method == "lanczos":
+        from .krylov import lanczos_singular_values
+        A = spla.aslinearoperator(op)
+        dt = np.float32 if np.dtype(A.dtype) == np.float32 else np.float64
+        s = lanczos_singular_values(A.matvec, A.rmatvec, (n, m), top=k, tol=tol, dtype=dt, seed=seed).sigma
     else:
         rng = np.random.default_rng(seed)
         v0 = rng.standard_normal(min(n, m))
@@ -127,10 +139,11 @@ def spectrum_records(chain, matrix_sv, *, measure, of, layer, k, top, shape=None
 
 
 def spectra(chain, *, top: int = 2, of=("layer", "prefix", "interlayer"), exact_below: int = 400, rank: int = 16,
-            max_dense: float = 2e7, tol: float = SVDS_TOL) -> list[dict]:
+            max_dense: float = 2e7, tol: float = SVDS_TOL, method: str = "svds") -> list[dict]:
     """σ1, σ2, σ1/σ2 (and σ_i, i ≤ top) of every M_l, every prefix product P_k and every T_l, as records.
 
-    ``of`` selects which of "layer", "prefix", "interlayer" to compute.
+    ``of`` selects which of "layer", "prefix", "interlayer" to compute; ``method`` ("svds" | "lanczos",
+    see :func:`singular_values`) is used for the layers and prefixes too large for a dense SVD.
     """
     require_linear(chain, "spectra")
     of = (of,) if isinstance(of, str) else tuple(of)
@@ -142,17 +155,17 @@ def spectra(chain, *, top: int = 2, of=("layer", "prefix", "interlayer"), exact_
     rows = []
     if layers:
         for i, op in enumerate(chain):
-            method = "svd" if _uses_dense(op.shape, top, exact_below) else "svds"
-            s = singular_values(op, top, exact_below, tol)
+            used = "svd" if _uses_dense(op.shape, top, exact_below) else method
+            s = singular_values(op, top, exact_below, tol, method=method)
             rows += spectrum_records(chain, s, measure="spectra", of="layer", layer=layer_label(chain, i), k=i + 1,
-                                     top=top, method=method, shape=op.shape)
+                                     top=top, method=used, shape=op.shape)
     if prefix:
         for k, P, log_scale in prefix_products_or_operators(chain, max_dense):
             op = P if P is not None else implicit_prefix(chain, k)
-            method = "svd" if _uses_dense(op.shape, top, exact_below) else "svds"
-            s = singular_values(op, top, exact_below, tol)
+            used = "svd" if _uses_dense(op.shape, top, exact_below) else method
+            s = singular_values(op, top, exact_below, tol, method=method)
             rows += spectrum_records(chain, s, measure="spectra", of="prefix", layer=layer_label(chain, k - 1), k=k,
-                                     top=top, method=method, log_scale=log_scale, shape=op.shape)
+                                     top=top, method=used, log_scale=log_scale, shape=op.shape)
     if interlayer and len(chain) > 1:
         for l, T in enumerate(interlayer_members(chain, rank, exact_below)):
             s = np.linalg.svd(T, compute_uv=False) if T.size else np.zeros(2)
