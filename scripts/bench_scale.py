@@ -12,7 +12,7 @@ Options: ``--prefix K`` σ1/σ2 of P_K by matrix-free block subspace iteration
 (``chainlab.measures.prefix_power``) next to ARPACK svds on the LinearOperator of P_K; ``--csc N``
 CSC of N images at two injection layers (``chainlab.measures.csc``).
 
-    python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--tol 1e-4]
+    python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--method lanczos|svds] [--tol 1e-3]
                                   [--compare] [--prefix 3] [--csc 2] [--layers 1,5]
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 import chainlab
 from chainlab.measures import csc, prefix_power, singular_values
+from chainlab.measures.krylov import lanczos_singular_values
 from chainlab.measures._products import implicit_prefix
 from _memory import peak_mib
 
@@ -58,7 +59,10 @@ def main():
     ap.add_argument("--net", default="vgg16", choices=["vgg16", "resnet50"])
     ap.add_argument("--rule", default="gradient")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--tol", type=float, default=1e-4, help="svds relative tolerance")
+    ap.add_argument("--method", default="lanczos", choices=["lanczos", "svds"],
+                    help="per-layer σ: Golub–Kahan–Lanczos stopping when the values settle, or ARPACK svds")
+    ap.add_argument("--tol", type=float, default=1e-3,
+                    help="relative tolerance (lanczos: growth over the last quarter of the steps; svds: residual)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="materialized svds of the first layer as well")
     ap.add_argument("--prefix", type=int, nargs="*", default=[], help="k of P_k for power iteration")
@@ -78,9 +82,12 @@ def main():
     print(f"model build {t - t0:.1f} s, extraction (implicit) {t_ext:.1f} s, peak memory {peak_gb():.2f} GB")
 
     if not args.skip_layers:
-        print(f"\nper-layer σ1, σ2 by svds (tol {args.tol:g}) on the implicit operators")
+        print(f"\nper-layer σ1, σ2 by {args.method} (tol {args.tol:g}) on the implicit operators"
+              + ("; lanczos (one-sided reorthogonalization) stops when σ1, σ2 grew < tol over the last quarter of "
+                 "the steps ('stalled'; σ are lower bounds, growth ≈ 0.8 × remaining relative error) or the "
+                 "residuals are < tol·σ ('residual')" if args.method == "lanczos" else ""))
         print(f"{'k':>3} {'layer':<16} {'kind':<9} {'n_in':>9} {'n_out':>9} {'sigma1':>12} {'sigma2':>12} "
-              f"{'s1/s2':>9} {'products':>8} {'seconds':>8}")
+              f"{'s1/s2':>9} {'products':>8} {'seconds':>8} {'stop':>9} {'resid/s1':>9} {'growth':>8}")
         t_layers = time.perf_counter()
         pick = None if args.layers is None else {int(v) - 1 for v in args.layers.split(",")}
         for i, op in enumerate(chain):
@@ -88,11 +95,17 @@ def main():
                 continue
             c = Counting(op)
             t = time.perf_counter()
-            s = singular_values(c, 2, tol=args.tol)
+            stop, res, growth = "", float("nan"), float("nan")
+            if args.method == "lanczos" and min(op.shape) > 1500:
+                r = lanczos_singular_values(c.matvec, c.rmatvec, op.shape, top=2, tol=args.tol,
+                                            dtype=np.float32 if args.dtype == "float32" else np.float64)
+                s, stop, res, growth = r.sigma, r.converged or "maxiter", float(r.residuals.max() / r.sigma[0]), r.growth
+            else:
+                s = singular_values(c, 2, tol=args.tol)
             dt = time.perf_counter() - t
             r = s[0] / s[1] if s[1] > 0 else float("inf")
             print(f"{i + 1:>3} {chain.names[i]:<16} {op.kind:<9} {op.shape[0]:>9} {op.shape[1]:>9} {s[0]:>12.6g} "
-                  f"{s[1]:>12.6g} {r:>9.5f} {c.n:>8} {dt:>8.1f}", flush=True)
+                  f"{s[1]:>12.6g} {r:>9.5f} {c.n:>8} {dt:>8.1f} {stop:>9} {res:>9.1e} {growth:>8.1e}", flush=True)
         total = time.perf_counter() - t_layers
         n = len(chain) if pick is None else len(pick)
         print(f"{n} of {len(chain)} layers: {total:.1f} s (target for all: < 120 s); peak memory {peak_gb():.2f} GB")
