@@ -1,15 +1,17 @@
 """Benchmark: ImageNet-scale nets (VGG-16, ResNet-50 at 224×224) through implicit operators.
 
 For one seeded random input and rule (default: gradient) it extracts the chain with
-``materialize=False`` and prints, per layer, σ1 and σ2 by ARPACK ``svds`` on the implicit operator
-(``chainlab.measures.singular_values``), the seconds and the number of operator products, then the
-total time and the peak resident memory (VmHWM of /proc/self/status, = ru_maxrss).
+``materialize=False`` and prints, per layer, σ1 and σ2 on the implicit operator by Golub–Kahan–Lanczos
+(``chainlab.measures.lanczos_singular_values``, default) or ARPACK ``svds`` (``--method svds``), the
+seconds and the number of operator products, then the total time and the peak resident memory
+(VmHWM of /proc/self/status, = ru_maxrss).
 
 The obvious alternative is to materialize each layer matrix and run svds on the CSC matrix: at
 224×224 only VGG-16's first conv fits (87 M entries; the second would store 1.85·10⁹ entries,
 ~22 GB), so that comparison is made for that layer (build time, bytes, svds seconds, ratio).
-Options: ``--prefix K`` σ1/σ2 of P_K by matrix-free block subspace iteration
-(``chainlab.measures.prefix_power``) next to ARPACK svds on the LinearOperator of P_K; ``--csc N``
+Options: ``--prefix K …`` σ1/σ2 of P_K by matrix-free block subspace iteration
+(``chainlab.measures.prefix_power``) and by Lanczos on the LinearOperator of P_K (ARPACK svds too
+with ``--compare``); ``--csc N``
 CSC of N images at two injection layers (``chainlab.measures.csc``).
 
     python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--method lanczos|svds] [--tol 1e-3]
@@ -64,8 +66,10 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-3,
                     help="relative tolerance (lanczos: growth over the last quarter of the steps; svds: residual)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--compare", action="store_true", help="materialized svds of the first layer as well")
+    ap.add_argument("--compare", action="store_true",
+                    help="materialized svds of the first layer, and ARPACK svds of the prefixes, as well")
     ap.add_argument("--prefix", type=int, nargs="*", default=[], help="k of P_k for power iteration")
+    ap.add_argument("--power-iters", type=int, default=40, help="block power iteration steps per P_k (at most)")
     ap.add_argument("--csc", type=int, default=0, help="images for CSC (0: skip)")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--layers", type=str, default=None, help="comma-separated 1-based layer numbers (default: all)")
@@ -128,19 +132,30 @@ def main():
               f"{(t_mat + t_sm) / t_si:.2f}x; peak memory {peak_gb():.2f} GB")
         del S
 
+    if args.prefix:
+        print(f"\nprefix products P_k = M_1 ⋯ M_k, matrix-free through chain.apply / chain.rapply: block power "
+              f"iteration (8 columns, residual tol 1e-6, at most {args.power_iters} steps) and Lanczos (tol {args.tol:g})"
+              + ("; ARPACK svds (tol 1e-6) as well" if args.compare else ""))
     for k in args.prefix:
         t = time.perf_counter()
-        r = prefix_power(chain, k, top=2, extra=6, tol=1e-6, maxiter=200)
+        r = prefix_power(chain, k, top=2, extra=6, tol=1e-6, maxiter=args.power_iters)
         t_pow = time.perf_counter() - t
         c = Counting(implicit_prefix(chain, k))
         t = time.perf_counter()
-        s = np.sort(spla.svds(c, k=2, tol=1e-6, return_singular_vectors=False,
-                              v0=np.random.default_rng(0).standard_normal(min(c.shape))))[::-1]
-        t_svds = time.perf_counter() - t
-        print(f"\nP_{k} ({chain[0].shape[0]}×{chain[k - 1].shape[1]}): power σ1 {r.sigma[0]:.8g} σ2 {r.sigma[1]:.8g} "
-              f"({r.iterations} steps × 8 columns, converged {r.converged}, residual {r.residuals.max():.1e}) "
-              f"{t_pow:.1f} s; svds σ1 {s[0]:.8g} σ2 {s[1]:.8g} ({c.n} products) {t_svds:.1f} s; "
-              f"ratio svds/power {t_svds / t_pow:.2f}x; peak {peak_gb():.2f} GB", flush=True)
+        lz = lanczos_singular_values(c.matvec, c.rmatvec, c.shape, top=2, tol=args.tol,
+                                     dtype=np.float32 if args.dtype == "float32" else np.float64)
+        t_lz = time.perf_counter() - t
+        print(f"P_{k} ({c.shape[0]}×{c.shape[1]}, up to {chain.names[k - 1]}): power σ1 {r.sigma[0]:.6g} σ2 "
+              f"{r.sigma[1]:.6g} σ1/σ2 {r.sigma[0] / r.sigma[1]:.5f} ({r.iterations} steps × 8 columns, converged "
+              f"{r.converged}, residual {r.residuals.max():.1e}) {t_pow:.1f} s | lanczos σ1 {lz.sigma[0]:.6g} σ2 "
+              f"{lz.sigma[1]:.6g} σ1/σ2 {lz.sigma[0] / lz.sigma[1]:.5f} ({c.n} products, {lz.converged or 'maxiter'}, "
+              f"growth {lz.growth:.1e}) {t_lz:.1f} s; peak {peak_gb():.2f} GB", flush=True)
+        if args.compare:
+            c = Counting(implicit_prefix(chain, k))
+            t = time.perf_counter()
+            s = np.sort(spla.svds(c, k=2, tol=1e-6, return_singular_vectors=False,
+                                  v0=np.random.default_rng(0).standard_normal(min(c.shape))))[::-1]
+            print(f"    svds σ1 {s[0]:.6g} σ2 {s[1]:.6g} ({c.n} products) {time.perf_counter() - t:.1f} s", flush=True)
 
     if args.csc:
         chains = [chain]
