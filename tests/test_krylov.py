@@ -65,13 +65,33 @@ def test_stalled_stop_on_a_continuous_spectrum_edge():
 
 
 def test_exact_when_the_krylov_space_is_exhausted():
-    # all singular values equal (a max-pool-like partial isometry): one step is exact
+    # all singular values equal (a non-overlapping max-pool: a partial isometry): each block is exact after
+    # one step, and the restart finds the second 1
     A = np.zeros((40, 10))
     A[np.arange(10) * 4, np.arange(10)] = 1.0
     r = run(A, tol=1e-6)
-    assert r.exhausted and r.steps == 1
-    np.testing.assert_allclose(r.sigma, [1.0, 0.0], atol=1e-14)  # only one Ritz value exists after one step
-    assert singular_values(A, 2, exact_below=0, method="lanczos", tol=1e-6)[0] == pytest.approx(1.0)
+    assert r.exhausted and r.steps == 2
+    np.testing.assert_allclose(r.sigma, [1.0, 1.0], atol=1e-14)
+    assert singular_values(A, 2, exact_below=0, method="lanczos", tol=1e-6) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_repeated_top_singular_value_of_an_overlapping_max_pool(dtype):
+    """Winner-take-all matrix M (inputs × windows, one 1 per column at the window's argmax): MMᵀ is diagonal
+    with the number of windows won by each input, so σ = √count.  Two inputs win 4 windows, one wins 3:
+    σ1 = σ2 = 2, σ3 = √3.  One Krylov space sees the value 2 only once (it would report σ2 = √3)."""
+    counts = [4, 4, 3, 2, 1, 1, 1, 0, 2, 1]
+    cols = np.repeat(np.arange(len(counts)), counts)
+    M = np.zeros((len(counts), len(cols)))
+    M[cols, np.arange(len(cols))] = 1.0
+    M = M[:, np.random.default_rng(0).permutation(len(cols))]
+    truth = np.linalg.svd(M, compute_uv=False)
+    assert truth[:3] == pytest.approx([2, 2, np.sqrt(3)])
+    r = lanczos_singular_values(lambda v: M @ v, lambda u: M.T @ u, M.shape, tol=1e-4, dtype=dtype)
+    assert r.exhausted
+    np.testing.assert_allclose(r.sigma, [2.0, 2.0], rtol=1e-5)
+    r3 = lanczos_singular_values(lambda v: M @ v, lambda u: M.T @ u, M.shape, top=3, tol=1e-4, dtype=dtype)
+    np.testing.assert_allclose(r3.sigma, truth[:3], rtol=1e-5)
 
 
 def test_bad_arguments():

@@ -78,8 +78,17 @@ def lanczos_singular_values(matvec, rmatvec, shape, *, top: int = 2, tol: float 
     certificate.  ``dtype`` is the precision of the stored Lanczos vectors (float32 halves the memory of an
     operator applied in float32).  ``reorthogonalize`` = "both" keeps U and V orthogonal; "smaller" only
     the side of the smaller dimension (one-sided reorthogonalization, Simon & Zha 2000: the Ritz values
-    stay accurate while that side is orthogonal; half the cost and memory traffic).  Stops early, with ``exhausted``, when A has fewer than k nonzero
-    singular values reachable from v_1 (β_j or α_j = 0: the Ritz values are then exact).
+    stay accurate while that side is orthogonal; half the cost and memory traffic).
+
+    Invariant subspaces: when α_j or β_j falls below min(tol, √eps)·θ_1 the Krylov space of the start
+    vector is exhausted and the singular values of that block of B are exact (to that size).  A single
+    start vector sees each distinct singular value once, so a repeated σ_1 (max-pool and average-pool
+    operators: σ = √(windows sharing an input), all equal) would give a wrong σ_2; the process then
+    restarts from a random vector orthogonal to all earlier v (B becomes block diagonal; its singular
+    values are the union), up to ``top`` blocks, which finds multiplicities up to ``top``.  The stopping
+    criteria are applied to the current block's own values.  Multiplicities that never exhaust a block
+    (exactly repeated σ of a large operator with a rich spectrum) stay invisible, as in every
+    single-vector Krylov method; block methods (:func:`chainlab.measures.power.subspace_singular_values`) see them.
     """
     if reorthogonalize not in ("both", "smaller"):
         raise ValueError(f"lanczos_singular_values: reorthogonalize must be 'both' or 'smaller', got {reorthogonalize!r}")
@@ -91,54 +100,90 @@ def lanczos_singular_values(matvec, rmatvec, shape, *, top: int = 2, tol: float 
     if top < 1 or kmax < 1:
         raise ValueError(f"lanczos_singular_values: need top ≥ 1 and a non-empty operator, got top={top}, shape {shape}")
     dtype = np.dtype(dtype)
+    tiny = np.finfo(float).tiny
+    small = min(tol, float(np.sqrt(np.finfo(dtype).eps)))
     orth_u = reorthogonalize == "both" or m <= n
     orth_v = reorthogonalize == "both" or n < m
     U = np.empty((m, kmax), dtype, order="F")          # columns contiguous
     V = np.empty((n, kmax + 1), dtype, order="F")
-    v = np.random.default_rng(seed).standard_normal(n).astype(dtype)
-    V[:, 0] = v / np.linalg.norm(v)
-    alpha, beta = [], []
+    rng = np.random.default_rng(seed)
+
+    def start_vector(nv):
+        """A random unit vector orthogonal to V[:, :nv], stored as V[:, nv]; False when there is none."""
+        v, norm = _reorthogonalize(rng.standard_normal(n).astype(dtype), V, nv)
+        if norm <= small:
+            return False
+        V[:, nv] = v / norm
+        return True
+
+    def top_of(values, residuals):
+        order = np.argsort(values)[::-1][:top]
+        th, rh = np.zeros(top), np.zeros(top)
+        th[:len(order)], rh[:len(order)] = np.asarray(values)[order], np.asarray(residuals)[order]
+        return th, rh
+
+    done = []                    # (σ, ρ = 0) of the exhausted blocks
+    alpha, beta, block_hist = [], [], []
     history = []
     theta, rho, converged, exhausted, growth = np.zeros(top), np.zeros(top), "", False, float("nan")
-    u_prev = None
-    for j in range(kmax):
-        u = np.asarray(matvec(V[:, j]), dtype=dtype).reshape(-1)
+    nu = nv = steps = 0          # stored u and v columns, products with A
+    start_vector(0)
+    nv = 1
+    u_prev, blocks = None, 1
+    while nu < kmax:
+        u = np.asarray(matvec(V[:, nv - 1]), dtype=dtype).reshape(-1)
+        steps += 1
         if u_prev is not None:
             u = u - beta[-1] * u_prev
-        u, a = _reorthogonalize(u, U, j if orth_u else 0)
-        if a == 0.0:
-            exhausted = True
-            if j == 0:
-                break
-            # A v_j is in span U: B_j (j × j) is final, the Ritz values are singular values of A
+        u, a = _reorthogonalize(u, U, nu if orth_u else 0)
+        scale = max(theta[0], alpha[0] if alpha else a, tiny)
+        block_done = a <= small * scale
+        if block_done:
+            # A v_(k+1) ∈ span U_k: A V_(k+1) = U_k [B_k, β_k e_k], whose singular values are exact
+            k = len(alpha)
+            C = np.zeros((k, k + 1))
+            C[:, :k] = np.diag(alpha) + np.diag(beta[:-1], 1)
+            if k:
+                C[-1, k] = beta[-1]
+            vals = list(np.linalg.svd(C, compute_uv=False)) if k else [a]
+        else:
+            U[:, nu] = u / a
+            alpha.append(a)
+            w = np.asarray(rmatvec(U[:, nu]), dtype=dtype).reshape(-1) - a * V[:, nv - 1]
+            nu += 1
+            w, b = _reorthogonalize(w, V, nv if orth_v else 0)
+            beta.append(b)
+            k = len(alpha)
+            P, sv, _ = np.linalg.svd(np.diag(alpha) + np.diag(beta[:-1], 1))
+            block_done = b <= small * max(sv[0], tiny)
+            vals = list(sv)
+            res = list(b * np.abs(P[-1, :]))
+        if block_done:
+            done += vals
+            theta, rho = top_of(done, np.zeros(len(done)))
+            history.append(theta.copy())
+            alpha, beta, block_hist, u_prev = [], [], [], None
+            if blocks < top and nv < n and nu < kmax and start_vector(nv):
+                nv += 1
+                blocks += 1
+                continue
+            exhausted, converged = True, "residual"
             break
-        U[:, j] = u / a
-        alpha.append(a)
-        w = np.asarray(rmatvec(U[:, j]), dtype=dtype).reshape(-1) - a * V[:, j]
-        w, b = _reorthogonalize(w, V, j + 1 if orth_v else 0)
-        beta.append(b)
-        k = j + 1
-        B = np.diag(alpha) + np.diag(beta[:-1], 1)
-        P, s, _ = np.linalg.svd(B)
-        theta = np.zeros(top)
-        theta[:min(top, k)] = s[:top]
-        rho = np.full(top, np.inf)
-        rho[:min(top, k)] = b * np.abs(P[-1, :top])
+        V[:, nv] = w / b
+        nv += 1
+        u_prev = U[:, nu - 1]
+        theta, rho = top_of(done + vals, [0.0] * len(done) + res)
         history.append(theta.copy())
-        if b == 0.0:
-            exhausted, rho[:] = True, 0.0
-            converged = "residual"
-            break
-        V[:, k] = w / b
-        u_prev = U[:, j]
-        if k >= top and np.all(rho <= tol * np.maximum(theta, np.finfo(float).tiny)):
+        own, own_rho = top_of(vals, res)
+        block_hist.append(own)
+        if k >= top and np.all(own_rho <= tol * np.maximum(own, tiny)):
             converged = "residual"
             break
         w_k = max(window, -(-k // 4))
         if k > max(w_k, top):
-            growth = float(np.max((theta - history[-1 - w_k]) / np.maximum(theta, np.finfo(float).tiny)))
+            growth = float(np.max((own - block_hist[-1 - w_k]) / np.maximum(own, tiny)))
             if stop == "stalled" and growth <= tol:
                 converged = "stalled"
                 break
     hist = np.array(history) if history else np.zeros((0, top))
-    return LanczosResult(theta, len(alpha), converged, rho, hist, exhausted, growth)
+    return LanczosResult(theta, steps, converged, rho, hist, exhausted, growth)
