@@ -126,3 +126,19 @@ def test_layer_spectra_of_a_conv_net_equal_dense_svd():
         assert got[(k, "sigma1")]["value"] == pytest.approx(s[0], rel=1e-8), k
         assert got[(k, "sigma2")]["value"] == pytest.approx(s[1], rel=1e-8), k
     assert any(r["method"] == "lanczos" for r in got.values())
+
+
+def test_measure_dispatch_passes_the_method_to_spectra():
+    """measure(what=["spectra"], method="lanczos") (also `chainlab measure -O method=lanczos`) = the svds records."""
+    from chainlab.measures import measure
+    model = chainlab.models.load("digits-cnn")
+    x = chainlab.data.model_input("digits-cnn", chainlab.data.load_digits().x_test[:1])
+    chain = chainlab.extract(model, x, "gradient")
+    opts = dict(what=["spectra"], of=("layer",), exact_below=0)
+    lz = measure([chain], method="lanczos", tol=1e-10, **opts)
+    ref = measure([chain], **opts)
+    assert {r["method"] for r in lz if r["quantity"] == "sigma1"} >= {"lanczos"}
+    assert [(r["k"], r["quantity"]) for r in lz] == [(r["k"], r["quantity"]) for r in ref]
+    for a, b in zip(lz, ref):
+        if b["quantity"] in ("sigma1", "sigma2"):
+            assert a["value"] == pytest.approx(b["value"], rel=1e-8, abs=1e-12), (a["k"], a["quantity"])
