@@ -127,23 +127,14 @@ def spmm(A, B):
     dt = _value_dtype(A.dtype, B.dtype)
     (ptr, idx), = _index_pair(A)
     data = np.ascontiguousarray(A.data, dt)
-    m = A.shape[0]
-    if B.ndim == 1:
-        x = np.ascontiguousarray(B, dtype=dt)
-        out = np.empty(m, dt)
-        if scatter:
-            bounds = _column_bounds(ptr, numba.get_num_threads())
-            K.csc_vector(ptr, idx, data, x, out, bounds, np.empty((len(bounds) - 2, m), dt))
-        else:
-            K.csr_vector(ptr, idx, data, x, out)
-        return out
-    Bc = np.ascontiguousarray(B, dtype=dt)
-    out = np.empty((m, Bc.shape[1]), dt)
+    X = np.ascontiguousarray(B, dtype=dt)                      # (k,) or (k, n), row-major
+    out = np.empty((A.shape[0],) + X.shape[1:], dt)
     if scatter:
         bounds = _column_bounds(ptr, numba.get_num_threads())
-        K.csc_dense(ptr, idx, data, Bc, out, bounds, np.empty((len(bounds) - 2, m, Bc.shape[1]), dt))
+        slabs = np.empty((len(bounds) - 2,) + out.shape, dt)
+        (K.csc_vector if X.ndim == 1 else K.csc_dense)(ptr, idx, data, X, out, bounds, slabs)
     else:
-        K.csr_dense(ptr, idx, data, Bc, out)
+        (K.csr_vector if X.ndim == 1 else K.csr_dense)(ptr, idx, data, X, out)
     return out
 
 
