@@ -28,7 +28,8 @@ one-sided error (θ_i ≤ σ_i) of the order of tol: at the edge of a continuous
 σ_i − θ_i(k) ≈ C/k², so the growth over the last quarter of the steps is C/k²·((4/3)² − 1) ≈ 0.78 of
 the remaining error (a fixed window would see only 2w/k of it and stop far too early); ``"residual"``
 bounds the error rigorously.  Each step costs one A v, one
-Aᵀ u and O(k·(m + n)) for the reorthogonalization; memory is k·(m + n) numbers.
+Aᵀ u and O(k·min(m, n)) for the reorthogonalization (O(k·(m + n)) with both sides); memory is
+k·(m + n) numbers.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ __all__ = ["LanczosResult", "lanczos_singular_values"]
 
 
 class LanczosResult(NamedTuple):
-    """sigma: top Ritz values (descending, ≤ the true σ_i); steps: products with A (= with Aᵀ);
+    """sigma: top Ritz values (descending, ≤ the true σ_i); steps: products with A (with Aᵀ: one fewer for
+    every block that ended on α = 0);
     converged: "residual", "stalled" or "" (maxiter reached / invariant subspace: see ``exhausted``);
     residuals: ρ_i; history: θ_1..θ_top after every step (steps × top); growth: max_i relative growth
     of θ_i over the last max(window, ⌈k/4⌉) steps (≈ 0.8 × the remaining relative error, see above)."""
