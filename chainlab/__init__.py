@@ -5,26 +5,25 @@
     >>> x = chainlab.data.model_input(net, chainlab.data.load_digits().x_test[:1])
     >>> chain = chainlab.extract(net, x, "zplus")
     >>> chain[0].shape, chain.to_dense().shape, chain.explain().shape
+
+The package's layers, bottom to top (each imports only from those below it):
+``kernels`` (numba) → ``errors``, ``options``, ``files``, ``version`` → ``linalg`` → ``chain`` →
+``trace`` → ``nets`` → ``rules`` → ``extraction`` → ``archive`` → ``measures`` → ``studies`` → ``app``.
+This module is the facade above them all.
 """
-from . import data, models
-from .chain import Chain
-from .errors import ChainlabError, ExtractionError, NotLinearError, UnsupportedLayerError
-from .extract import extract, register_method
-from .operators import DenseOperator, Operator, SparseOperator, as_operator
-from .rules import Composite, Rule
-from .blocks import BlockOperator
-from .rules import deeplift as _deeplift
-from .rules import nonlinear as _nonlinear
-from .rules import pattern as _pattern
-from . import patterns
-
-_deeplift.register()
-_nonlinear.register()
-_pattern.register()
-
-__version__ = "0.1.0"
+from . import archive, linalg, measures, nets, rules, studies, trace
+from .chain import Chain, DeepLiftChain, RectifiedChain
+from .errors import (ArchiveError, ChainlabError, ExtractionError, InputError, NotLinearError, OptionError,
+                     UnsupportedLayerError)
+from .extraction import extract
+from .linalg import BlockOperator, DenseOperator, Operator, SparseOperator, as_operator
+from .nets import data, models, zoo
+from .rules import Composite, Rule, patterns
+from .version import __version__
 
 __all__ = [
-    "BlockOperator", "Chain", "ChainlabError", "Composite", "DenseOperator", "ExtractionError", "NotLinearError", "Operator", "Rule",
-    "SparseOperator", "UnsupportedLayerError", "as_operator", "data", "extract", "models", "patterns", "register_method",
+    "ArchiveError", "BlockOperator", "Chain", "ChainlabError", "Composite", "DeepLiftChain", "DenseOperator",
+    "ExtractionError", "InputError", "NotLinearError", "Operator", "OptionError", "RectifiedChain", "Rule",
+    "SparseOperator", "UnsupportedLayerError", "__version__", "archive", "as_operator", "data", "extract",
+    "linalg", "measures", "models", "nets", "patterns", "rules", "studies", "trace", "zoo",
 ]

@@ -1,4 +1,4 @@
-"""Products of sparse and dense matrices, column renormalization and channel cosines.
+"""Products of sparse and dense matrices, column norms and channel cosines.
 
 Storage conventions (plain arrays only):
 
@@ -267,30 +267,6 @@ def spgemm_group_numeric(m, a_indptr, a_indices, a_data, b_indptr, b_indices, b_
 
 
 @njit(cache=True, parallel=True)
-def block2_csc_dense(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, c_ptr, c_idx, c_val, d_ptr, d_idx, d_val,
-                     V, out):
-    """2×2 block product [o⁺; o⁻] = [[A, B], [C, D]] @ [v⁺; v⁻] with CSC blocks A…D (m × k), V (2k × n), out (2m × n):
-    o⁺ = A v⁺ + B v⁻, o⁻ = C v⁺ + D v⁻ (the + half first, then the − half)."""
-    m = out.shape[0] // 2
-    k = V.shape[0] // 2
-    for j in prange(V.shape[1]):
-        out[:, j] = 0
-        for c in range(k):
-            vp = V[c, j]
-            vm = V[k + c, j]
-            if vp != 0:
-                for p in range(a_ptr[c], a_ptr[c + 1]):
-                    out[a_idx[p], j] += a_val[p] * vp
-                for p in range(c_ptr[c], c_ptr[c + 1]):
-                    out[m + c_idx[p], j] += c_val[p] * vp
-            if vm != 0:
-                for p in range(b_ptr[c], b_ptr[c + 1]):
-                    out[b_idx[p], j] += b_val[p] * vm
-                for p in range(d_ptr[c], d_ptr[c + 1]):
-                    out[m + d_idx[p], j] += d_val[p] * vm
-
-
-@njit(cache=True, parallel=True)
 def dense_column_norms(A, kind, out):
     """out[j] = max_i |A_ij| (kind 0), Σ_i |A_ij| (kind 1) or (Σ_i A_ij²)^½ (kind 2) for dense A (m × n)."""
     for j in prange(A.shape[1]):
@@ -320,21 +296,6 @@ def csc_column_norms(indptr, data, kind, out):
             else:
                 s += v * v
         out[j] = np.sqrt(s) if kind == 2 else s
-
-
-@njit(cache=True, parallel=True)
-def dense_scale_columns(A, s):
-    """A[:, j] *= s[j] in place (dense A, m × n)."""
-    for j in prange(A.shape[1]):
-        A[:, j] *= s[j]
-
-
-@njit(cache=True, parallel=True)
-def csc_scale_columns(indptr, data, s):
-    """A[:, j] *= s[j] in place for a CSC matrix (its data array)."""
-    for j in prange(indptr.shape[0] - 1):
-        for p in range(indptr[j], indptr[j + 1]):
-            data[p] *= s[j]
 
 
 @njit(cache=True, parallel=True)

@@ -1,7 +1,7 @@
-"""Benchmark: chains of many images, serial vs a dask LocalCluster, through chainlab.distributed.run.
+"""Benchmark: chains of many images, serial vs a dask LocalCluster, through chainlab.app.distributed.run.
 
 Extracts one chain per test digit (default: digits-cnn, rule epsilon-plus, 40 images) with
-``chainlab.distributed.run`` — serially in this process, then on a LocalCluster of N single-threaded
+``chainlab.app.distributed.run`` — serially in this process, then on a LocalCluster of N single-threaded
 worker processes — and prints images/s of both, the ratio, the cluster start-up time (paid once
 per job), and checks that the chains are bit-identical.  The obvious alternative is the serial
 loop; on a machine with few, shared cores expect the cluster to win only for nets whose per-image
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import chainlab
-from chainlab import distributed
-from chainlab.distributed import extract_image
+from chainlab.app import distributed
+from chainlab.app.distributed import extract_image
 
 
 def same(a, b) -> bool:

@@ -22,14 +22,13 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 import chainlab
 from _memory import peak_mib, reset_peak, rss_mib
-from chainlab.extract import _fixed_operator
-from chainlab.matrices import materialize
+from chainlab.extraction.layers import fixed_operator as _fixed_operator
+from chainlab.extraction.layers import rule_operator
 from chainlab.rules import LayerContext, make_rule
-from chainlab.trace import conv_padding, trace
+from chainlab.trace import trace
 
 
 def _child(q, what, rule_name, i, repeat):
@@ -78,21 +77,16 @@ def chainlab_build(tnet, recs, rule, i, repeat):
     for _ in range(repeat):
         t0 = time.perf_counter()
         if st.is_parametric:
-            op = materialize(rule.terms(LayerContext(st, rec, i, i == 0)))
+            op = rule_operator(rule, LayerContext(st, rec, i, i == 0), np.float64, True)
         else:
-            op = _fixed_operator(st, rec, rule.space, "proportional", 1e-6, np.float64)
+            op = _fixed_operator(st, rec, rule.space, "proportional", 1e-6, np.float64, True)
         best = min(best, time.perf_counter() - t0)
     return best, op.nnz
 
 
 def layer_fn(st):
-    m = st.module
-    if st.kind == "conv2d":
-        f = lambda h: F.conv2d(h, st.weight, st.bias, m.stride, conv_padding(m), m.dilation, m.groups)  # noqa: E731
-    elif st.kind == "linear":
-        f = lambda h: F.linear(h, st.weight, st.bias)  # noqa: E731
-    else:
-        f = lambda h: F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)  # noqa: E731
+    def f(h):
+        return st.forward(h)[0]
     return (lambda h: torch.relu(f(h))) if st.relu else f
 
 
@@ -113,11 +107,10 @@ def straightforward_build(tnet, recs, i):
     z = rec.z.reshape(-1).numpy()
     mask = (z > 0).astype(np.float64) if st.relu else np.ones_like(z)
     if st.kind == "conv2d":
-        m = st.module
-        C, H, W = st.in_shape
-        Co, OH, OW = st.out_shape
-        KH, KW = m.kernel_size
-        (sh, sw), (ph, pw), (dh, dw) = m.stride, conv_padding(m), m.dilation
+        C, H, W = rec.in_shape
+        Co, OH, OW = rec.out_shape
+        KH, KW = st.weight.shape[2:]
+        (sh, sw), (ph, pw), (dh, dw) = st.conv.stride, st.conv.padding, st.conv.dilation
         co, ci, kh, kw, oh, ow = np.meshgrid(np.arange(Co), np.arange(C), np.arange(KH), np.arange(KW),
                                              np.arange(OH), np.arange(OW), indexing="ij")
         ih, iw = oh * sh - ph + kh * dh, ow * sw - pw + kw * dw
@@ -129,7 +122,7 @@ def straightforward_build(tnet, recs, i):
     elif st.kind == "linear":
         M = sp.coo_matrix(st.weight.numpy().T * mask[None, :]).tocsr()
     else:  # max-pool: winner-take-all from torch's argmax
-        C, H, W = st.in_shape
+        C, H, W = rec.in_shape
         arg = rec.argmax.reshape(C, -1).numpy()
         rows = (arg + np.arange(C)[:, None] * H * W).ravel()
         cols = np.arange(rows.size)
@@ -154,8 +147,8 @@ def main():
     print("-" * len(head))
     tot_c = tot_s = 0.0
     notes = []
-    for i, st in enumerate(tnet.stages):
-        n_in, n_out = int(np.prod(st.in_shape)), int(np.prod(st.out_shape))
+    for i, (st, rec) in enumerate(zip(tnet.stages, recs)):
+        n_in, n_out = int(np.prod(rec.in_shape)), int(np.prod(rec.out_shape))
         c_s, c_mb, nnz = in_child("chainlab", args.rule, i, args.repeat)
         dense_gib = n_in * n_out * 8 / 2**30
         if dense_gib <= args.jacrev_budget_gib:

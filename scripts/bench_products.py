@@ -3,9 +3,9 @@
 For the shipped sixt-cifar net at one test digit and each rule (default "zplus" and "gradient"):
 
 1. SpMM per sparse layer: M @ V (V: n_out × c random, c in --spmm-cols; c = 1 is a vector) with
-   ``chainlab.products.spmm`` vs scipy's ``M @ V`` on the same operands (results compared), ratio of the
+   ``chainlab.linalg.spmm`` vs scipy's ``M @ V`` on the same operands (results compared), ratio of the
    medians of --repeat runs each; M as stored (CSC) and as CSR.
-2. Prefix sweep step by step: P_k = P_(k−1) M_k with ``chainlab.products.multiply`` (representation
+2. Prefix sweep step by step: P_k = P_(k−1) M_k with ``chainlab.linalg.multiply`` (representation
    chosen per step) vs scipy's all-sparse sweep (csr @ csr, csr @ dense) on the same P_(k−1);
    per-step seconds, ratio, relative difference, and the effective GFLOP/s of steps with a dense operand.
 3. The full ``chain.prefix_products()`` sweep (renormalized): total seconds and peak RSS growth.
@@ -33,7 +33,7 @@ import torch
 
 import chainlab
 from _memory import peak_mib, reset_peak, rss_mib
-from chainlab import products as pr
+from chainlab import linalg as pr
 
 
 def rel(a, b) -> float:

@@ -28,8 +28,8 @@ import torch
 
 import chainlab
 from chainlab.measures import csc, prefix_power, singular_values
-from chainlab.measures.krylov import lanczos_singular_values
-from chainlab.measures._products import implicit_prefix
+from chainlab.measures.svd import lanczos_singular_values
+from chainlab.measures.prefix import implicit_prefix
 from _memory import peak_mib
 
 
@@ -121,7 +121,7 @@ def main():
         t_mat = time.perf_counter() - t
         nbytes = S.data.nbytes + S.indices.nbytes + S.indptr.nbytes
         t = time.perf_counter()
-        s_m = singular_values(chainlab.operators.SparseOperator(S), 2, tol=args.tol)
+        s_m = singular_values(chainlab.linalg.SparseOperator(S), 2, tol=args.tol)
         t_sm = time.perf_counter() - t
         t = time.perf_counter()
         s_i = singular_values(op, 2, tol=args.tol)

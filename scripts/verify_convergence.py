@@ -5,7 +5,7 @@ Usage: python scripts/verify_convergence.py [--quick] [-o report/]
 """
 import sys
 
-from chainlab.verify import script_main
+from chainlab.app.verify import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(['S1', 'S2', 'S3', 'S6']))

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 
 import h5py
 import numpy as np
@@ -17,40 +16,15 @@ import chainlab
 from chainlab import archive
 from chainlab.archive import ArchiveError
 from chainlab.chain import Chain
-from chainlab.operators import DenseOperator, Operator, SparseOperator
+from chainlab.nets.storage import state_fingerprint
+from chainlab.linalg import BlockOperator, DenseOperator, SparseOperator
 
 from conftest import mlp
 
 
-# -- a block operator: the real one when chainlab.blocks exists, else a tiny stand-in ----------------
-class StandInBlock(Operator):
-    """[[A, B], [C, D]] on stacked signals; only what the archive and Chain need."""
-
-    kind = "block"
-
-    def __init__(self, A, B, C, D):
-        self.A, self.B, self.C, self.D = (chainlab.as_operator(o) for o in (A, B, C, D))
-        n, m = self.A.shape
-        self.shape = (2 * n, 2 * m)
-        self.dtype = self.A.dtype
-
-    @property
-    def blocks(self):
-        return (self.A, self.B), (self.C, self.D)
-
-    def matmat(self, V):
-        m = self.A.shape[1]
-        return np.vstack([self.A.matmat(V[:m]) + self.B.matmat(V[m:]), self.C.matmat(V[:m]) + self.D.matmat(V[m:])])
-
-
 @pytest.fixture
-def block_cls(monkeypatch):
-    try:
-        from chainlab.blocks import BlockOperator
-        return BlockOperator
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "chainlab.blocks", types.SimpleNamespace(BlockOperator=StandInBlock))
-        return StandInBlock
+def block_cls():
+    return BlockOperator
 
 
 def rand_sparse(rng, n, m, fmt, dtype, idx):
@@ -146,7 +120,7 @@ def test_round_trip_extracted_chain_and_fingerprint(tmp_path):
     net = mlp(0)
     x = torch.randn(1, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     chain = chainlab.extract(net, x, "lrp-epsilon", epsilon=0.1, bias="full", dtype="float32")
-    chain.meta.update(net="mlp0", image=3, fingerprint=archive.fingerprint(net))
+    chain.meta.update(net="mlp0", image=3, fingerprint=state_fingerprint(net))
     path = tmp_path / "e.h5"
     key = archive.append(path, chain)
     with archive.open(path) as r:
@@ -155,12 +129,12 @@ def test_round_trip_extracted_chain_and_fingerprint(tmp_path):
     assert_same_chain(chain, back)
     assert back.options == chain.options
     assert np.array_equal(back.explain(), chain.explain())
-    assert info["fingerprint"] == archive.fingerprint(net) and info["fingerprint"].startswith("sha256:")
+    assert info["fingerprint"] == state_fingerprint(net) and info["fingerprint"].startswith("sha256:")
     # the fingerprint changes with any weight
     other = mlp(0)
     with torch.no_grad():
         other[0].weight[0, 0] += 1e-12
-    assert archive.fingerprint(other) != archive.fingerprint(net) and archive.fingerprint(mlp(0)) == info["fingerprint"]
+    assert state_fingerprint(other) != state_fingerprint(net) and state_fingerprint(mlp(0)) == info["fingerprint"]
 
 
 def test_plain_h5py_and_scipy_read_sparse_group_without_chainlab_reader(tmp_path):
@@ -210,7 +184,7 @@ WRITER = textwrap.dedent("""
     import sys, numpy as np
     from chainlab import archive
     from chainlab.chain import Chain
-    from chainlab.operators import DenseOperator
+    from chainlab.linalg import DenseOperator
     path = sys.argv[1]
     for s in range(1000):
         rng = np.random.default_rng(s)

@@ -136,9 +136,9 @@ def test_unknown_rule_and_unknown_option_are_named():
     x = torch.rand(1, 7, dtype=torch.float64)
     with pytest.raises(ValueError, match="unknown rule 'zplsu'.*zplus"):
         chainlab.extract(mlp(), x, "zplsu")
-    with pytest.raises(TypeError, match="unknown option.*'alhpa'.*alpha"):
+    with pytest.raises(ValueError, match="unknown option.*'alhpa'.*alpha"):
         chainlab.extract(mlp(), x, "alpha-beta", alhpa=2)
-    with pytest.raises(ValueError, match="bias must be one of"):
+    with pytest.raises(ValueError, match="option bias of rule 'zplus' must be one of"):
         chainlab.extract(mlp(), x, "zplus", bias="some")
     with pytest.raises(ValueError, match="zbox' needs low= and high="):
         chainlab.extract(mlp(), x, "zbox")

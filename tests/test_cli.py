@@ -9,8 +9,11 @@ from typer.testing import CliRunner
 
 import chainlab
 import chainlab.measures
-from chainlab import archive, report
-from chainlab.cli import app, parse_options
+from chainlab import archive
+from chainlab.app import report
+from chainlab.app import cli as cli_module
+from chainlab.app.cli import app, parse_options
+from chainlab.nets.storage import state_fingerprint
 
 runner = CliRunner()
 
@@ -50,7 +53,7 @@ def test_extract_writes_the_chains_extract_gives(mlp_archive, digits):
             got = r.load(key)
             assert got.meta["net"] == "digits-mlp" and got.meta["image"] == i
             assert got.meta["label"] == int(digits.y_test[i])
-            assert got.meta["fingerprint"] == archive.fingerprint(net)
+            assert got.meta["fingerprint"] == state_fingerprint(net)
             assert got.rule == "lrp-epsilon" and got.options["epsilon"] == 0.1
             x = chainlab.data.model_input("digits-mlp", digits.x_test[i:i + 1])
             ref = chainlab.extract(net, x, "lrp-epsilon", epsilon=0.1)
@@ -70,12 +73,12 @@ def test_extract_resume_and_crash_midway(tmp_path, monkeypatch):
             raise chainlab.ExtractionError("simulated failure on the third chain")
         return real(model, x, rule, **kw)
 
-    monkeypatch.setattr(chainlab, "extract", flaky)
+    monkeypatch.setattr(cli_module, "extract", flaky)
     res = run("extract", "-m", "digits-mlp", "-r", "zplus", "--images", "0:5", "-o", path)
     assert_one_line_error(res, "simulated failure")
     with archive.open(path) as r:                       # the two finished chains are in the archive
         assert [r.info(k)["image"] for k in r.keys()] == [0, 1]
-    monkeypatch.setattr(chainlab, "extract", real)
+    monkeypatch.setattr(cli_module, "extract", real)
     res = run("extract", "-m", "digits-mlp", "-r", "zplus", "--images", "0:5", "-o", path)
     assert_one_line_error(res, "exists", "--resume")
     res = run("extract", "-m", "digits-mlp", "-r", "zplus", "--images", "0:5", "-o", path, "--resume")
@@ -101,8 +104,8 @@ def test_extract_from_a_model_file(tmp_path, digits):
     assert res.exit_code == 0, res.output
     with archive.open(out) as r:
         c = r.load(r.keys()[0])
-    assert c.meta["image"] == 4 and c.meta["fingerprint"] == archive.fingerprint(chainlab.models.load(str(mpath)))
-    assert c.meta["fingerprint"] != archive.fingerprint(chainlab.models.load("digits-mlp"))
+    assert c.meta["image"] == 4 and c.meta["fingerprint"] == state_fingerprint(chainlab.models.load(str(mpath)))
+    assert c.meta["fingerprint"] != state_fingerprint(chainlab.models.load("digits-mlp"))
     x = chainlab.data.model_input("digits-mlp", digits.x_test[4:5]).double().requires_grad_()
     net.double()(x)[0, 3].backward()
     assert np.allclose(c.to_dense()[:, 3], x.grad.numpy().ravel(), rtol=1e-10, atol=1e-12)
@@ -192,7 +195,7 @@ def test_measure_dispatches_through_measures_measure(mlp_archive, tmp_path, monk
     assert len(rows) == 6 and {r["measure"] for r in rows} == {"spectra", "csc"}
     assert all(r["value"] == 6.0 and r["net"] == "digits-mlp" for r in rows)
     res = run("measure", mlp_archive, "-w", "spectra", "-O", "pairs=4", "-o", out)
-    assert_one_line_error(res, "pairs", "taken by none")
+    assert_one_line_error(res, "unknown option(s) 'pairs' for the measures")
     res = run("measure", mlp_archive, "-w", "spectra", "--keys", "000000,nope", "-o", out)
     assert_one_line_error(res, "nope")
 
@@ -272,7 +275,8 @@ def test_report_heatmap_is_the_explanation(mlp_archive):
 
 
 def test_measure_model_based_measures_get_the_model_and_input(mlp_archive, tmp_path, monkeypatch):
-    """averages/sanity re-run the model: the CLI loads it from chain.meta and passes the chain's input."""
+    """averages/sanity re-run the model: the CLI loads the model named by --model (never one named inside the
+    archive) and passes the chain's input."""
     calls = []
 
     def fake_averages(model, x, rule, *, n=64):
@@ -280,9 +284,11 @@ def test_measure_model_based_measures_get_the_model_and_input(mlp_archive, tmp_p
         return [dict(net=None, rule=rule, image=None, measure="averages", quantity="sup_error", layer=None, k=n,
                      value=0.5)]
 
-    monkeypatch.setattr(chainlab.measures, "averages", fake_averages, raising=False)
+    monkeypatch.setitem(cli_module.MODEL_MEASURES, "averages", fake_averages)
     out = tmp_path / "a.csv"
     res = run("measure", mlp_archive, "-w", "averages", "-O", "n=8", "-o", out)
+    assert_one_line_error(res, "re-run the model: name it with --model")
+    res = run("measure", mlp_archive, "-w", "averages", "-O", "n=8", "-o", out, "--model", "digits-mlp")
     assert res.exit_code == 0, res.output
     with archive.open(mlp_archive) as r:
         logits = [r.load(k).logits.sum() for k in r.keys()]

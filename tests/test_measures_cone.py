@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import chainlab
 from chainlab import measures as ms
+from chainlab.errors import ConeViolationError
 from conftest import conv_net, mlp
 
 from measures_helpers import make_chain
@@ -74,7 +75,7 @@ def test_cone_violation_is_detected(monkeypatch):
     ch = make_chain([rng.uniform(0.1, 1, (4, 4)) for _ in range(3)])
     ms.cone(ch)
     monkeypatch.setattr(cone_mod, "birkhoff", lambda delta: 0.0)
-    with pytest.raises(ms.ConeViolationError, match="Birkhoff"):
+    with pytest.raises(ConeViolationError, match="Birkhoff"):
         ms.cone(ch)
 
 

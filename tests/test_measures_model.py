@@ -7,6 +7,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from chainlab import measures as ms
+from chainlab import studies
 from conftest import conv_net, mlp
 
 from measures_helpers import make_chain
@@ -49,10 +50,10 @@ def test_weight_scaling_constants():
     net = conv_net(1)                         # has BatchNorm: the scaling must stay exact through it
     x = _x((1, 2, 7, 7))
     cs = [2.0, 0.5, 3.0, 1.5, 0.25]
-    scaled, used = ms.scale_weights(net, cs)
+    scaled, used = studies.scale_weights(net, cs)
     C = math.prod(cs)
     assert torch.allclose(scaled(x), C * net(x), rtol=1e-9, atol=1e-12)
-    rows = ms.weight_scaling(net, x, rules=["gradient", "zplus", ("alpha-beta", {"alpha": 2, "beta": 1})], c=cs,
+    rows = studies.weight_scaling(net, x, rules=["gradient", "zplus", ("alpha-beta", {"alpha": 2, "beta": 1})], c=cs,
                              avgpool="gradient", stabilizer=1e-12)   # invariance holds up to ε
     v = {(r["rule"], r["quantity"]): r["value"] for r in rows}
     assert math.isclose(v[("gradient", "constant_ratio")], C, rel_tol=1e-7)
@@ -61,17 +62,17 @@ def test_weight_scaling_constants():
         assert math.isclose(v[(rule, "constant_ratio")], 1.0, rel_tol=1e-5)
         assert v[(rule, "map_change")] < 1e-5
     with pytest.raises(ValueError, match="5 Linear/Conv2d"):
-        ms.scale_weights(net, [1.0, 2.0])
+        studies.scale_weights(net, [1.0, 2.0])
 
 
 def test_hoeffding_and_averages():
-    assert ms.hoeffding_samples(1.0, 1, 1.0, 0.5) == math.ceil(2 * math.log(4))
-    assert ms.hoeffding_samples(2.0, 10, 0.1, 0.05) == math.ceil(2 * 4 * math.log(400) / 0.01)
+    assert studies.hoeffding_samples(1.0, 1, 1.0, 0.5) == math.ceil(2 * math.log(4))
+    assert studies.hoeffding_samples(2.0, 10, 0.1, 0.05) == math.ceil(2 * 4 * math.log(400) / 0.01)
     net = mlp(0).float()
     x = _x((1, 7)).float()
-    still = ms.averages(net, x, "zplus", level=0.0, n=8)          # no perturbation: every mean is exact
+    still = studies.averages(net, x, "zplus", level=0.0, n=8)          # no perturbation: every mean is exact
     assert all(r["value"] == 0.0 for r in still if r["quantity"] == "sup_error")
-    rows = ms.averages(net, x, "gradient", perturbation="brightness", level=0.2, n=16)
+    rows = studies.averages(net, x, "gradient", perturbation="brightness", level=0.2, n=16)
     err = {r["k"]: r["value"] for r in rows if r["quantity"] == "sup_error"}
     tN = {r["k"]: r["value"] for r in rows if r["quantity"] == "hoeffding_t"}
     assert set(err) == set(tN) and max(err) == 16 and all(err[n] <= tN[n] for n in err)
@@ -86,7 +87,7 @@ def test_sanity_ssim_and_cascading():
     net = conv_net(0)
     net2 = conv_net(0)
     x = _x((1, 2, 7, 7))
-    rows = ms.sanity(net, x, "gradient", avgpool="gradient")
+    rows = studies.sanity(net, x, "gradient", avgpool="gradient")
     casc = [r for r in rows if r["quantity"] == "ssim_cascading"]
     assert [r["k"] for r in casc] == [1, 2, 3, 4, 5] and casc[0]["layer"] == "fc2"
     assert all(-1 <= r["value"] <= 1 for r in rows)

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from chainlab import measures as ms
-from chainlab.measures._products import prefix_products
+from chainlab.measures.prefix import prefix_products
 
 from measures_helpers import loop_product, make_chain
 

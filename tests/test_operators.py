@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from chainlab.operators import DenseOperator, SparseOperator, as_operator
+from chainlab.linalg import DENSE_ABOVE, DenseOperator, SparseOperator, as_operator
 
 
 def kinds(seed=0, shape=(13, 9), density=0.3):
@@ -61,9 +61,15 @@ def test_products_of_operators_keep_sparse_sparse_and_equal_dense_products():
     D2, ops2 = kinds(6, shape=(11, 7))
     for a in ops1:
         for b in ops2:
-            p = a @ b
+            p = a @ b                                   # composition without materializing
+            assert p.kind == "product" and p.factors == [a, b]
             np.testing.assert_allclose(p.to_dense(), D1 @ D2, rtol=1e-12, atol=1e-14)
-            assert p.kind == ("sparse" if (a.kind == b.kind == "sparse") else "dense")
+            V = np.random.default_rng(0).normal(size=(7, 3))
+            np.testing.assert_allclose(p @ V, D1 @ (D2 @ V), rtol=1e-12, atol=1e-14)
+            m = p.materialize()                         # multiplied out: sparse while at most DENSE_ABOVE full
+            dens = np.count_nonzero(D1 @ D2) / (D1 @ D2).size
+            assert m.kind == ("dense" if dens > DENSE_ABOVE else "sparse")
+            np.testing.assert_allclose(m.to_dense(), D1 @ D2, rtol=1e-12, atol=1e-14)
 
 
 def test_shape_errors_name_the_shapes():

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import chainlab
 from chainlab import patterns
-from chainlab.patterns import PatternError
+from chainlab.errors import OptionError, PatternError
 from conftest import mlp, rel_err
 from reference import conv_unrolled
 
@@ -223,13 +223,13 @@ def test_bad_patterns(tmp_path):
         chainlab.extract(mlp(0, sizes=(7, 9, 8, 6, 4, 3)), x, "patternnet", patterns=P)
     with pytest.raises(PatternError, match="fingerprint"):
         chainlab.extract(mlp(1), x, "patternnet", patterns=P)
-    with pytest.raises(PatternError, match="unknown pattern type 'quadratic'.*relu, linear"):
+    with pytest.raises(OptionError, match="option pattern_type of rule 'patternattribution' must be one of relu, linear; got 'quadratic'"):
         chainlab.extract(mlp(0), x, "patternattribution", patterns=P, pattern_type="quadratic")
     with pytest.raises(PatternError, match="hold the type.*relu, not 'linear'"):
         chainlab.extract(mlp(0), x, "patternnet", patterns=P, pattern_type="linear")
     with pytest.raises(PatternError, match="unknown pattern type 'cubic'"):
         patterns.fit(mlp(0), torch.randn(5, 7), kind="cubic")
-    with pytest.raises(TypeError, match="unknown option.*'q'.*patternnet"):
+    with pytest.raises(ValueError, match="unknown option.*'q'.*patternnet"):
         chainlab.extract(mlp(0), x, "patternnet", patterns=P, q=3)
     np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
     with pytest.raises(PatternError, match="foreign.npz is not a chainlab pattern file"):

@@ -8,10 +8,11 @@ import scipy.sparse as sp
 import torch
 
 import chainlab
-from chainlab import products as pr
+from chainlab import linalg as pr
 from chainlab.chain import Chain
+from chainlab.linalg import Transposed
 from chainlab.errors import NotLinearError
-from chainlab.operators import DenseOperator, SparseOperator
+from chainlab.linalg import DenseOperator, SparseOperator
 
 from conftest import conv_net
 
@@ -150,6 +151,7 @@ def test_multiply_handles_every_representation_pair():
     B = sp.random(12, 9, density=0.3, random_state=rng, format="csc")
     ref = A.toarray() @ B.toarray()
     for P in (A, A.toarray()):
-        for M in (SparseOperator(B), DenseOperator(B.toarray()), B, B.toarray()):
+        for M in (SparseOperator(B), DenseOperator(B.toarray()), SparseOperator(B.T.tocsc()).T,
+                  Transposed(DenseOperator(B.toarray().T))):            # stored kinds, and matrix-free ones
             for t in (0.0, 0.05, 1.0):
                 assert rel(pr.multiply(P, M, dense_above=t), ref) < 1e-12

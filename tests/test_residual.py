@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 import chainlab
 from chainlab.errors import UnsupportedLayerError
-from chainlab.residual import ResidualOperator
-from chainlab.zoo import resnet_tiny
+from chainlab.extraction import ResidualBlock as ResidualOperator
+from chainlab.nets.zoo import resnet_tiny
 from conftest import jacobian, randomize_bn, rel_err
 
 CONFIGS = {
@@ -37,8 +37,8 @@ def test_gradient_chain_equals_autograd_jacobian(kind):
     chain = chainlab.extract(net, x, "gradient")
     kinds = [op.kind for op in chain]
     assert kinds.count("residual") == 3, kinds      # one operator per block
-    assert any(len(t.ops) == 0 for op in chain if op.kind == "residual" for t in op.terms)   # identity
-    assert any(len(t.ops) == 1 for op in chain if op.kind == "residual" for t in op.terms)   # 1×1 shortcut
+    assert any(len(b) == 0 for op in chain if op.kind == "residual" for b in op.branches)   # identity
+    assert any(len(b) == 1 for op in chain if op.kind == "residual" for b in op.branches)   # 1×1 shortcut
     J = jacobian(net, x)
     assert rel_err(chain.to_dense(), J) < 1e-10
     # materialized blocks give the same product as the matrix-free application
@@ -331,15 +331,14 @@ def test_unsupported_graphs_name_the_operation():
         chainlab.extract(Scaled().eval(), x, "gradient")
     with pytest.raises(UnsupportedLayerError, match="feeds 3 operations"):
         chainlab.extract(Three().eval(), x, "gradient")
-    with pytest.raises(ValueError, match="residual must be one of"):
+    with pytest.raises(ValueError, match="option residual of rule 'zplus' must be one of"):
         chainlab.extract(tiny("basic"), tiny_input(tiny("basic")), "zplus", residual="half")
 
 
 def test_residual_operator_shapes_checked():
-    from chainlab.operators import DenseOperator
-    from chainlab.residual import ProductTerm
-    with pytest.raises(ValueError, match="shape"):
-        ResidualOperator([ProductTerm([DenseOperator(np.ones((3, 2)))]), ProductTerm([])], (3, 2))
+    from chainlab.linalg import DenseOperator, Diagonal, Product
+    with pytest.raises(ValueError, match=r"cannot add operators of shapes \(3, 2\), \(3, 3\)"):
+        ResidualOperator([Product([DenseOperator(np.ones((3, 2)))]), Product([Diagonal(np.ones(3))])])
 
 
 class FunctionalNet(nn.Module):
@@ -376,7 +375,7 @@ def test_other_spellings_and_nested_blocks(rule):
     chain = chainlab.extract(net, x, rule, bias="full", stabilizer=1e-13)
     assert [op.kind for op in chain] == ["sparse", "residual", "residual", "residual", "dense"]
     nested = chain[1]
-    assert [A.kind for A in nested.terms[1].ops] == ["sparse", "residual", "sparse"] and nested.terms[0].ops == []
+    assert [A.kind for A in nested.branches[1]] == ["sparse", "residual", "sparse"] and nested.branches[0] == []
     J = jacobian(net, x)
     if rule == "gradient":
         assert rel_err(chain.to_dense(), J) < 1e-10
@@ -385,18 +384,20 @@ def test_other_spellings_and_nested_blocks(rule):
         assert rel_err(chain.to_dense() * chain.logits[None, :], x.reshape(-1, 1).numpy() * J) < 1e-8
 
 
-def test_whole_chain_methods_must_declare_residual_support():
-    from chainlab.extract import METHODS, register_method
+def test_whole_chain_methods_must_declare_residual_support(monkeypatch):
+    from chainlab.extraction import METHODS, Method
+    from chainlab.extraction import api
 
-    def builder(model, net, xt, records, options):
+    def builder(model, net, xt, records, opts, own):
         return "built"
 
-    register_method("_test-method", builder)
-    try:
-        net = tiny("basic")
-        with pytest.raises(UnsupportedLayerError, match="does not support residual blocks .*layer1.0"):
-            chainlab.extract(net, tiny_input(net), "_test-method")
-        builder.supports_residual = True
-        assert chainlab.extract(net, tiny_input(net), "_test-method") == "built"
-    finally:
-        METHODS.pop("_test-method")
+    net = tiny("basic")
+    monkeypatch.setitem(api.METHODS, "_test-method", Method("_test-method", builder))
+    with pytest.raises(UnsupportedLayerError, match="does not support residual blocks .*layer1.0"):
+        chainlab.extract(net, tiny_input(net), "_test-method")
+    monkeypatch.setitem(api.METHODS, "_test-method", Method("_test-method", builder, residual=True))
+    assert chainlab.extract(net, tiny_input(net), "_test-method") == "built"
+    for name, m in METHODS.items():          # every shipped method without residual support says so
+        if not m.residual:
+            with pytest.raises(UnsupportedLayerError, match=f"rule '{name}' does not support residual blocks"):
+                chainlab.extract(net, tiny_input(net), name)

@@ -10,7 +10,7 @@ import torch
 
 import chainlab
 from chainlab.measures import prefix_power, prefix_spectra_power, spectra
-from chainlab.zoo import VGG, resnet_tiny
+from chainlab.nets.zoo import VGG, resnet_tiny
 from conftest import jacobian, randomize_bn, rel_err
 
 RESNETS = {
@@ -55,7 +55,7 @@ def test_implicit_residual_equals_materialized(kind, rule):
     mat = chainlab.extract(net, x, rule)
     imp = chainlab.extract(net, x, rule, materialize=False)
     blocks = [op for op in imp if op.kind == "residual"]
-    assert blocks and all(A.kind == "implicit" for op in blocks for t in op.terms for A in t.ops)
+    assert blocks and all(A.kind == "implicit" for op in blocks for b in op.branches for A in b)
     assert all(op.kind in ("implicit", "residual") for op in imp)
     rng = np.random.default_rng(0)
     for i, (a, b) in enumerate(zip(imp, mat)):
@@ -148,9 +148,9 @@ def test_prefix_power_rank_deficient_and_bad_input():
 
 
 def test_singular_values_falls_back_when_arpack_breaks_down(monkeypatch):
-    """ARPACK error 3 (no shifts) on the degenerate spectrum of a max-pool operator at 224×224: block iteration."""
-    import sys
-    spectra_mod = sys.modules["chainlab.measures.spectra"]   # the attribute is the function
+    """ARPACK error 3 (no shifts) on the degenerate spectrum of a max-pool operator at 224×224: block iteration,
+    for the singular values and for the singular triplets (T_l of large layers)."""
+    from chainlab.measures import svd as svd_mod
 
     net = narrow_vgg()
     chain = chainlab.extract(net, rand_input(net.input_shape, low=0.0), "gradient", materialize=False)
@@ -160,10 +160,13 @@ def test_singular_values_falls_back_when_arpack_breaks_down(monkeypatch):
     def broken(*a, **k):
         raise spla.ArpackError(3)
 
-    monkeypatch.setattr(spectra_mod.spla, "svds", broken)
+    monkeypatch.setattr(svd_mod.spla, "svds", broken)
     for i, s in exact.items():
-        got = spectra_mod.singular_values(chain[i], 2, exact_below=0, tol=1e-10)
+        got = svd_mod.singular_values(chain[i], 2, exact_below=0, tol=1e-10)
         assert np.allclose(got, s, rtol=1e-7), (chain.names[i], got, s)
+        U, sv, Vh = svd_mod.singular_triplets(chain[i], rank=2, exact_below=0, tol=1e-10)
+        assert np.allclose(sv, s, rtol=1e-7), (chain.names[i], sv, s)
+        assert np.allclose(U.T @ chain[i].matmat(Vh.T), np.diag(sv), atol=1e-6 * s[0])   # Uᵀ M V = Σ
 
 
 @pytest.mark.parametrize("materialize", [True, False])

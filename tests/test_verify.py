@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.cli import main; sys.argv[0] = 'chainlab'; main()"]
+CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_unknown_claim_is_one_line_error(tmp_path):
 
 
 def test_csc_reached_ignores_tiny_channel_dimensions():
-    from chainlab.verify import MIN_CHANNELS, _reached
+    from chainlab.app.verify import MIN_CHANNELS, _reached
 
     curve = {0: {"value": 1.0, "d": 1}, 1: {"value": 0.5, "d": MIN_CHANNELS}, 2: {"value": 0.7, "d": 64},
              3: {"value": None, "d": 64}}

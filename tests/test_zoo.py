@@ -1,12 +1,15 @@
 """VGG-16 / ResNet-50 defined in chainlab: published parameter counts, traced chain shapes, seeds, weight files."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 import chainlab
-import chainlab.zoo
-from chainlab.trace import trace
-from chainlab.zoo import load_weights, resnet_tiny
+import chainlab.nets.zoo
+from chainlab.trace import Net, trace
+from chainlab.nets.storage import load_weights
+from chainlab.nets.zoo import resnet_tiny
 
 # published torchvision parameter counts (an independent oracle for the configurations)
 VGG16_PARAMS = 138_357_544
@@ -18,19 +21,14 @@ def n_params(net):
 
 
 def meta_shapes(traced, input_shape):
-    """Run the traced stages on the meta device (shapes only, no arithmetic) and return them."""
-    def to_meta_all(stages):
-        for st in stages:
-            if st.kind == "residual":
-                for b in st.branches:
-                    to_meta_all(b)
-            for attr in ("weight", "bias"):
-                t = getattr(st, attr)
-                if t is not None:
-                    setattr(st, attr, t.to("meta"))
-    to_meta_all(traced.stages)
-    traced.forward(torch.zeros(input_shape, dtype=torch.float64, device="meta"))
-    return traced
+    """Output shape of every stage, from the traced stages run on the meta device (shapes only, no arithmetic)."""
+    def to_meta(st):
+        kw = {a: getattr(st, a).to("meta") for a in ("weight", "bias") if getattr(st, a) is not None}
+        if st.kind == "residual":
+            kw["branches"] = tuple(tuple(to_meta(s) for s in b) for b in st.branches)
+        return dataclasses.replace(st, **kw)
+    meta = Net([to_meta(st) for st in traced.stages], None, traced.source)
+    return [r.out_shape for r in meta.forward(torch.zeros(input_shape, dtype=torch.float64, device="meta"))]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +37,7 @@ def resnet50():
 
 
 def test_vgg16_parameter_count_and_traced_shapes():
-    net = chainlab.zoo.vgg16(device="meta")     # the architecture without 0.5 GB of weights
+    net = chainlab.nets.zoo.vgg16(device="meta")     # the architecture without 0.5 GB of weights
     assert n_params(net) == VGG16_PARAMS
     assert net.input_shape == (1, 3, 224, 224)
     traced = trace(net)
@@ -48,7 +46,7 @@ def test_vgg16_parameter_count_and_traced_shapes():
         + ["adaptiveavgpool2d"] + ["linear"] * 3
     assert [s.relu for s in traced.stages if s.is_parametric] == [True] * 15 + [False]
     # spatial sizes by hand: 224 halves at each of the five max-pools
-    outs = [s.out_shape for s in meta_shapes(traced, net.input_shape).stages]
+    outs = meta_shapes(traced, net.input_shape)
     expected = []
     size, widths = 224, iter([64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512])
     c = 3
@@ -83,12 +81,12 @@ def test_resnet50_parameter_count_and_traced_blocks(resnet50):
         ref = net.double()(x)
     net.float()
     assert np.abs(recs[-1].out.numpy() - ref.numpy()).max() < 1e-9 * (1 + np.abs(ref.numpy()).max())
-    meta_shapes(traced, net.input_shape)
+    outs = meta_shapes(traced, net.input_shape)
     widths = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
     sizes = [56] * 3 + [28] * 4 + [14] * 6 + [7] * 3
-    assert [b.out_shape for b in blocks] == [(w, s, s) for w, s in zip(widths, sizes)]
-    assert traced.stages[0].out_shape == (64, 112, 112) and traced.stages[1].out_shape == (64, 56, 56)
-    assert traced.stages[-1].out_shape == (1000,)
+    assert [o for o, st in zip(outs, traced.stages) if st.kind == "residual"] == [(w, s, s) for w, s in zip(widths, sizes)]
+    assert outs[0] == (64, 112, 112) and outs[1] == (64, 56, 56)
+    assert outs[-1] == (1000,)
 
 
 def test_vgg16_allocated_init():
@@ -142,5 +140,7 @@ def test_bad_weights_files_are_named(tmp_path):
         load_weights(resnet_tiny(seed=0), q)
     with pytest.raises(FileNotFoundError, match="nothere"):
         chainlab.models.load("resnet50", weights=tmp_path / "nothere.pth")
-    with pytest.raises(ValueError, match="weights= is for"):
-        chainlab.models.load("digits-mlp", weights=p)
+    with pytest.raises(ValueError, match=r"other\.pt does not fit digits-mlp: missing keys: fc1\.bias"):
+        chainlab.models.load("digits-mlp", weights=p)      # a state dict of another architecture
+    with pytest.raises(ValueError, match="weights= needs an architecture name"):
+        chainlab.models.load(str(p), weights=p)

@@ -9,39 +9,66 @@
 * ``bounds``   value bounds and σ1 bounds (:mod:`.bounds`)
 
 Every record is a dict with keys net, rule, image, measure, quantity, layer, k, value (+ extras).
-Measures that need the model take it explicitly: :func:`weight_scaling` (:mod:`.scaling`),
-:func:`averages` (:mod:`.averages`), :func:`sanity` (:mod:`.sanity`).
+Also here: the singular-value solvers (:mod:`.svd`), prefix products (:mod:`.prefix`), explanation
+maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`).  Measures that change or re-run the
+model (weight scaling, averages over perturbed inputs, cascading randomization) are
+:mod:`chainlab.studies`.
+
+May import: :mod:`chainlab.linalg`, :mod:`chainlab.options`, :mod:`chainlab.errors` (chains arrive as
+arguments; nothing here imports torch models, rules or extraction).
 """
 from __future__ import annotations
 
 import inspect
 
-from .averages import averages, hoeffding_samples
-from .bounds import BoundViolationError, apriori_constants, bounds, norm1, norm_inf
-from .cone import ConeViolationError, angular_diameter, birkhoff, cone, hilbert_distance, projective_diameter
-from .csc import channel_vectors, csc, csc_values, random_baseline
+from ..errors import OptionError
+from ..options import check_known
+from .bounds import apriori_constants, bounds, norm1, norm_inf
+from .cone import (
+    angular_diameter,
+    birkhoff,
+    cone,
+    hilbert_distance,
+    projective_diameter,
+)
+from .csc import abs_cosines, channel_vectors, csc, csc_values, random_baseline
+from .maps import random_logit_ssim, ssim, to_map
+from .prefix import (
+    PowerResult,
+    PrefixProduct,
+    implicit_prefix,
+    prefix_power,
+    prefix_products,
+)
 from .rank1 import rank1, rank1_quantities
 from .records import read_csv, write_csv
-from .sanity import cascading_randomization, random_logit_ssim, sanity, ssim
-from .scaling import scale_weights, weight_scaling
-from .spectra import interlayer_members, singular_triplets, singular_values, spectra
-from .power import PowerResult, prefix_power, prefix_spectra_power
-from .krylov import LanczosResult, lanczos_singular_values
-from ._products import PrefixProduct, prefix_products
+from .spectra import interlayer_members, prefix_spectra_power, spectra
+from .svd import (
+    LanczosResult,
+    lanczos_singular_values,
+    singular_triplets,
+    singular_values,
+    subspace_singular_values,
+)
 
 PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds}
 POOLED = {"csc": csc}
 MEASURES = tuple(PER_CHAIN) + tuple(POOLED)
 
 __all__ = [
-    "measure", "MEASURES", "spectra", "rank1", "csc", "cone", "bounds", "averages", "sanity", "weight_scaling",
-    "write_csv", "read_csv", "singular_values", "singular_triplets", "interlayer_members", "rank1_quantities",
-    "csc_values", "random_baseline", "channel_vectors", "angular_diameter", "hilbert_distance",
-    "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "hoeffding_samples",
-    "random_logit_ssim", "cascading_randomization", "ssim", "scale_weights", "prefix_products", "PrefixProduct",
-    "BoundViolationError", "ConeViolationError", "prefix_power", "prefix_spectra_power", "PowerResult",
-    "lanczos_singular_values", "LanczosResult",
+    "measure", "MEASURES", "PER_CHAIN", "POOLED", "spectra", "rank1", "csc", "cone", "bounds", "write_csv",
+    "read_csv", "singular_values", "singular_triplets", "interlayer_members", "rank1_quantities", "csc_values",
+    "random_baseline", "channel_vectors", "abs_cosines", "angular_diameter", "hilbert_distance",
+    "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "random_logit_ssim", "ssim",
+    "to_map", "prefix_products", "implicit_prefix", "PrefixProduct", "prefix_power", "prefix_spectra_power",
+    "PowerResult", "lanczos_singular_values", "LanczosResult", "subspace_singular_values", "measure_options",
 ]
+
+
+def measure_options(what) -> set:
+    """The option names the measures ``what`` take (the union of their keyword parameters)."""
+    fns = [PER_CHAIN.get(w) or POOLED[w] for w in what]
+    return {p for fn in fns for p, v in inspect.signature(fn).parameters.items() if v.kind is v.KEYWORD_ONLY}
 
 
 def _accepted(fn, opts):
@@ -53,21 +80,15 @@ def measure(chains, what=("spectra", "rank1", "csc", "cone", "bounds"), **opts) 
     """Run the named measures on one chain or a list of chains; concatenated records.
 
     Options are passed to every measure that takes them (e.g. ``pairs``/``layers`` to csc, ``top`` to
-    spectra, ``model`` to bounds).  Unknown measure names or options no measure takes raise ValueError.
+    spectra).  Unknown measure names or options no measure takes raise OptionError.
     """
     if isinstance(what, str):
         what = [what]
     what = list(what)
     unknown = [w for w in what if w not in MEASURES]
     if unknown:
-        raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(MEASURES)}")
-    fns = [PER_CHAIN.get(w) or POOLED[w] for w in what]
-    taken = set()
-    for fn in fns:
-        taken |= set(inspect.signature(fn).parameters)
-    stray = sorted(set(opts) - taken)
-    if stray:
-        raise ValueError(f"option(s) {', '.join(map(repr, stray))} are taken by none of the measures {what}")
+        raise OptionError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(MEASURES)}")
+    check_known(opts, measure_options(what), f"the measures {', '.join(what)}")
     if not isinstance(chains, (list, tuple)):
         chains = [chains]
     rows = []

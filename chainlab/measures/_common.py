@@ -1,4 +1,4 @@
-"""Helpers shared by the measures: tidy records, the linearity check, dense/sparse matrices."""
+"""Helpers shared by the measures: tidy records, ratios, the matrices of operators."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,6 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import NotLinearError
 
 RECORD_KEYS = ("net", "rule", "image", "measure", "quantity", "layer", "k", "value")
 
@@ -35,16 +34,6 @@ def _plain(v):
     return v
 
 
-def require_linear(chain, what: str):
-    """Raise NotLinearError when ``chain`` is not a product of matrices (guided BP, deconv, …)."""
-    if not getattr(chain, "linear", True):
-        raise NotLinearError(
-            f"{what} needs the layer matrices, but the chain of rule {getattr(chain, 'rule', '?')!r} is not linear "
-            "(its backward pass is not a matrix product); use the 'csc' measure, which propagates signals with "
-            "chain.apply"
-        )
-
-
 def ratio(a: float, b: float):
     """a / b with a/0 = inf for a > 0; None when both are 0 (undefined, e.g. σ1/σ2 of a zero matrix)."""
     if a is None or b is None:
@@ -57,18 +46,16 @@ def ratio(a: float, b: float):
 
 
 def as_matrix(op):
-    """A numpy array or scipy CSC matrix of an operator/array/sparse matrix (no copy when possible)."""
+    """A numpy array or scipy CSC matrix of an operator/array/sparse matrix (no copy when possible;
+    matrix-free operators are multiplied out as CSC, never as a huge dense copy)."""
     if isinstance(op, np.ndarray):
         return op
     if sp.issparse(op):
         return op.tocsc()
-    kind = getattr(op, "kind", None)
-    if kind == "dense":
-        return op.array
-    try:                                    # sparse, implicit, block: never a huge dense copy
-        return op.to_sparse("csc")
-    except (NotImplementedError, AttributeError, TypeError):
-        return op.to_dense()
+    M = op.stored()
+    if M is None:
+        return op.to_csc()
+    return M.tocsc() if sp.issparse(M) else M
 
 
 def to_dense(m) -> np.ndarray:

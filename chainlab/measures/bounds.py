@@ -10,9 +10,10 @@ A-priori (input-independent) per-layer constants c_l ≥ ‖M_l‖₁ by the lay
         (non-negative entries, columns sum to ≤ 1: the denominators contain the numerators' sum,
         plus b⁺ ≥ 0 and the stabilizer);
     α-β: α + β (each of the two column-stochastic-like parts has column abs sum ≤ 1);
-    with ``model`` given:  gradient: ‖W_l‖_∞ (max row abs sum of W; for a conv max_o Σ|K_o|, an upper
-        bound of the unrolled matrix's row sums); gradient × input: also × ‖x‖_∞ on the first layer;
+    gradient: ‖W_l‖_∞ (max row abs sum of W; for a conv max_o Σ|K_o|, an upper bound of the unrolled
+        matrix's row sums); gradient × input: also × ‖x‖_∞ on the first layer;
     LRP-ε / LRP-0: ‖x_l‖_∞ ‖W_l‖_∞ / ε (|s_ε(z)| ≥ ε; ε = the stabilizer for LRP-0);
+    (‖W_l‖_∞ and ‖x_l‖_∞ are recorded at extraction in ``chain.layer_stats``: no model is needed);
     proportional avg-pool: 1 when its entries are ≥ 0 (pool inputs ≥ 0, checked on the matrix);
     otherwise (γ, unknown methods) no a-priori constant (None).
 Records (``measure="bounds"``): per layer ``norm1``, ``norm_inf``, ``sigma1``, ``sigma1_bound``,
@@ -28,18 +29,14 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ChainlabError
-from ._common import as_matrix, layer_label, record, require_linear
-from .spectra import singular_values
+from ..errors import BoundViolationError
+from ._common import as_matrix, layer_label, record
+from .svd import singular_values
 
 __all__ = ["bounds", "norm1", "norm_inf", "apriori_constants", "BoundViolationError", "ONE_RULES"]
 
 REL_TOL = 1e-9
 ONE_RULES = {"zplus", "wsquare", "flat", "winner-take-all", "identity", "relu-mask", "avgpool-gradient"}
-
-
-class BoundViolationError(ChainlabError, ArithmeticError):
-    """An observed value exceeds a bound that holds by construction: a bug in extraction or in the bound."""
 
 
 def _abs_sums(op, axis):
@@ -71,25 +68,12 @@ def _nonneg(op) -> bool:
     return bool((M.data >= 0).all()) if sp.issparse(M) else bool((np.asarray(M) >= 0).all())
 
 
-def _weight_row_norm(stage) -> float:
-    W = stage.weight.detach().double().abs()
-    return float(W.reshape(W.shape[0], -1).sum(dim=1).max())
-
-
-def apriori_constants(chain, model=None) -> list:
+def apriori_constants(chain) -> list:
     """Per-layer a-priori constants c_l ≥ ‖M_l‖₁ (None where the rule gives none), see module docstring."""
-    stages, records = None, None
-    if model is not None:
-        from ..trace import eval_mode, trace
-        with eval_mode(model):
-            net = trace(model)
-            records = net.forward(net.prepare_input(chain.x.reshape(chain.input_shape)))
-        stages = net.stages
-        if [s.name for s in stages] != list(chain.names):
-            raise ValueError(f"model stages {[s.name for s in stages]} do not match the chain's layers {chain.names}")
     out = []
     for i, r in enumerate(chain.layer_rules):
         opts = _layer_opts(chain, i)
+        stats = chain.layer_stats[i] if i < len(chain.layer_stats) else {}
         c = None
         if r in ONE_RULES:
             c = 1.0
@@ -102,15 +86,14 @@ def apriori_constants(chain, model=None) -> list:
             if i == 0 and isinstance(lo, (int, float)) and isinstance(hi, (int, float)) \
                     and chain.x.min() >= lo and chain.x.max() <= hi:
                 c = 1.0
-        elif stages is not None and r in ("gradient", "gradient-x-input"):
-            c = _weight_row_norm(stages[i])
+        elif "weight_norm_inf" in stats and r in ("gradient", "gradient-x-input"):
+            c = stats["weight_norm_inf"]
             if r == "gradient-x-input" and i == 0:
                 c *= float(np.abs(chain.x).max())
-        elif stages is not None and r in ("lrp-epsilon", "lrp-0"):
+        elif "weight_norm_inf" in stats and r in ("lrp-epsilon", "lrp-0"):
             eps = opts.get("epsilon") if r == "lrp-epsilon" else None
             eps = float(eps) if eps is not None else float(chain.options.get("stabilizer", 1e-6))
-            xl = float(records[i].x.abs().max())
-            c = xl * _weight_row_norm(stages[i]) / eps
+            c = stats["input_norm_inf"] * stats["weight_norm_inf"] / eps
         out.append(c)
     return out
 
@@ -120,12 +103,12 @@ def _check(ok: bool, what: str):
         raise BoundViolationError(what)
 
 
-def bounds(chain, *, model=None, exact_below: int = 400) -> list[dict]:
+def bounds(chain, *, exact_below: int = 400) -> list[dict]:
     """Bound records for one chain; raises BoundViolationError when an observed value exceeds a bound."""
-    require_linear(chain, "value bounds")
+    chain.require_linear("value bounds")
     rows = []
     n1s, sig_b, sigs = [], [], []
-    apri = apriori_constants(chain, model)
+    apri = apriori_constants(chain)
     for i, op in enumerate(chain):
         layer = layer_label(chain, i)
         a, b = norm1(op), norm_inf(op)

@@ -25,18 +25,14 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ChainlabError
-from ._common import as_matrix, layer_label, record, require_linear, to_dense
-from ._products import prefix_products
+from ..errors import ConeViolationError, InputError
+from ._common import as_matrix, layer_label, record, to_dense
+from .prefix import prefix_products
 
 __all__ = ["angular_diameter", "hilbert_distance", "projective_diameter", "birkhoff", "cone",
            "ConeViolationError"]
 
 REL_TOL = 1e-9
-
-
-class ConeViolationError(ChainlabError, ArithmeticError):
-    """A cone-inclusion or Birkhoff inequality failed: a bug in extraction or in the measure."""
 
 
 def _columns(A):
@@ -72,10 +68,10 @@ def hilbert_distance(a, b) -> float:
     """d_H(a, b) for non-negative vectors (∞ if the supports differ; 0 for a ∥ b)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if (a < 0).any() or (b < 0).any():
-        raise ValueError("the Hilbert projective metric needs non-negative vectors")
+        raise InputError("the Hilbert projective metric needs non-negative vectors")
     sa, sb = a > 0, b > 0
     if not sa.any() or not sb.any():
-        raise ValueError("the Hilbert projective metric is undefined for a zero vector")
+        raise InputError("the Hilbert projective metric is undefined for a zero vector")
     if not np.array_equal(sa, sb):
         return math.inf
     la, lb = np.log(a[sa]), np.log(b[sb])
@@ -86,7 +82,7 @@ def projective_diameter(A, budget: int = 4_000_000) -> dict:
     """{'value': Δ(A), 'zero_columns'} for a non-negative matrix A (max Hilbert distance of nonzero columns)."""
     A, nz = _columns(A)
     if (A < 0).any():
-        raise ValueError("projective diameter needs a non-negative matrix")
+        raise InputError("projective diameter needs a non-negative matrix")
     X = A[:, nz]
     out = {"zero_columns": int((~nz).sum()), "columns": int(X.shape[1])}
     if X.shape[1] < 2:
@@ -119,7 +115,7 @@ def _nonneg(m) -> bool:
 def cone(chain, *, exact_columns: int = 2000, sample: int = 2000, seed: int = 0, check: bool = True,
          max_dense: float = 2e7) -> list[dict]:
     """Angular diameter of every P_k and, for non-negative chains, Δ(P_k), τ(M_l) and both checks."""
-    require_linear(chain, "cone shrinkage")
+    chain.require_linear("cone shrinkage")
     n_in = chain[0].shape[0]
     rows = []
     nonneg_layers = [_nonneg(as_matrix(op)) for op in chain]

@@ -11,7 +11,7 @@ channel vector is the whole signal.  For a pair (a, b) of injections and a locat
 
 (absolute value: a rank-1 product may flip the sign, Sixt §3).  CSC(k, j) is the median of c over
 pairs, locations and images (all chains of one net and rule).  Locations where either vector is
-zero (‖r‖ ≤ 1e-300·max) are dropped and counted (``n_dropped``), so a summary is never NaN.
+zero are dropped and counted (``n_dropped``), so a summary is never NaN.
 ``pairs`` (default 10) pairs are taken among the smallest m with m(m−1)/2 ≥ pairs (m = 5 for
 10, Sixt's five vectors per sample).
 
@@ -39,16 +39,18 @@ from collections import defaultdict
 import numpy as np
 from scipy import special
 
+from ..errors import InputError
+from ..linalg import channel_cosine
 from ._common import layer_label, record
 
-__all__ = ["csc", "csc_values", "random_baseline", "channel_vectors"]
+__all__ = ["csc", "csc_values", "random_baseline", "channel_vectors", "abs_cosines"]
 
 
 def random_baseline(d: int) -> dict:
     """Exact mean and median of |cos| of two independent N(0, I_d) vectors."""
     d = int(d)
     if d < 1:
-        raise ValueError(f"channel dimension must be ≥ 1, got {d}")
+        raise InputError(f"channel dimension must be ≥ 1, got {d}")
     if d == 1:
         return {"mean": 1.0, "median": 1.0}
     mean = math.exp(special.gammaln(d / 2) - special.gammaln((d + 1) / 2)) / math.sqrt(math.pi)
@@ -78,26 +80,28 @@ def _pairs(n_pairs: int):
     return m, list(itertools.combinations(range(m), 2))[:n_pairs]
 
 
-def _abs_cos(V: np.ndarray, pairs):
-    """|cos| per location and pair; V (locations, d, m). Returns (values, n_dropped)."""
-    norms = np.linalg.norm(V, axis=1)                       # (locations, m)
-    zero = norms <= 1e-300                                  # zero vectors: dropped and counted
+def abs_cosines(R: np.ndarray, shape, pairs, paired: bool = False):
+    """|cos| of the channel vectors of the signal pairs ``pairs`` at every location (numba kernel
+    :func:`chainlab.linalg.channel_cosine`); signals R (n, m), or (2n, m) stacked (+, −) when ``paired``.
+    Returns (values, n_dropped): locations where either vector is zero are dropped and counted."""
+    shape = tuple(shape)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    cs = (int(shape[0]),) + shape[1:] if len(shape) == 3 else (int(np.prod(shape)),)
+    parts = np.split(np.asarray(R), 2) if paired else [np.asarray(R)]
     vals, dropped = [], 0
-    for a, b in pairs:
-        ok = ~(zero[:, a] | zero[:, b])
+    for X in parts:
+        c = channel_cosine(X, cs, pairs).T.reshape(-1)        # pair-major
+        ok = ~np.isnan(c)
         dropped += int((~ok).sum())
-        if ok.any():
-            dot = np.einsum("pd,pd->p", V[ok, :, a], V[ok, :, b])
-            c = np.abs(dot) / (norms[ok, a] * norms[ok, b])
-            vals.append(np.minimum(c, 1.0))
-    return (np.concatenate(vals) if vals else np.zeros(0)), dropped
+        vals.append(np.minimum(c[ok], 1.0))
+    return np.concatenate(vals), dropped
 
 
 def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.ndarray | None = None):
     """{j: (|cos| values, n_dropped, d)} for injection boundary k (1 ≤ k ≤ L) and every j < k."""
     L = len(chain)
     if not 1 <= k <= L:
-        raise ValueError(f"injection layer k must be in 1..{L} (boundaries after layers), got {k}")
+        raise InputError(f"injection layer k must be in 1..{L} (boundaries after layers), got {k}")
     paired = getattr(chain, "space", None) == "deeplift"
     n_k = chain[k - 1].shape[1]
     m, pair_list = _pairs(pairs)
@@ -109,7 +113,7 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
     else:
         V = np.asarray(injections, dtype=np.float64)
         if V.ndim != 2 or V.shape[0] != n_k:
-            raise ValueError(f"injections for layer {k} ('{layer_label(chain, k - 1)}') need {n_k} rows, "
+            raise InputError(f"injections for layer {k} ('{layer_label(chain, k - 1)}') need {n_k} rows, "
                              f"got shape {V.shape}")
         m = V.shape[1]
         pair_list = list(itertools.combinations(range(m), 2))[:pairs]
@@ -119,9 +123,8 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
     for j in range(k - 1, -1, -1):
         # one layer at a time: r_j = M_(j+1) r_(j+1) (non-linear chains: their own rectified step)
         R = np.asarray(chain[j].matmat(R)) if linear else np.asarray(chain.apply(R, start=j, stop=j + 1))
-        Rj = R
         shape = chain.shapes[j]
-        vals, dropped = _abs_cos(channel_vectors(Rj, shape, paired), pair_list)
+        vals, dropped = abs_cosines(R, shape, pair_list, paired)
         d = shape[0] if len(shape) == 3 else int(np.prod(shape))
         out[j] = (vals, dropped, d)
     return out

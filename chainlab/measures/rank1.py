@@ -8,7 +8,7 @@ For every k (records ``measure="rank1"``, layer = name of M_k):
 * ``effective_rank``      exp(H(p)), p_i = σ_i / Σ_j σ_j, H the Shannon entropy (Roy & Vetterli 2007)
 * ``log_sigma1``          log σ1 of the true (unnormalized) P_k = log_scale + log σ1(matrix)
 
-Singular values ≤ σ1·max(n, m)·eps count as 0 (numerical rank).  All are scale-invariant, so they are computed on the renormalized product (see ``_products``).
+Singular values ≤ σ1·max(n, m)·eps count as 0 (numerical rank).  All are scale-invariant, so they are computed on the renormalized product (see :mod:`.prefix`).
 Exact from the full SVD when P_k is materialized (n_input·n_k ≤ ``max_dense``); above that only
 σ2/σ1 and log σ1 are given, from ``svds`` on the implicit product (extra ``method="svds"``).
 """
@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from ._common import layer_label, rank_tol, ratio, record, require_linear, to_dense
-from ._products import implicit_prefix, prefix_products_or_operators
+from ._common import layer_label, rank_tol, ratio, record, to_dense
+from .prefix import implicit_prefix, prefix_products_or_operators
 from .spectra import singular_values
 
 __all__ = ["rank1", "rank1_quantities"]
@@ -49,7 +49,7 @@ def rank1_quantities(s: np.ndarray, shape=None) -> dict:
 
 def rank1(chain, *, max_dense: float = 2e7, exact_below: int = 400) -> list[dict]:
     """Rank-1 convergence records of every prefix product P_k of ``chain``."""
-    require_linear(chain, "rank-1 convergence")
+    chain.require_linear("rank-1 convergence")
     rows = []
     for k, P, log_scale in prefix_products_or_operators(chain, max_dense):
         layer = layer_label(chain, k - 1)

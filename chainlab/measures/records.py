@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
 from ._common import RECORD_KEYS
 
 __all__ = ["write_csv", "read_csv"]
@@ -34,7 +35,7 @@ def write_csv(records, path) -> Path:
     keys = list(RECORD_KEYS)
     for r in records:
         if not isinstance(r, dict):
-            raise TypeError(f"records must be dicts, got {type(r).__name__}")
+            raise InputError(f"records must be dicts, got {type(r).__name__}")
         for key in r:
             if key not in keys:
                 keys.append(key)
@@ -77,7 +78,7 @@ def read_csv(path) -> list[dict]:
     try:
         return _read(path)
     except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a records CSV (not text)") from None
+        raise InputError(f"{path} is not a records CSV (not text)") from None
 
 
 def _read(path: Path) -> list[dict]:
@@ -86,13 +87,13 @@ def _read(path: Path) -> list[dict]:
         try:
             header = next(rd)
         except StopIteration:
-            raise ValueError(f"{path} is empty, not a records CSV") from None
+            raise InputError(f"{path} is empty, not a records CSV") from None
         missing = [k for k in RECORD_KEYS if k not in header]
         if missing:
-            raise ValueError(f"{path} is not a records CSV: missing column(s) {', '.join(missing)}")
+            raise InputError(f"{path} is not a records CSV: missing column(s) {', '.join(missing)}")
         out = []
         for n, row in enumerate(rd, start=2):
             if len(row) != len(header):
-                raise ValueError(f"{path} line {n}: {len(row)} cells, header has {len(header)}")
+                raise InputError(f"{path} line {n}: {len(row)} cells, header has {len(header)}")
             out.append({k: _parse(v) for k, v in zip(header, row)})
     return out

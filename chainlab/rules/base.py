@@ -11,19 +11,42 @@ group's denominator.  The group's column factor is
 and the layer matrix is M = Σ_g Σ_t diag(a_t) φ_tᵀ diag(c_g), n_in × n_out.
 The bias policy acts here: ``"none"`` drops every b_t, ``"zennit"`` keeps them in
 the denominators, ``"full"`` also reports the bias's share Σ_g c_g Σ_t b_t.
+
+The stabilizer s(d) = d + ε·sign0(d), sign0(0) = +1 (:func:`stabilize`) is the one used
+everywhere in chainlab: rule denominators, the proportional split of residual sums, the
+proportional average pool.
+
+A rule owns its parameters: the keyword arguments of its ``__init__`` are its option list
+(:meth:`Rule.params`), checked there once (:mod:`chainlab.options`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..matrices import LayerTerms, stabilize
-from ..trace import Record, Stage, conv_padding
+from ..errors import OptionError
+from ..linalg import LayerTerms
+from ..trace import Record, Stage
+
+__all__ = ["BIAS_POLICIES", "Term", "Group", "LayerContext", "Rule", "stabilize", "pos", "neg"]
 
 BIAS_POLICIES = ("zennit", "none", "full")
+
+
+def stabilize(d: torch.Tensor, eps: float) -> torch.Tensor:
+    """s(d) = d + eps·sign0(d) with sign0(0) = +1 (zennit's stabilizer)."""
+    return d + eps * torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
+
+
+def pos(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(min=0)
+
+
+def neg(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(max=0)
 
 
 @dataclass
@@ -73,13 +96,13 @@ class LayerContext:
 
     @property
     def n_out_per_channel(self) -> int:
-        return int(np.prod(self.stage.out_shape[1:])) if self.stage.kind == "conv2d" else 1
+        return int(np.prod(self.record.out_shape[1:])) if self.stage.kind == "conv2d" else 1
 
     @property
-    def relu_mask(self) -> torch.Tensor:
-        """1[z_j > 0] when a ReLU follows the stage, else ones; (n_out,)."""
-        z = self.z
-        return (z > 0).to(z.dtype) if self.stage.relu else torch.ones_like(z)
+    def derivative(self) -> torch.Tensor:
+        """ρ'(z) of the activation after the stage (the ReLU mask 1[z > 0]), ones without one; (n_out,)."""
+        act = self.stage.activation
+        return act.derivative(self.z) if act is not None else torch.ones_like(self.z)
 
     def per_unit(self, v: torch.Tensor) -> torch.Tensor:
         """Broadcast a per-channel vector (bias-shaped) to all output units (n_out,)."""
@@ -87,11 +110,7 @@ class LayerContext:
 
     def fwd(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Σ_i φ_ji a_i for every output unit j (no bias), flat (n_out,)."""
-        st = self.stage
-        if st.kind == "linear":
-            return F.linear(a.reshape(1, -1), w).reshape(-1)
-        m = st.module
-        return F.conv2d(a, w, None, m.stride, conv_padding(m), m.dilation, m.groups).reshape(-1)
+        return self.stage.linear_map(a.reshape(self.x.shape), w).reshape(-1)
 
     def expand_input(self, v, what: str) -> torch.Tensor:
         """Broadcast a scalar or array (e.g. a box bound) to this stage's input shape (1, *in_shape)."""
@@ -99,31 +118,42 @@ class LayerContext:
         try:
             return t.expand_as(self.x).clone() if t.ndim else torch.full_like(self.x, float(t))
         except RuntimeError:
-            raise ValueError(
+            raise OptionError(
                 f"{what} of shape {tuple(t.shape)} cannot be broadcast to the input of layer {self.stage.describe()} "
                 f"of shape {tuple(self.x.shape)}"
             ) from None
 
 
 class Rule:
-    """Base of all rules. Subclasses set ``name``, ``space`` and implement :meth:`groups`."""
+    """Base of all rules. Subclasses set ``name`` and ``space``, take their options as keyword arguments of
+    ``__init__`` (stored under the same names) and implement :meth:`groups`."""
 
     name = "rule"
     space = "relevance"          # "relevance" or "gradient" (which signal the chain propagates)
-    params: tuple = ()           # names of the rule's own options
+    multiply_input = False       # the chain's first operator gets diag(x) (gradient × input)
+
+    @classmethod
+    def params(cls) -> tuple:
+        """The rule's own option names: the keyword parameters of its ``__init__``."""
+        sig = inspect.signature(cls.__init__)
+        return tuple(n for n, p in sig.parameters.items()
+                     if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+    def options(self) -> dict:
+        return {p: getattr(self, p) for p in self.params()}
+
+    def prepare(self, net, model) -> None:
+        """Called once per extraction before any layer is built (rules that need the model look here)."""
 
     def groups(self, ctx: LayerContext) -> list[Group]:
         raise NotImplementedError
-
-    def options(self) -> dict:
-        return {p: getattr(self, p) for p in self.params}
 
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"
 
     def terms(self, ctx: LayerContext) -> LayerTerms:
-        """Evaluate the groups of this rule at ``ctx`` into numeric :class:`LayerTerms`."""
+        """Evaluate the groups of this rule at ``ctx`` into numeric :class:`~chainlab.linalg.LayerTerms`."""
         keep_bias = ctx.bias_policy != "none"
         n_out = ctx.z.numel()
         A, K, C = [], [], []
@@ -146,17 +176,8 @@ class Rule:
                 C.append(c)
             bias_rel = bias_rel + c * bias_num
         return LayerTerms(
-            stage=ctx.stage,
             a=torch.stack(A).numpy(),
             phi=torch.stack(K).numpy(),
             c=torch.stack(C).numpy(),
             bias_relevance=bias_rel.numpy() if ctx.bias_policy == "full" else None,
         )
-
-
-def pos(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(min=0)
-
-
-def neg(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(max=0)

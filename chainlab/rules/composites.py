@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..errors import OptionError
+
 from .lrp import Epsilon, ZBox, ZPlus
 
 
@@ -26,7 +28,7 @@ class Composite:
             default = mapping.pop("default")
         for key in mapping:
             if not isinstance(key, (int, str)) and not (isinstance(key, type) and issubclass(key, nn.Module)):
-                raise TypeError(
+                raise OptionError(
                     f"composite key {key!r} must be a chain index (int), a module path or 'first' (str), "
                     "or a layer type (nn.Module subclass)"
                 )
@@ -80,9 +82,6 @@ def dtd(low=None, high=None) -> Composite:
     return Composite({"first": ZBox(low, high)}, default=ZPlus(), name="dtd")
 
 
-COMPOSITES = {
-    "epsilon-plus": (epsilon_plus, ("epsilon",)),
-    "lrp-cmp": (lrp_cmp, ("low", "high", "epsilon")),
-    "dtd": (dtd, ("low", "high")),
-}
+# name -> factory; a factory's keyword parameters are the composite's options
+COMPOSITES = {"epsilon-plus": epsilon_plus, "lrp-cmp": lrp_cmp, "dtd": dtd}
 

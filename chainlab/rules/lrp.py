@@ -5,7 +5,7 @@ sign0(0) = +1; W± = max/min(W, 0), likewise x±, b±.  The bias numerators belo
 enter under the bias policies "zennit"/"full" and are dropped under "none".
 
 =================  ==========================================================================
-Gradient           M_ij = W_ji · 1[z_j > 0]  (mask only when a ReLU follows; gradient space)
+Gradient           M_ij = W_ji · ρ'(z_j)  (the ReLU mask 1[z_j > 0]; ones without activation; gradient space)
 Epsilon / LRP-0    M_ij = x_i W_ji / s(Σ_k x_k W_jk + b_j)                 (ε = epsilon / stabilizer)
 ZPlus              M_ij = (x⁺_i W⁺_ji + x⁻_i W⁻_ji) / s(Σ_k x⁺_k W⁺_jk + x⁻_k W⁻_jk + b⁺_j)
 AlphaBeta          α·[ZPlus] − β·(x⁺_i W⁻_ji + x⁻_i W⁺_ji) / s(Σ_k x⁺_k W⁻_jk + x⁻_k W⁺_jk + b⁻_j)
@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import OptionError
+from ..options import number
 from .base import Group, LayerContext, Rule, Term, neg, pos
 
 
 class Gradient(Rule):
-    """The plain gradient: M = Wᵀ diag(1[z > 0]) (gradient space)."""
+    """The plain gradient: M = Wᵀ diag(ρ'(z)) (ρ' = 1[z > 0] for ReLU; gradient space)."""
 
     name = "gradient"
     space = "gradient"
 
     def groups(self, ctx: LayerContext):
-        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.relu_mask)]
+        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.derivative)]
 
 
 class GradientXInput(Gradient):
@@ -47,12 +49,9 @@ class Epsilon(Rule):
     """LRP-ε: M_ij = x_i W_ji / s_ε(z_j); with ``epsilon=None`` it is LRP-0 (ε = the stabilizer)."""
 
     name = "lrp-epsilon"
-    params = ("epsilon",)
 
-    def __init__(self, epsilon: float | None = 1e-6):
-        if epsilon is not None and not epsilon > 0:
-            raise ValueError(f"lrp-epsilon needs epsilon > 0, got {epsilon!r}")
-        self.epsilon = epsilon
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = number("epsilon", epsilon, f"rule {self.name!r}", positive=True)
 
     def groups(self, ctx: LayerContext):
         eps = self.epsilon if self.epsilon is not None else ctx.stabilizer
@@ -63,10 +62,9 @@ class LRP0(Epsilon):
     """LRP-0: M_ij = x_i W_ji / s(z_j) with the stabilizer as the only ε."""
 
     name = "lrp-0"
-    params = ()
 
     def __init__(self):
-        super().__init__(epsilon=None)
+        self.epsilon = None
 
 
 class ZPlus(Rule):
@@ -83,14 +81,14 @@ class AlphaBeta(Rule):
     """LRP-αβ with α − β = 1: α·Z⁺ − β·Z⁻ (columns have absolute sums ≤ α + β)."""
 
     name = "alpha-beta"
-    params = ("alpha", "beta")
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
-        alpha, beta = float(alpha), float(beta)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha-beta needs alpha, beta >= 0, got alpha={alpha}, beta={beta}")
+        where = f"rule {self.name!r}"
+        alpha = number("alpha", alpha, where, nonnegative=True)
+        beta = number("beta", beta, where, nonnegative=True)
         if abs((alpha - beta) - 1.0) > 1e-12:
-            raise ValueError(f"alpha-beta needs alpha - beta = 1, got alpha={alpha}, beta={beta} (difference {alpha - beta})")
+            raise OptionError(f"options alpha, beta of {where} must satisfy alpha - beta = 1, got alpha={alpha}, "
+                              f"beta={beta} (difference {alpha - beta})")
         self.alpha, self.beta = alpha, beta
 
     def groups(self, ctx: LayerContext):
@@ -106,13 +104,9 @@ class Gamma(Rule):
     """Generalized LRP-γ as zennit: favours the contributions that share the sign of z_j."""
 
     name = "gamma"
-    params = ("gamma",)
 
     def __init__(self, gamma: float = 0.25):
-        gamma = float(gamma)
-        if gamma < 0:
-            raise ValueError(f"gamma needs gamma >= 0, got {gamma}")
-        self.gamma = gamma
+        self.gamma = number("gamma", gamma, f"rule {self.name!r}", nonnegative=True)
 
     def groups(self, ctx: LayerContext):
         x, W, b, g = ctx.x, ctx.weight, ctx.bias, self.gamma
@@ -129,14 +123,16 @@ class ZBox(Rule):
     """z^B for inputs in the box [low, high] (meant for the first layer)."""
 
     name = "zbox"
-    params = ("low", "high")
 
     def __init__(self, low=None, high=None):
         if low is None or high is None:
-            raise ValueError(
+            raise OptionError(
                 "rule 'zbox' needs low= and high=, the bounds of the input domain (e.g. low=0, high=1 for images in "
                 "[0, 1]); scalars or arrays broadcastable to the input"
             )
+        for name, v in (("low", low), ("high", high)):
+            if isinstance(v, (bool, str)) or not torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all():
+                raise OptionError(f"option {name} of rule 'zbox' must be a finite number or array, got {v!r}")
         self.low, self.high = low, high
 
     def groups(self, ctx: LayerContext):

@@ -1,0 +1,91 @@
+"""The operator of one stage at one input: a rule's terms, or the fixed matrix of a pool or activation.
+
+* Linear/Conv2d with a rule: M = Σ_t diag(a_t) φ_tᵀ diag(c_t) from ``rule.terms`` — a
+  :class:`~chainlab.linalg.TermsOperator` (implicit), materialized (dense for Linear, CSC built from
+  the kernel for Conv2d) unless ``materialize=False``.
+* Max-pool: winner-take-all, M_ij = ρ'(z_j) if i is torch's argmax of window j (ρ' the derivative of an
+  activation after the pool in gradient space, else 1).
+* Average pools, in relevance space with ``avgpool="proportional"`` (zennit's Norm):
+  M_ij = x_i w_j / s(z_j), w_j = 1/divisor_j — the split proportional to the inputs, which keeps
+  LRP-0 = gradient × input and conservation; otherwise (gradient space, or ``avgpool="gradient"``) the
+  gradient M_ij = w_j ρ'(z_j).
+* A leading activation (before any linear map): diag(ρ'(x)) in gradient space, the identity in
+  relevance space.
+
+:func:`stage_stats` gives what the a-priori value bounds need of a stage (``Chain.layer_stats``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import ExtractionError
+from ..linalg import Diagonal, GatherOperator, Operator, PoolOperator, TermsOperator
+from ..rules import LayerContext, stabilize
+from ..trace import Record, Stage
+
+__all__ = ["rule_operator", "fixed_operator", "fixed_rule_name", "stage_stats", "output_derivative"]
+
+
+def _finish(op: Operator, materialize: bool) -> Operator:
+    return op.materialize() if materialize else op
+
+
+def rule_operator(rule, ctx: LayerContext, dtype, materialize: bool) -> Operator:
+    """The operator of a Linear/Conv2d stage under ``rule`` at the input recorded in ``ctx``."""
+    st, rec = ctx.stage, ctx.record
+    op = TermsOperator(rule.terms(ctx), rec.in_shape, rec.out_shape, st.conv, dtype, st.name)
+    return _finish(op, materialize)
+
+
+def output_derivative(st: Stage, rec: Record, space: str) -> np.ndarray:
+    """ρ'(z) of the activation after the stage in gradient space (ones otherwise), flat float64."""
+    z = rec.z.reshape(-1)
+    if space == "gradient" and st.activation is not None and st.kind != "activation":
+        return st.activation.derivative(z).to(torch.float64).numpy()
+    return np.ones(z.numel())
+
+
+def fixed_operator(st: Stage, rec: Record, space: str, avgpool: str, stabilizer: float, dtype,
+                   materialize: bool) -> Operator:
+    """Matrices of pooling stages and of a leading activation (no rule applies to them)."""
+    d = output_derivative(st, rec, space)
+    in_shape, out_shape = rec.in_shape, rec.out_shape
+    if st.kind == "maxpool2d":
+        C, H, W = in_shape
+        rows = (rec.argmax.reshape(C, -1).to(torch.int64) + torch.arange(C).reshape(-1, 1) * (H * W)).reshape(-1)
+        op = GatherOperator(rows.numpy(), d, in_shape, out_shape, dtype, st.name)
+    elif st.kind in ("avgpool2d", "adaptiveavgpool2d"):
+        if space == "relevance" and avgpool == "proportional":
+            c = 1.0 / stabilize(rec.z.reshape(-1), stabilizer).numpy()
+            op = PoolOperator(st.pool, rec.x.reshape(-1).numpy(), c, in_shape, out_shape, dtype, st.name)
+        else:
+            op = PoolOperator(st.pool, np.ones(int(np.prod(in_shape))), d, in_shape, out_shape, dtype, st.name)
+    elif st.kind == "activation":
+        x = rec.x.reshape(-1)
+        dx = st.activation.derivative(x).numpy() if space == "gradient" else np.ones(x.numel())
+        op = Diagonal(dx.astype(dtype))
+    else:
+        raise ExtractionError(f"no fixed matrix for stage {st.describe()}")
+    return _finish(op, materialize)
+
+
+def fixed_rule_name(st: Stage, space: str, avgpool: str) -> str:
+    """The name recorded in ``chain.layer_rules`` for a pooling stage or a leading activation."""
+    if st.kind == "maxpool2d":
+        return "winner-take-all"
+    if st.kind == "activation":
+        if space != "gradient":
+            return "identity"
+        return "relu-mask" if st.activation.is_relu else f"{st.activation.kind}-derivative"
+    return "avgpool-proportional" if (space == "relevance" and avgpool == "proportional") else "avgpool-gradient"
+
+
+def stage_stats(st: Stage, rec: Record) -> dict:
+    """{weight_norm_inf: max_j Σ_i |W_ji| (conv: max over filters of Σ|K_o|, an upper bound of the unrolled
+    matrix's row sums), input_norm_inf: max |x|} of a Linear/Conv2d stage; {} for other stages."""
+    if not st.is_parametric:
+        return {}
+    W = st.weight.detach().double().abs()
+    return {"weight_norm_inf": float(W.reshape(W.shape[0], -1).sum(dim=1).max()),
+            "input_norm_inf": float(rec.x.abs().max())}

@@ -1,0 +1,99 @@
+"""The layer-rule method: a rule (or composite) per Linear/Conv2d stage, fixed matrices elsewhere.
+
+Every Linear/Conv2d stage (also those inside residual blocks) gets the rule its composite maps it
+to (:class:`~chainlab.rules.Composite`); pooling stages and a leading activation get the fixed
+matrices of :mod:`.layers`; a residual block becomes one operator (:mod:`.residual`).  All rules
+of one chain must propagate the same kind of signal (gradient or relevance space).  Gradient × input
+(``multiply_input``) scales the rows of the first operator by x.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..chain import Chain
+from ..errors import ExtractionError, OptionError
+from ..linalg import scale_rows
+from ..rules import LayerContext
+from ..trace import walk_stages
+from .layers import fixed_operator, fixed_rule_name, rule_operator, stage_stats
+from .options import COMMON
+from .residual import block_operator
+
+__all__ = ["build_layerwise"]
+
+
+def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Chain:
+    """The chain of ``composite``'s rules on the traced ``net`` at input ``xt`` (``records`` = net.forward(xt))."""
+    stages = net.stages
+    bad = composite.explicit_keys_for_pools(stages)
+    if bad:
+        raise OptionError(
+            f"composite maps pooling layers to rules ({'; '.join(bad)}); pooling layers take no rule "
+            "(max-pool is winner-take-all, average pools follow the avgpool option)"
+        )
+    leaves = list(walk_stages(stages))   # (chain index, stage), into residual blocks
+    first = next((s for _, s in leaves if s.is_parametric), None)
+    rules = {}                           # id(stage) -> rule, for every Linear/Conv2d stage
+    for i, st in leaves:
+        if not st.is_parametric:
+            continue
+        r = composite.lookup(i, len(stages), st, st is first)
+        if r is None:
+            raise OptionError(
+                f"composite {composite.name!r} has no rule for layer {st.describe()} (chain index {i}) and no default"
+            )
+        rules[id(st)] = r
+    for r in {id(r): r for r in rules.values()}.values():
+        r.prepare(net, model)
+    spaces = {r.space for r in rules.values()}
+    if len(spaces) > 1:
+        desc = "; ".join(f"{s.describe()}: {rules[id(s)].name} ({rules[id(s)].space})" for _, s in leaves
+                         if id(s) in rules)
+        raise OptionError(f"composite {composite.name!r} mixes gradient-space and relevance-space rules: {desc}")
+    space = spaces.pop() if spaces else "gradient"
+    index_of = {id(s): i for i, s in leaves}
+
+    def build(st, rec):
+        r = rules.get(id(st))
+        if r is not None:
+            ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=opts.bias,
+                               stabilizer=opts.stabilizer)
+            return rule_operator(r, ctx, opts.np_dtype, opts.materialize)
+        if st.kind == "residual":
+            return block_operator(st, rec, space=space, build=build, split=opts.residual,
+                                  stabilizer=opts.stabilizer, dtype=opts.np_dtype, rule_name=rule_name)
+        return fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, opts.np_dtype, opts.materialize)
+
+    def rule_name(st) -> str:
+        r = rules.get(id(st))
+        if r is not None:
+            return r.name
+        if st.kind == "residual":
+            return "residual-gradient" if space == "gradient" else f"residual-{opts.residual}"
+        return fixed_rule_name(st, space, opts.avgpool)
+
+    ops = [build(st, rec) for st, rec in zip(stages, records)]
+    if any(r.multiply_input for r in rules.values()):
+        ops[0] = scale_rows(ops[0], xt.reshape(-1).numpy())
+    logits = records[-1].out.reshape(-1).numpy()
+    if not np.all(np.isfinite(logits)):
+        raise ExtractionError("the model's logits at this input are not finite")
+    has_blocks = any(s.kind == "residual" for s in stages)
+    recorded = [k for k in COMMON if k != "materialize" and (k != "residual" or has_blocks)]
+    per_layer = {s.name: rules[id(s)].options() for _, s in leaves if id(s) in rules and rules[id(s)].options()}
+    rule_options = {k: v for r in rules.values() for k, v in r.options().items()}   # as the rules hold them
+    return Chain(
+        ops,
+        names=[st.name for st in stages],
+        shapes=net.shapes(records),
+        input_shape=tuple(xt.shape),
+        x=xt.reshape(-1).numpy(),
+        logits=logits,
+        rule=composite.name,
+        options={**opts.record(recorded), **{k: rule_options.get(k, used[k]) for k in sorted(used)},
+                 "layer_options": per_layer},
+        space=space,
+        layer_rules=[rule_name(st) for st in stages],
+        meta={"model": net.source},
+        layer_stats=[stage_stats(st, rec) for st, rec in zip(stages, records)],
+    )

@@ -1,0 +1,38 @@
+"""The whole-chain methods whose backward is not built from layer rules: a static table.
+
+Each :class:`Method` names the common options it takes (those it would ignore are refused), its own
+options, and whether it handles residual blocks and implicit (``materialize=False``) operators.
+Everything else — a layer-rule or composite name, a Rule, a Composite or a dict — is the layer-rule
+method of :mod:`.layerwise`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from .deeplift import OWN_OPTIONS as DEEPLIFT_OPTIONS
+from .deeplift import VARIANTS, build_deeplift
+from .rectified import OWN_OPTIONS as RECTIFIED_OPTIONS
+from .rectified import build_rectified
+
+__all__ = ["Method", "METHODS"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A whole-chain method: ``build(model, net, xt, records, opts, own) -> Chain``."""
+
+    name: str
+    build: Callable
+    common: tuple = ("dtype",)
+    own: tuple = ()
+    residual: bool = False
+    implicit: bool = False
+
+
+METHODS = {
+    **{f"deeplift-{v}": Method(f"deeplift-{v}", partial(build_deeplift, variant=v), own=DEEPLIFT_OPTIONS)
+       for v in VARIANTS},
+    **{r: Method(r, partial(build_rectified, rule=r), own=own) for r, own in RECTIFIED_OPTIONS.items()},
+}

@@ -1,0 +1,105 @@
+"""The nets chainlab ships and the architectures it knows, by name.
+
+* shipped nets (``NAMES``): an architecture of :mod:`.architectures` with weights in
+  ``data/<name>.npz`` (made by ``scripts/train_models.py``; see data/README.md);
+* zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): VGG-16, ResNet-50, a tiny ResNet — seeded random
+  init, or a state-dict file of your own (``weights=``).
+
+:func:`load` returns the eval-mode module with ``name`` (and ``meta`` for shipped nets) set;
+:func:`save` writes a model file (:func:`chainlab.nets.storage.save_state`).  Model files are
+data: ``.pt``/``.pth`` files are read as state dicts (``torch.load(weights_only=True)``), never as
+pickled modules.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..errors import MissingFileError, ModelFileError, OptionError
+from . import zoo
+from .architectures import ARCHITECTURES
+from .storage import load_weights, read_state, save_state
+
+__all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
+
+NAMES = tuple(ARCHITECTURES)
+ZOO_NAMES = tuple(zoo.ZOO)
+
+
+def data_dir() -> Path:
+    """The folder of shipped data: $CHAINLAB_DATA, else ``data/`` beside the package."""
+    env = os.environ.get("CHAINLAB_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "data"
+
+
+def build(name: str, seed: int | None = None) -> nn.Module:
+    """A freshly initialized (untrained) net of the named architecture, ``name`` set.
+
+    Zoo architectures are initialized from ``seed`` (default 0); shipped architectures use torch's
+    global RNG.
+    """
+    if name in zoo.ZOO:
+        return zoo.ZOO[name](seed=0 if seed is None else seed)
+    if name not in ARCHITECTURES:
+        raise OptionError(f"unknown model {name!r}; shipped models: {', '.join(NAMES)}; "
+                          f"architectures: {', '.join(ZOO_NAMES)}")
+    net = ARCHITECTURES[name]()
+    net.name = name
+    return net
+
+
+def save(model: nn.Module, path, name: str, **meta) -> None:
+    """Write ``model``'s state dict to ``path`` (.npz) under architecture ``name`` (big tensors as int8)."""
+    save_state(model, path, name, **meta)
+
+
+def _from_file(p: Path) -> nn.Module:
+    if p.suffix in (".pt", ".pth"):
+        raise ModelFileError(
+            f"{p} is a torch file; chainlab reads state dicts only into a known architecture: "
+            f"chainlab.models.load(<architecture>, weights='{p}') with one of {', '.join(NAMES + ZOO_NAMES)}, "
+            "or write a chainlab model file with chainlab.models.save(model, path, name)")
+    arch, state, meta = read_state(p)
+    if arch is None:
+        raise ModelFileError(f"{p} is not a chainlab model file (no '__arch__' entry); load a bare state dict with "
+                             "chainlab.models.load(<architecture>, weights=path)")
+    if arch not in ARCHITECTURES:
+        raise ModelFileError(f"{p} names the architecture {arch!r}, which this chainlab does not know "
+                             f"(known: {', '.join(NAMES)})")
+    net = build(arch)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        details = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        raise ModelFileError(f"{p}: weights do not fit architecture {arch!r}: {details or exc}") from None
+    net.meta = meta
+    return net
+
+
+def load(name_or_path, *, seed: int = 0, weights=None) -> nn.Module:
+    """The eval-mode torch module of a shipped net (by name), of a model file written by :func:`save`, or of an
+    architecture (shipped or zoo) with a state-dict file ``weights`` (.pt/.pth/.npz; zoo nets: seeded init
+    from ``seed`` without one)."""
+    name = str(name_or_path)
+    if weights is not None:
+        if name not in ARCHITECTURES and name not in zoo.ZOO:
+            raise OptionError(f"weights= needs an architecture name ({', '.join(NAMES + ZOO_NAMES)}), got {name!r}")
+        return load_weights(build(name, seed), weights)
+    if name in zoo.ZOO:
+        return build(name, seed).eval()
+    if name in ARCHITECTURES:
+        p = data_dir() / f"{name}.npz"
+        if not p.exists():
+            raise MissingFileError(f"shipped model file {p} is missing; run scripts/train_models.py to make it")
+    else:
+        p = Path(name)
+        if not p.exists():
+            raise MissingFileError(f"no shipped model named {name!r} and no file {p}; shipped: {', '.join(NAMES)}")
+        if p.is_dir():
+            raise ModelFileError(f"model {p} is a directory, not a model file")
+    net = _from_file(p)
+    if name in ARCHITECTURES:
+        net.name = name
+    return net.eval()

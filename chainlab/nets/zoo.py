@@ -1,0 +1,226 @@
+"""ImageNet-scale architectures defined in chainlab (no torchvision): VGG-16, ResNet-50, and a tiny ResNet.
+
+The definitions follow the standard configurations and torchvision's module names, so a
+torchvision state dict loads unchanged (``load_weights(model, "resnet50-….pth")``):
+
+* VGG-16 (Simonyan & Zisserman 2014, configuration "D"): 13 conv 3×3 pad 1 (+ReLU) in five
+  stages of 64, 128, 256, 512, 512 channels, each stage followed by MaxPool2d(2);
+  AdaptiveAvgPool2d(7) → Flatten → Linear 25088→4096 → ReLU → Dropout → Linear 4096→4096 → ReLU
+  → Dropout → Linear 4096→1000.  138,357,544 parameters.
+* ResNet-50 (He et al. 2016, torchvision's v1.5 with the stride in the 3×3 conv): conv 7×7/2
+  (64) → BN → ReLU → MaxPool 3×3/2 → bottleneck stages [3, 4, 6, 3] of widths 64, 128, 256, 512
+  (expansion 4; the first block of a stage has a 1×1 conv + BN downsampling shortcut) →
+  AdaptiveAvgPool2d(1) → Flatten → Linear 2048→1000.  25,557,032 parameters.
+* ``resnet_tiny``: the same code with few channels, for tests and demos (basic or bottleneck).
+
+Input (1, 3, 224, 224) for VGG-16 and ResNet-50 (``model.input_shape``).  Random init is
+seeded and follows torchvision: Kaiming-normal (fan_out, ReLU) for convs, BN γ = 1, β = 0,
+VGG Linear N(0, 0.01) with zero bias, ResNet's fc torch's default.  The global torch RNG is
+left untouched.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .storage import load_weights
+
+__all__ = ["VGG", "VGG16_CONFIG", "BasicBlock", "Bottleneck", "ResNet", "vgg16", "resnet50", "resnet_tiny", "ZOO"]
+
+VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _init(model: nn.Module, linear_std: float | None):
+    """Initialize every parameter and buffer (the model may come from ``to_empty``)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            m.reset_running_stats()
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear_std is None:
+                m.reset_parameters()
+            else:
+                nn.init.normal_(m.weight, 0.0, linear_std)
+                nn.init.zeros_(m.bias)
+
+
+def _make(make, seed: int, linear_std: float | None, device=None) -> nn.Module:
+    """Build on the meta device (no memory, no default init), then allocate and initialize once from ``seed``.
+
+    ``device="meta"`` returns the unallocated model: shapes and parameter counts without memory.
+    """
+    with torch.device("meta"):
+        net = make()
+    if device is not None and torch.device(device).type == "meta":
+        return net
+    net = net.to_empty(device=device or "cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        _init(net, linear_std)
+    return net
+
+
+class VGG(nn.Module):
+    """VGG with torchvision's module names: ``features``, ``avgpool``, ``classifier``."""
+
+    def __init__(self, config=VGG16_CONFIG, num_classes: int = 1000, in_channels: int = 3, pool_size: int = 7,
+                 hidden: int = 4096, dropout: float = 0.5):
+        super().__init__()
+        layers, c = [], in_channels
+        for v in config:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(c, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(
+            nn.Linear(c * pool_size * pool_size, hidden), nn.ReLU(True), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+
+class BasicBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), two 3×3 convs (expansion 1)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce → 3×3 (stride here, v1.5) → 1×1 expand ×4, plus shortcut, ReLU after the add."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """ResNet with torchvision's module names (conv1, bn1, relu, maxpool, layer1–4, avgpool, fc).
+
+    ``widths`` are the stage widths (planes); ``stem`` is "imagenet" (7×7/2 conv + 3×3/2 max-pool)
+    or "small" (3×3/1 conv, no pool; for tiny inputs).
+    """
+
+    def __init__(self, block, layers, widths=(64, 128, 256, 512), num_classes=1000, in_channels=3,
+                 stem="imagenet"):
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ValueError(f"ResNet needs one width per stage: layers={layers}, widths={widths}")
+        self.inplanes = widths[0]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem == "small":
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        for i, (n, w) in enumerate(zip(layers, widths)):
+            setattr(self, f"layer{i + 1}", self._make_layer(block, w, n, stride=1 if i == 0 else 2))
+        self.n_stages = len(layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(self.n_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+def vgg16(seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> VGG:
+    """VGG-16 (configuration D), seeded init; ``weights``: a state-dict file (.pt/.pth/.npz) to load;
+    ``device="meta"``: the architecture without memory (shapes, parameter counts)."""
+    net = _make(lambda: VGG(VGG16_CONFIG, num_classes), seed, 0.01, device)
+    net.input_shape = (1, 3, 224, 224)
+    net.name = "vgg16"
+    return net.eval() if weights is None else load_weights(net, weights)
+
+
+def resnet50(seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> ResNet:
+    """ResNet-50 (bottleneck [3, 4, 6, 3]), seeded init; ``weights``: a state-dict file to load;
+    ``device="meta"``: the architecture without memory."""
+    net = _make(lambda: ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes), seed, None, device)
+    net.input_shape = (1, 3, 224, 224)
+    net.name = "resnet50"
+    return net.eval() if weights is None else load_weights(net, weights)
+
+
+def resnet_tiny(seed: int = 0, block: str = "basic", num_classes: int = 10, size: int = 8,
+                layers=(1, 1), widths=(4, 8), in_channels: int = 3) -> ResNet:
+    """A tiny ResNet (small stem, ``layers`` blocks per stage; the second stage downsamples through a
+    1×1 conv + BN shortcut), input (1, in_channels, size, size).  ``block``: "basic" or "bottleneck"."""
+    kinds = {"basic": BasicBlock, "bottleneck": Bottleneck}
+    if block not in kinds:
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    net = _make(lambda: ResNet(kinds[block], list(layers), tuple(widths), num_classes, in_channels, stem="small"),
+                seed, None)
+    net.input_shape = (1, in_channels, size, size)
+    net.name = "resnet-tiny"
+    return net.eval()
+
+
+ZOO = {"vgg16": vgg16, "resnet50": resnet50, "resnet-tiny": resnet_tiny}
