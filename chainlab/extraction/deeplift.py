@@ -88,7 +88,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(h, k.reshape(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
 
 
-def make_reference(reference, xt: torch.Tensor, sigma=None) -> torch.Tensor:
+def make_reference(reference, xt: torch.Tensor, sigma=None, where: str = "DeepLIFT") -> torch.Tensor:
     """x⁰ as float64 with x's shape (1, …) from "zeros", "blur" (with sigma) or a tensor/array."""
     if isinstance(reference, str):
         if reference == "zeros":
@@ -96,27 +96,29 @@ def make_reference(reference, xt: torch.Tensor, sigma=None) -> torch.Tensor:
         if reference == "blur":
             s = 1.0 if sigma is None else sigma
             if not (isinstance(s, (int, float)) and s > 0):
-                raise OptionError(f"DeepLIFT reference='blur' needs sigma > 0 (pixels), got {sigma!r}")
+                raise OptionError(f"option sigma of {where} must be > 0 (pixels), got {sigma!r}")
             if xt.ndim != 4:
                 raise OptionError(
-                    f"DeepLIFT reference='blur' needs an image input (1, C, H, W); this model takes {tuple(xt.shape)}. "
-                    "Pass the blurred image as reference=<tensor> instead"
+                    f"option reference of {where} must be a tensor here: reference='blur' needs an image input "
+                    f"(1, C, H, W); this model takes {tuple(xt.shape)}. Pass the blurred image as reference=<tensor>"
                 )
             return gaussian_blur(xt, float(s))
-        raise OptionError(f"unknown DeepLIFT reference {reference!r}; use 'zeros', 'blur' or a tensor of x's shape")
+        raise OptionError(f"option reference of {where} must be 'zeros', 'blur' or a tensor of x's shape, "
+                          f"got {reference!r}")
     if not isinstance(reference, (torch.Tensor, np.ndarray, list, tuple)):
-        raise OptionError(f"DeepLIFT reference must be 'zeros', 'blur' or a tensor of x's shape, got {reference!r}")
+        raise OptionError(f"option reference of {where} must be 'zeros', 'blur' or a tensor of x's shape, "
+                          f"got {reference!r}")
     ref = torch.as_tensor(np.asarray(reference) if not isinstance(reference, torch.Tensor) else reference)
     ref = ref.detach().to(torch.float64)
     if tuple(ref.shape) == tuple(xt.shape[1:]):
         ref = ref.unsqueeze(0)
     if tuple(ref.shape) != tuple(xt.shape):
         raise OptionError(
-            f"DeepLIFT reference of shape {tuple(ref.shape)} does not match the input of shape {tuple(xt.shape)} "
-            f"(give {tuple(xt.shape)} or {tuple(xt.shape[1:])})"
+            f"option reference of {where} must have the input's shape {tuple(xt.shape)} (or {tuple(xt.shape[1:])}), "
+            f"got a reference of shape {tuple(ref.shape)}"
         )
     if not torch.isfinite(ref).all():
-        raise OptionError("DeepLIFT reference contains NaN or infinite values")
+        raise OptionError(f"option reference of {where} must be finite; it contains NaN or infinite values")
     return ref
 
 
@@ -230,6 +232,9 @@ def check_own(variant: str, own: dict) -> dict:
         sigma = number("sigma", sigma, where, positive=True)
     if isinstance(reference, str):
         choice("reference", reference, ("zeros", "blur"), where)
+    elif not isinstance(reference, (torch.Tensor, np.ndarray, list, tuple)):
+        raise OptionError(f"option reference of {where} must be 'zeros', 'blur' or a tensor of x's shape, "
+                          f"got {reference!r}")
     return {"reference": reference, "sigma": sigma}
 
 
@@ -238,7 +243,7 @@ def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> De
     rule = f"deeplift-{variant}"
     own = check_own(variant, own)
     reference, sigma = own["reference"], own["sigma"]
-    x0 = make_reference(reference, xt, sigma)
+    x0 = make_reference(reference, xt, sigma, f"rule {rule!r}")
     with torch.no_grad():
         records0 = net.forward(x0)
 

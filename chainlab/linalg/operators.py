@@ -329,13 +329,7 @@ class Product(Operator):
     kind = "product"
 
     def __init__(self, factors, bias_relevance=None):
-        factors = list(factors)
-        if not factors:
-            raise InputError("a Product needs at least one factor")
-        for a, b in zip(factors, factors[1:]):
-            if a.shape[1] != b.shape[0]:
-                raise InputError(f"cannot multiply operators of shapes {a.shape} and {b.shape}")
-        self.factors = factors
+        self.factors = factors = _products.check_chained(factors)
         self.shape = (factors[0].shape[0], factors[-1].shape[1])
         self.dtype = _result_dtype(factors)
         self.bias_relevance = bias_relevance

@@ -30,7 +30,7 @@ from ..errors import InputError
 from .spmat import column_norms, dense_sparse, density, spgemm, spmm
 
 __all__ = ["DENSE_ABOVE", "DENSIFY_FOR_DENSE", "DENSIFY_FOR_SPARSE", "DEFAULT_MAX_MEMORY", "PrefixProduct",
-           "multiply", "product", "prefix_products", "stream_apply"]
+           "check_chained", "multiply", "product", "prefix_products", "stream_apply"]
 
 DENSE_ABOVE = 0.25          # products denser than this are stored dense
 DENSIFY_FOR_DENSE = 0.15    # P is made dense before a product with a dense factor above this density
@@ -101,14 +101,20 @@ def multiply(P, op, *, dense_above: float = DENSE_ABOVE):
     return _settle(dense_sparse(P, M), dense_above)
 
 
-def product(ops, *, dense_above: float = DENSE_ABOVE):
-    """M_1 ⋯ M_n of a non-empty list of operators as a numpy array or scipy CSC matrix."""
+def check_chained(ops) -> list:
+    """``ops`` as a list after checking that it is non-empty and that consecutive shapes fit."""
     ops = list(ops)
     if not ops:
-        raise InputError("product of an empty list of operators")
+        raise InputError("a product needs at least one factor")
     for a, b in zip(ops, ops[1:]):
         if a.shape[1] != b.shape[0]:
             raise InputError(f"cannot multiply operators of shapes {a.shape} and {b.shape}")
+    return ops
+
+
+def product(ops, *, dense_above: float = DENSE_ABOVE):
+    """M_1 ⋯ M_n of a non-empty list of operators as a numpy array or scipy CSC matrix."""
+    ops = check_chained(ops)
     P = _start(ops[0], dense_above)
     for op in ops[1:]:
         P = multiply(P, op, dense_above=dense_above)

@@ -60,7 +60,11 @@ def resolve(rule, options: dict) -> tuple[Composite, set, set]:
             factory = COMPOSITES[rule]
             takes = set(composite_params(rule))
             used = {p for p in takes if p in options}
-            return factory(**{p: options[p] for p in used}), used, takes
+            try:
+                comp = factory(**{p: options[p] for p in used})
+            except OptionError as exc:
+                raise OptionError(f"{exc} (in composite {rule!r})") from None
+            return comp, used, takes
         r, used = make_rule(rule, options)
         return Composite(default=r, name=rule), used, set(RULES[rule].params())
     if isinstance(rule, Rule):
