@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..chain import Chain
 from ..errors import ArchiveError, ChainlabError
-from ..files import fsync_dir, fsync_file, temp_path
+from ..files import atomic_path
 from ..version import __version__
 from .encoding import LIBVER, attr, chain_fields, check_archivable, read_matrix, set_str, write_chain
 
@@ -62,24 +61,19 @@ def _next_key(f) -> str:
 @contextlib.contextmanager
 def _replacing(path: Path, copy_from: Path | None = None):
     """Yield an open h5py.File on a temp file beside ``path``; on success fsync it and os.replace it onto path."""
-    tmp = temp_path(path)
     try:
-        if copy_from is not None:
-            shutil.copyfile(copy_from, tmp)
-            f = h5py.File(tmp, "r+")
-        else:
-            f = h5py.File(tmp, "w", libver=LIBVER)
-        try:
-            yield f
-            f.flush()
-        finally:
-            f.close()
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with atomic_path(path) as tmp:
+            if copy_from is not None:
+                shutil.copyfile(copy_from, tmp)
+                f = h5py.File(tmp, "r+")
+            else:
+                f = h5py.File(tmp, "w", libver=LIBVER)
+            try:
+                yield f
+                f.flush()
+            finally:
+                f.close()
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         if isinstance(exc, (ChainlabError, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
         if isinstance(exc, _READ_ERRORS):

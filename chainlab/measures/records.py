@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import atomic_path
 from ._common import RECORD_KEYS
 
 __all__ = ["write_csv", "read_csv"]
@@ -40,18 +39,11 @@ def write_csv(records, path) -> Path:
             if key not in keys:
                 keys.append(key)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(keys)
-            for r in records:
-                w.writerow([_cell(r.get(key)) for key in keys])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(keys)
+        for r in records:
+            w.writerow([_cell(r.get(key)) for key in keys])
     return path
 
 
