@@ -64,7 +64,7 @@ def test_unknown_claim_is_one_line_error(tmp_path):
 
 
 def test_csc_reached_ignores_tiny_channel_dimensions():
-    from chainlab.app.verify import MIN_CHANNELS, _reached
+    from chainlab.app.verify.sixt import MIN_CHANNELS, _reached
 
     curve = {0: {"value": 1.0, "d": 1}, 1: {"value": 0.5, "d": MIN_CHANNELS}, 2: {"value": 0.7, "d": 64},
              3: {"value": None, "d": 64}}

@@ -1,0 +1,99 @@
+"""The verify job: each claim of the papers checked on the shipped nets, with a verdict.
+
+One module per paper (:mod:`.sixt`, :mod:`.binder`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
+:mod:`.core` holds what they share.
+
+Claims (Sixt et al. 2020, ``S*``; Binder et al. 2025, ``B*``):
+
+* S1  every modified-BP rule except LRP-z and DeepLIFT reaches a median CSC ≥ 0.99 (signals
+      injected at the logits, CSC = median |cos| of the channel vectors of two injections).
+* S2  LRP-α1β0 (z⁺) reaches median CSC > 1 − 1e-6 on a small 6-layer net (digits-mlp).
+* S3  DeepLIFT (Rescale, RevealCancel) does not converge (CSC < 0.99); DeepLIFT ablation does.
+* S4  σ1/σ2 of the inter-layer members T_l = √Σ_l V_l U_(l+1) √Σ_(l+1) is larger for the
+      PatternAttribution matrices (W ⊙ A) than for the gradient matrices (W).
+* S5  SSIM(map of the true logit, map of a random logit) ≈ 1 for converging rules, clearly lower
+      for the gradient and DeepLIFT.
+* S6  the cone of the columns of P_k shrinks: angular and Hilbert diameters non-increasing in k
+      for non-negative (z⁺, no bias) chains, and Δ(P_(k+1)) ≤ τ(M_1)⋯τ(M_k)·Δ(M_(k+1)).
+* B1  LRP-β (z⁺, α2β1) a-priori constants Π‖M_l‖₁ are unchanged when weights and biases are
+      scaled by c > 0 (the decision unchanged).
+* B2  gradient constants scale with Π c_l; LRP-ε a-priori constants grow with 1/ε.
+* B3  the sup-error of the mean of N perturbed attributions stays below the Hoeffding level
+      t(N) = B √(2 ln(2d/δ)/N) for every N (with B from the value bounds).
+
+``run(quick=False)`` computes everything and returns the verdicts and all records; the CLI writes
+them as ``report/verify.md`` (verdict table beside the papers' numbers) plus the plots of
+:func:`chainlab.report.make_report`.  Verdicts are results, not errors: a claim that is not
+reproduced is reported with its numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ...errors import OptionError
+from . import binder, sixt
+from .core import Context, Settings, Verdict
+
+__all__ = ["Verdict", "CLAIMS", "ORDER", "Settings", "run", "verdict_table", "script_main"]
+
+PAPERS = (sixt, binder)
+CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
+ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
+
+
+def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False):
+    """Check the claims (all by default); returns (verdicts in claim order, records)."""
+    wanted = list(ORDER) if not claims else [c.upper() for c in claims]
+    bad = [c for c in wanted if c not in CLAIMS]
+    if bad:
+        raise OptionError(f"unknown claim(s) {', '.join(bad)}; known: {', '.join(sorted(CLAIMS))}")
+    if quick and extended:
+        raise OptionError("choose --quick or --extended, not both")
+    ctx = Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
+    done, verdicts = set(), {}
+    for c in wanted:
+        fn = CLAIMS[c]
+        if fn in done:
+            continue
+        done.add(fn)
+        for v in fn(ctx):
+            verdicts[v.claim] = v
+    order = [c for c in ORDER if c in verdicts and c in wanted]
+    return [verdicts[c] for c in order], ctx.records
+
+
+def verdict_table(verdicts, *, quick: bool, seconds: float, extended: bool = False) -> str:
+    """Markdown: one section per claim with the paper's statement beside our numbers."""
+    n_ok = sum(v.reproduced is True for v in verdicts)
+    lines = ["# chainlab verify", "",
+             f"{n_ok} of {len(verdicts)} claims reproduced on the shipped nets "
+             f"({'--quick run' if quick else '--extended run' if extended else 'full run'}, {seconds:.0f} s). "
+             f"Rerun: `chainlab verify{' --quick' if quick else ' --extended' if extended else ''}`.", "",
+             "| claim | verdict | seconds |", "|---|---|---:|"]
+    lines += [f"| {v.claim} | **{v.label}** | {v.seconds:.1f} |" for v in verdicts]
+    lines.append("")
+    for v in verdicts:
+        lines += [f"## {v.claim}: {v.label}", "", f"*Claim.* {v.statement}", "", f"*Paper.* {v.paper}", "",
+                  f"*Measured here.* {v.observed}", ""]
+    lines += ["Plots and all records: [report.md](report.md), `records.csv`.", ""]
+    return "\n".join(lines)
+
+
+def script_main(claims, argv=None) -> int:
+    """Entry point of scripts/verify_*.py: check ``claims``, print the verdicts, write ``<out>/verify-<ids>.md``."""
+    p = argparse.ArgumentParser(description=f"Check claims {', '.join(claims)} on the shipped nets.")
+    p.add_argument("--quick", action="store_true", help="CI-sized run (digits nets, fewer images)")
+    p.add_argument("--extended", action="store_true", help="more sixt-cifar images, sixt-cifar in S4")
+    p.add_argument("-o", "--output", type=Path, default=Path("report"), help="directory for the verdict file")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    verdicts, _ = run(quick=a.quick, claims=claims, extended=a.extended)
+    a.output.mkdir(parents=True, exist_ok=True)
+    md = a.output / f"verify-{'-'.join(claims)}.md"
+    md.write_text(verdict_table(verdicts, quick=a.quick, seconds=time.perf_counter() - t0, extended=a.extended))
+    for v in verdicts:
+        print(f"{v.claim}  {v.label}\n    claim: {v.statement}\n    paper: {v.paper}\n    here:  {v.observed}")
+    print(f"verdicts written to {md}")
+    return 0

@@ -1,0 +1,104 @@
+"""What every claim check shares: the verdict, the run's settings, and a context that loads each net once.
+
+A :class:`Verdict` is a result, not an error: a claim that is not reproduced is reported with the
+numbers it rests on, beside the paper's.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from ...extraction import extract
+from ...nets import data, models
+
+__all__ = ["Verdict", "Settings", "Context", "progress", "fmt", "RULE_OPTIONS", "LABELS"]
+
+RULE_OPTIONS = {"alpha-beta": {"alpha": 2.0, "beta": 1.0}}
+LABELS = {"zplus": "LRP-α1β0 (z⁺)", "alpha-beta": "LRP-α2β1", "lrp-0": "LRP-z", "gradient": "gradient"}
+
+
+@dataclass
+class Verdict:
+    claim: str
+    statement: str
+    paper: str
+    observed: str
+    reproduced: bool | None
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return {True: "reproduced", False: "not reproduced", None: "not checked"}[self.reproduced]
+
+
+@dataclass
+class Settings:
+    """How much work.  ``quick``: the CI-sized run (digits nets only, few images);  default: the main
+    job (< 10 min on 2 cores);  ``extended``: more sixt-cifar images and sixt-cifar in S4 (~25 min)."""
+    quick: bool = False
+    extended: bool = False
+    seed: int = 0
+    progress: bool = True
+
+    @property
+    def csc_nets(self):
+        return ("digits-cnn",) if self.quick else ("digits-cnn", "sixt-cifar")
+
+    @property
+    def spectra_nets(self):
+        return ("digits-mlp", "digits-cnn") + (("sixt-cifar",) if self.extended else ())
+
+    def images(self, net) -> int:
+        if self.quick:
+            return 2
+        if net == "sixt-cifar":
+            return 8 if self.extended else 2
+        return 8
+
+    @property
+    def pairs(self) -> int:
+        return 4 if self.quick else 10
+
+
+class Context:
+    """Shared state of one verify run: models, inputs and extracted chains (each extracted once)."""
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.digits = data.load_digits()
+        self._models = {}
+        self.cache: dict = {}             # per-paper memo of expensive passes
+        self.records: list[dict] = []
+
+    def model(self, net):
+        if net not in self._models:
+            self._models[net] = models.load(net)
+        return self._models[net]
+
+    def x(self, net, i):
+        return data.model_input(net, self.digits.x_test[i:i + 1])
+
+    def stream(self, net, rule, n=None, **opts):
+        """Chains of the first ``n`` test images, extracted one at a time and not kept (large nets)."""
+        n = self.s.images(net) if n is None else n
+        for i in progress(range(n), f"{net} · {rule}", self.s.progress):
+            ch = extract(self.model(net), self.x(net, i), rule, **{**RULE_OPTIONS.get(rule, {}), **opts})
+            ch.meta.update(net=net, image=i)
+            yield ch
+
+
+def progress(it, desc, on):
+    if not on:
+        return it
+    return tqdm(it, desc=desc, unit="image", file=sys.stderr, leave=False)
+
+
+def fmt(v, digits=4):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float) and (abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3)):
+        return f"{v:.3g}"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
