@@ -269,7 +269,7 @@ def test_report_plots_only_what_is_present(tmp_path):
 def test_report_heatmap_is_the_explanation(mlp_archive):
     with archive.open(mlp_archive) as r:
         ch = r.load(r.keys()[0])
-    m = report._map_of(ch)
+    m = report.map_of(ch)
     assert m.shape == (8, 8) and np.array_equal(m.ravel(), ch.explain().ravel())
     json.dumps(ch.meta)   # meta stays JSON-serializable
 

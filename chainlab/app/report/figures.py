@@ -1,8 +1,4 @@
-"""Reports: a Markdown file with PNG plots from tidy measure records (and example heatmaps from chains).
-
-Records are dicts with at least net, rule, image, measure, quantity, layer, k, value (extra columns
-such as ``of`` are used when present).  :func:`make_report` draws one figure per kind of measure
-found in the records and skips the others:
+"""The figures of a report, one function per kind of measure: ``fn(records, out) -> (png name, caption) | None``.
 
 * ``spectra``   σ1/σ2 against the layer index k, one line per rule (median over images, band = min…max),
                 one panel per ``of`` (layer, prefix product, inter-layer member T_l) — like Sixt et al. Fig. 3
@@ -13,110 +9,23 @@ found in the records and skips the others:
 * ``averages``  sup-error of the N-sample average against N, with the Hoeffding curve t(N)
 * ``sanity``    SSIM between true-logit and random-logit maps per rule (bars: mean, whiskers: min…max)
                 — like Sixt et al. Fig. 4a
-* anything else (cone, rank1, scaling, …): each quantity against k, one line per rule
-* heatmaps      the explanation of the predicted logit of one chain per (net, rule), when an archive
-                is given
-
-Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display, the
-global backend is left alone); matplotlib is imported where a figure is drawn (lazy loading: the
-command line starts without it).
+* anything else (cone, rank1, scaling, …): each quantity against k, one line per rule (:func:`plot_generic`)
+* heatmaps      the explanation of the predicted logit of one chain per (net, rule), from an archive
 """
 from __future__ import annotations
 
 import math
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
-
-__all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report"]
-
 from tqdm import tqdm
 
-from .. import archive
-from ..measures._common import RECORD_KEYS
-from ..measures.records import read_csv, write_csv
+from ... import archive
+from .panels import figure, line_panel, num, palette, save, select, series
 
-
-# -- tidy CSV: one implementation, in chainlab.measures.records ----------------------------------
-write_records = write_csv
-read_records = read_csv
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-def _num(v):
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float, np.number)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    return None
-
-
-def _select(records, measure=None, quantity=None):
-    return [r for r in records if (measure is None or r.get("measure") == measure)
-            and (quantity is None or r.get("quantity") == quantity)]
-
-
-def _figure(n_panels, ncols=3, w=4.2, h=3.2):
-    from matplotlib.figure import Figure
-
-    ncols = max(1, min(ncols, n_panels))
-    nrows = math.ceil(n_panels / ncols)
-    fig = Figure(figsize=(w * ncols, h * nrows), dpi=100, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
-
-
-def _save(fig, out: Path, name: str) -> str:
-    fig.savefig(out / name)
-    return name
-
-
-def _colors(labels):
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"] if len(labels) <= 10 else colormaps["tab20"]
-    return {lab: cmap(i % cmap.N) for i, lab in enumerate(sorted(labels, key=str))}
-
-
-def _series(rows, x="k"):
-    """{x: [values]} of numeric values, sorted by x."""
-    by = defaultdict(list)
-    for r in rows:
-        xv, v = _num(r.get(x)), _num(r.get("value"))
-        if xv is not None and v is not None:
-            by[xv].append(v)
-    xs = sorted(by)
-    return xs, [np.asarray(by[v]) for v in xs]
-
-
-def _line_panel(ax, rows, *, x="k", logy=False, floor=None, colors=None, label_key="rule"):
-    """One line per rule: median over images at each x, band min…max.  Returns whether anything was drawn."""
-    drawn = False
-    groups = defaultdict(list)
-    for r in rows:
-        groups[r.get(label_key)].append(r)
-    colors = colors or _colors(groups)
-    for lab in sorted(groups, key=str):
-        xs, vals = _series(groups[lab], x)
-        if not xs:
-            continue
-        med = np.array([np.median(v) for v in vals])
-        lo = np.array([v.min() for v in vals])
-        hi = np.array([v.max() for v in vals])
-        if floor is not None:
-            med, lo, hi = (np.maximum(a, floor) for a in (med, lo, hi))
-        ax.plot(xs, med, marker="o", ms=3, color=colors[lab], label=str(lab))
-        if any(len(v) > 1 for v in vals):
-            ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.15, lw=0)
-        drawn = True
-    if logy and drawn:
-        ax.set_yscale("log")
-    return drawn
+__all__ = ["FIGURES", "plot_spectra", "plot_csc", "plot_bounds", "plot_averages", "plot_ssim", "plot_generic",
+           "plot_heatmaps", "map_of"]
 
 
 def _nets(rows):
@@ -125,51 +34,51 @@ def _nets(rows):
 
 # -- figures ---------------------------------------------------------------------------------------
 def plot_spectra(records, out):
-    rows = _select(records, "spectra", "sigma1/sigma2")
+    rows = select(records, "spectra", "sigma1/sigma2")
     if not rows:
         return None
-    colors = _colors({r.get("rule") for r in rows})
+    colors = palette({r.get("rule") for r in rows})
     panels = sorted({(r.get("net"), r.get("of") or "layer") for r in rows}, key=str)
-    fig, axes = _figure(len(panels))
+    fig, axes = figure(len(panels))
     drawn = False
     for ax, (net, of) in zip(axes, panels):
         sub = [r for r in rows if r.get("net") == net and (r.get("of") or "layer") == of]
-        drawn |= _line_panel(ax, sub, logy=True, colors=colors)
+        drawn |= line_panel(ax, sub, logy=True, colors=colors)
         ax.set_title(f"{net} · {of}", fontsize=9)
         ax.set_xlabel("k (layer index, input side = 1)")
         ax.set_ylabel("σ1 / σ2")
         ax.legend(fontsize=7)
     if not drawn:
         return None
-    return _save(fig, out, "spectra_sigma_ratio.png"), (
+    return save(fig, out, "spectra_sigma_ratio.png"), (
         "σ1/σ2 per layer (median over images, band min…max), per net and per kind of matrix "
         "(layer M_l, prefix product P_k, inter-layer member T_l) — cf. Sixt et al. Fig. 3. "
         "A large ratio means the matrix is close to rank 1.")
 
 
 def plot_csc(records, out):
-    rows = _select(records, "csc")
+    rows = select(records, "csc")
     one_minus = [r for r in rows if r.get("quantity") == "1-csc"]
     if not one_minus:
-        one_minus = [dict(r, value=(1 - r["value"]) if _num(r.get("value")) is not None else None)
+        one_minus = [dict(r, value=(1 - r["value"]) if num(r.get("value")) is not None else None)
                      for r in rows if r.get("quantity") == "csc"]
     if not one_minus:
         return None
     base = [r for r in rows if r.get("quantity") == "baseline"]
     nets = _nets(one_minus)
-    colors = _colors({r.get("rule") for r in one_minus})
-    fig, axes = _figure(len(nets), ncols=2, w=5, h=3.6)
+    colors = palette({r.get("rule") for r in one_minus})
+    fig, axes = figure(len(nets), ncols=2, w=5, h=3.6)
     drawn = False
     for ax, net in zip(axes, nets):
         sub = [r for r in one_minus if r.get("net") == net]
-        ks = [_num(r.get("k")) for r in sub if _num(r.get("k")) is not None]
+        ks = [num(r.get("k")) for r in sub if num(r.get("k")) is not None]
         kmax = max(ks) if ks else None
         if kmax is not None:
-            sub = [r for r in sub if _num(r.get("k")) == kmax]
-        x = "layer" if any(_num(r.get("layer")) is not None for r in sub) else "k"
-        drawn |= _line_panel(ax, sub, x=x, logy=True, floor=1e-16, colors=colors)
-        b = [r for r in base if r.get("net") == net and (kmax is None or _num(r.get("k")) == kmax)]
-        xs, vals = _series(b, x)
+            sub = [r for r in sub if num(r.get("k")) == kmax]
+        x = "layer" if any(num(r.get("layer")) is not None for r in sub) else "k"
+        drawn |= line_panel(ax, sub, x=x, logy=True, floor=1e-16, colors=colors)
+        b = [r for r in base if r.get("net") == net and (kmax is None or num(r.get("k")) == kmax)]
+        xs, vals = series(b, x)
         if xs:
             ax.plot(xs, np.maximum([1 - np.median(v) for v in vals], 1e-16), "k--", lw=1, label="random baseline")
             ax.set_yscale("log")
@@ -179,7 +88,7 @@ def plot_csc(records, out):
         ax.legend(fontsize=7)
     if not drawn:
         return None
-    return _save(fig, out, "csc_convergence.png"), (
+    return save(fig, out, "csc_convergence.png"), (
         "1 − cosine similarity between the backward signals of different output channels, per layer and "
         "rule, log scale; dashed: 1 − CSC of random vectors of the same dimension — cf. Sixt et al. Fig. 5. "
         "Values far below the baseline mean the rule forgets which logit it explains.")
@@ -189,7 +98,7 @@ BOUND_PAIRS = (("sup_R", "bound"), ("sigma1", "sigma1_bound"), ("sigma1_product"
 
 
 def plot_bounds(records, out):
-    rows = _select(records, "bounds")
+    rows = select(records, "bounds")
     if not rows:
         return None
     qs = {r.get("quantity") for r in rows}
@@ -199,15 +108,15 @@ def plot_bounds(records, out):
               and (q[: -len("_bound")], q) not in pairs]
     if not pairs:
         return None
-    colors = _colors({r.get("rule") for r in rows})
-    fig, axes = _figure(len(pairs))
+    colors = palette({r.get("rule") for r in rows})
+    fig, axes = figure(len(pairs))
     drawn = False
     for ax, (obs, bnd) in zip(axes, pairs):
         index = defaultdict(dict)
         for r in rows:
             if r.get("quantity") in (obs, bnd):
                 index[(r.get("net"), r.get("rule"), r.get("image"), r.get("layer"), r.get("k"))][r["quantity"]] = \
-                    _num(r.get("value"))
+                    num(r.get("value"))
         pts = defaultdict(list)
         for key, d in index.items():
             if d.get(obs) is not None and d.get(bnd) is not None and d[obs] > 0 and d[bnd] > 0:
@@ -227,25 +136,25 @@ def plot_bounds(records, out):
         ax.legend(fontsize=7)
     if not drawn:
         return None
-    return _save(fig, out, "bounds.png"), (
+    return save(fig, out, "bounds.png"), (
         "Observed values against their bounds, per rule (log–log); points on or below the dashed diagonal "
         "respect the bound, their distance to it is the bound's slack.")
 
 
 def plot_averages(records, out):
-    rows = _select(records, "averages")
+    rows = select(records, "averages")
     err = [r for r in rows if r.get("quantity") == "sup_error"]
     if not err:
         return None
     hoef = [r for r in rows if r.get("quantity") == "hoeffding_t"]
     panels = sorted({(r.get("net"), r.get("rule")) for r in err}, key=str)
-    fig, axes = _figure(len(panels))
+    fig, axes = figure(len(panels))
     drawn = False
     for ax, (net, rule) in zip(axes, panels):
         sub = [r for r in err if r.get("net") == net and r.get("rule") == rule]
-        drawn |= _line_panel(ax, sub, logy=True, colors={rule: "C0"})
+        drawn |= line_panel(ax, sub, logy=True, colors={rule: "C0"})
         h = [r for r in hoef if r.get("net") == net and r.get("rule") == rule]
-        xs, vals = _series(h)
+        xs, vals = series(h)
         if xs:
             ax.plot(xs, [np.median(v) for v in vals], "r--", lw=1, label="Hoeffding t(N)")
         ax.set_xscale("log")
@@ -255,25 +164,25 @@ def plot_averages(records, out):
         ax.legend(fontsize=7)
     if not drawn:
         return None
-    return _save(fig, out, "averages.png"), (
+    return save(fig, out, "averages.png"), (
         "Error of the N-sample averaged attribution against N (median over images, band min…max) and the "
         "Hoeffding guarantee t(N) (dashed): the error should stay below the curve.")
 
 
 def plot_ssim(records, out):
-    rows = [r for r in _select(records, "sanity") if str(r.get("quantity", "")).startswith("ssim_random_logit")]
-    rows = [r for r in rows if _num(r.get("value")) is not None]
+    rows = [r for r in select(records, "sanity") if str(r.get("quantity", "")).startswith("ssim_random_logit")]
+    rows = [r for r in rows if num(r.get("value")) is not None]
     if not rows:
         return None
     nets = _nets(rows)
     rules = sorted({r.get("rule") for r in rows}, key=str)
-    fig, axes = _figure(1, ncols=1, w=max(5, 0.8 * len(rules) * len(nets) + 2), h=3.6)
+    fig, axes = figure(1, ncols=1, w=max(5, 0.8 * len(rules) * len(nets) + 2), h=3.6)
     ax = axes[0]
     width = 0.8 / len(nets)
     for j, net in enumerate(nets):
         xs, means, lo, hi = [], [], [], []
         for i, rule in enumerate(rules):
-            v = np.array([_num(r["value"]) for r in rows if r.get("net") == net and r.get("rule") == rule])
+            v = np.array([num(r["value"]) for r in rows if r.get("net") == net and r.get("rule") == rule])
             if v.size:
                 xs.append(i + (j - (len(nets) - 1) / 2) * width)
                 means.append(v.mean())
@@ -285,7 +194,7 @@ def plot_ssim(records, out):
     ax.set_ylim(min(0, ax.get_ylim()[0]), 1.05)
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
     ax.legend(fontsize=7)
-    return _save(fig, out, "ssim_random_logit.png"), (
+    return save(fig, out, "ssim_random_logit.png"), (
         "SSIM between the explanation of the predicted logit and of a random other logit, per rule (bar: "
         "mean over images, whiskers min…max) — cf. Sixt et al. Fig. 4a. SSIM ≈ 1: the map does not depend "
         "on which logit is explained.")
@@ -302,28 +211,28 @@ def plot_generic(records, out):
         m, q = r.get("measure"), r.get("quantity")
         if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra"):
             continue
-        if _num(r.get("k")) is not None and _num(r.get("value")) is not None:
+        if num(r.get("k")) is not None and num(r.get("value")) is not None:
             by[m].append(r)
     for m in sorted(by, key=str):
         rows = by[m]
         qs = sorted({r.get("quantity") for r in rows}, key=str)[:12]
         nets = _nets(rows)
         panels = [(q, n) for q in qs for n in nets]
-        colors = _colors({r.get("rule") for r in rows})
-        fig, axes = _figure(len(panels))
+        colors = palette({r.get("rule") for r in rows})
+        fig, axes = figure(len(panels))
         drawn = False
         for ax, (q, net) in zip(axes, panels):
             sub = [r for r in rows if r.get("quantity") == q and r.get("net") == net]
-            vals = [_num(r.get("value")) for r in sub]
+            vals = [num(r.get("value")) for r in sub]
             pos = all(v is not None and v > 0 for v in vals)
             spread = pos and vals and max(vals) / min(vals) > 100
-            drawn |= _line_panel(ax, sub, logy=bool(spread), colors=colors)
+            drawn |= line_panel(ax, sub, logy=bool(spread), colors=colors)
             ax.set_title(f"{net} · {q}", fontsize=9)
             ax.set_xlabel("k")
             ax.legend(fontsize=7)
         if drawn:
             name = f"{_slug(m)}.png"
-            done.append((_save(fig, out, name), f"Measure `{m}`: each quantity against k, one line per rule "
+            done.append((save(fig, out, name), f"Measure `{m}`: each quantity against k, one line per rule "
                                                  "(median over images, band min…max)."))
     return done
 
@@ -332,7 +241,7 @@ def _slug(s):
     return "".join(c if c.isalnum() else "_" for c in str(s)).strip("_") or "measure"
 
 
-def _map_of(chain):
+def map_of(chain):
     """The explanation of the predicted logit as a 2-d map (channels summed; flat inputs made square)."""
     e = np.asarray(chain.explain(), dtype=np.float64)
     e = e.reshape(e.shape[1:]) if e.shape[0] == 1 else e
@@ -368,69 +277,19 @@ def plot_heatmaps(chains_path, out, progress=False):
             ax = axes[nets.index(net), rules.index(rule)]
             chain = r.load(key)
             try:
-                m = _map_of(chain)
+                m = map_of(chain)
             except Exception as exc:  # noqa: BLE001 — one chain that cannot explain must not sink the report
                 ax.text(0.5, 0.5, f"no map:\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
                 continue
             v = float(np.abs(m).max()) or 1.0
             ax.imshow(m, cmap="bwr", vmin=-v, vmax=v, interpolation="nearest")
             ax.set_title(f"{rule}\n{net} · image {chain.meta.get('image')}", fontsize=8)
-    return _save(fig, out, "heatmaps.png"), (
+    return save(fig, out, "heatmaps.png"), (
         "Explanation of the predicted logit for one test image per net (rows) and rule (columns); red "
         "positive, blue negative, each map scaled to its own maximum |value|.")
 
 
 # -- the report ------------------------------------------------------------------------------------
-def _scalar_table(records):
-    """Median (and count) of every scalar quantity (no k) per measure, quantity, net and rule."""
-    by = defaultdict(list)
-    for r in records:
-        v = _num(r.get("value"))
-        if v is not None and _num(r.get("k")) is None:
-            by[(r.get("measure"), r.get("quantity"), r.get("net"), r.get("rule"))].append(v)
-    if not by:
-        return []
-    lines = ["| measure | quantity | net | rule | median | n |", "|---|---|---|---|---:|---:|"]
-    for (m, q, n, ru), v in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        lines.append(f"| {m} | {q} | {n} | {ru} | {np.median(v):.4g} | {len(v)} |")
-    return lines
 
 
-def make_report(records, out, *, chains=None, source=None, progress=False) -> Path:
-    """Write ``out/report.md`` and its PNG plots for the measures present in ``records``; returns the .md path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = list(records)
-    figures = []
-    steps = [plot_spectra, plot_csc, plot_bounds, plot_averages, plot_ssim]
-    if progress:
-        steps = tqdm(steps, desc="report", unit="plot", file=sys.stderr)
-    for fn in steps:
-        res = fn(records, out)
-        if res:
-            figures.append(res)
-    figures += plot_generic(records, out)
-    if chains is not None:
-        res = plot_heatmaps(chains, out, progress=progress)
-        if res:
-            figures.append(res)
-
-    count = defaultdict(int)
-    for r in records:
-        count[(r.get("measure"), r.get("net"), r.get("rule"))] += 1
-    lines = ["# chainlab report", ""]
-    if source is not None:
-        lines += [f"Records: `{source}` ({len(records)} rows)" + (f"; chains: `{chains}`" if chains else "") + ".", ""]
-    lines += ["## Contents", "", "| measure | net | rule | records |", "|---|---|---|---:|"]
-    lines += [f"| {m} | {n} | {ru} | {c} |" for (m, n, ru), c in sorted(count.items(), key=lambda kv: tuple(map(str, kv[0])))]
-    lines.append("")
-    for name, caption in figures:
-        lines += [f"## {Path(name).stem.replace('_', ' ')}", "", f"![{Path(name).stem}]({name})", "", caption, ""]
-    table = _scalar_table(records)
-    if table:
-        lines += ["## Scalar quantities", ""] + table + [""]
-    if not figures:
-        lines += ["No plottable measures in the records.", ""]
-    md = out / "report.md"
-    md.write_text("\n".join(lines))
-    return md
+FIGURES = [plot_spectra, plot_csc, plot_bounds, plot_averages, plot_ssim]

@@ -1,0 +1,101 @@
+"""Reports: a Markdown file with PNG plots from tidy measure records (and example heatmaps from chains).
+
+Records are dicts with at least net, rule, image, measure, quantity, layer, k, value (extra columns
+such as ``of`` are used when present).  :func:`make_report` draws one figure per kind of measure
+found in the records and skips the others:
+
+* ``spectra``   σ1/σ2 against the layer index k, one line per rule (median over images, band = min…max),
+                one panel per ``of`` (layer, prefix product, inter-layer member T_l) — like Sixt et al. Fig. 3
+* ``csc``       1 − CSC against the layer, one line per rule, log scale, with 1 − (random baseline)
+                dashed — like Sixt et al. Fig. 5 (for the largest injection layer k of each net)
+* ``bounds``    observed value against its bound (sup|R| vs bound, σ1 vs σ1 bound, …) per rule,
+                log–log with the diagonal: points below it respect the bound
+* ``averages``  sup-error of the N-sample average against N, with the Hoeffding curve t(N)
+* ``sanity``    SSIM between true-logit and random-logit maps per rule (bars: mean, whiskers: min…max)
+                — like Sixt et al. Fig. 4a
+* anything else (cone, rank1, scaling, …): each quantity against k, one line per rule
+* heatmaps      the explanation of the predicted logit of one chain per (net, rule), when an archive
+                is given
+
+The figures live in :mod:`.figures` (one function per kind of measure; papers may add modules of
+their own and list them in ``FIGURE_MODULES``).  Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display, the
+global backend is left alone); matplotlib is imported where a figure is drawn (lazy loading: the
+command line starts without it).
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ...measures._common import RECORD_KEYS
+from ...measures.records import read_csv, write_csv
+from . import figures
+from .figures import map_of, plot_generic, plot_heatmaps
+from .panels import num
+
+__all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_of", "FIGURE_MODULES"]
+
+# -- tidy CSV: one implementation, in chainlab.measures.records ----------------------------------
+write_records = write_csv
+read_records = read_csv
+
+FIGURE_MODULES = [figures]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+
+
+def _scalar_table(records):
+    """Median (and count) of every scalar quantity (no k) per measure, quantity, net and rule."""
+    by = defaultdict(list)
+    for r in records:
+        v = num(r.get("value"))
+        if v is not None and num(r.get("k")) is None:
+            by[(r.get("measure"), r.get("quantity"), r.get("net"), r.get("rule"))].append(v)
+    if not by:
+        return []
+    lines = ["| measure | quantity | net | rule | median | n |", "|---|---|---|---|---:|---:|"]
+    for (m, q, n, ru), v in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        lines.append(f"| {m} | {q} | {n} | {ru} | {np.median(v):.4g} | {len(v)} |")
+    return lines
+
+
+def make_report(records, out, *, chains=None, source=None, progress=False) -> Path:
+    """Write ``out/report.md`` and its PNG plots for the measures present in ``records``; returns the .md path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = list(records)
+    figures = []
+    steps = [fn for mod in FIGURE_MODULES for fn in mod.FIGURES]
+    if progress:
+        steps = tqdm(steps, desc="report", unit="plot", file=sys.stderr)
+    for fn in steps:
+        res = fn(records, out)
+        if res:
+            figures.append(res)
+    figures += plot_generic(records, out)
+    if chains is not None:
+        res = plot_heatmaps(chains, out, progress=progress)
+        if res:
+            figures.append(res)
+
+    count = defaultdict(int)
+    for r in records:
+        count[(r.get("measure"), r.get("net"), r.get("rule"))] += 1
+    lines = ["# chainlab report", ""]
+    if source is not None:
+        lines += [f"Records: `{source}` ({len(records)} rows)" + (f"; chains: `{chains}`" if chains else "") + ".", ""]
+    lines += ["## Contents", "", "| measure | net | rule | records |", "|---|---|---|---:|"]
+    lines += [f"| {m} | {n} | {ru} | {c} |" for (m, n, ru), c in sorted(count.items(), key=lambda kv: tuple(map(str, kv[0])))]
+    lines.append("")
+    for name, caption in figures:
+        lines += [f"## {Path(name).stem.replace('_', ' ')}", "", f"![{Path(name).stem}]({name})", "", caption, ""]
+    table = _scalar_table(records)
+    if table:
+        lines += ["## Scalar quantities", ""] + table + [""]
+    if not figures:
+        lines += ["No plottable measures in the records.", ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines))
+    return md
