@@ -31,6 +31,7 @@ from ..extraction import COMMON, METHODS, extract
 from ..measures import singular_values
 from ..nets import data as _data
 from ..nets import models
+from ..nets.architectures import INPUT_SHAPES
 from ..nets.storage import state_fingerprint
 from ..options import check_known
 from ..rules import resolve
@@ -116,6 +117,15 @@ def layer_table(chain) -> str:
     return "\n".join(lines)
 
 
+def dataset_of(net_name: str, dataset: str | None) -> str:
+    """The dataset whose test images feed a net: ``dataset`` if given, else scenes for 32×32 RGB nets, digits else."""
+    if dataset is not None:
+        if dataset not in _data.DATASETS:
+            raise OptionError(f"--dataset must be one of {', '.join(_data.DATASETS)}, got {dataset!r}")
+        return dataset
+    return "scenes" if INPUT_SHAPES.get(net_name) == (1, 3, 32, 32) else "digits"
+
+
 def rule_defaults(rule: str, opts: dict) -> dict:
     """``opts`` with the input box of the shipped data filled in for rules that need one (z^B, lrp-cmp, dtd)."""
     if rule in BOX_RULES:
@@ -130,22 +140,24 @@ def summary(
     models_: List[str] = typer.Option(None, "--model", "-m", help="Shipped net(s) (default: all three)."),
     rules: List[str] = typer.Option(None, "--rule", "-r", help=f"Rule(s) (default: {', '.join(SUMMARY_RULES)})."),
     images: str = typer.Option("0:2", "--images", help="Test images: 'start:stop', 'i' or 'i,j'."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits or scenes (default: scenes for the "
+                                          "32×32 RGB nets, digits for the digits nets)."),
 ):
-    """Extract the chains of the shipped nets for a few test digits and print a per-layer table."""
+    """Extract the chains of the shipped nets for a few test images and print a per-layer table."""
     names = list(models_) if models_ else list(models.NAMES)
     rules = list(rules) if rules else SUMMARY_RULES
-    digits = _data.load_digits()
-    idx = parse_range(images, len(digits.y_test))
     nets = {n: models.load(n) for n in names}
-    for n, i, r in tqdm([(n, i, r) for n in names for i in idx for r in rules], desc="extract", unit="chain",
-                        file=sys.stderr):
-        x = _data.model_input(n, digits.x_test[i:i + 1])
+    sets = {n: _data.test_set(dataset_of(n, dataset)) for n in names}
+    for n, i, r in tqdm([(n, i, r) for n in names for i in parse_range(images, len(sets[n][1])) for r in rules],
+                        desc="extract", unit="chain", file=sys.stderr):
+        xs, ys = sets[n]
+        x = _data.model_input(n, xs[i:i + 1])
         t0 = time.perf_counter()
         chain = extract(nets[n], x, r, **rule_defaults(r, {}))
         dt = time.perf_counter() - t0
         expl = chain.explain()
         tqdm.write(
-            f"\n{n} · test image {i} (label {digits.y_test[i]}, predicted {chain.predicted}, "
+            f"\n{n} · test image {i} (label {ys[i]}, predicted {chain.predicted}, "
             f"logit {chain.logits[chain.predicted]:.3f}) · rule {r} · {len(chain)} operators extracted in {dt:.2f}s\n"
             f"explanation: sum {expl.sum():.4g}, min {expl.min():.4g}, max {expl.max():.4g}\n" + layer_table(chain),
             file=sys.stdout,
@@ -211,11 +223,13 @@ def _check_rule_options(rule: str, opts: dict, kwargs: dict):
 @app.command("extract")
 @_user_errors
 def extract_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Shipped net name (digits-mlp, digits-cnn, sixt-cifar) or a "
-                              "chainlab model file (.npz written by chainlab.models.save)."),
+    model: str = typer.Option(..., "--model", "-m", help="Shipped net name (digits-mlp, digits-cnn, sixt-cifar, …) or "
+                              "a chainlab model file (.npz written by chainlab.models.save)."),
     rule: str = typer.Option(..., "--rule", "-r", help="Rule or composite name (gradient, lrp-epsilon, zplus, …)."),
     output: Path = typer.Option(..., "--output", "-o", help="Archive to write (HDF5)."),
     images: str = typer.Option("0:1", "--images", help="Test images: 'start:stop', 'i' or 'i,j,k'."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits or scenes (default: scenes for the "
+                                          "32×32 RGB nets, digits for the digits nets)."),
     option: List[str] = typer.Option(None, "--option", "-O", help="Rule option key=value (repeatable), e.g. epsilon=0.1."),
     bias: Optional[str] = typer.Option(None, "--bias", help="Bias policy: zennit (default), none or full."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Operator storage type: float64 (default) or float32."),
@@ -248,10 +262,11 @@ def extract_cmd(
 
     net = models.load(model, weights=weights) if weights is not None else models.load(model)
     name = _net_name(model, net)
-    digits = _data.load_digits()
-    idx = parse_range(images, len(digits.y_test))
+    data_name = dataset_of(name, dataset)
+    xs, ys = _data.test_set(data_name)
+    idx = parse_range(images, len(ys))
     fp = state_fingerprint(net)
-    request = dict(rule=rule, options=opts, **kwargs)
+    request = dict(rule=rule, options=opts, dataset=data_name, **kwargs)
     req_id = json.dumps(request, sort_keys=True)
 
     if output.exists() and overwrite:
@@ -271,7 +286,8 @@ def extract_cmd(
     options = {**kwargs, **opts}
 
     def write(i, chain):   # the single writer: meta, then one atomic append per chain
-        chain.meta.update(net=name, image=int(i), label=int(digits.y_test[i]), fingerprint=fp, request=request)
+        chain.meta.update(net=name, image=int(i), label=int(ys[i]), dataset=data_name, fingerprint=fp,
+                          request=request)
         return archive.append(output, chain)
 
     if workers > 1 or scheduler is not None:
@@ -280,7 +296,7 @@ def extract_cmd(
                              "--weights is for serial extraction")
         model_ref = model if model in models.NAMES else str(Path(model).resolve())
         task = functools.partial(distributed.extract_image, **options)
-        tasks = {int(i): (task, (model_ref, _data.model_input(net, digits.x_test[i:i + 1]), rule, int(i), name))
+        tasks = {int(i): (task, (model_ref, _data.model_input(net, xs[i:i + 1]), rule, int(i), name))
                  for i in idx}
         rep = distributed.run(tasks, write, workers=workers, scheduler=scheduler, done=done, progress=True)
         typer.echo(f"{output}: {len(rep.completed)} chain(s) added ({name}, {rule}, images {images}) on "
@@ -288,7 +304,7 @@ def extract_cmd(
         return
     bar = tqdm(todo, desc=f"extract {name} {rule}", unit="chain", file=sys.stderr)
     for i in bar:
-        x = _data.model_input(net, digits.x_test[i:i + 1])
+        x = _data.model_input(net, xs[i:i + 1])
         key = write(i, extract(net, x, rule, **options))
         bar.set_postfix(key=key, image=i)
     typer.echo(f"{output}: {len(todo)} chain(s) added ({name}, {rule}, images {images})")

@@ -7,17 +7,37 @@
 * ``sixt-cifar``: the CIFAR net of Sixt et al. 2020 (appendix D): conv3×3 3→32, 32→64, maxpool,
   64→128, 128→128, maxpool, fc 8192→1024, fc 1024→10 (ReLU after every conv and fc1, padding 1);
   input (1, 3, 32, 32).
+* ``vgg-cifar``: VGG-16-style, narrower: conv3×3 [32, 32, M, 64, 64, M, 128, 128, M, 256, 256, M]
+  → fc 1024→256 → fc 256→256 → fc 256→10 (ReLU after every conv and the first two fc);
+  ``vgg-cifar-bn``: the same with BatchNorm2d after every conv.
+* ``resnet-cifar``: ResNet-20 (He et al. 2016, CIFAR version): 3×3 conv stem (16) + BN, three stages of
+  3 basic blocks of widths 16/32/64 (stride 2 at stages 2 and 3, 1×1 conv + BN projection shortcut
+  where the shape changes), global average pool, fc 64→10 (:class:`~.zoo.ResNet`, torchvision names).
+* ``scenes-cnn-*``: a small CNN, conv3×3 3→32, 32→32, maxpool, 32→64, 64→64, maxpool, 64→64, maxpool,
+  flatten, fc 1024→128, fc 128→10, with the activation ReLU or Softplus(β) after every conv and fc1,
+  optionally BatchNorm2d after every conv (``SCENES_CNN_VARIANTS``: the activation study and the
+  weight-norm study).
 
-Every builder returns a fresh, untrained module with ``input_shape`` set (torch's default init from
-the global RNG).
+The CIFAR-size nets (input (1, 3, 32, 32)) are trained on the glyph-on-scene images of
+:mod:`.scenes` by ``scripts/train_models.py``; their seeded init (:func:`init_weights`, Kaiming-normal
+fan_in for conv and linear weights, zero biases, BN γ = 1, β = 0) leaves the global torch RNG alone.
+Every builder returns a fresh, untrained module with ``input_shape`` and ``name`` set; the digits
+nets and ``sixt-cifar`` use torch's default init from the global RNG unless :func:`init_weights` is called.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 import torch.nn as nn
 
-__all__ = ["ARCHITECTURES"]
+from ..errors import InputError
+from .zoo import BasicBlock, ResNet
+
+__all__ = ["ARCHITECTURES", "INPUT_SHAPES", "SCENES_CNN_VARIANTS", "init_weights", "vgg_cifar", "resnet_cifar",
+           "scenes_cnn"]
+
+CIFAR_INPUT = (1, 3, 32, 32)
 
 
 def _mlp() -> nn.Sequential:
@@ -69,4 +89,106 @@ def _sixt_cifar() -> nn.Sequential:
     return net
 
 
-ARCHITECTURES = {"digits-mlp": _mlp, "digits-cnn": _cnn, "sixt-cifar": _sixt_cifar}
+VGG_CIFAR_CONFIG = (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256, "M")
+SCENES_CNN_CONFIG = (32, 32, "M", 64, 64, "M", 64, "M")
+
+# name -> keyword arguments of scenes_cnn (the two studies; see scripts/train_scenes.py)
+SCENES_CNN_VARIANTS = {
+    "scenes-cnn-relu": dict(activation="relu"),
+    "scenes-cnn-softplus1": dict(activation=("softplus", 1.0)),
+    "scenes-cnn-softplus3": dict(activation=("softplus", 3.0)),
+    "scenes-cnn-softplus10": dict(activation=("softplus", 10.0)),
+    "scenes-cnn-softplus30": dict(activation=("softplus", 30.0)),
+    "scenes-cnn-wd0": dict(activation="relu"),
+    "scenes-cnn-wd1e-4": dict(activation="relu"),
+    "scenes-cnn-wd1e-3": dict(activation="relu"),
+    "scenes-cnn-bn": dict(activation="relu", batchnorm=True),
+}
+
+
+def init_weights(net: nn.Module, seed: int) -> nn.Module:
+    """Seeded Kaiming-normal (fan_in) init of conv/linear weights, zero biases, BN γ = 1, β = 0; returns net."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.reset_running_stats()
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+    return net
+
+
+def _finish(net: nn.Module, name: str, seed: int | None) -> nn.Module:
+    if seed is not None:
+        init_weights(net, seed)
+    net.input_shape = CIFAR_INPUT
+    net.name = name
+    return net.eval()
+
+
+def _activation(activation):
+    if activation == "relu":
+        return nn.ReLU()
+    if isinstance(activation, (tuple, list)) and len(activation) == 2 and activation[0] == "softplus":
+        return nn.Softplus(beta=float(activation[1]))
+    raise InputError(f"activation must be 'relu' or ('softplus', beta), got {activation!r}")
+
+
+def _conv_stack(config, activation, batchnorm, in_channels=3):
+    """conv{k} [bn{k}] act{k} ... pool{j}, as (name, module) pairs; returns (pairs, channels, spatial)."""
+    pairs, c, size, k, j = [], in_channels, 32, 0, 0
+    for v in config:
+        if v == "M":
+            j += 1
+            pairs.append((f"pool{j}", nn.MaxPool2d(2)))
+            size //= 2
+        else:
+            k += 1
+            pairs.append((f"conv{k}", nn.Conv2d(c, v, 3, padding=1)))
+            if batchnorm:
+                pairs.append((f"bn{k}", nn.BatchNorm2d(v)))
+            pairs.append((f"act{k}", _activation(activation)))
+            c = v
+    return pairs, c, size, k
+
+
+def vgg_cifar(seed: int | None = 0, batchnorm: bool = False) -> nn.Sequential:
+    """VGG-style net: 8 conv 3×3 in four blocks separated by max-pools, then 1024 → 256 → 256 → 10."""
+    pairs, c, size, k = _conv_stack(VGG_CIFAR_CONFIG, "relu", batchnorm)
+    pairs += [("flatten", nn.Flatten()),
+              ("fc1", nn.Linear(c * size * size, 256)), (f"act{k + 1}", nn.ReLU()),
+              ("fc2", nn.Linear(256, 256)), (f"act{k + 2}", nn.ReLU()),
+              ("fc3", nn.Linear(256, 10))]
+    return _finish(nn.Sequential(OrderedDict(pairs)), "vgg-cifar-bn" if batchnorm else "vgg-cifar", seed)
+
+
+def resnet_cifar(seed: int | None = 0) -> nn.Module:
+    """ResNet-20: chainlab.zoo.ResNet(BasicBlock, [3, 3, 3], widths=(16, 32, 64), stem="small")."""
+    net = ResNet(BasicBlock, [3, 3, 3], widths=(16, 32, 64), num_classes=10, stem="small")
+    return _finish(net, "resnet-cifar", seed)
+
+
+def scenes_cnn(seed: int | None = 0, activation="relu", batchnorm: bool = False, name: str | None = None) -> nn.Sequential:
+    """The small CNN of the activation and weight-norm studies (≈ 0.23 M parameters)."""
+    pairs, c, size, k = _conv_stack(SCENES_CNN_CONFIG, activation, batchnorm)
+    pairs += [("flatten", nn.Flatten()),
+              ("fc1", nn.Linear(c * size * size, 128)), (f"act{k + 1}", _activation(activation)),
+              ("fc2", nn.Linear(128, 10))]
+    return _finish(nn.Sequential(OrderedDict(pairs)), name or "scenes-cnn", seed)
+
+ARCHITECTURES = {
+    "digits-mlp": _mlp,
+    "digits-cnn": _cnn,
+    "sixt-cifar": _sixt_cifar,
+    "vgg-cifar": lambda: vgg_cifar(None),
+    "vgg-cifar-bn": lambda: vgg_cifar(None, batchnorm=True),
+    "resnet-cifar": lambda: resnet_cifar(None),
+    **{name: (lambda kw, nm: (lambda: scenes_cnn(None, name=nm, **kw)))(kw, name)
+       for name, kw in SCENES_CNN_VARIANTS.items()},
+}
+INPUT_SHAPES = {"digits-mlp": (1, 64), "digits-cnn": (1, 1, 8, 8),
+                **{name: CIFAR_INPUT for name in ARCHITECTURES if name not in ("digits-mlp", "digits-cnn")}}

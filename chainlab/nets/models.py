@@ -24,7 +24,9 @@ from .storage import load_weights, read_state, save_state
 
 __all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
 
-NAMES = tuple(ARCHITECTURES)
+# the nets whose trained weights data/ ships (data/README.md says how each was made); every other name of
+# ARCHITECTURES can be built, trained (scripts/train_models.py) and loaded from a model file
+NAMES = ("digits-mlp", "digits-cnn", "sixt-cifar")
 ZOO_NAMES = tuple(zoo.ZOO)
 
 
@@ -44,7 +46,7 @@ def build(name: str, seed: int | None = None) -> nn.Module:
         return zoo.ZOO[name](seed=0 if seed is None else seed)
     if name not in ARCHITECTURES:
         raise OptionError(f"unknown model {name!r}; shipped models: {', '.join(NAMES)}; "
-                          f"architectures: {', '.join(ZOO_NAMES)}")
+                          f"architectures: {', '.join(sorted(set(ARCHITECTURES) - set(NAMES)) + list(ZOO_NAMES))}")
     net = ARCHITECTURES[name]()
     net.name = name
     return net
@@ -59,7 +61,8 @@ def _from_file(p: Path) -> nn.Module:
     if p.suffix in (".pt", ".pth"):
         raise ModelFileError(
             f"{p} is a torch file; chainlab reads state dicts only into a known architecture: "
-            f"chainlab.models.load(<architecture>, weights='{p}') with one of {', '.join(NAMES + ZOO_NAMES)}, "
+            f"chainlab.models.load(<architecture>, weights='{p}') with one of "
+            f"{', '.join(tuple(ARCHITECTURES) + ZOO_NAMES)}, "
             "or write a chainlab model file with chainlab.models.save(model, path, name)")
     arch, state, meta = read_state(p)
     if arch is None:
@@ -67,7 +70,7 @@ def _from_file(p: Path) -> nn.Module:
                              "chainlab.models.load(<architecture>, weights=path)")
     if arch not in ARCHITECTURES:
         raise ModelFileError(f"{p} names the architecture {arch!r}, which this chainlab does not know "
-                             f"(known: {', '.join(NAMES)})")
+                             f"(known: {', '.join(ARCHITECTURES)})")
     net = build(arch)
     try:
         net.load_state_dict(state)
