@@ -305,3 +305,14 @@ def test_alpha5_beta4_column_absolute_sums_at_most_nine():
         assert cs.max() <= 9 + 1e-9, (r, cs.max())
         top = max(top, cs.max())
     assert top > 5
+
+
+def test_contrastive_lrp_implicit_operators_and_float32():
+    net = conv_net(6)
+    x = torch.rand(1, 2, 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ref = chainlab.extract(net, x, "contrastive-lrp")
+    imp = chainlab.extract(net, x, "contrastive-lrp", materialize=False)
+    assert isinstance(imp, ContrastiveChain) and any(op.kind == "implicit" for op in imp)
+    assert rel_err(imp.explain(1), ref.explain(1)) < 1e-12
+    f32 = chainlab.extract(net, x, "contrastive-lrp-nomax", dtype="float32")
+    assert f32.dtype == np.float32 and f32.options["dtype"] == "float32"
