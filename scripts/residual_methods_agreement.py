@@ -1,4 +1,4 @@
-"""Agreement of guided BP, deconv, RectGrad and DeepLIFT on residual nets with their oracles (the numbers of the README).
+"""Agreement of guided BP, deconv, RectGrad and DeepLIFT on residual nets with their oracles (the README numbers).
 
 For every net (resnet_tiny basic and bottleneck, the hand-made identity-shortcut net of
 tests/test_residual_methods.py, a torchvision-style ResNet-18 at 32×32) and every method it prints the largest
@@ -10,7 +10,7 @@ relative error max|ours − theirs| / max|theirs| over the logits it checks:
   un-pools overlapping windows wrongly — the row "resnet18 (3×3/2 pool)" shows captum's own summation error);
 * sum-to-delta: |Σ C − (f_k(x) − f_k(0))| / |f_k(x) − f_k(0)| for Rescale and RevealCancel.
 
-    python scripts/residual_methods_agreement.py            # about a minute on 2 cores
+    python scripts/residual_methods_agreement.py            # about 1.5 CPU-minutes
 """
 from __future__ import annotations
 

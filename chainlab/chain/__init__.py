@@ -13,5 +13,5 @@ from .contrastive import ContrastiveChain
 from .deeplift import DeepLiftChain
 from .rectified import RECTIFIERS, RectifiedChain, RectifiedResidual, Rectifier
 
-__all__ = ["Chain", "ContrastiveChain", "DeepLiftChain", "RectifiedChain", "RectifiedResidual", "Rectifier", "RECTIFIERS",
-           "as_columns", "check_target"]
+__all__ = ["Chain", "ContrastiveChain", "DeepLiftChain", "RectifiedChain", "RectifiedResidual", "Rectifier",
+           "RECTIFIERS", "as_columns", "check_target"]

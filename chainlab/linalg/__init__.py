@@ -26,7 +26,8 @@ from .products import DENSE_ABOVE, PrefixProduct, multiply, prefix_products, pro
 from .spmat import channel_cosine, column_norms, dense_sparse, density, spgemm, spmm
 
 __all__ = [
-    "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DenseOperator", "Diagonal", "GatherOperator",
+    "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DenseOperator", "Diagonal",
+    "GatherOperator",
     "LayerTerms", "Operator", "PoolOperator", "PoolSpec", "PrefixProduct", "Product", "SparseOperator", "Sum",
     "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine",
     "column_norms", "conv_matrix", "dense_sparse", "density", "multiply", "prefix_products", "product",

@@ -256,7 +256,7 @@ class BlockSum(BlockOperator):
         return all(f.is_decoupled() for t in self.terms for f in t)
 
     def collapse(self, atol: float = 0.0) -> Operator:
-        """Σ_t Π_k (A_tk + B_tk), when every factor collapses (see :meth:`BlockOperator.collapse`); not multiplied out."""
+        """Σ_t Π_k (A_tk + B_tk), when every factor collapses (:meth:`BlockOperator.collapse`); not multiplied out."""
         return Sum([Product([f.collapse(atol) for f in t]) for t in self.terms])
 
     def __repr__(self):
