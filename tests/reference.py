@@ -97,6 +97,14 @@ def rule_matrix(rule, W, x, b, *, relu=False, bias="zennit", eps=1e-6, conn=None
             for i in range(n_in):
                 M[i, j] = W[j, i] ** 2 / den
             share[j] = b[j] ** 2 / den
+        elif rule in ("excitation-bp", "contrastive-excitation"):
+            # Zhang et al. 2016: P(a_i | a_j) = a_i w⁺_ij / Σ_k a_k w⁺_kj, no bias; the contrastive final layer
+            # (Sixt et al. 2020 eq. 16) subtracts the same with the weights negated
+            signs = (1.0,) if rule == "excitation-bp" else (1.0, -1.0)
+            for sg in signs:
+                den = s(sum(x[k] * P(sg * W[j, k]) for k in range(n_in)), eps)
+                for i in range(n_in):
+                    M[i, j] += sg * x[i] * P(sg * W[j, i]) / den
         elif rule == "flat":
             den = s(sum(conn[j, k] for k in range(n_in)), eps)
             for i in range(n_in):

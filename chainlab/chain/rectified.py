@@ -14,6 +14,18 @@ The chain's operators ``chain[i]`` are the *linear parts* only (Wᵀ of the laye
 mask); the rectification sits between them, so ``apply`` / ``explain`` work (column by column,
 since ρ is not linear) while ``to_dense()`` and products raise :class:`NotLinearError`.  The
 explanation is a gradient-space signal: the start vector is e_k.
+
+Residual blocks z = Σ_t f_t(h), h_out = ReLU(z): the gradient of the sum is the identity to every
+branch (Sixt et al. 2020, eq. 3), so the signal g at the block's output is rectified by the ReLU
+after the sum, ρ_out(g), and handed unchanged to every branch; each branch propagates it through
+its own stages with the rectifiers of its own ReLUs, and the block's input signal is the sum
+
+    r_in = Σ_t B_t(ρ_out(g)),   B_t(v) = L_t1 ρ_t1( L_t2 ρ_t2( ⋯ L_tK ρ_tK(v) ) ),   B_t = id for an identity,
+
+with L_tk the linear part of stage k of branch t and ρ_tk the rectifier of the ReLU after it (none:
+identity).  A :class:`RectifiedResidual` holds the branches' (linear part, rectifier) steps; as an
+operator it is the linear part of the block, Σ_t L_t1 ⋯ L_tK, and :meth:`RectifiedResidual.rectified`
+is B above.  Its steps may be residual blocks themselves (nested blocks).
 """
 from __future__ import annotations
 
@@ -21,9 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..linalg import Diagonal, Product, Sum
 from .base import Chain, as_columns
 
-__all__ = ["RectifiedChain", "Rectifier", "RECTIFIERS"]
+__all__ = ["RectifiedChain", "RectifiedResidual", "Rectifier", "RECTIFIERS"]
 
 RECTIFIERS = {
     "guided-bp": "guided backprop: ρ(g) = 1[z>0]·max(g, 0)",
@@ -52,10 +65,56 @@ class Rectifier:
         return np.where(prod > tau[None, :], R, 0.0)
 
 
+class RectifiedResidual(Sum):
+    """One residual block of a rectified chain: its branches as lists of (linear part, rectifier or None) steps.
+
+    As an :class:`~chainlab.linalg.Operator` (n × n_out) it is the block's linear part Σ_t L_t1 ⋯ L_tK
+    (an identity branch contributes I); :meth:`rectified` applies the rectified branches (module
+    docstring).  The rectifier of the ReLU after the sum is not part of the block: the chain applies
+    it before the block, as after any stage.
+    """
+
+    kind = "residual"
+
+    def __init__(self, branches, n_out: int, names=None, layer_rules=None):
+        self.steps = [list(b) for b in branches]
+        terms = [Product([op for op, _ in b]) if b else Diagonal(np.ones(n_out)) for b in self.steps]
+        super().__init__(terms)
+        self.names = names or [[] for _ in self.steps]
+        self.layer_rules = layer_rules or [[] for _ in self.steps]
+
+    @property
+    def branches(self) -> list:
+        """The linear parts of each branch's stages; [] for an identity."""
+        return [[op for op, _ in b] for b in self.steps]
+
+    def rectified(self, R: np.ndarray) -> np.ndarray:
+        """Σ_t B_t(R) for R (n_out, k): each branch's linear parts with its own rectifiers between them."""
+        out = np.zeros((self.shape[0], R.shape[1]), dtype=np.result_type(self.dtype, R.dtype))
+        for b in self.steps:
+            V = R
+            for op, rect in reversed(b):
+                V = rectified_step(op, rect, V)
+            out += V
+        return out
+
+    def astype(self, dtype):
+        return RectifiedResidual([[(op.astype(dtype), rect) for op, rect in b] for b in self.steps], self.shape[1],
+                                 self.names, self.layer_rules)
+
+
+def rectified_step(op, rect, R: np.ndarray) -> np.ndarray:
+    """op(ρ(R)): the rectifier ``rect`` (or none) at a stage's output, then the stage's linear part (or block)."""
+    if rect is not None:
+        R = rect(R)
+    return op.rectified(R) if isinstance(op, RectifiedResidual) else op.matmat(R)
+
+
 class RectifiedChain(Chain):
     """A chain whose backward signal is rectified between the layers (``linear = False``).
 
-    ``rectifiers[i]`` is the :class:`Rectifier` of the ReLU after stage i, or None.
+    ``rectifiers[i]`` is the :class:`Rectifier` of the ReLU after stage i, or None; ``chain[i]`` is the linear
+    part of stage i, a :class:`RectifiedResidual` for a residual block.
     """
 
     linear = False
@@ -76,12 +135,13 @@ class RectifiedChain(Chain):
         return R if rect is None else rect(R)
 
     def apply(self, R, start: int = 0, stop: int | None = None, **_):
-        """ρ-rectified propagation: for i = stop−1 … start, R ← chain[i] @ ρ_i(R), column by column."""
+        """ρ-rectified propagation: for i = stop−1 … start, R ← chain[i] @ ρ_i(R), column by column (a residual
+        block: R ← Σ_t B_t(ρ_i(R)), :meth:`RectifiedResidual.rectified`)."""
         layers = self._signal_layers(R, start, stop)
         if not layers:
             return np.asarray(R)
         R2, vec = as_columns(R)
         R2 = R2.astype(np.float64)
         for i in reversed(layers):
-            R2 = self.operators[i].matmat(self.rectify(i, R2))
+            R2 = rectified_step(self.operators[i], self.rectifiers[i], R2)
         return R2.reshape(-1) if vec else R2

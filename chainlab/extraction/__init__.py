@@ -4,7 +4,8 @@
 * :mod:`.layers` — the operator of one stage (rule terms, pools, leading activation);
 * :mod:`.residual` — a residual block as one operator (a Sum of Products);
 * :mod:`.layerwise` — the layer-rule method (composites, rule per stage);
-* :mod:`.deeplift`, :mod:`.rectified` — the whole-chain methods (DeepLIFT; guided BP, deconv, RectGrad);
+* :mod:`.deeplift`, :mod:`.rectified`, :mod:`.contrastive` — the whole-chain methods (DeepLIFT; guided BP,
+  deconv, RectGrad; contrastive LRP);
 * :mod:`.methods` — the static table of whole-chain methods;
 * :mod:`.api` — :func:`extract`.
 
@@ -16,6 +17,7 @@ May import: :mod:`chainlab.rules`, :mod:`chainlab.trace`, :mod:`chainlab.chain`,
 from .api import extract, method_names
 from .methods import METHODS, Method
 from .options import COMMON, ExtractOptions
-from .residual import ResidualBlock
+from .residual import DeepLiftResidual, ResidualBlock
 
-__all__ = ["extract", "method_names", "METHODS", "Method", "COMMON", "ExtractOptions", "ResidualBlock"]
+__all__ = ["extract", "method_names", "METHODS", "Method", "COMMON", "ExtractOptions", "ResidualBlock",
+           "DeepLiftResidual"]

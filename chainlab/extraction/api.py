@@ -3,7 +3,7 @@
 Steps: validate the options once (:class:`~.options.ExtractOptions`, the rule's own options), read
 the model into stages (:func:`chainlab.trace.trace`, BatchNorm folded), run them in float64 on x and
 check that they reproduce the model's logits, then build the chain with the method the rule names:
-a whole-chain method of :mod:`.methods` (DeepLIFT, guided BP, deconv, RectGrad) or the layer-rule
+a whole-chain method of :mod:`.methods` (DeepLIFT, guided BP, deconv, RectGrad, contrastive LRP) or the layer-rule
 method of :mod:`.layerwise`.
 """
 from __future__ import annotations
@@ -37,10 +37,12 @@ def extract(model, x, rule, **options):
         One input with batch dimension 1; an unbatched input gets the batch dimension added.
     rule : str | Rule | Composite | dict
         A rule name ("gradient", "gradient-x-input", "lrp-0", "lrp-epsilon", "zplus", "alpha-beta",
-        "gamma", "zbox", "wsquare", "flat", "patternnet", "patternattribution"), a composite name
-        ("epsilon-plus", "lrp-cmp", "dtd"), a method ("deeplift-rescale", "deeplift-revealcancel",
-        "deeplift-ablation", "guided-bp", "deconv", "rectgrad"), a Rule object, or a composite mapping
-        layer index / module path / "first" / layer type to rules.
+        "gamma", "zbox", "wsquare", "flat", "excitation-bp", "contrastive-excitation", "patternnet",
+        "patternattribution"), a composite name ("epsilon-plus", "lrp-cmp", "dtd", "lrp-cmp-sixt-a",
+        "lrp-cmp-sixt-b", "contrastive-ebp"), a method ("deeplift-rescale", "deeplift-revealcancel",
+        "deeplift-ablation", "guided-bp", "deconv", "rectgrad", "contrastive-lrp", "contrastive-lrp-nomax"),
+        a Rule object, or a composite mapping layer index / module path / "first" / "last" / layer type
+        to rules.
     **options
         The common options (:mod:`chainlab.extraction.options`: bias, stabilizer, dtype, avgpool,
         materialize, residual — each method takes those it uses and refuses the rest) and the rule's

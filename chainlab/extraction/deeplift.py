@@ -22,6 +22,16 @@ after that each layer produces the parts of its output from the parts of its inp
   so with Δy± = MᵀΔx± it is conservative.  Block diag(M S⁺, M S⁻).
 * Average pools are linear with non-negative weights P: the linear rule gives diag(P S⁺, P S⁻).
 
+* Residual block z = Σ_t f_t(h), h_out = f(z): the parts are carried through every branch from the
+  block input's parts (an identity shortcut passes them unchanged); the addition is linear, so
+  Δz± = Σ_t Δz_t± (the sums of the branches' parts) and the multiplier at the sum passes unchanged
+  to every branch (the gradient of a sum, Sixt et al. 2020 eq. 3).  The activation after the sum
+  gets its multipliers S± from Δz± of the sum like any other (Rescale, RevealCancel, Rescale for
+  ablation), so the block is ONE operator
+      Σ_t P_t · diag(S⁺, S⁻),   P_t = the product of branch t's 2×2 block operators (I for the identity),
+  a :class:`~chainlab.extraction.residual.DeepLiftResidual` (kind "residual"), applied factor by
+  factor; its blocks (BlockOperator @ BlockOperator stays blockwise) are multiplied out on demand.
+
 So the operator of a Linear/Conv2d stage (ReLU after it) is, n_in × n_out blocks,
 
       [[W⁺ᵀS⁺, W⁻ᵀS⁻],
@@ -59,9 +69,11 @@ import torch.nn.functional as F
 
 from ..chain import DeepLiftChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import BlockOperator, ConvGeometry, DenseOperator, SparseOperator, conv_matrix, zero_operator
+from ..linalg import (BlockOperator, ConvGeometry, DenseOperator, Diagonal, SparseOperator, conv_matrix,
+                      zero_operator)
 from ..linalg.pool import column_weights, window_matrix
 from ..options import choice, number
+from .residual import DeepLiftResidual
 
 __all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur"]
 
@@ -238,6 +250,113 @@ def check_own(variant: str, own: dict) -> dict:
     return {"reference": reference, "sigma": sigma}
 
 
+def _multipliers(act, z, z0, zp, zm, variant):
+    """(s⁺, s⁻) of the activation ``act`` after a stage (ones without one); see the module docstring."""
+    if act is None:
+        ones = np.ones_like(z)
+        return ones, ones
+    f = (lambda v, a=act: a(torch.from_numpy(v)).numpy())
+    grad = act.derivative(torch.from_numpy(z)).numpy()
+    if variant == "revealcancel":
+        return _revealcancel(f, z, z0, zp, zm, grad)
+    s = _rescale_multiplier(f, z, z0, grad)
+    return s, s
+
+
+def _diag_block(sp_, sm_) -> BlockOperator:
+    """diag(S⁺, S⁻) as a block operator (the multipliers of an activation after a residual sum)."""
+    P = Diagonal(sp_)
+    Q = P if sm_ is sp_ else Diagonal(sm_)
+    Z = zero_operator(sp_.size, sp_.size)
+    return BlockOperator(P, Z, Z, Q)
+
+
+def _residual_block(st, rec, rec0, dp, dm, variant, rule):
+    """The operator Σ_t P_t diag(S⁺, S⁻) of a residual stage (see the module docstring) and its output parts."""
+    terms, names, rules = [], [], []
+    zp = zm = None
+    for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
+        ops, bp, bm = [], dp, dm
+        for s, r, r0 in zip(b_st, b_rec, b_rec0):
+            op, kind_name, bp, bm = _stage_block(s, r, r0, bp, bm, variant, rule)
+            ops.append(op)
+        if not ops and bp.size != rec.z.numel():
+            raise ExtractionError(f"identity branch of residual block {st.describe()} maps {bp.size} to "
+                                  f"{rec.z.numel()} values")
+        zp = bp.copy() if zp is None else zp + bp      # Δz± of the sum: the sums of the branches' parts
+        zm = bm.copy() if zm is None else zm + bm
+        terms.append(ops)
+        names.append([s.name for s in b_st])
+        rules.append([_kind_name(s, rule) for s in b_st])
+    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
+    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻ of the sum")
+    sp_, sm_ = _multipliers(st.activation, z, z0, zp, zm, variant)
+    D = _diag_block(sp_, sm_)
+    op = DeepLiftResidual([t + [D] for t in terms], names, rules)
+    return op, sp_ * zp, sm_ * zm
+
+
+def _kind_name(st, rule) -> str:
+    if st.is_parametric:
+        kind = "linear-block"
+    elif st.kind == "residual":
+        kind = "residual"
+    else:
+        kind = {"maxpool2d": "maxpool-deeplift", "activation": "relu-deeplift"}.get(st.kind, "avgpool-linear")
+    return f"{rule}:{kind}"
+
+
+def _stage_block(st, rec, rec0, dp, dm, variant, rule):
+    """(block operator, layer-rule name, Δh⁺, Δh⁻) of one stage given the parts (Δx⁺, Δx⁻) of its input."""
+    if st.kind == "residual":
+        op, dp, dm = _residual_block(st, rec, rec0, dp, dm, variant, rule)
+        _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
+        return op, _kind_name(st, rule), dp, dm
+    n_in = int(np.prod(rec.in_shape))
+    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
+    x_in = (rec.x - rec0.x).reshape(-1).numpy()
+    act = st.activation if st.kind != "activation" else None
+    # forward of the parts through the linear map of the stage
+    if st.is_parametric:
+        W = st.weight
+        a_p = torch.from_numpy(dp).reshape(rec.x.shape)
+        a_m = torch.from_numpy(dm).reshape(rec.x.shape)
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        zp = (st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn)).reshape(-1).numpy()
+        zm = (st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp)).reshape(-1).numpy()
+        pool = None
+    elif st.kind == "activation":
+        zp, zm, pool = dp, dm, None
+        act = st.activation
+        z, z0 = rec.x.reshape(-1).numpy(), rec0.x.reshape(-1).numpy()
+    else:
+        pool = _pool_matrix(st, rec, rec0, x_in)
+        zp, zm = np.asarray(pool.T @ dp).reshape(-1), np.asarray(pool.T @ dm).reshape(-1)
+    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
+    # multipliers of the activation after the stage (identity without one)
+    sp_, sm_ = _multipliers(act, z, z0, zp, zm, variant)
+    # blocks
+    if st.is_parametric:
+        Ap, Bp = _weight_blocks(st, rec, sp_)     # W⁺ᵀS⁺, W⁻ᵀS⁺
+        if variant == "revealcancel":
+            Dm, Bm = _weight_blocks(st, rec, sm_)  # W⁺ᵀS⁻, W⁻ᵀS⁻
+            op = BlockOperator(Ap, Bm, Bp, Dm)
+        elif variant == "rescale":
+            op = BlockOperator(Ap, Bp, Bp, Ap)    # shared blocks: A = D, B = C
+        else:
+            Z = zero_operator(*Ap.shape)
+            op = BlockOperator(Ap, Z, Z, Bp)
+    else:
+        base = sp.identity(n_in, format="csc") if st.kind == "activation" else pool
+        P = _scale_cols(base, sp_)
+        Q = P if sm_ is sp_ else _scale_cols(base, sm_)
+        Z = zero_operator(*P.shape)
+        op = BlockOperator(P, Z, Z, Q)
+    dp, dm = sp_ * zp, sm_ * zm   # the parts carried to the next stage
+    _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
+    return op, _kind_name(st, rule), dp, dm
+
+
 def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> DeepLiftChain:
     """Extract the DeepLIFT block chain of ``variant`` ("rescale", "revealcancel", "ablation")."""
     rule = f"deeplift-{variant}"
@@ -252,61 +371,10 @@ def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> De
     delta_input = (dp.copy(), dm.copy())
     ops, names, layer_rules = [], [], []
     for st, rec, rec0 in zip(net.stages, records, records0):
-        n_in = int(np.prod(rec.in_shape))
-        z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-        x_in = (rec.x - rec0.x).reshape(-1).numpy()
-        act = st.activation if st.kind != "activation" else None
-        # forward of the parts through the linear map of the stage
-        if st.is_parametric:
-            W = st.weight
-            a_p = torch.from_numpy(dp).reshape(rec.x.shape)
-            a_m = torch.from_numpy(dm).reshape(rec.x.shape)
-            Wp, Wn = W.clamp(min=0), W.clamp(max=0)
-            zp = (st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn)).reshape(-1).numpy()
-            zm = (st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp)).reshape(-1).numpy()
-            pool = None
-        elif st.kind == "activation":
-            zp, zm, pool = dp, dm, None
-            act = st.activation
-            z, z0 = rec.x.reshape(-1).numpy(), rec0.x.reshape(-1).numpy()
-        else:
-            pool = _pool_matrix(st, rec, rec0, x_in)
-            zp, zm = np.asarray(pool.T @ dp).reshape(-1), np.asarray(pool.T @ dm).reshape(-1)
-        _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
-        # multipliers of the activation after the stage (identity without one)
-        if act is not None:
-            f = (lambda v, a=act: a(torch.from_numpy(v)).numpy())
-            grad = act.derivative(torch.from_numpy(z)).numpy()
-            if variant == "revealcancel":
-                sp_, sm_ = _revealcancel(f, z, z0, zp, zm, grad)
-            else:
-                sp_ = sm_ = _rescale_multiplier(f, z, z0, grad)
-        else:
-            sp_ = sm_ = np.ones_like(z)
-        # blocks
-        if st.is_parametric:
-            Ap, Bp = _weight_blocks(st, rec, sp_)     # W⁺ᵀS⁺, W⁻ᵀS⁺
-            if variant == "revealcancel":
-                Dm, Bm = _weight_blocks(st, rec, sm_)  # W⁺ᵀS⁻, W⁻ᵀS⁻
-                op = BlockOperator(Ap, Bm, Bp, Dm)
-            elif variant == "rescale":
-                op = BlockOperator(Ap, Bp, Bp, Ap)    # shared blocks: A = D, B = C
-            else:
-                Z = zero_operator(*Ap.shape)
-                op = BlockOperator(Ap, Z, Z, Bp)
-            kind_name = "linear-block"
-        else:
-            base = sp.identity(n_in, format="csc") if st.kind == "activation" else pool
-            P = _scale_cols(base, sp_)
-            Q = P if sm_ is sp_ else _scale_cols(base, sm_)
-            Z = zero_operator(*P.shape)
-            op = BlockOperator(P, Z, Z, Q)
-            kind_name = {"maxpool2d": "maxpool-deeplift", "activation": "relu-deeplift"}.get(st.kind, "avgpool-linear")
+        op, kind_name, dp, dm = _stage_block(st, rec, rec0, dp, dm, variant, rule)
         ops.append(op)
         names.append(st.name)
-        layer_rules.append(f"{rule}:{kind_name}")
-        dp, dm = sp_ * zp, sm_ * zm   # the parts carried to the next stage
-        _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
+        layer_rules.append(kind_name)
 
     if opts.np_dtype != np.float64:
         ops = [op.astype(opts.np_dtype) for op in ops]

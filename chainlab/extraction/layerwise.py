@@ -33,11 +33,12 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
         )
     leaves = list(walk_stages(stages))   # (chain index, stage), into residual blocks
     first = next((s for _, s in leaves if s.is_parametric), None)
+    last = next((s for _, s in reversed(leaves) if s.is_parametric), None)
     rules = {}                           # id(stage) -> rule, for every Linear/Conv2d stage
     for i, st in leaves:
         if not st.is_parametric:
             continue
-        r = composite.lookup(i, len(stages), st, st is first)
+        r = composite.lookup(i, len(stages), st, st is first, st is last)
         if r is None:
             raise OptionError(
                 f"composite {composite.name!r} has no rule for layer {st.describe()} (chain index {i}) and no default"

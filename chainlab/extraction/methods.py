@@ -1,7 +1,10 @@
-"""The whole-chain methods whose backward is not built from layer rules: a static table.
+"""The whole-chain methods whose backward is not built from layer rules alone: a static table.
 
 Each :class:`Method` names the common options it takes (those it would ignore are refused), its own
 options, and whether it handles residual blocks and implicit (``materialize=False``) operators.
+The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`),
+``guided-bp``, ``deconv``, ``rectgrad`` (:mod:`.rectified`), ``contrastive-lrp``,
+``contrastive-lrp-nomax`` (:mod:`.contrastive`: the z⁺ chain with a contrastive explanation).
 Everything else — a layer-rule or composite name, a Rule, a Composite or a dict — is the layer-rule
 method of :mod:`.layerwise`.
 """
@@ -11,8 +14,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
+from .contrastive import VARIANTS as CONTRASTIVE
+from .contrastive import build_contrastive
 from .deeplift import OWN_OPTIONS as DEEPLIFT_OPTIONS
 from .deeplift import VARIANTS, build_deeplift
+from .options import COMMON
 from .rectified import OWN_OPTIONS as RECTIFIED_OPTIONS
 from .rectified import build_rectified
 
@@ -32,7 +38,10 @@ class Method:
 
 
 METHODS = {
-    **{f"deeplift-{v}": Method(f"deeplift-{v}", partial(build_deeplift, variant=v), own=DEEPLIFT_OPTIONS)
+    **{f"deeplift-{v}": Method(f"deeplift-{v}", partial(build_deeplift, variant=v), own=DEEPLIFT_OPTIONS, residual=True)
        for v in VARIANTS},
-    **{r: Method(r, partial(build_rectified, rule=r), own=own) for r, own in RECTIFIED_OPTIONS.items()},
+    **{r: Method(r, partial(build_rectified, rule=r), own=own, residual=True) for r, own in RECTIFIED_OPTIONS.items()},
+    # the z⁺ layer-rule chain (every common option, residual blocks, implicit operators) with a contrastive explain()
+    **{r: Method(r, partial(build_contrastive, rule=r), common=COMMON, residual=True, implicit=True)
+       for r in CONTRASTIVE},
 }

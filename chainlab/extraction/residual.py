@@ -21,6 +21,10 @@ their product P_t = M_t1 ⋯ M_tK (n_in × n_out; P_t = I for the identity).  Th
 With bias="full" the block's ``bias_relevance`` collects the biases of the inner layers:
 b_block = Σ_t c_t ⊙ Σ_k (M_t(k+1) ⋯ M_tK)ᵀ b_tk, so colsum(M) + b_block = z/s(z) for conserving rules.
 The block is applied factor by factor (``matmat``/``rmatmat``) and multiplied out only on ``to_csc``.
+
+DeepLIFT chains (:mod:`.deeplift`) use the same form with 2×2 block operators: :class:`DeepLiftResidual`
+is Σ_t P_t · diag(S⁺, S⁻), P_t the product of branch t's block operators (the identity block for an
+identity shortcut) and S± the multipliers of the activation after the sum (:class:`~chainlab.linalg.BlockSum`).
 """
 from __future__ import annotations
 
@@ -28,12 +32,12 @@ import numpy as np
 import torch
 
 from ..errors import ExtractionError
-from ..linalg import Diagonal, Product, Sum
+from ..linalg import BlockSum, Diagonal, Product, Sum
 from ..rules import stabilize
 from ..trace import Record, Stage
 from .layers import output_derivative
 
-__all__ = ["ResidualBlock", "block_operator"]
+__all__ = ["ResidualBlock", "DeepLiftResidual", "block_operator"]
 
 
 class ResidualBlock(Sum):
@@ -62,6 +66,30 @@ class ResidualBlock(Sum):
     def __repr__(self):
         inner = " + ".join(repr(t) for t in self.terms)
         return f"<ResidualBlock {self.shape[0]}x{self.shape[1]} {np.dtype(self.dtype).name} [{inner}]>"
+
+
+class DeepLiftResidual(BlockSum):
+    """Σ_t P_t diag(S⁺, S⁻) of one residual block of a DeepLIFT chain (kind ``"residual"``).
+
+    ``terms[t]`` = branch t's block operators followed by the block diag(S⁺, S⁻) of the activation after
+    the sum; ``names``/``layer_rules``: per branch.  Applied factor by factor; its blocks A, B, C, D are
+    the blockwise products, computed on first use (:class:`~chainlab.linalg.BlockSum`).
+    """
+
+    kind = "residual"
+
+    def __init__(self, terms, names=None, layer_rules=None):
+        super().__init__(terms)
+        self.names = names or [[] for _ in self.terms]
+        self.layer_rules = layer_rules or [[] for _ in self.terms]
+
+    @property
+    def branches(self) -> list:
+        """The block operators of each branch (without diag(S⁺, S⁻)); [] for an identity."""
+        return [t[:-1] for t in self.terms]
+
+    def astype(self, dtype):
+        return DeepLiftResidual([[f.astype(dtype) for f in t] for t in self.terms], self.names, self.layer_rules)
 
 
 def block_operator(stage: Stage, record: Record, *, space: str, build, split: str, stabilizer: float,

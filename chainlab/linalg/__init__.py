@@ -10,13 +10,13 @@ Holds (bottom to top):
   ``_matmat``/``_rmatmat``; ``to_csc`` is the hook products use), the stored kinds dense and sparse,
   and matrix-free composition: :class:`Sum`, :class:`Product`, :class:`Diagonal`, :class:`Transposed`;
 * :mod:`.conv`, :mod:`.pool` — convolution and pooling layers as sparse matrices (geometry, builders);
-* :mod:`.block` — 2×2 block operators on (+, −) signal pairs (DeepLIFT);
+* :mod:`.block` — 2×2 block operators on (+, −) signal pairs (DeepLIFT) and sums of their products;
 * :mod:`.implicit` — torch-backed operators of conv/linear/pool layers that are never built.
 
 May import: numpy, scipy, torch, :mod:`chainlab.kernels`, :mod:`chainlab.errors`.  Nothing here
 knows about models, rules or chains.
 """
-from .block import BlockOperator, add_operators
+from .block import BlockOperator, BlockSum, add_operators
 from .conv import ConvGeometry, conv_matrix
 from .implicit import ConvSpec, GatherOperator, LayerTerms, PoolOperator, TermsOperator, TorchOperator
 from .operators import (DenseOperator, Diagonal, Operator, Product, SparseOperator, Sum, Transposed, as_operator,
@@ -26,7 +26,8 @@ from .products import DENSE_ABOVE, PrefixProduct, multiply, prefix_products, pro
 from .spmat import channel_cosine, column_norms, dense_sparse, density, spgemm, spmm
 
 __all__ = [
-    "BlockOperator", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DenseOperator", "Diagonal", "GatherOperator",
+    "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DenseOperator", "Diagonal",
+    "GatherOperator",
     "LayerTerms", "Operator", "PoolOperator", "PoolSpec", "PrefixProduct", "Product", "SparseOperator", "Sum",
     "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine",
     "column_norms", "conv_matrix", "dense_sparse", "density", "multiply", "prefix_products", "product",

@@ -17,6 +17,8 @@ block operator,
     [C₁ D₁][C₂ D₂] = [C₁A₂ + D₁C₂   C₁B₂ + D₁D₂],
 
 computed blockwise (sparse stays sparse, all-zero blocks stay empty sparse blocks).
+:class:`BlockSum` is a sum of such products, Σ_t B_t1 B_t2 ⋯ B_tK (a DeepLIFT residual block),
+applied factor by factor and multiplied out blockwise only when its blocks are asked for.
 Like every :class:`~chainlab.linalg.operators.Operator` it has matvec/matmat/rmatvec/rmatmat,
 so ``scipy.sparse.linalg.aslinearoperator`` accepts it.
 """
@@ -26,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from .operators import Operator, Product, Sum, as_operator, zero_operator
+from .operators import Operator, Product, Sum, _result_dtype, as_operator, zero_operator
 
-__all__ = ["BlockOperator", "add_operators"]
+__all__ = ["BlockOperator", "BlockSum", "add_operators"]
 
 
 def _is_zero(op: Operator) -> bool:
@@ -158,3 +160,105 @@ class BlockOperator(Operator):
     def __repr__(self):
         return (f"<BlockOperator 2x({self.n_in}x{self.n_out}) {np.dtype(self.dtype).name} nnz={self.nnz} "
                 f"blocks={[o.kind for o in (self.A, self.B, self.C, self.D)]}>")
+
+
+class BlockSum(BlockOperator):
+    """M = Σ_t B_t1 B_t2 ⋯ B_tK of block operators (input side first), shape (2 n_in, 2 n_out).
+
+    ``terms`` is a list of non-empty lists of :class:`BlockOperator` s; within a term consecutive
+    factors chain, and every term has the same overall shape.  ``matmat``/``rmatmat`` apply the
+    factors one by one (nothing is multiplied out), so a block of a deep residual branch costs what
+    its factors cost.  The four blocks ``A, B, C, D`` (and ``blocks``, ``to_dense``, ``to_csc``,
+    products with ``@``) are the blockwise products P_t = B_t1 @ ⋯ @ B_tK summed blockwise; they are
+    computed on first use and kept.  ``nnz`` counts the factors' stored entries (like
+    :class:`~.operators.Sum`).  Structure is read from the factors: :meth:`collapse` is
+    Σ_t Π_k collapse(B_tk) (a product and a sum of collapsing blocks collapse), :meth:`is_decoupled`
+    holds when every factor is decoupled.
+    """
+
+    kind = "block-sum"
+
+    def __init__(self, terms, bias_relevance=None):
+        terms = [list(t) for t in terms]
+        if not terms or any(not t for t in terms):
+            raise InputError("a BlockSum needs at least one term, each with at least one factor")
+        for t in terms:
+            for f in t:
+                if not isinstance(f, BlockOperator):
+                    raise InputError(f"the factors of a BlockSum are block operators, got {type(f).__name__}")
+            for a, b in zip(t, t[1:]):
+                if a.n_out != b.n_in:
+                    raise InputError(f"cannot multiply block operators of shapes {a.shape} and {b.shape}")
+        shapes = {(t[0].n_in, t[-1].n_out) for t in terms}
+        if len(shapes) != 1:
+            raise InputError(f"cannot add block products of shapes {', '.join(str(s) for s in sorted(shapes))}")
+        self.terms = terms
+        self.n_in, self.n_out = shapes.pop()
+        self.shape = (2 * self.n_in, 2 * self.n_out)
+        self.dtype = _result_dtype([f for t in terms for f in t])
+        self.bias_relevance = bias_relevance
+        self._multiplied = None
+
+    # -- application, factor by factor -------------------------------------------------------
+    def _matmat(self, V):
+        out = np.zeros((self.shape[0], V.shape[1]), dtype=np.result_type(self.dtype, V.dtype))
+        for t in self.terms:
+            W = V
+            for f in reversed(t):
+                W = f._matmat(W)
+            out += W
+        return out
+
+    def _rmatmat(self, U):
+        out = np.zeros((self.shape[1], U.shape[1]), dtype=np.result_type(self.dtype, U.dtype))
+        for t in self.terms:
+            W = U
+            for f in t:
+                W = f._rmatmat(W)
+            out += W
+        return out
+
+    # -- the multiplied-out blocks ---------------------------------------------------------------
+    def multiplied(self) -> BlockOperator:
+        """Σ_t P_t as one :class:`BlockOperator` with stored blocks (computed once)."""
+        if self._multiplied is None:
+            total = None
+            for t in self.terms:
+                P = t[0]
+                for f in t[1:]:
+                    P = P @ f
+                if len(t) == 1:   # a single factor: its blocks as stored operators
+                    P = BlockOperator(*(o.materialize() for o in (P.A, P.B, P.C, P.D)))
+                total = P if total is None else BlockOperator(
+                    *(add_operators(a, b) for a, b in zip((total.A, total.B, total.C, total.D), (P.A, P.B, P.C, P.D))))
+            self._multiplied = total
+        return self._multiplied
+
+    A = property(lambda self: self.multiplied().A)
+    B = property(lambda self: self.multiplied().B)
+    C = property(lambda self: self.multiplied().C)
+    D = property(lambda self: self.multiplied().D)
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries of the factors (the sum is not multiplied out)."""
+        return int(sum(f.nnz for t in self.terms for f in t))
+
+    @property
+    def T(self) -> "BlockSum":
+        return BlockSum([[f.T for f in reversed(t)] for t in self.terms])
+
+    def astype(self, dtype) -> "BlockSum":
+        return BlockSum([[f.astype(dtype) for f in t] for t in self.terms], self.bias_relevance)
+
+    def is_decoupled(self) -> bool:
+        """True when every factor is decoupled (then so is every product and their sum)."""
+        return all(f.is_decoupled() for t in self.terms for f in t)
+
+    def collapse(self, atol: float = 0.0) -> Operator:
+        """Σ_t Π_k (A_tk + B_tk), when every factor collapses (:meth:`BlockOperator.collapse`); not multiplied out."""
+        return Sum([Product([f.collapse(atol) for f in t]) for t in self.terms])
+
+    def __repr__(self):
+        return (f"<BlockSum 2x({self.n_in}x{self.n_out}) {np.dtype(self.dtype).name} terms="
+                f"{[len(t) for t in self.terms]}>")

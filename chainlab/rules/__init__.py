@@ -2,10 +2,10 @@
 
 * :mod:`.base` — the rule protocol: groups of terms → :class:`~chainlab.linalg.LayerTerms`, the layer
   context a rule reads, the one stabilizer s(z) = z + ε·sign0(z);
-* :mod:`.lrp` — gradient, LRP-0/ε, z⁺, αβ, γ, z^B, w², flat;
+* :mod:`.lrp` — gradient, LRP-0/ε, z⁺, αβ, γ, z^B, w², flat, excitation BP and its contrastive final layer;
 * :mod:`.patterns`, :mod:`.pattern_rules` — signal patterns (fit, store, check) and PatternNet /
   PatternAttribution as layer rules;
-* :mod:`.composites` — rule per layer by index, path, "first" or type; named composites;
+* :mod:`.composites` — rule per layer by index, path, "first", "last" or type; named composites;
 * :mod:`.registry` — rules and composites by name, :func:`resolve`.
 
 May import: :mod:`chainlab.trace` (stages and records the rules read), :mod:`chainlab.linalg`,
@@ -14,12 +14,14 @@ May import: :mod:`chainlab.trace` (stages and records the rules read), :mod:`cha
 from . import patterns
 from .base import BIAS_POLICIES, Group, LayerContext, Rule, Term, neg, pos, stabilize
 from .composites import COMPOSITES, Composite
-from .lrp import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Gradient, GradientXInput, WSquare, ZBox, ZPlus
+from .lrp import (LRP0, AlphaBeta, ContrastiveExcitation, Epsilon, ExcitationBP, Flat, Gamma, Gradient, GradientXInput,
+                  WSquare, ZBox, ZPlus)
 from .pattern_rules import PatternAttribution, PatternNet
 from .registry import RULES, composite_params, make_rule, resolve, rule_names
 
 __all__ = [
-    "BIAS_POLICIES", "COMPOSITES", "RULES", "AlphaBeta", "Composite", "Epsilon", "Flat", "Gamma", "Gradient",
+    "BIAS_POLICIES", "COMPOSITES", "RULES", "AlphaBeta", "Composite", "ContrastiveExcitation", "Epsilon",
+    "ExcitationBP", "Flat", "Gamma", "Gradient",
     "GradientXInput", "Group", "LRP0", "LayerContext", "PatternAttribution", "PatternNet", "Rule", "Term", "WSquare",
     "ZBox", "ZPlus", "composite_params", "make_rule", "neg", "patterns", "pos", "resolve", "rule_names", "stabilize",
 ]

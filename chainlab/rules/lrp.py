@@ -14,10 +14,29 @@ Gamma              z_j > 0: (x⁺_i (W+γW⁺)_ji + x⁻_i (W+γW⁻)_ji) / s(Σ
 ZBox               (x_i W_ji − l_i W⁺_ji − h_i W⁻_ji) / s(Σ_k same)        (bias cancels, as zennit)
 WSquare            W_ji² / s(Σ_k W_jk² + b_j²)
 Flat               1_ji / s(Σ_k 1_jk)   over the layer's connections (bias ignored, as zennit)
+ExcitationBP       M_ij = x_i W⁺_ji / s(Σ_k x_k W⁺_jk)                      (no bias, Zhang et al.)
+ContrastiveExc.    x_i W⁺_ji / s(Σ_k x_k W⁺_jk) − x_i (−W)⁺_ji / s(Σ_k x_k (−W)⁺_jk)   (no bias)
 =================  ==========================================================================
 
-These are zennit's rules (Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, WSquare, Flat)
+The first nine are zennit's rules (Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, WSquare, Flat)
 written as explicit matrices.
+
+Excitation backprop (Zhang et al. 2016, "Top-down neural attention by excitation backprop",
+eq. 3–4) passes the probability of an output neuron to its inputs with the marginal winning
+probability P(a_i | a_j) = a_i W⁺_ji / Σ_k a_k W⁺_jk: only positive weights, the input activations
+a as they are (assumed ≥ 0: they are ReLU outputs), no bias.  Where every input of a layer is ≥ 0
+(after a ReLU, a max- or average pool of ReLU outputs, or an image in [0, 1]) x⁻ = 0 and this is the
+z⁺ matrix without bias, ``ZPlus`` with ``bias="none"``.  It differs from z⁺ (i) at a layer with
+negative inputs (typically the first layer on mean-subtracted images): z⁺ pairs x⁻ with W⁻
+((x⁺W⁺ + x⁻W⁻)/Σ), excitation BP keeps x·W⁺, which may be negative and need not conserve; and
+(ii) with biases, which z⁺ puts into its denominator (b⁺, bias policies "zennit"/"full") and
+excitation BP never does.
+
+Contrastive excitation backprop as Sixt et al. 2020 write it (eq. 16): the final layer's matrix
+is Z⁺ − N⁺, N⁺ the same rule with the weights negated (−W), i.e. the excitation of the class
+minus the excitation of its "dual" neuron of weights −W (Zhang et al.'s contrastive top-down
+signal); every other layer keeps excitation BP.  (−W)⁺ = −W⁻, so on non-negative inputs the
+final matrix is z⁺ − z⁻-normalized: LRP-αβ with α = β = 1.)
 """
 from __future__ import annotations
 
@@ -166,3 +185,27 @@ class Flat(Rule):
 
     def groups(self, ctx: LayerContext):
         return [Group([Term(torch.ones_like(ctx.x), torch.ones_like(ctx.weight))], eps=ctx.stabilizer)]
+
+
+class ExcitationBP(Rule):
+    """Excitation backprop (Zhang et al. 2016): M_ij = x_i W⁺_ji / s(Σ_k x_k W⁺_jk), no bias (module docstring)."""
+
+    name = "excitation-bp"
+
+    def groups(self, ctx: LayerContext):
+        return [Group([Term(ctx.x, pos(ctx.weight))], eps=ctx.stabilizer)]
+
+
+class ContrastiveExcitation(Rule):
+    """The final layer of contrastive excitation BP (Sixt et al. 2020 eq. 16): Z⁺ − N⁺, N⁺ = Z⁺ of −W.
+
+    M_ij = x_i W⁺_ji / s(Σ_k x_k W⁺_jk) − x_i (−W)⁺_ji / s(Σ_k x_k (−W)⁺_jk), no bias; column j has sum
+    1 − 1 = 0 wherever both denominators are positive (up to the stabilizer).
+    """
+
+    name = "contrastive-excitation"
+
+    def groups(self, ctx: LayerContext):
+        x, W = ctx.x, ctx.weight
+        return [Group([Term(x, pos(W))], eps=ctx.stabilizer),
+                Group([Term(x, pos(-W))], coef=-1.0, eps=ctx.stabilizer)]

@@ -12,7 +12,8 @@ import inspect
 from ..errors import OptionError
 from .base import Rule
 from .composites import COMPOSITES, Composite
-from .lrp import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Gradient, GradientXInput, WSquare, ZBox, ZPlus
+from .lrp import (LRP0, AlphaBeta, ContrastiveExcitation, Epsilon, ExcitationBP, Flat, Gamma, Gradient, GradientXInput,
+                  WSquare, ZBox, ZPlus)
 from .pattern_rules import PatternAttribution, PatternNet
 
 __all__ = ["RULES", "COMPOSITES", "make_rule", "resolve", "rule_names", "composite_params"]
@@ -34,6 +35,8 @@ RULES: dict[str, type] = {
     "zbox": ZBox,
     "wsquare": WSquare,
     "flat": Flat,
+    "excitation-bp": ExcitationBP,
+    "contrastive-excitation": ContrastiveExcitation,
     "patternnet": PatternNet,
     "patternattribution": PatternAttribution,
 }
