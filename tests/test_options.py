@@ -7,7 +7,6 @@ import math
 import re
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import chainlab
