@@ -8,6 +8,9 @@ significant distinction from both gradient-based methods and LRP-epsilon".  The 
 :mod:`chainlab.measures.bounds` (componentwise and σ1 bounds), :mod:`chainlab.studies.ranges` (ranges over a
 perturbation's support) and :mod:`chainlab.studies.averages` (Hoeffding).
 
+Rules: the gradient, z⁺ (LRP-α1β0), α2β1 and LRP-ε at ε = 0.1, 0.01, 0.001 enter the verdicts; gradient × input,
+w² and flat (the other rules with an a-priori constant) are measured beside them (constants, tightness).
+
 Nets: the weight-norm study (same architecture ``scenes-cnn``, trained with weight decay 0, 1e-4, 1e-3, and with
 BatchNorm), plus ``scenes-cnn-wd1e-4`` rescaled by (c, 1/c) on consecutive layers (the same function, the same
 Π‖W_l‖_∞; reported, not fitted).  Covariate of every trend: Π_l ‖W_l‖_∞ (BatchNorm folded), the a-priori
@@ -64,6 +67,7 @@ RESCALED_FROM, RESCALE_C = "scenes-cnn-wd1e-4", 4.0     # c = 4: a power of two,
 EPSILONS = (0.1, 0.01, 0.001)
 RULES = [("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0})] + \
         [("lrp-epsilon", {"epsilon": e}) for e in EPSILONS]
+EXTRA_RULES = [("gradient-x-input", {}), ("wsquare", {}), ("flat", {})]   # constants and tightness only
 B3_RULES = [("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}),
             ("lrp-epsilon", {"epsilon": 0.01})]
 BETA = ("zplus", "alpha2-beta1")
@@ -90,7 +94,7 @@ def sizes(s) -> dict:
         return dict(images=32, copies=2, norms=2, n=16, n_ref=128,
                     perturbations=(("smoothgrad", 0.15), ("brightness", 0.2), ("contrast", 0.3), ("noise", 0.1)),
                     sigma_nets=QUICK_NETS + STUDY_NETS)
-    return dict(images=12, copies=1, norms=1, n=8, n_ref=64, perturbations=(("smoothgrad", 0.15), ("brightness", 0.2)),
+    return dict(images=12, copies=1, norms=1, n=8, n_ref=48, perturbations=(("smoothgrad", 0.15), ("brightness", 0.2)),
                 sigma_nets=QUICK_NETS)
 
 
@@ -333,9 +337,11 @@ def measure_constants(ctx) -> list[dict]:
     rows = []
     with one_thread():
         for net in progress(nets, "B1/B2 constants", ctx.s.progress):
-            rows += empirical_constants(ctx.model(net), inputs(ctx, net, sz["images"]), RULES, perturbation="noise",
-                                        level=0.05, copies=sz["copies"], norms=sz["norms"], seed=ctx.s.seed,
-                                        net=net, **_opts(net))
+            xs = inputs(ctx, net, sz["images"])
+            rows += empirical_constants(ctx.model(net), xs, RULES, perturbation="noise", level=0.05,
+                                        copies=sz["copies"], norms=sz["norms"], seed=ctx.s.seed, net=net,
+                                        **_opts(net))
+            rows += empirical_constants(ctx.model(net), xs, EXTRA_RULES, norms=sz["norms"], net=net, **_opts(net))
         if not ctx.s.quick and RESCALED_FROM in nets:
             rows += rescaled_point(ctx, sz)
         for net in sz["sigma_nets"]:
