@@ -114,6 +114,7 @@ def _rate_axes(n_panels, ncols=4):
     """Per panel two stacked log axes sharing x: a short one on top for the (far higher) Hoeffding level, a tall
     one for the measured errors — a broken y axis."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, NullFormatter
 
     ncols = max(1, min(ncols, n_panels))
     nrows = -(-n_panels // ncols)
@@ -126,7 +127,10 @@ def _rate_axes(n_panels, ncols=4):
         top = fig.add_subplot(gs[2 * r, c], sharex=bot)
         top.spines["bottom"].set_visible(False)
         bot.spines["top"].set_visible(False)
-        top.tick_params(labelbottom=False, bottom=False, labelsize=6)
+        top.tick_params(labelbottom=False, bottom=False, labelleft=False, left=False, which="both")
+        top.set_yscale("log")
+        top.yaxis.set_major_locator(LogLocator(numticks=3))
+        top.yaxis.set_minor_formatter(NullFormatter())
         for ax, y in ((top, 0), (bot, 1)):
             ax.plot([0, 1], [y, y], transform=ax.transAxes, color="k", lw=0, marker=[(-1, -0.5), (1, 0.5)], ms=8,
                     mew=1, clip_on=False)
@@ -148,7 +152,7 @@ def plot_rates(records, out):
     bound_q = "error_bound" if any(r.get("quantity") == "error_bound" for r in rows) else "hoeffding_t"
     fig, pairs = _rate_axes(len(panels))
     for (top, ax), (pert, rule) in zip(pairs, panels):
-        first = None
+        first, hoef = None, []
         for net in nets:
             s = norm.get((pert, rule, net)) or 1.0
             by, bd = defaultdict(list), defaultdict(list)
@@ -166,6 +170,7 @@ def plot_rates(records, out):
             ax.plot(N, e, "o-", ms=3, color=c, label=str(net))
             if bd:
                 Nb = sorted(bd)
+                hoef += [np.median(bd[n]) for n in Nb]
                 top.plot(Nb, [np.median(bd[n]) for n in Nb], ":", color=c, lw=1.5)
             if first is None:
                 first = (N[0], e[0], N[-1])
@@ -173,11 +178,12 @@ def plot_rates(records, out):
             n0, e0, n1 = first
             ns = np.geomspace(n0, n1, 10)
             ax.plot(ns, e0 * (ns / n0) ** -0.5, "k--", lw=1, label="slope −1/2")
-        for a in (top, ax):
-            a.set_yscale("log")
+        ax.set_yscale("log")
         ax.set_xscale("log", base=2)
-        top.set_title(f"{pert} · {rule}" if pert else str(rule), fontsize=9)
-        top.set_ylabel("Hoeffding", fontsize=7)
+        title = f"{pert} · {rule}" if pert else str(rule)
+        if hoef:
+            title += f"\nHoeffding level (dotted): {min(hoef):.1e} … {max(hoef):.1e}"
+        top.set_title(title, fontsize=8)
         ax.set_xlabel("N (copies averaged)", fontsize=8)
         ax.set_ylabel("e(N) / ‖r_L‖₁" if norm else "e(N)", fontsize=8)
         ax.tick_params(labelsize=7)
