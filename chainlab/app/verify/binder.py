@@ -95,7 +95,7 @@ def sizes(s) -> dict:
                     perturbations=(("smoothgrad", 0.15), ("brightness", 0.2), ("contrast", 0.3), ("noise", 0.1)),
                     sigma_nets=QUICK_NETS + STUDY_NETS)
     return dict(images=12, copies=1, norms=1, n=8, n_ref=48, perturbations=(("smoothgrad", 0.15), ("brightness", 0.2)),
-                sigma_nets=QUICK_NETS)
+                sigma_nets=QUICK_NETS + (RESCALED_FROM,))
 
 
 @contextlib.contextmanager
