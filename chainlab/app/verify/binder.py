@@ -88,7 +88,7 @@ def sizes(s) -> dict:
     """How much work per setting: test images, perturbed copies per image, images with per-layer norms, the
     B3 pool (n, n_ref) and perturbations, σ1 bounds on which nets."""
     if s.quick:
-        return dict(images=4, copies=1, norms=1, n=4, n_ref=32, perturbations=(("smoothgrad", 0.15),),
+        return dict(images=4, copies=1, norms=1, n=4, n_ref=20, perturbations=(("smoothgrad", 0.15),),
                     sigma_nets=QUICK_NETS)
     if s.extended:
         return dict(images=32, copies=2, norms=2, n=16, n_ref=128,
