@@ -47,6 +47,7 @@ import time
 from collections import defaultdict
 
 import numba
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -168,6 +169,15 @@ def grows(res) -> bool:
     return lo is not None and lo > 0 and _span(res["x"]) ** lo >= GROW_FACTOR
 
 
+def _short(net):
+    return str(net).replace("scenes-cnn-", "")
+
+
+def _per_net(d):
+    """'wd0 0.0186, wd1e-4 0.0191, …' of {net: value} (the numbers a verdict rests on, net by net)."""
+    return ", ".join(f"{_short(n)} {fmt(v, 3)}" for n, v in sorted(d.items(), key=lambda kv: str(kv[0])))
+
+
 def _slope_text(res):
     if res["slope"] is None:
         return "slope n/a"
@@ -189,21 +199,19 @@ def b1_verdict(rows, *, beta=BETA, follow=FOLLOW_RULES, nets=None, n_boot=N_BOOT
     """(reproduced, observed text, trends): β rules independent of Π‖W_l‖ and within a band, the gradient following."""
     res = trends(rows, tuple(beta) + tuple(follow), nets, n_boot=n_boot)
     xs = next(iter(res.values()))["x"] if res else {}
-    parts = ["Π‖W_l‖_∞ per net: " + ", ".join(f"{n} {fmt(v, 3)}" for n, v in sorted(xs.items()))]
+    parts = ["Π‖W_l‖_∞ per net: " + _per_net(xs)]
     ok = True
     for rule in beta:
         r = res[rule]
         good = _inside(r["lo"], r["hi"], INDEPENDENT) and r["spread"] is not None and r["spread"] <= BAND
         ok &= good
-        parts.append(f"{rule}: C_emp {fmt(min(r['y'].values(), default=None), 3)}…"
-                     f"{fmt(max(r['y'].values(), default=None), 3)} (×{fmt(r['spread'], 3)}, band ≤ ×{BAND:g}), "
+        parts.append(f"{rule}: C_emp {_per_net(r['y'])} (×{fmt(r['spread'], 3)}, band ≤ ×{BAND:g}), "
                      f"{_slope_text(r)} (independent: CI in [{INDEPENDENT[0]}, {INDEPENDENT[1]}])")
     for rule in follow:
         r = res[rule]
         good = _inside(r["lo"], r["hi"], FOLLOW)
         ok &= good
-        parts.append(f"{rule}: C_emp {fmt(min(r['y'].values(), default=None), 3)}…"
-                     f"{fmt(max(r['y'].values(), default=None), 3)}, {_slope_text(r)} "
+        parts.append(f"{rule}: C_emp {_per_net(r['y'])}, {_slope_text(r)} "
                      f"(follows: CI in [{FOLLOW[0]}, {FOLLOW[1]}])")
     if len(xs) < 3 or _span(xs) < MIN_SPAN:
         parts.append(f"not decisive: {len(xs)} nets, Π‖W_l‖_∞ spans ×{fmt(_span(xs), 3)} (< ×{MIN_SPAN:g} or < 3 nets)")
@@ -269,8 +277,13 @@ def b3_verdict(rows, *, beta=BETA, move=FOLLOW_RULES + ("lrp-epsilon=0.01",), ne
             rate_ok = False
     slopes = [q.get("rate_slope") for q in by.values() if q.get("rate_slope") is not None]
     if slopes:
+        per = defaultdict(list)
+        for (pert, rule, net), q in by.items():
+            if q.get("rate_slope") is not None:
+                per[net].append(q["rate_slope"])
         parts.append(f"rate: slope of log e(N) on log N {min(slopes):.2f}…{max(slopes):.2f} over "
-                     f"{len(slopes)} runs (Hoeffding −0.5; accepted {RATE[0]}…{RATE[1]})")
+                     f"{len(slopes)} runs (Hoeffding −0.5; accepted {RATE[0]}…{RATE[1]}); mean per net: "
+                     + _per_net({n: float(np.mean(v)) for n, v in per.items()}))
     comp, details = True, {}
     xs_all = {}
     for (pert, rule, net), q in by.items():
@@ -290,10 +303,9 @@ def b3_verdict(rows, *, beta=BETA, move=FOLLOW_RULES + ("lrp-epsilon=0.01",), ne
                 good = grows(res)
                 want = f"moves: CI > 0, ≥ ×{GROW_FACTOR:g} over the range"
             comp &= good
-            ys = [v for v in res["y"].values() if v is not None]
-            parts.append(f"{pert}/{rule}: K_rel = e(N)√N/‖r_L‖₁ {fmt(min(ys, default=None), 3)}…"
-                         f"{fmt(max(ys, default=None), 3)} (a-priori {fmt(min(kap, default=None), 3)}…"
-                         f"{fmt(max(kap, default=None), 3)}), {_slope_text(res)} ({want})")
+            parts.append(f"{pert}/{rule}: K_rel = e(N)√N/‖r_L‖₁ {_per_net(res['y'])} (a-priori "
+                         f"{fmt(min(kap, default=None), 3)}…{fmt(max(kap, default=None), 3)}), {_slope_text(res)} "
+                         f"({want})")
     ok = premise and rate_ok and comp
     if not premise:
         parts.insert(0, "premise violated: the range B does not bound the attributions / the Hoeffding level is "
