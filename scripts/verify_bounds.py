@@ -1,4 +1,5 @@
-"""Verify value bounds under weight scaling and ε, convergence of averages (Binder et al.).
+"""Verify Binder et al.'s claims as measurements: empirical constants across weight norms (B1, B2) and the
+convergence of averages of attributions (B3) on the weight-norm study nets.
 
 Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
 Usage: python scripts/verify_bounds.py [--quick] [-o report/]

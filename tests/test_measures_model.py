@@ -47,6 +47,8 @@ def test_dispatcher_keys_and_bad_names():
 
 
 def test_weight_scaling_constants():
+    """IDENTITY (algebra, a regression test, not a claim): scaling layer l by c_l scales the logits and the
+    gradient by Π c_l and leaves the 0-homogeneous z⁺/αβ matrices unchanged (up to the stabilizer)."""
     net = conv_net(1)                         # has BatchNorm: the scaling must stay exact through it
     x = _x((1, 2, 7, 7))
     cs = [2.0, 0.5, 3.0, 1.5, 0.25]

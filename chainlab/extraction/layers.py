@@ -83,9 +83,11 @@ def fixed_rule_name(st: Stage, space: str, avgpool: str) -> str:
 
 def stage_stats(st: Stage, rec: Record) -> dict:
     """{weight_norm_inf: max_j Σ_i |W_ji| (conv: max over filters of Σ|K_o|, an upper bound of the unrolled
-    matrix's row sums), input_norm_inf: max |x|} of a Linear/Conv2d stage; {} for other stages."""
+    matrix's row sums), input_norm_inf: max |x|, derivative_bound: sup |ρ'| of the activation after the stage
+    (1 without one)} of a Linear/Conv2d stage; {} for other stages."""
     if not st.is_parametric:
         return {}
     W = st.weight.detach().double().abs()
     return {"weight_norm_inf": float(W.reshape(W.shape[0], -1).sum(dim=1).max()),
-            "input_norm_inf": float(rec.x.abs().max())}
+            "input_norm_inf": float(rec.x.abs().max()),
+            "derivative_bound": st.activation.derivative_bound if st.activation is not None else 1.0}

@@ -7,10 +7,12 @@
 * ``csc``      cosine similarity convergence, pooled over the chains of a net and rule (:mod:`.csc`)
 * ``cone``     angular / Hilbert diameters and Birkhoff contraction (:mod:`.cone`)
 * ``bounds``   value bounds and σ1 bounds (:mod:`.bounds`)
+* ``constants`` the empirical componentwise constant of one explanation beside its a-priori constant (:mod:`.bounds`)
 
 Every record is a dict with keys net, rule, image, measure, quantity, layer, k, value (+ extras).
 Also here: the singular-value solvers (:mod:`.svd`), prefix products (:mod:`.prefix`), explanation
-maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`).  Measures that change or re-run the
+maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`), log–log trends across nets with
+bootstrap CIs (:mod:`.trends`).  Measures that change or re-run the
 model (weight scaling, averages over perturbed inputs, cascading randomization) are
 :mod:`chainlab.studies`.
 
@@ -23,7 +25,7 @@ import inspect
 
 from ..errors import OptionError
 from ..options import check_known
-from .bounds import apriori_constants, bounds, norm1, norm_inf
+from .bounds import apriori_constants, bounds, constants, norm1, norm_inf, weight_norm_product
 from .cone import (
     angular_diameter,
     birkhoff,
@@ -43,6 +45,7 @@ from .prefix import (
 from .rank1 import rank1, rank1_quantities
 from .records import read_csv, write_csv
 from .spectra import interlayer_members, prefix_spectra_power, spectra
+from .trends import bootstrap_slope, loglog_slope, replicate_slope, unit_values
 from .svd import (
     LanczosResult,
     lanczos_singular_values,
@@ -51,7 +54,7 @@ from .svd import (
     subspace_singular_values,
 )
 
-PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds}
+PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds, "constants": constants}
 POOLED = {"csc": csc}
 MEASURES = tuple(PER_CHAIN) + tuple(POOLED)
 
@@ -62,6 +65,7 @@ __all__ = [
     "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "random_logit_ssim", "ssim",
     "to_map", "prefix_products", "implicit_prefix", "PrefixProduct", "prefix_power", "prefix_spectra_power",
     "PowerResult", "lanczos_singular_values", "LanczosResult", "subspace_singular_values", "measure_options",
+    "constants", "weight_norm_product", "loglog_slope", "bootstrap_slope", "replicate_slope", "unit_values",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Weight-scaling invariance (Binder et al.): how each rule's constants and maps react to W_l → c_l W_l.
+"""Weight scaling (Binder et al.): W_l → c_l W_l, and the function-preserving rescaling of consecutive layers.
 
 ``scale_weights(model, c)`` returns a deep copy in which the l-th Linear/Conv2d (in forward order,
 BatchNorm folded as in :func:`chainlab.trace.trace`) has weight c_l·W_l and bias C_l·b_l with
@@ -6,10 +6,18 @@ C_l = c_1⋯c_l, so every pre-activation is z'_l = C_l z_l, ReLU masks are uncha
 are C_L·f(x): the decision is the same.  A following BatchNorm gets running_mean·C_l,
 running_var·C_l², eps·C_l², weight·C_l and bias·C_l, which makes it exactly equivariant too.
 
-Then for every rule (``weight_scaling``):  z⁺/α-β/w²/flat layer matrices are invariant (numerators
-and denominators scale alike), so their constants Π‖M_l‖₁ and normalized maps stay the same;
-gradient matrices scale by c_l, so the gradient constant scales with Π c_l; LRP-ε changes because
-ε does not scale.  Records (``measure="scaling"``): ``constant`` (before), ``constant_scaled``,
+With Π_l c_l = 1 (``preserving_scales``: c, 1/c, c, 1/c, … on consecutive Linear/Conv2d layers) C_L = 1
+and the net computes the same function: ReLU is positively homogeneous, ρ(c z) = c ρ(z) for c > 0, and
+max-pools commute with positive scaling, so every activation after layer l is C_l times the original and
+the logits are unchanged.  Π_l ‖W_l‖_∞ does not change either (Π c_l = 1), but the per-layer norms do;
+the measured gradient and z⁺/α-β constants stay the same, LRP-ε sees ε/C_l in layer l.  This is the
+"function-preserving rescaling" point of the weight-norm study (:func:`rescale_consecutive`).
+
+IDENTITIES (algebra, not measurements — :func:`weight_scaling` is a regression check of the
+extraction, never a claim): z⁺/α-β/w²/flat layer matrices are invariant under the scaling (numerators
+and denominators scale alike, up to the stabilizer), so their constants Π‖M_l‖₁ and normalized maps
+stay the same; gradient matrices scale by c_l, so the gradient constant scales with Π c_l exactly;
+LRP-ε changes because ε does not scale.  Records (``measure="scaling"``): ``constant`` (before), ``constant_scaled``,
 ``constant_ratio``, ``prod_c`` (Π c_l), ``map_ratio`` (‖R'‖_∞/‖R‖_∞) and ``map_change``
 (‖R'/‖R'‖_∞ − R/‖R‖_∞‖_∞, 0 = same map up to scale), ``logit_ratio`` (f'(x)_k/f(x)_k = C_L).
 """
@@ -28,7 +36,7 @@ from ..measures._common import record
 from ..measures.bounds import norm1
 from ..trace import trace
 
-__all__ = ["scale_weights", "weight_scaling"]
+__all__ = ["scale_weights", "weight_scaling", "preserving_scales", "rescale_consecutive"]
 
 
 def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
@@ -62,9 +70,28 @@ def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
     return out, cs
 
 
+def preserving_scales(n_layers: int, c: float) -> list[float]:
+    """[c, 1/c, c, 1/c, …] for ``n_layers`` layers (the last one 1 when n is odd): Π c_l = 1."""
+    if not (c > 0 and math.isfinite(c)):
+        raise OptionError(f"the rescaling factor must be positive and finite, got {c}")
+    cs = [c if i % 2 == 0 else 1.0 / c for i in range(n_layers)]
+    if n_layers % 2:
+        cs[-1] = 1.0
+    return cs
+
+
+def rescale_consecutive(model: nn.Module, c: float = 4.0) -> tuple[nn.Module, list[float]]:
+    """A copy of ``model`` computing the same function with (c, 1/c) on consecutive Linear/Conv2d layers
+    (module docstring); returns (copy, c_l)."""
+    n = sum(1 for s in trace(model).stages if s.is_parametric)
+    return scale_weights(model, preserving_scales(n, c))
+
+
 def weight_scaling(model, x, rules=("gradient", "zplus", "alpha-beta", "lrp-epsilon"), c=2.0, *,
                    extract=_extract, target=None, **extract_options) -> list[dict]:
     """Records of each rule's constant and map before and after scaling the weights (see module docstring).
+
+    An identity check (regression test of the extraction): its outcomes follow from homogeneity.
 
     ``rules``: names, or (name, options) pairs; ``extract``: the extraction callable (default chainlab.extract).
     """

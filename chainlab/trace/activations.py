@@ -8,6 +8,11 @@ activation passes relevance through unchanged (the identity, as zennit does).
 * ``softplus``(β): ρ(z) = log(1 + exp(βz)) / β,    ρ'(z) = sigmoid(βz)   (torch's nn.Softplus(beta); for
                    βz > threshold torch returns z, whose derivative 1 agrees with sigmoid to float64 rounding)
 * ``silu``:        ρ(z) = z·sigmoid(z),            ρ'(z) = sigmoid(z)·(1 + z·(1 − sigmoid(z)))
+
+``derivative_bound`` is an upper bound of |ρ'| over ℝ (what the a-priori value bounds of the gradient
+need): 1 for ReLU and Softplus (ρ' = 1[z > 0] or sigmoid(βz), in [0, 1]); for SiLU ρ' has its
+maximum ≈ 1.0998 at z ≈ 2.3994 (the root of ρ'' = s(1 − s)(2 + z(1 − 2s)) = 0) and its minimum
+≈ −0.0998 at z ≈ −2.3994, so |ρ'| ≤ 1.1.
 """
 from __future__ import annotations
 
@@ -44,6 +49,11 @@ class Activation:
             return torch.sigmoid(self.beta * z)
         s = torch.sigmoid(z)
         return s * (1 + z * (1 - s))
+
+    @property
+    def derivative_bound(self) -> float:
+        """An upper bound of |ρ'(z)| over all z (see the module docstring)."""
+        return 1.1 if self.kind == "silu" else 1.0
 
     @property
     def is_relu(self) -> bool:

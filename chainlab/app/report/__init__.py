@@ -10,7 +10,10 @@ found in the records and skips the others:
                 dashed — like Sixt et al. Fig. 5 (for the largest injection layer k of each net)
 * ``bounds``    observed value against its bound (sup|R| vs bound, σ1 vs σ1 bound, …) per rule,
                 log–log with the diagonal: points below it respect the bound
-* ``averages``  sup-error of the N-sample average against N, with the Hoeffding curve t(N)
+* ``averages``  sup-error of the N-sample average against N, with slope −1/2 and the Hoeffding curve, and the
+                fitted constants e(N)√N against the weight norms (:mod:`.binder`)
+* ``constants`` empirical componentwise constants against Π‖W_l‖_∞ per rule, and the bounds' tightness
+                (:mod:`.binder`)
 * ``sanity``    SSIM between true-logit and random-logit maps per rule (bars: mean, whiskers: min…max)
                 — like Sixt et al. Fig. 4a
 * anything else (cone, rank1, scaling, …): each quantity against k, one line per rule
@@ -33,7 +36,7 @@ from tqdm import tqdm
 
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import figures
+from . import binder, figures
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import num
 
@@ -43,7 +46,7 @@ __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_o
 write_records = write_csv
 read_records = read_csv
 
-FIGURE_MODULES = [figures]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+FIGURE_MODULES = [figures, binder]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
 
 
 def _scalar_table(records):

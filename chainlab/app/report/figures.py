@@ -6,7 +6,7 @@
                 dashed — like Sixt et al. Fig. 5 (for the largest injection layer k of each net)
 * ``bounds``    observed value against its bound (sup|R| vs bound, σ1 vs σ1 bound, …) per rule,
                 log–log with the diagonal: points below it respect the bound
-* ``averages``  sup-error of the N-sample average against N, with the Hoeffding curve t(N)
+* ``averages``, ``constants``: see :mod:`.binder` (Binder et al.'s figures)
 * ``sanity``    SSIM between true-logit and random-logit maps per rule (bars: mean, whiskers: min…max)
                 — like Sixt et al. Fig. 4a
 * anything else (cone, rank1, scaling, …): each quantity against k, one line per rule (:func:`plot_generic`)
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ... import archive
 from .panels import figure, line_panel, num, palette, save, select, series
 
-__all__ = ["FIGURES", "plot_spectra", "plot_csc", "plot_bounds", "plot_averages", "plot_ssim", "plot_generic",
+__all__ = ["FIGURES", "plot_spectra", "plot_csc", "plot_bounds", "plot_ssim", "plot_generic",
            "plot_heatmaps", "map_of"]
 
 
@@ -141,34 +141,6 @@ def plot_bounds(records, out):
         "respect the bound, their distance to it is the bound's slack.")
 
 
-def plot_averages(records, out):
-    rows = select(records, "averages")
-    err = [r for r in rows if r.get("quantity") == "sup_error"]
-    if not err:
-        return None
-    hoef = [r for r in rows if r.get("quantity") == "hoeffding_t"]
-    panels = sorted({(r.get("net"), r.get("rule")) for r in err}, key=str)
-    fig, axes = figure(len(panels))
-    drawn = False
-    for ax, (net, rule) in zip(axes, panels):
-        sub = [r for r in err if r.get("net") == net and r.get("rule") == rule]
-        drawn |= line_panel(ax, sub, logy=True, colors={rule: "C0"})
-        h = [r for r in hoef if r.get("net") == net and r.get("rule") == rule]
-        xs, vals = series(h)
-        if xs:
-            ax.plot(xs, [np.median(v) for v in vals], "r--", lw=1, label="Hoeffding t(N)")
-        ax.set_xscale("log")
-        ax.set_title(f"{net} · {rule}", fontsize=9)
-        ax.set_xlabel("N (samples averaged)")
-        ax.set_ylabel("sup error ‖m_N − m_ref‖∞")
-        ax.legend(fontsize=7)
-    if not drawn:
-        return None
-    return save(fig, out, "averages.png"), (
-        "Error of the N-sample averaged attribution against N (median over images, band min…max) and the "
-        "Hoeffding guarantee t(N) (dashed): the error should stay below the curve.")
-
-
 def plot_ssim(records, out):
     rows = [r for r in select(records, "sanity") if str(r.get("quantity", "")).startswith("ssim_random_logit")]
     rows = [r for r in rows if num(r.get("value")) is not None]
@@ -200,7 +172,7 @@ def plot_ssim(records, out):
         "on which logit is explained.")
 
 
-SPECIAL = {"averages": ("sup_error", "hoeffding_t"), "sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra
+SPECIAL = {"sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra, and the measures of .binder
 
 
 def plot_generic(records, out):
@@ -209,7 +181,7 @@ def plot_generic(records, out):
     by = defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
-        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra"):
+        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants"):
             continue
         if num(r.get("k")) is not None and num(r.get("value")) is not None:
             by[m].append(r)
@@ -292,4 +264,4 @@ def plot_heatmaps(chains_path, out, progress=False):
 # -- the report ------------------------------------------------------------------------------------
 
 
-FIGURES = [plot_spectra, plot_csc, plot_bounds, plot_averages, plot_ssim]
+FIGURES = [plot_spectra, plot_csc, plot_bounds, plot_ssim]

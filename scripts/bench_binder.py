@@ -1,0 +1,58 @@
+"""Benchmark: one explanation's empirical constant (extract + chain.apply + measures.constants), as the B1–B3
+checks of ``chainlab verify`` run it, against the obvious alternatives, in one run.
+
+For one net and a few test images, per rule (gradient, z⁺, LRP-ε):
+
+* verify's way: implicit operators (``materialize=False``) on one thread (torch, numba, BLAS);
+* materialized: explicit sparse matrices on one thread;
+* default threads: implicit operators with the thread counts the process starts with (torch's default).
+
+Prints seconds per explanation and the ratios to verify's way.  On a shared 2-core machine the default
+threads can be far slower for these batch-1 convolutions (OpenMP threads spin while competing with other
+processes); on an idle machine the three are closer.  Run:
+
+    CHAINLAB_DATA=... python scripts/bench_binder.py [--net scenes-cnn-wd1e-4] [--images 4]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+import chainlab
+from chainlab.app.verify.binder import inputs, one_thread
+from chainlab.app.verify.core import Context, Settings
+
+
+def per_explanation(model, xs, rule, kw, materialize) -> float:
+    t0 = time.perf_counter()
+    for x in xs:
+        ch = chainlab.extract(model, x, rule, materialize=materialize, **kw)
+        chainlab.measures.constants(ch)
+    return (time.perf_counter() - t0) / len(xs)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--net", default="scenes-cnn-wd1e-4")
+    p.add_argument("--images", type=int, default=4)
+    a = p.parse_args(argv)
+    ctx = Context(Settings(progress=False))
+    model = ctx.model(a.net)
+    xs = inputs(ctx, a.net, a.images)
+    print(f"{a.net}, {a.images} images, load average {os.getloadavg()[0]:.1f}, torch threads "
+          f"{torch.get_num_threads()} by default")
+    print(f"{'rule':<14} {'1 thread, implicit':>20} {'1 thread, matrices':>20} {'default, implicit':>20}")
+    for rule, kw in (("gradient", {}), ("zplus", {}), ("lrp-epsilon", {"epsilon": 0.01})):
+        per_explanation(model, xs[:1], rule, kw, False)          # warm-up (numba, torch)
+        with one_thread():
+            ours = per_explanation(model, xs, rule, kw, False)
+            mat = per_explanation(model, xs, rule, kw, True)
+        dflt = per_explanation(model, xs, rule, kw, False)
+        print(f"{rule:<14} {ours:>18.3f} s {mat:>11.3f} s (×{mat / ours:.1f}) {dflt:>11.3f} s (×{dflt / ours:.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Binder et al. as measurements: empirical constants, a-priori ranges, averages, trends and the B1–B3 verdicts.
+
+Oracles: autograd Jacobians (the gradient, and gradient × input = LRP-0 on bias-free ReLU nets), sampled copies
+for the interval and range bounds, loop references for the group errors, power laws for the trends.  The
+verdict tests run the verdict code on families of nets whose weight norms differ by a known factor, and
+include the NEGATIVE CONTROLS of every claim.
+"""
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import chainlab
+from chainlab import measures as ms
+from chainlab import studies
+from chainlab.app.verify import binder
+from chainlab.app.verify.core import Verdict
+from conftest import conv_net, mlp
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Batch-1 work on small nets: one thread (on a shared machine more threads only spin)."""
+    with binder.one_thread():
+        yield
+
+
+def _rand(shape, seed):
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _label(ok):
+    return Verdict("B", "", "", "", ok).label
+
+
+# -- empirical constants -----------------------------------------------------------------------------------
+def test_gradient_constant_is_the_largest_partial_derivative():
+    """C(x) of the gradient = max_i |∂f_k/∂x_i| (autograd), on a net with conv, stride, padding, BN, pools."""
+    net = conv_net(3)
+    x = _rand((1, 2, 7, 7), 3)
+    ch = chainlab.extract(net, x, "gradient", avgpool="gradient")
+    rows = ms.constants(ch, norms=True)
+    v = {r["quantity"]: r["value"] for r in rows if r["layer"] is None}
+    J = torch.autograd.functional.jacobian(lambda z: net(z).reshape(-1), x).reshape(ch.n_output, -1).numpy()
+    k = int(np.argmax(net(x).detach().numpy()))
+    assert math.isclose(v["c_emp"], np.abs(J[k]).max(), rel_tol=1e-10)
+    assert v["c_emp"] <= v["c_norm1"] * (1 + 1e-12) <= v["c_apriori"] * (1 + 1e-9)
+    W = [m.weight.detach() for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert v["weight_norm_product"] > 0 and len([r for r in rows if r["quantity"] == "norm1"]) == len(ch)
+    # the product of the recorded ‖W_l‖_∞ is the a-priori gradient constant (ReLU: ρ' ≤ 1)
+    assert math.isclose(v["weight_norm_product"], v["c_apriori"], rel_tol=1e-12) and len(W) == 5
+
+
+def test_lrp0_constant_is_gradient_times_input_on_bias_free_nets():
+    """LRP-0 = gradient × input without biases, so C(x) = max_i |x_i ∂f_k/∂x_i| / |f_k(x)| (autograd oracle)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 5, bias=False), nn.ReLU(),
+                        nn.Linear(5, 3, bias=False)).double().eval()
+    x = _rand((1, 6), 1)
+    ch = chainlab.extract(net, x, "lrp-epsilon", epsilon=1e-12, stabilizer=1e-12)
+    c = next(r["value"] for r in ms.constants(ch) if r["quantity"] == "c_emp")
+    f = net(x).detach().numpy().ravel()
+    k = int(np.argmax(f))
+    J = torch.autograd.functional.jacobian(lambda z: net(z).reshape(-1), x).reshape(3, -1).numpy()
+    assert math.isclose(c, np.abs(x.numpy().ravel() * J[k]).max() / abs(f[k]), rel_tol=1e-8)
+
+
+def test_constants_refuse_a_tampered_chain():
+    ch = chainlab.extract(mlp(0), _rand((1, 7), 0), "zplus")
+    ms.constants(ch)
+    ch.operators[0] = chainlab.DenseOperator(50.0 * ch.operators[0].to_dense())
+    with pytest.raises(chainlab.errors.BoundViolationError, match="a-priori constant"):
+        ms.constants(ch, norms=True)
+
+
+def test_product_sigma_bounds_hold():
+    ch = chainlab.extract(conv_net(1), _rand((1, 2, 7, 7), 1), "alpha-beta", avgpool="gradient")
+    v = {r["quantity"]: r for r in ms.bounds(ch) if r["layer"] is None}
+    s1 = v["sigma1_product"]["value"]
+    P = ch.to_dense()
+    assert math.isclose(s1, np.linalg.svd(P, compute_uv=False)[0], rel_tol=1e-9)
+    for q in ("sigma1_product_bound", "sigma1_layers_product", "sigma1_product_schur"):
+        assert 0 < v[q]["tightness"] <= 1 + 1e-9 and math.isclose(v[q]["tightness"], s1 / v[q]["value"])
+    assert math.isclose(v["sigma1_product_schur"]["value"],
+                        math.sqrt(np.abs(P).sum(0).max() * np.abs(P).sum(1).max()), rel_tol=1e-12)
+
+
+def test_silu_gradient_bound_uses_the_derivative_bound():
+    """|SiLU'| reaches 1.0998 > 1: the a-priori gradient constant carries the factor 1.1 (else it could fail)."""
+    z = torch.linspace(-10, 10, 200001, dtype=torch.float64)
+    d = chainlab.trace.Activation("silu").derivative(z).abs().max()
+    assert 1.09 < float(d) <= 1.1
+    net = nn.Sequential(nn.Linear(4, 4), nn.SiLU(), nn.Linear(4, 2)).double().eval()
+    ch = chainlab.extract(net, _rand((1, 4), 0), "gradient")
+    assert ch.layer_stats[0]["derivative_bound"] == 1.1 and ch.layer_stats[1]["derivative_bound"] == 1.0
+
+
+# -- a-priori ranges -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,level", [("smoothgrad", 0.3), ("noise", 0.2), ("brightness", 0.3), ("contrast", 0.5)])
+def test_interval_bounds_contain_every_sampled_copy(kind, level):
+    """IBP over the support box contains the logits of every sampled copy and of the box's corners."""
+    net = conv_net(2)
+    x = _rand((1, 2, 7, 7), 2).numpy()
+    lo, hi = studies.support_box(x, kind, level)
+    rng = np.random.default_rng(0)
+    copies = [studies.perturb(x, kind, level, rng) for _ in range(20)]
+    assert all((c >= lo - 1e-12).all() and (c <= hi + 1e-12).all() for c in copies)
+    ib = studies.interval_bounds(net, lo, hi)
+    f_lo, f_hi = ib[-1][1].numpy(), ib[-1][2].numpy()
+    with torch.no_grad():
+        f = np.stack([net(torch.as_tensor(c)).numpy().ravel() for c in copies + [lo, hi]])
+    assert (f >= f_lo - 1e-9).all() and (f <= f_hi + 1e-9).all()
+
+
+@pytest.mark.parametrize("kind,level", [("smoothgrad", 0.3), ("contrast", 0.5)])
+def test_apriori_range_bounds_every_attribution(kind, level):
+    """B = Π c_l · F bounds every component of every copy's attribution, for each rule with a constant."""
+    net = conv_net(2)
+    x = _rand((1, 2, 7, 7), 2).numpy()
+    rng = np.random.default_rng(1)
+    copies = [studies.perturb(x, kind, level, rng) for _ in range(4)]
+    for rule, kw in (("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}),
+                     ("lrp-epsilon", {"epsilon": 0.1})):
+        base = chainlab.extract(net, x, rule, avgpool="gradient", materialize=False, **kw)
+        B = studies.apriori_range(net, base, kind, level)["B"]
+        for c in copies:
+            ch = chainlab.extract(net, c, rule, avgpool="gradient", materialize=False, **kw)
+            assert np.abs(ch.apply(ch.start_vector(base.predicted))).max() <= B * (1 + 1e-9)
+
+
+def test_interval_bounds_of_a_point_are_the_forward_pass():
+    net = conv_net(4)
+    x = _rand((1, 2, 7, 7), 4).numpy()
+    ib = studies.interval_bounds(net, x, x)
+    with torch.no_grad():
+        f = net(torch.as_tensor(x)).numpy().ravel()
+    assert np.allclose(ib[-1][1].numpy(), f, atol=1e-12) and np.allclose(ib[-1][2].numpy(), f, atol=1e-12)
+
+
+# -- averages --------------------------------------------------------------------------------------------------
+def test_group_errors_against_a_loop():
+    A = np.random.default_rng(0).normal(size=(11, 5))
+    for N in (1, 2, 3, 5):
+        got = studies.group_errors(A, N)
+        ref = []
+        for g in range(11 // N):
+            idx = list(range(g * N, (g + 1) * N))
+            rest = [i for i in range(11) if i not in idx]
+            ref.append(np.abs(A[idx].mean(0) - A[rest].mean(0)).max())
+        assert np.allclose(got, ref, rtol=1e-12)
+
+
+def test_averages_records_and_a_range_chosen_too_small():
+    net = mlp(0)
+    x = _rand((1, 7), 0)
+    rows = studies.averages(net, x, "zplus", perturbation="noise", level=0.2, n=4, n_ref=28, n_boot=20)
+    v = {r["quantity"]: r["value"] for r in rows if r["k"] is None}
+    assert v["range_exceeded"] == 0 and v["B"] >= v["range_max"] and v["exceed_fraction"] == 0
+    assert math.isclose(v["K_apriori"], v["B"] * math.sqrt(2 * math.log(2 * 7 / 0.05)))
+    tn = {r["k"]: r["value"] for r in rows if r["quantity"] == "hoeffding_t"}
+    assert math.isclose(tn[4], studies.hoeffding_t(v["B"], 7, 4, 0.05)) and sorted(tn) == [1, 2, 4]
+    small = studies.averages(net, x, "zplus", perturbation="noise", level=0.2, n=4, n_ref=28, n_boot=0,
+                             B=0.5 * v["range_max"])
+    w = {r["quantity"]: r["value"] for r in small if r["k"] is None}
+    assert w["range_exceeded"] > 0
+
+
+def test_an_apriori_range_below_an_attribution_is_a_bug(monkeypatch):
+    module = importlib.import_module("chainlab.studies.averages")     # (the package exports the function)
+    monkeypatch.setattr(module, "apriori_range", lambda *a, **k: {"B": 1e-9})
+    with pytest.raises(chainlab.errors.BoundViolationError, match="a-priori range"):
+        studies.averages(mlp(0), _rand((1, 7), 0), "gradient", perturbation="noise", level=0.2, n=2, n_ref=4)
+
+
+# -- identities (regression tests, not claims) ---------------------------------------------------------------
+def test_identity_function_preserving_rescaling():
+    """IDENTITY (algebra): (c, 1/c) on consecutive layers keeps the logits, the gradient and the z⁺ constants and
+    Π‖W_l‖_∞; only LRP-ε (ε does not scale) and the per-layer norms change."""
+    net = conv_net(5)
+    x = _rand((1, 2, 7, 7), 5)
+    scaled, cs = studies.rescale_consecutive(net, 4.0)
+    assert math.prod(cs) == 1.0 and cs[:2] == [4.0, 0.25]
+    assert torch.allclose(scaled(x), net(x), rtol=1e-12, atol=1e-12)
+    c = {}
+    for m in (net, scaled):
+        for rule, kw in (("gradient", {}), ("zplus", {}), ("lrp-epsilon", {"epsilon": 0.5})):
+            ch = chainlab.extract(m, x, rule, avgpool="gradient", stabilizer=1e-12, **kw)
+            v = {r["quantity"]: r["value"] for r in ms.constants(ch)}
+            c[(id(m), rule)] = v
+    for rule in ("gradient", "zplus"):
+        assert math.isclose(c[(id(net), rule)]["c_emp"], c[(id(scaled), rule)]["c_emp"], rel_tol=1e-9)
+    assert math.isclose(c[(id(net), "gradient")]["weight_norm_product"],
+                        c[(id(scaled), "gradient")]["weight_norm_product"], rel_tol=1e-12)
+    assert not math.isclose(c[(id(net), "lrp-epsilon")]["c_emp"], c[(id(scaled), "lrp-epsilon")]["c_emp"],
+                            rel_tol=1e-6)
+
+
+# -- trends ----------------------------------------------------------------------------------------------------
+def test_trends_recover_known_power_laws():
+    x = {"a": 1.0, "b": 10.0, "c": 100.0, "d": 1000.0}
+    assert math.isclose(ms.loglog_slope(list(x.values()), [v ** 0.7 for v in x.values()]), 0.7)
+    rng = np.random.default_rng(1)
+    vals = {g: {u: x[g] ** 0.7 * math.exp(0.1 * rng.normal()) for u in range(30)} for g in x}
+    res = ms.bootstrap_slope(vals, x, reduce="median", n_boot=300)
+    assert res["lo"] < 0.7 < res["hi"] and res["hi"] - res["lo"] < 0.1 and res["n_units"] == 30
+    flat = ms.replicate_slope({g: 1.0 for g in x}, {g: list(1 + 0.01 * rng.normal(size=50)) for g in x}, x)
+    assert abs(flat["slope"]) < 1e-12 and flat["lo"] < 0 < flat["hi"]
+
+
+# -- the verdicts and their negative controls ------------------------------------------------------------------
+SCALES = (0.5, 1.0, 2.0, 4.0)     # every layer × c: Π‖W_l‖_∞ × c^4 (4 Linear layers), spans 8^4
+
+
+@pytest.fixture(scope="module")
+def family():
+    """Copies of one MLP with every layer's weights scaled by c (logits × c^4, decision unchanged): the gradient
+    constant scales exactly with Π‖W_l‖_∞, the z⁺/αβ constants do not (0-homogeneous)."""
+    base = mlp(7)
+    return {f"mlp×{c:g}": studies.scale_weights(base, c)[0] for c in SCALES}
+
+
+@pytest.fixture(scope="module")
+def constant_rows(family):
+    rules = [("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}),
+             ("lrp-epsilon", {"epsilon": 1e-9}), ("lrp-epsilon", {"epsilon": 1e-10}),
+             ("lrp-epsilon", {"epsilon": 1e-11})]
+    xs = [_rand((1, 7), 10 + i) for i in range(6)]
+    rows = []
+    for name, m in family.items():
+        rows += studies.empirical_constants(m, xs, rules, perturbation="noise", level=0.05, copies=1, norms=1,
+                                            net=name, stabilizer=1e-12)
+    return rows
+
+
+def test_b1_verdict_and_negative_control(constant_rows):
+    """B1 on a family whose weight norms differ: z⁺/αβ flat, the gradient follows — reproduced.  NEGATIVE CONTROL:
+    the same verdict code with the gradient in the place of the β rules must say "not reproduced"."""
+    ok, text, res = binder.b1_verdict(constant_rows, n_boot=200)
+    assert _label(ok) == "reproduced", text
+    assert abs(res["zplus"]["slope"]) < 1e-6 and math.isclose(res["gradient"]["slope"], 1.0, rel_tol=1e-6)
+    bad, text, _ = binder.b1_verdict(constant_rows, beta=("gradient",), follow=(), n_boot=200)
+    assert _label(bad) == "not reproduced", text
+    bad, text, _ = binder.b1_verdict(constant_rows, beta=(), follow=("zplus",), n_boot=200)
+    assert _label(bad) == "not reproduced", text
+    few, text, _ = binder.b1_verdict(constant_rows, nets=("mlp×1", "mlp×2"), n_boot=50)
+    assert _label(few) == "not checked" and "not decisive" in text
+
+
+def test_b2_negative_controls_constants_that_do_not_grow(constant_rows):
+    """NEGATIVE CONTROL: constants that do not grow (z⁺ against the weight norms; LRP-ε over a grid of ε far below
+    every pre-activation, where it does not change) must give "not reproduced"; the gradient alone grows."""
+    eps = tuple(studies.rule_label(("lrp-epsilon", {"epsilon": e})) for e in (1e-9, 1e-10, 1e-11))
+    ok, text, _ = binder.b2_verdict(constant_rows, grow=("gradient",), eps_rules=eps, n_boot=200)
+    assert _label(ok) == "not reproduced" and "in 1/ε" in text
+    ok, text, d = binder.b2_verdict(constant_rows, grow=("zplus",), eps_rules=(), n_boot=200)
+    assert _label(ok) == "not reproduced", text
+    ok, text, d = binder.b2_verdict(constant_rows, grow=("gradient",), eps_rules=(), n_boot=200)
+    assert _label(ok) == "reproduced", text
+
+
+@pytest.fixture(scope="module")
+def average_rows(family):
+    x = _rand((1, 7), 3)
+    rows = []
+    for name, m in family.items():
+        for rule, kw in (("gradient", {}), ("zplus", {})):
+            rows += studies.averages(m, x, rule, perturbation="noise", level=0.3, n=8, n_ref=40, n_boot=50,
+                                     net=name, image=0, label=studies.rule_label((rule, kw)), stabilizer=1e-12, **kw)
+    return rows
+
+
+def test_b3_verdict_and_negative_controls(family, average_rows):
+    """B3: the z⁺ constant per unit of logit does not move with the weights, the gradient's does.  NEGATIVE
+    CONTROLS: a range B chosen too small is caught ("not reproduced"); swapping the rules is "not reproduced"."""
+    ok, text, det = binder.b3_verdict(average_rows, beta=("zplus",), move=("gradient",))
+    assert _label(ok) == "reproduced", text
+    assert abs(det[("noise", "zplus")]["slope"]) < 1e-6
+    bad, text, _ = binder.b3_verdict(average_rows, beta=("gradient",), move=("zplus",))
+    assert _label(bad) == "not reproduced", text
+    x = _rand((1, 7), 3)
+    small = []
+    for name, m in family.items():
+        small += studies.averages(m, x, "zplus", perturbation="noise", level=0.3, n=8, n_ref=40, n_boot=50,
+                                  net=name, image=0, B=1e-3)
+    bad, text, _ = binder.b3_verdict(small, beta=("zplus",), move=())
+    assert _label(bad) == "not reproduced" and "premise violated" in text
+
+
+def test_binder_figures(constant_rows, average_rows, tmp_path):
+    from matplotlib.image import imread
+
+    from chainlab.app.report import binder as figs
+
+    for fn, rows in ((figs.plot_constants, constant_rows), (figs.plot_rates, average_rows),
+                     (figs.plot_fitted_constants, average_rows), (figs.plot_tightness, constant_rows)):
+        name, caption = fn(rows, tmp_path)
+        assert np.var(imread(tmp_path / name)[..., :3]) > 0 and caption
+    assert figs.plot_constants([], tmp_path) is None and figs.plot_rates([], tmp_path) is None
