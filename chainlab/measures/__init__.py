@@ -8,6 +8,9 @@
 * ``cone``     angular / Hilbert diameters and Birkhoff contraction (:mod:`.cone`)
 * ``bounds``   value bounds and σ1 bounds (:mod:`.bounds`)
 
+The spectral view of explanations (Mehrpanah et al. 2025: rank-normalized maps, radial power spectra,
+expected frequency EF, explanation gap ΔEF, EF per layer boundary of a chain) is :mod:`.spectral`.
+
 Every record is a dict with keys net, rule, image, measure, quantity, layer, k, value (+ extras).
 Also here: the singular-value solvers (:mod:`.svd`), prefix products (:mod:`.prefix`), explanation
 maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`).  Measures that change or re-run the
@@ -43,6 +46,17 @@ from .prefix import (
 from .rank1 import rank1, rank1_quantities
 from .records import read_csv, write_csv
 from .spectra import interlayer_members, prefix_spectra_power, spectra
+from .spectral import (
+    channel_maps,
+    ef_code,
+    ef_figure,
+    expected_frequency,
+    explanation_gap,
+    layer_spectra,
+    radial_spectrum,
+    rank_normalize,
+    spectral,
+)
 from .svd import (
     LanczosResult,
     lanczos_singular_values,
@@ -62,6 +76,8 @@ __all__ = [
     "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "random_logit_ssim", "ssim",
     "to_map", "prefix_products", "implicit_prefix", "PrefixProduct", "prefix_power", "prefix_spectra_power",
     "PowerResult", "lanczos_singular_values", "LanczosResult", "subspace_singular_values", "measure_options",
+    "spectral", "layer_spectra", "explanation_gap", "expected_frequency", "ef_code", "ef_figure", "radial_spectrum",
+    "rank_normalize", "channel_maps",
 ]
 
 

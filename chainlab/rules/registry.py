@@ -14,6 +14,7 @@ from .base import Rule
 from .composites import COMPOSITES, Composite
 from .lrp import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Gradient, GradientXInput, WSquare, ZBox, ZPlus
 from .pattern_rules import PatternAttribution, PatternNet
+from .smooth import SmoothGradient
 
 __all__ = ["RULES", "COMPOSITES", "make_rule", "resolve", "rule_names", "composite_params"]
 
@@ -36,6 +37,7 @@ RULES: dict[str, type] = {
     "flat": Flat,
     "patternnet": PatternNet,
     "patternattribution": PatternAttribution,
+    "smooth-gradient": SmoothGradient,
 }
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import figures
+from . import figures, spectral
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import num
 
@@ -43,7 +43,7 @@ __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_o
 write_records = write_csv
 read_records = read_csv
 
-FIGURE_MODULES = [figures]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+FIGURE_MODULES = [figures, spectral]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
 
 
 def _scalar_table(records):
