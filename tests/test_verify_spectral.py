@@ -136,3 +136,17 @@ def test_registered():
     from chainlab.app import report
     from chainlab.app.report import spectral as figures
     assert figures in report.FIGURE_MODULES and len(figures.FIGURES) == 3
+
+
+def test_figures_draw_from_the_claims_records(tmp_path):
+    import matplotlib.image as mpimg
+
+    from chainlab.app.report import spectral as figures
+    X = np.random.default_rng(4).random((3, 3, 32, 32))
+    nets = {name: (b, blur_net(s)) for (name, b), s in zip(spectral.M1_NETS.items(), BLURS)}
+    rows = spectral.m1_measure(nets, X, dtype="float64")[0]
+    rows += spectral.m2_measure(small_relu_net(5), X, (0.1,), n_samples=2, net=spectral.RELU_NET, dtype="float64")[0]
+    rows += spectral.m3_measure(small_relu_net(5), X[:1], spectral.RELU_NET)
+    for fn in figures.FIGURES:
+        png, caption = fn(rows, tmp_path)
+        assert mpimg.imread(tmp_path / png).std() > 0.01 and caption

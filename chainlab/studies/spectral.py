@@ -41,6 +41,9 @@ def explain(model, X, spec: dict, *, targets, of: str = "logprob", traced: Trace
     spec = dict(spec)
     kind = choice("kind", spec.pop("kind", None), KINDS, "the spectral study")
     of = spec.pop("of", of)
+    if "dtype" in spec and kind != "rule":
+        raise OptionError(f"a method of kind {kind!r} runs in the study's dtype (explanation_spectra(dtype=…)); "
+                          "remove 'dtype' from the method")
     if kind == "vanilla":
         return vanilla(model, X, targets=targets, of=of, traced=traced, **spec)
     if kind == "smoothgrad":
