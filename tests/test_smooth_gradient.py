@@ -196,3 +196,15 @@ def test_a_composite_mixing_soft_and_hard_masks_refuses_a_relu_after_a_pool():
     ch = chainlab.extract(conv_only, torch.randn(1, 2, 9, 9, dtype=torch.float64),
                           {"conv1": "gradient", "default": "smooth-gradient"})
     assert ch.layer_rules[0] == "gradient" and ch.layer_rules[1] == "smooth-gradient"
+
+
+def test_soft_masks_after_residual_sums_on_a_tiny_resnet():
+    """The post-add ReLU of every block gets the soft mask too (the rule's activation_derivative)."""
+    from test_residual import tiny, tiny_input
+    net = tiny("basic")
+    x = tiny_input(net)
+    ch = chainlab.extract(net, x, "smooth-gradient", beta=1.5, materialize=False)
+    ref = autograd_jacobian(swap_relus(net, lambda: SoftReLUModule(1.5, "softplus")), x)
+    assert rel_err(ch.to_dense(), ref) < 1e-10
+    blocks = [i for i, op in enumerate(ch) if op.kind == "residual"]
+    assert blocks and all(ch.masks[i] is not None and ((ch.masks[i] > 0) & (ch.masks[i] < 1)).all() for i in blocks)

@@ -45,7 +45,7 @@ import torch
 
 from ..errors import OptionError
 from ..options import choice, number
-from ..trace import Stage, walk_stages
+from ..trace import Stage
 from .base import Group, LayerContext, Term
 from .lrp import Gradient
 
@@ -69,6 +69,15 @@ def row_norms(stage: Stage, in_shape) -> torch.Tensor:
     """‖w_j‖₂ of every output unit j of a Linear/Conv2d stage at an input of shape ``in_shape`` (flat)."""
     ones = torch.ones((1, *in_shape), dtype=torch.float64)
     return stage.linear_map(ones, weight=stage.weight ** 2).reshape(-1).clamp(min=0).sqrt()
+
+
+def _all_stages(stages):
+    """Every stage in forward order, residual blocks and the stages inside their branches."""
+    for st in stages:
+        if st.kind == "residual":
+            for b in st.branches:
+                yield from _all_stages(b)
+        yield st
 
 
 class SmoothGradient(Gradient):
@@ -113,8 +122,8 @@ class SmoothGradient(Gradient):
         return {"activation": self.activation, "beta": beta, "sigma": self.sigma}
 
     def prepare(self, net, model) -> None:
-        """Check that a β mapping names layers followed by a ReLU."""
-        relu = [st.name for _, st in walk_stages(net.stages) if st.activation is not None and st.activation.is_relu]
+        """Check that a β mapping names layers followed by a ReLU (residual sums included)."""
+        relu = [st.name for st in _all_stages(net.stages) if st.activation is not None and st.activation.is_relu]
         self._relu_layers = relu
         if isinstance(self.beta, dict):
             bad = sorted(set(self.beta) - set(relu))

@@ -107,11 +107,14 @@ def _values(records, quantity, rule=None, net=None):
 
 
 def _images(ctx, n):
-    key = ("scenes", n)
-    if key not in ctx.cache:
-        s = data.load_scenes("test", n, seed=0)
-        ctx.cache[key] = (s.x.astype(np.float64), s.y)
-    return ctx.cache[key]
+    """The first n of the run's test scenes: load_scenes("test", N, seed=0) with N = 6 (quick), 200 or 1000
+    (extended), loaded once per run (the scene set depends on N, so every claim slices the same one)."""
+    N = _n(ctx, 6, 200, 1000)
+    if ("scenes", N) not in ctx.cache:
+        s = data.load_scenes("test", N, seed=0)
+        ctx.cache[("scenes", N)] = (s.x.astype(np.float64), s.y)
+    x, y = ctx.cache[("scenes", N)]
+    return x[:n], y[:n]
 
 
 def _n(ctx, quick, full, extended):
