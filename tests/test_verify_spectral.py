@@ -14,14 +14,20 @@ from scipy.ndimage import gaussian_filter
 
 from chainlab.app.verify import CLAIMS, ORDER, spectral
 from chainlab.app.verify.core import Context, Settings
+from chainlab.errors import MissingFileError
 
 
 class FakeContext(Context):
-    """A quick-run context whose models are the given nets (by name)."""
+    """A quick-run context whose models are the given nets (by name); every other name has no weights."""
 
     def __init__(self, nets):
         super().__init__(Settings(quick=True, progress=False))
         self._models.update(nets)
+
+    def model(self, net):
+        if net not in self._models:
+            raise MissingFileError(f"no weights for {net} in this test")
+        return self._models[net]
 
 
 def blur_net(s, seed=0):
@@ -68,10 +74,22 @@ def test_m1_negative_control_shuffled_beta():
 
 
 def test_m1_not_checked_without_weights(monkeypatch, tmp_path):
+    names = list(spectral.M1_NETS)
+    two = FakeContext({n: blur_net(s) for n, s in zip(names, BLURS) if n in (names[0], spectral.RELU_NET)})
+    (v,) = spectral.claim_m1(two)                                # the ReLU net and one Softplus net: too few
+    assert v.reproduced is None
     ctx = Context(Settings(quick=True, progress=False))
     monkeypatch.setenv("CHAINLAB_DATA", str(tmp_path))          # no weights there
     (v,) = spectral.claim_m1(ctx)
     assert v.reproduced is None and "no weights for" in v.observed
+
+
+def test_m1_on_the_nets_that_have_weights():
+    """Three of five nets (ReLU and two Softplus) are enough; the verdict names the missing ones."""
+    names = list(spectral.M1_NETS)
+    three = {n: blur_net(s) for n, s in zip(names, BLURS) if n in (names[1], names[3], spectral.RELU_NET)}
+    (v,) = spectral.claim_m1(FakeContext(three))
+    assert v.reproduced is True and f"missing: {names[0]}, {names[2]}" in v.observed
 
 
 def small_relu_net(seed=0, positive=False):

@@ -13,7 +13,7 @@ image and uses 32 (64 extended).
 * M1  EF of the vanilla gradient decreases as β decreases, on scenes-cnn-relu (β = ∞) and
       scenes-cnn-softplus{1,3,10,30}; accuracy beside it.  Decision: Spearman ρ between β and the median EF
       over the images, with a paired bootstrap over images (B = 2000): reproduced iff the 95 % interval of ρ
-      lies above 0.
+      lies above 0 (on the nets with weights, named in the verdict; at least the ReLU net and two Softplus nets).
 * M2  surrogate smoothing opens a gap on scenes-cnn-relu: ΔEF(x) = EF(VG(x)) − EF(e_m(x)) > 0 for GradCAM
       and SmoothGrad (σ = the authors' 0.1 in standardized units = 0.1 × our pixel std 0.30 = 0.03, n = 64),
       growing with σ over the authors' sweep (σ = 1e-3, 1e-2, 1e-1 standardized = 3e-4, 3e-3, 3e-2 here).
@@ -158,16 +158,16 @@ def claim_m1(ctx) -> list[Verdict]:
     paper = ("Mehrpanah et al. (abstract; code plots.py plot_ef: EF regressed on log β): smaller β gives smoother "
              "gradients (lower EF), ReLU (β → ∞) the highest; test accuracy scattered against β "
              "(their nets stop at test acc > 0.6). No numbers are published in the code.")
-    nets = {}
-    missing = []
+    nets, missing = {}, []
     for name, beta in M1_NETS.items():
         try:
             nets[name] = (beta, ctx.model(name))
         except MissingFileError:
             missing.append(name)
-    if missing:
+    if len(nets) < 3 or RELU_NET not in nets:
         return [Verdict("M1", statement, paper, f"not checked: no weights for {', '.join(missing)} "
-                        f"(looked in {models.data_dir()})", None, time.perf_counter() - t0)]
+                        f"(looked in {models.data_dir()}; M1 needs {RELU_NET} and at least two Softplus nets)", None,
+                        time.perf_counter() - t0)]
     X, y = _images(ctx, n)
     rows, ef, acc = m1_measure(nets, X, y, gradcam=not ctx.s.quick)
     ctx.records += rows
@@ -179,6 +179,8 @@ def claim_m1(ctx) -> list[Verdict]:
              f"test acc {fmt(acc[k][0]) if acc[k][0] is not None else 'n/a'} (on these {n}: {fmt(acc[k][1])})"
              for k, (b, _) in sorted(nets.items(), key=lambda kv: kv[1][0])]
     observed = "; ".join(parts) + f" — Spearman ρ = {rho:.2f}, 95 % CI [{lo:.2f}, {hi:.2f}]"
+    if missing:
+        observed += f" (on the {len(nets)} nets with weights; missing: {', '.join(missing)})"
     return [Verdict("M1", statement, paper, observed, bool(ok), time.perf_counter() - t0)]
 
 
