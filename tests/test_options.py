@@ -37,6 +37,7 @@ BAD_OWN = {
     "sigma": [-1.0, "wide"],
     "pattern_type": ["quadratic", 1],
     "patterns": [123],
+    "activation": ["tanh", 3],
 }
 
 

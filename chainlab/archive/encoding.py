@@ -20,6 +20,7 @@ Layout of one chain (readable by any HDF5 ≥ 1.10 tool; sparse groups follow an
                 (matrix-free operators — implicit, residual — are stored as the CSC matrix they apply,
                 attribute ``materialized-from`` = their kind, and load back as sparse operators)
             bias_relevance      (n_out,) when the operator reports it
+            mask                (n_out,) float64, ``Chain.masks[i]`` when the chain has one (M_i = L_i diag(mask))
 
 Every dataset is gzip-compressed (with the shuffle filter) and carries a fletcher32 checksum;
 strings are fixed-length attributes kept in the (checksummed) object headers.  Values, dtypes
@@ -181,6 +182,9 @@ def write_chain(root, key, chain, path):
         lg.attrs["shape"] = np.asarray(op.shape, dtype=np.int64)
         if getattr(op, "bias_relevance", None) is not None:
             _dataset(lg, "bias_relevance", np.asarray(op.bias_relevance))
+        masks = getattr(chain, "masks", None)
+        if masks is not None and masks[i] is not None:
+            _dataset(lg, "mask", np.asarray(masks[i], dtype=np.float64))
     return key
 
 def attr(obj, name, default=None):

@@ -283,8 +283,10 @@ class ArchiveReader:
             fields, n = chain_fields(g)
         ops = [self.load_layer(key, i) for i in range(n)]
         with self._guard(key):
+            layers = g["layers"]
+            masks = [layers[f"{i:04d}"]["mask"][()] if "mask" in layers[f"{i:04d}"] else None for i in range(n)]
             try:
-                return Chain(ops, **fields)
+                return Chain(ops, **fields, masks=masks)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: chain {key!r}: stored layers do not form a chain: {exc}") from None
 

@@ -60,6 +60,11 @@ class Chain(Sequence):
     layer_stats : list[dict]      per operator what the a-priori bounds need and extraction knows:
                                   ``weight_norm_inf`` (max row abs sum of the layer weight, Linear/Conv2d)
                                   and ``input_norm_inf`` (max |x_l| of the layer input); {} elsewhere
+    masks : list[ndarray | None]  per operator its output-side diagonal d_l (n_out,) when the operator factors
+                                  as M_l = L_l diag(d_l), L_l the stage's linear part: in gradient space d_l is
+                                  ρ'(z_l) of the activation after stage l (the ReLU mask 1[z_l > 0]) or a rule's
+                                  soft mask; None where no activation follows the stage or the rule's matrix
+                                  has no such factor (relevance rules, whole-chain methods)
     linear : bool                 False when the backward is not a matrix product (guided BP, deconv,
                                   RectGrad): then to_dense() and products raise NotLinearError
     """
@@ -68,7 +73,7 @@ class Chain(Sequence):
     not_linear_reason = "this chain's backward pass is not a product of matrices"
 
     def __init__(self, operators, *, names, shapes, input_shape, x, logits, rule, options, space,
-                 layer_rules=None, meta=None, layer_stats=None):
+                 layer_rules=None, meta=None, layer_stats=None, masks=None):
         self.operators: list[Operator] = list(operators)
         for k in range(len(self.operators) - 1):
             a, b = self.operators[k], self.operators[k + 1]
@@ -85,6 +90,13 @@ class Chain(Sequence):
         self.layer_rules = list(layer_rules) if layer_rules is not None else [rule] * len(self.operators)
         self.meta = dict(meta or {})
         self.layer_stats = [dict(s) for s in layer_stats] if layer_stats is not None else [{} for _ in self.operators]
+        self.masks = [None] * len(self.operators) if masks is None else [
+            None if m is None else np.asarray(m, dtype=np.float64).reshape(-1) for m in masks]
+        if len(self.masks) != len(self.operators):
+            raise InputError(f"{len(self.masks)} masks for {len(self.operators)} operators")
+        for k, m in enumerate(self.masks):
+            if m is not None and m.size != self.operators[k].shape[1]:
+                raise InputError(f"mask {k} has {m.size} values, operator {k} has {self.operators[k].shape[1]} outputs")
 
     # -- sequence protocol ------------------------------------------------------------------
     def __len__(self):
@@ -202,6 +214,43 @@ class Chain(Sequence):
         if not self.linear:
             raise NotLinearError(f"{what} needs the layer matrices, but the chain of rule {self.rule!r} is not linear: "
                                  f"{self.not_linear_reason}")
+
+    # -- the mask step and the linear step of each operator -----------------------------------
+    def apply_mask(self, i: int, R):
+        """d_i ⊙ R (each column of R scaled by the mask of operator i; R itself when it has none).
+
+        With M_i = L_i diag(d_i), M_i R = L_i (d_i ⊙ R): the mask step, then the linear step."""
+        m = self.masks[i]
+        if m is None:
+            return np.asarray(R)
+        R = np.asarray(R)
+        return R * (m if R.ndim == 1 else m[:, None])
+
+    def trajectory(self, r) -> list[dict]:
+        """The backward signal of start vector ``r`` (n_output,) at every boundary, output side first.
+
+        For operator i = L−1, …, 0, with r the signal at the output of stage i (after its activation):
+
+        * ``{"stage": i, "name": names[i], "at": "output", "shape": shapes[i+1], "signal": r}``
+        * ``{"stage": i, ..., "at": "pre-activation", "signal": d_i ⊙ r}`` when operator i has a mask
+          (the signal at z_i: the mask step),
+
+        then r ← M_i r = L_i (d_i ⊙ r) (the linear step); last ``{"stage": 0, "at": "input", "shape":
+        shapes[0], "signal": r}`` (= the explanation, flat).  Linear chains only."""
+        self.require_linear("trajectory()")
+        r = np.asarray(r)
+        if r.shape != (self.n_output,):
+            raise InputError(f"trajectory() needs one start vector of {self.n_output} values, got shape {r.shape}")
+        out = []
+        for i in reversed(range(len(self))):
+            out.append({"stage": i, "name": self.names[i], "at": "output", "shape": self.shapes[i + 1], "signal": r})
+            if self.masks[i] is not None:
+                out.append({"stage": i, "name": self.names[i], "at": "pre-activation", "shape": self.shapes[i + 1],
+                            "signal": self.apply_mask(i, r)})
+            r = self.operators[i].matvec(r)
+        out.append({"stage": 0, "name": self.names[0] if self.names else "", "at": "input", "shape": self.shapes[0],
+                    "signal": r})
+        return out
 
     # -- explanations ------------------------------------------------------------------------
     def start_vector(self, target: int | None = None, of: str = "logit") -> np.ndarray:

@@ -38,18 +38,23 @@ def rule_operator(rule, ctx: LayerContext, dtype, materialize: bool) -> Operator
     return _finish(op, materialize)
 
 
-def output_derivative(st: Stage, rec: Record, space: str) -> np.ndarray:
-    """ρ'(z) of the activation after the stage in gradient space (ones otherwise), flat float64."""
+def output_derivative(st: Stage, rec: Record, space: str, derivative=None) -> np.ndarray:
+    """ρ'(z) of the activation after the stage in gradient space (ones otherwise), flat float64.
+
+    ``derivative(stage, z) -> tensor`` replaces ρ' (a rule's :meth:`~chainlab.rules.Rule.activation_derivative`,
+    e.g. smooth-gradient's soft mask); None: the activation's own derivative."""
     z = rec.z.reshape(-1)
     if space == "gradient" and st.activation is not None and st.kind != "activation":
-        return st.activation.derivative(z).to(torch.float64).numpy()
+        d = st.activation.derivative(z) if derivative is None else derivative(st, rec.z).reshape(-1)
+        return d.to(torch.float64).numpy()
     return np.ones(z.numel())
 
 
 def fixed_operator(st: Stage, rec: Record, space: str, avgpool: str, stabilizer: float, dtype,
-                   materialize: bool) -> Operator:
-    """Matrices of pooling stages and of a leading activation (no rule applies to them)."""
-    d = output_derivative(st, rec, space)
+                   materialize: bool, derivative=None) -> Operator:
+    """Matrices of pooling stages and of a leading activation (no rule applies to them); ``derivative`` as in
+    :func:`output_derivative`."""
+    d = output_derivative(st, rec, space, derivative)
     in_shape, out_shape = rec.in_shape, rec.out_shape
     if st.kind == "maxpool2d":
         C, H, W = in_shape
@@ -63,7 +68,10 @@ def fixed_operator(st: Stage, rec: Record, space: str, avgpool: str, stabilizer:
             op = PoolOperator(st.pool, np.ones(int(np.prod(in_shape))), d, in_shape, out_shape, dtype, st.name)
     elif st.kind == "activation":
         x = rec.x.reshape(-1)
-        dx = st.activation.derivative(x).numpy() if space == "gradient" else np.ones(x.numel())
+        if space != "gradient":
+            dx = np.ones(x.numel())
+        else:
+            dx = (st.activation.derivative(x) if derivative is None else derivative(st, rec.x).reshape(-1)).numpy()
         op = Diagonal(dx.astype(dtype))
     else:
         raise ExtractionError(f"no fixed matrix for stage {st.describe()}")

@@ -5,17 +5,25 @@ to (:class:`~chainlab.rules.Composite`); pooling stages and a leading activation
 matrices of :mod:`.layers`; a residual block becomes one operator (:mod:`.residual`).  All rules
 of one chain must propagate the same kind of signal (gradient or relevance space).  Gradient × input
 (``multiply_input``) scales the rows of the first operator by x.
+
+``Chain.masks``: for a Linear/Conv2d stage the rule's :meth:`~chainlab.rules.Rule.mask` (gradient-type rules:
+ρ'(z) of the activation after it, or a soft mask), for pools, residual sums and a leading activation in
+gradient space the derivative of their activation.  An activation after a stage without a rule (a pool,
+a residual sum, a leading activation) is propagated by the chain's rules'
+:meth:`~chainlab.rules.Rule.activation_derivative`; when rules of one chain replace it differently (e.g.
+smooth-gradient mixed with gradient), such a stage is refused (OptionError).
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..chain import Chain
 from ..errors import ExtractionError, OptionError
 from ..linalg import scale_rows
-from ..rules import LayerContext
+from ..rules import LayerContext, Rule
 from ..trace import walk_stages
-from .layers import fixed_operator, fixed_rule_name, rule_operator, stage_stats
+from .layers import fixed_operator, fixed_rule_name, output_derivative, rule_operator, stage_stats
 from .options import COMMON
 from .residual import block_operator
 
@@ -53,17 +61,29 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
         raise OptionError(f"composite {composite.name!r} mixes gradient-space and relevance-space rules: {desc}")
     space = spaces.pop() if spaces else "gradient"
     index_of = {id(s): i for i, s in leaves}
+    derivative = _activation_derivative(rules, composite.name)
+    masks = {}                           # id(stage) -> its output-side mask (top-level stages)
 
     def build(st, rec):
         r = rules.get(id(st))
         if r is not None:
             ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=opts.bias,
                                stabilizer=opts.stabilizer)
+            m = r.mask(ctx)
+            masks[id(st)] = None if m is None else m.to(torch.float64).numpy()
             return rule_operator(r, ctx, opts.np_dtype, opts.materialize)
+        if space == "gradient" and st.activation is not None:
+            masks[id(st)] = (output_derivative(st, rec, space, derivative) if st.kind != "activation" else
+                             None)
         if st.kind == "residual":
             return block_operator(st, rec, space=space, build=build, split=opts.residual,
-                                  stabilizer=opts.stabilizer, dtype=opts.np_dtype, rule_name=rule_name)
-        return fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, opts.np_dtype, opts.materialize)
+                                  stabilizer=opts.stabilizer, dtype=opts.np_dtype, rule_name=rule_name,
+                                  derivative=derivative)
+        op = fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, opts.np_dtype, opts.materialize,
+                            derivative)
+        if space == "gradient" and st.kind == "activation":
+            masks[id(st)] = op.matvec(np.ones(op.shape[1], dtype=op.dtype)).astype(np.float64)   # diag(ρ'(x))
+        return op
 
     def rule_name(st) -> str:
         r = rules.get(id(st))
@@ -97,4 +117,23 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
         layer_rules=[rule_name(st) for st in stages],
         meta={"model": net.source},
         layer_stats=[stage_stats(st, rec) for st, rec in zip(stages, records)],
+        masks=[masks.get(id(st)) for st in stages],
     )
+
+
+def _activation_derivative(rules: dict, name: str):
+    """The ``derivative(stage, z)`` of activations after stages without a rule: None (ρ' itself) unless the rules
+    replace it; one rule object replacing it for the whole chain → its method; several → refuse such stages."""
+    distinct = {id(r): r for r in rules.values()}
+    replacing = [r for r in distinct.values() if type(r).activation_derivative is not Rule.activation_derivative]
+    if not replacing:
+        return None
+    if len(distinct) == 1:
+        return replacing[0].activation_derivative
+
+    def refuse(stage, z):
+        raise OptionError(
+            f"composite {name!r} mixes rules that propagate activations differently "
+            f"({', '.join(sorted({r.name for r in distinct.values()}))}); the activation after {stage.describe()} "
+            "has no rule of its own to decide (use one rule for the whole chain)")
+    return refuse

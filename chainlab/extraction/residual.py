@@ -93,12 +93,13 @@ class DeepLiftResidual(BlockSum):
 
 
 def block_operator(stage: Stage, record: Record, *, space: str, build, split: str, stabilizer: float,
-                   dtype, rule_name) -> ResidualBlock:
+                   dtype, rule_name, derivative=None) -> ResidualBlock:
     """The operator (1) of the residual ``stage`` at ``record`` (see the module docstring).
 
     ``build(inner_stage, inner_record) -> Operator`` makes the operator of one inner stage (materialized
     or implicit: the block never multiplies its factors unless asked to); ``rule_name(inner_stage)`` names
-    each inner layer's rule.
+    each inner layer's rule; ``derivative`` replaces ρ' of the activation after the sum
+    (:func:`~.layers.output_derivative`).
     """
     if stage.kind != "residual" or record.branches is None:
         raise ExtractionError(f"stage {stage.describe()} is not a residual block")
@@ -109,7 +110,7 @@ def block_operator(stage: Stage, record: Record, *, space: str, build, split: st
     for b_stages, b_records in zip(stage.branches, record.branches):
         ops = [build(s, r) for s, r in zip(b_stages, b_records)]
         if space == "gradient":
-            col = output_derivative(stage, record, space)
+            col = output_derivative(stage, record, space, derivative)
         elif split == "proportional":
             z_t = b_records[-1].out.reshape(-1) if b_records else h
             col = (z_t.to(torch.float64) / stabilize(z, stabilizer)).numpy()

@@ -9,6 +9,9 @@
 * ``bounds``   value bounds and σ1 bounds (:mod:`.bounds`)
 * ``constants`` the empirical componentwise constant of one explanation beside its a-priori constant (:mod:`.bounds`)
 
+The spectral view of explanations (Mehrpanah et al. 2025: rank-normalized maps, radial power spectra,
+expected frequency EF, explanation gap ΔEF, EF per layer boundary of a chain) is :mod:`.spectral`.
+
 Every record is a dict with keys net, rule, image, measure, quantity, layer, k, value (+ extras).
 Also here: the singular-value solvers (:mod:`.svd`), prefix products (:mod:`.prefix`), explanation
 maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`), log–log trends across nets with
@@ -25,7 +28,14 @@ import inspect
 
 from ..errors import OptionError
 from ..options import check_known
-from .bounds import apriori_constants, bounds, constants, norm1, norm_inf, weight_norm_product
+from .bounds import (
+    apriori_constants,
+    bounds,
+    constants,
+    norm1,
+    norm_inf,
+    weight_norm_product,
+)
 from .cone import (
     angular_diameter,
     birkhoff,
@@ -45,7 +55,17 @@ from .prefix import (
 from .rank1 import rank1, rank1_quantities
 from .records import read_csv, write_csv
 from .spectra import interlayer_members, prefix_spectra_power, spectra
-from .trends import bootstrap_slope, loglog_slope, replicate_slope, unit_values
+from .spectral import (
+    channel_maps,
+    ef_code,
+    ef_figure,
+    expected_frequency,
+    explanation_gap,
+    layer_spectra,
+    radial_spectrum,
+    rank_normalize,
+    spectral,
+)
 from .svd import (
     LanczosResult,
     lanczos_singular_values,
@@ -53,6 +73,7 @@ from .svd import (
     singular_values,
     subspace_singular_values,
 )
+from .trends import bootstrap_slope, loglog_slope, replicate_slope, unit_values
 
 PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds, "constants": constants}
 POOLED = {"csc": csc}
@@ -66,6 +87,8 @@ __all__ = [
     "to_map", "prefix_products", "implicit_prefix", "PrefixProduct", "prefix_power", "prefix_spectra_power",
     "PowerResult", "lanczos_singular_values", "LanczosResult", "subspace_singular_values", "measure_options",
     "constants", "weight_norm_product", "loglog_slope", "bootstrap_slope", "replicate_slope", "unit_values",
+    "spectral", "layer_spectra", "explanation_gap", "expected_frequency", "ef_code", "ef_figure", "radial_spectrum",
+    "rank_normalize", "channel_maps",
 ]
 
 

@@ -5,6 +5,7 @@
 * :mod:`.lrp` — gradient, LRP-0/ε, z⁺, αβ, γ, z^B, w², flat, excitation BP and its contrastive final layer;
 * :mod:`.patterns`, :mod:`.pattern_rules` — signal patterns (fit, store, check) and PatternNet /
   PatternAttribution as layer rules;
+* :mod:`.smooth` — smooth-gradient: the gradient with soft masks s(βz) in place of the ReLU masks;
 * :mod:`.composites` — rule per layer by index, path, "first", "last" or type; named composites;
 * :mod:`.registry` — rules and composites by name, :func:`resolve`.
 
@@ -18,10 +19,11 @@ from .lrp import (LRP0, AlphaBeta, ContrastiveExcitation, Epsilon, ExcitationBP,
                   WSquare, ZBox, ZPlus)
 from .pattern_rules import PatternAttribution, PatternNet
 from .registry import RULES, composite_params, make_rule, resolve, rule_names
+from .smooth import SmoothGradient, soft_mask
 
 __all__ = [
     "BIAS_POLICIES", "COMPOSITES", "RULES", "AlphaBeta", "Composite", "ContrastiveExcitation", "Epsilon",
     "ExcitationBP", "Flat", "Gamma", "Gradient",
     "GradientXInput", "Group", "LRP0", "LayerContext", "PatternAttribution", "PatternNet", "Rule", "Term", "WSquare",
-    "ZBox", "ZPlus", "composite_params", "make_rule", "neg", "patterns", "pos", "resolve", "rule_names", "stabilize",
+    "ZBox", "ZPlus", "SmoothGradient", "soft_mask", "composite_params", "make_rule", "neg", "patterns", "pos", "resolve", "rule_names", "stabilize",
 ]

@@ -148,6 +148,19 @@ class Rule:
     def groups(self, ctx: LayerContext) -> list[Group]:
         raise NotImplementedError
 
+    def mask(self, ctx: LayerContext) -> torch.Tensor | None:
+        """The output-side diagonal d (n_out,) when the rule's matrix factors as M = M_lin diag(d) with the mask
+        of the activation after the stage in d (gradient-type rules: d = ρ'(z)); None otherwise (the default:
+        relevance rules).  It becomes ``Chain.masks``, which lets a chain apply the mask step and the linear
+        step of a layer separately."""
+        return None
+
+    def activation_derivative(self, stage: Stage, z: torch.Tensor) -> torch.Tensor:
+        """ρ'(z) of the activation after a stage the rule has no matrix for (a pool, a residual sum, a leading
+        activation), as this rule propagates it in gradient space: the true derivative unless a rule replaces
+        it (smooth-gradient's soft masks)."""
+        return stage.activation.derivative(z)
+
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"

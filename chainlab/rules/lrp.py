@@ -56,6 +56,9 @@ class Gradient(Rule):
     def groups(self, ctx: LayerContext):
         return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.derivative)]
 
+    def mask(self, ctx: LayerContext):
+        return ctx.derivative if ctx.stage.activation is not None else None
+
 
 class GradientXInput(Gradient):
     """Gradient × input: the gradient chain with its first operator's rows scaled by x (diag(x) M_1)."""

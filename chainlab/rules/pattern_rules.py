@@ -82,6 +82,9 @@ class PatternNet(Rule):
     def groups(self, ctx: LayerContext):
         return [Group([Term(torch.ones_like(ctx.x), self.kernel(ctx))], mask=ctx.derivative)]
 
+    def mask(self, ctx: LayerContext):
+        return ctx.derivative if ctx.stage.activation is not None else None
+
     def options(self):
         return {"pattern_type": self.pattern_type, "patterns": getattr(self, "fingerprint", None)}
 

@@ -15,6 +15,7 @@ from .composites import COMPOSITES, Composite
 from .lrp import (LRP0, AlphaBeta, ContrastiveExcitation, Epsilon, ExcitationBP, Flat, Gamma, Gradient, GradientXInput,
                   WSquare, ZBox, ZPlus)
 from .pattern_rules import PatternAttribution, PatternNet
+from .smooth import SmoothGradient
 
 __all__ = ["RULES", "COMPOSITES", "make_rule", "resolve", "rule_names", "composite_params"]
 
@@ -39,6 +40,7 @@ RULES: dict[str, type] = {
     "contrastive-excitation": ContrastiveExcitation,
     "patternnet": PatternNet,
     "patternattribution": PatternAttribution,
+    "smooth-gradient": SmoothGradient,
 }
 
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import binder, figures
+from . import binder, figures, spectral
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import num
 
@@ -46,7 +46,7 @@ __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_o
 write_records = write_csv
 read_records = read_csv
 
-FIGURE_MODULES = [figures, binder]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+FIGURE_MODULES = [figures, binder, spectral]     # each has FIGURES: [fn(records, out) -> (png, caption) | None]
 
 
 def _scalar_table(records):

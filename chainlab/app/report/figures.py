@@ -9,7 +9,8 @@
 * ``averages``, ``constants``: see :mod:`.binder` (Binder et al.'s figures)
 * ``sanity``    SSIM between true-logit and random-logit maps per rule (bars: mean, whiskers: min…max)
                 — like Sixt et al. Fig. 4a
-* anything else (cone, rank1, scaling, …): each quantity against k, one line per rule (:func:`plot_generic`)
+* anything else (cone, rank1, scaling, …): each quantity against k, one line per rule (:func:`plot_generic`;
+                ``spectral`` records have figures of their own, :mod:`.spectral`)
 * heatmaps      the explanation of the predicted logit of one chain per (net, rule), from an archive
 """
 from __future__ import annotations
@@ -181,7 +182,7 @@ def plot_generic(records, out):
     by = defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
-        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants"):
+        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants", "spectral"):
             continue
         if num(r.get("k")) is not None and num(r.get("value")) is not None:
             by[m].append(r)

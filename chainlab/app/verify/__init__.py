@@ -1,6 +1,6 @@
 """The verify job: each claim of the papers checked on the shipped nets, with a verdict.
 
-One module per paper (:mod:`.sixt`, :mod:`.binder`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
+One module per paper (:mod:`.sixt`, :mod:`.binder`, :mod:`.spectral`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
 :mod:`.core` holds what they share.
 
 Claims (Sixt et al. 2020, ``S*``; Binder et al. 2025, ``B*``):
@@ -21,6 +21,9 @@ Claims (Sixt et al. 2020, ``S*``; Binder et al. 2025, ``B*``):
 * B3  averages over perturbed copies converge at the Hoeffding rate with the a-priori range; the fitted
       constant e(N)√N/‖r_L‖₁ does not move with the weight norms for LRP-β and does for the gradient and LRP-ε.
       (B1–B3 compare the weight-norm study nets; ``--quick`` prints the digits nets' numbers, "not checked".)
+* M1  (Mehrpanah et al. 2025) the expected frequency EF of the gradient decreases with the Softplus β.
+* M2  GradCAM and SmoothGrad lower EF: explanation gap ΔEF > 0, growing with σ.
+* M3  within a ReLU net, EF of the backward signal rises at the ReLU masks.
 
 ``run(quick=False)`` computes everything and returns the verdicts and all records; the CLI writes
 them as ``report/verify.md`` (verdict table beside the papers' numbers) plus the plots of
@@ -34,12 +37,12 @@ import time
 from pathlib import Path
 
 from ...errors import OptionError
-from . import binder, sixt
+from . import binder, sixt, spectral
 from .core import Context, Settings, Verdict
 
 __all__ = ["Verdict", "CLAIMS", "ORDER", "Settings", "run", "verdict_table", "script_main"]
 
-PAPERS = (sixt, binder)
+PAPERS = (sixt, binder, spectral)
 CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
 ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
 
