@@ -5,8 +5,14 @@ the final rename is atomic; same suffix, so writers that append one — ``np.sav
 caller writes ``tmp``.  On success the temp file is fsynced, ``os.replace``d onto the target and
 the directory is fsynced; on any exception the temp file is removed and the target is untouched.
 
-Temp names are ``<target name>.tmp-<pid>-<n><suffix>``; :func:`stale_temps` finds those of
-processes that no longer run (a writer killed with SIGKILL cannot clean up after itself).
+Temp names are ``<target name>.tmp-<pid>-<n><suffix>``; :func:`stale_temps` (beside one target) and
+:func:`stale_temps_in` (anywhere in a directory) find those of processes that no longer run (a writer
+killed with SIGKILL cannot clean up after itself).
+
+:func:`write_bytes` writes a byte string through :func:`atomic_path`: the disk sees only Python's
+``write``/``fsync`` calls, so a full disk (ENOSPC) or a file-size limit (EFBIG) is an ``OSError`` here,
+the temp file is removed and the target is untouched.  :func:`free_bytes` is the space left for an
+unprivileged user on the file system of a path.
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["atomic_path", "fsync_file", "fsync_dir", "stale_temps", "temp_path"]
+__all__ = ["atomic_path", "free_bytes", "fsync_file", "fsync_dir", "stale_temps", "stale_temps_in", "temp_path",
+           "write_bytes"]
 
 _counter = itertools.count()
 
@@ -58,6 +65,26 @@ def atomic_path(target):
         raise
 
 
+def write_bytes(target, data, *, block: int = 64 << 20) -> None:
+    """Write ``data`` (bytes or a buffer) to ``target`` atomically (temp file, fsync, rename, fsync the directory)."""
+    view = memoryview(data).cast("B")
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            for start in range(0, len(view), block):
+                fh.write(view[start:start + block])
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def free_bytes(path) -> int:
+    """Bytes an unprivileged user may still write on the file system holding ``path`` (its parent if missing)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -77,6 +104,22 @@ def stale_temps(target) -> list[Path]:
         return out
     for p in target.parent.iterdir():
         m = pattern.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            out.append(p)
+    return sorted(out)
+
+
+_TEMP = re.compile(r".+\.tmp-(\d+)-\d+")
+
+
+def stale_temps_in(directory) -> list[Path]:
+    """Every temp file in ``directory`` (``*.tmp-<pid>-<n>…``, see :func:`temp_path`) whose writing process is gone."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        m = _TEMP.match(p.name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             out.append(p)
     return sorted(out)

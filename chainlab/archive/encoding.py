@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -40,8 +41,8 @@ from ..chain import Chain
 from ..errors import ArchiveError
 from ..linalg import BlockOperator, DenseOperator, Operator, SparseOperator, as_operator
 
-__all__ = ["COMPRESSION", "LIBVER", "input_hash", "write_matrix", "read_matrix", "write_chain", "chain_fields",
-           "check_archivable", "attr", "set_str"]
+__all__ = ["CHAIN_ENCODING", "COMPRESSION", "LIBVER", "input_hash", "write_matrix", "read_matrix", "write_chain",
+           "chain_file_image", "chain_fields", "chain_sizes", "check_archivable", "attr", "set_str", "memory_bytes"]
 
 LIBVER = ("v110", "latest")
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True, fletcher32=True)   # level 1: ~3x faster than 4 on sixt-cifar, 4 % larger
@@ -143,14 +144,9 @@ def check_archivable(chain, where):
         )
 
 
-def write_chain(root, key, chain, path):
-    """Encode ``chain`` as the group ``/chains/<key>`` of the open file ``root``."""
-    where = f"{path}: chain {key!r}"
+def write_chain(g, chain, where):
+    """Encode ``chain`` into the (empty) group ``g``: attributes, x, logits and layers (see the module docstring)."""
     check_archivable(chain, where)
-    chains = root.require_group("chains")
-    if key in chains:
-        raise ArchiveError(f"{where} already exists in the archive")
-    g = chains.create_group(key)
     meta = dict(chain.meta)
     a = g.attrs
     set_str(a, "net", str(meta.get("net") or meta.get("model") or ""))
@@ -185,7 +181,25 @@ def write_chain(root, key, chain, path):
         masks = getattr(chain, "masks", None)
         if masks is not None and masks[i] is not None:
             _dataset(lg, "mask", np.asarray(masks[i], dtype=np.float64))
-    return key
+
+
+CHAIN_ENCODING = "chainlab-chain"
+
+
+def chain_file_image(chain, key: str, where: str) -> bytes:
+    """The bytes of one chain file: an HDF5 file (latest format, checksummed) whose root group is the chain,
+    with root attributes encoding-type = "chainlab-chain" and key.  Built in memory (HDF5's core driver), so
+    the size is known before anything touches the disk and the disk sees only plain writes."""
+    check_archivable(chain, where)
+    with h5py.File(f"chain-{key}.h5", "w", driver="core", backing_store=False, block_size=1 << 20,
+                   libver=LIBVER) as f:
+        set_str(f.attrs, "encoding-type", CHAIN_ENCODING)
+        set_str(f.attrs, "encoding-version", "1.0.0")
+        set_str(f.attrs, "key", key)
+        write_chain(f, chain, where)
+        f.flush()
+        return f.id.get_file_image()
+
 
 def attr(obj, name, default=None):
     """An attribute as str (decoded) or as stored."""
@@ -193,44 +207,119 @@ def attr(obj, name, default=None):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _numel(shape) -> int:
+    n = 1
+    for v in shape:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"bad dimension {v!r} in shape {shape!r}")
+        n *= v
+    return n
+
+
+def chain_sizes(g) -> tuple[int, list[tuple[int, int]]]:
+    """(n_layers, [(n_in, n_out) of every layer]) from the chain's own metadata — the boundary shapes, the input
+    shape and the stored x and logits must agree — read without touching any layer (ValueError otherwise)."""
+    a = {k: attr(g, k) for k in ("n_layers", "shapes", "input_shape")}
+    n = int(a["n_layers"])
+    shapes = [tuple(s) for s in json.loads(a["shapes"])]
+    input_shape = tuple(json.loads(a["input_shape"]))
+    if n < 0 or len(shapes) != n + 1:
+        raise ValueError(f"chain metadata: {n} layers but {len(shapes)} boundary shapes (expected {n + 1})")
+    sizes = [_numel(s) for s in shapes]
+    n_x = _numel(input_shape)
+    if g["x"].shape != (n_x,) or (n and sizes[0] != n_x):
+        raise ValueError(f"chain metadata: input shape {input_shape}, first boundary {shapes[0] if n else None}, "
+                         f"stored x {g['x'].shape} do not agree")
+    if n and g["logits"].shape != (sizes[-1],):
+        raise ValueError(f"chain metadata: last boundary {shapes[-1]} but {g['logits'].shape} stored logits")
+    return n, [(sizes[i], sizes[i + 1]) for i in range(n)]
+
+
 def chain_fields(g) -> tuple[dict, int]:
     """(the keyword fields of Chain except the operators, n_layers) of a chain group."""
     a = {k: attr(g, k) for k in g.attrs}
+    n, _ = chain_sizes(g)
     fields = dict(names=json.loads(a["names"]), shapes=[tuple(s) for s in json.loads(a["shapes"])],
                   input_shape=tuple(json.loads(a["input_shape"])), x=g["x"][()], logits=g["logits"][()],
                   rule=a["rule"], options=json.loads(a["options"]), space=a["space"],
                   layer_rules=json.loads(a["layer_rules"]), meta=json.loads(a["meta"]),
                   layer_stats=json.loads(a["layer_stats"]) if "layer_stats" in a else None)
-    return fields, int(a["n_layers"])
+    return fields, n
 
 
-def read_matrix(node):
-    """Decode the dataset or group written by :func:`write_matrix` into an operator (ValueError if inconsistent)."""
+def memory_bytes() -> int:
+    """Physical memory of this machine (the ceiling for any one decoded array)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _check_array(ds, shape, what):
+    """A stored dataset: its declared shape and dtype are as expected and it fits in memory (before reading)."""
+    if ds.shape != tuple(shape):
+        raise ValueError(f"{what} {ds.name} is stored with shape {ds.shape}, the chain's metadata says {tuple(shape)}")
+    if ds.dtype.kind not in "fiu":
+        raise ValueError(f"{what} {ds.name} has dtype {ds.dtype}, expected numbers")
+    need = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize
+    if need > memory_bytes():
+        raise ValueError(f"{what} {ds.name} claims {need / 1e9:.3g} GB, more than this machine's memory "
+                         f"({memory_bytes() / 1e9:.3g} GB)")
+
+
+def _stored_shape(node):
+    return tuple(int(v) for v in np.asarray(node.attrs["shape"]).reshape(-1))
+
+
+def read_matrix(node, shape):
+    """Decode the dataset or group written by :func:`write_matrix` into an operator of shape ``shape``
+    (n_in, n_out) — the chain's own metadata — checking every declared size before anything is read
+    (ValueError if inconsistent)."""
+    shape = tuple(int(v) for v in shape)
     enc = attr(node, "encoding-type")
     if isinstance(node, h5py.Dataset):
         if enc != "array":
             raise ValueError(f"dataset {node.name} has encoding-type {enc!r}, expected 'array'")
+        _check_array(node, shape, "dense matrix")
         arr = node[()]
         if attr(node, "memory-order") == "F":
             arr = np.asfortranarray(arr)
         return DenseOperator(arr)
     if enc in ("csr_matrix", "csc_matrix"):
-        shape = tuple(int(v) for v in node.attrs["shape"])
-        data, indices, indptr = node["data"][()], node["indices"][()], node["indptr"][()]
+        stored = _stored_shape(node)
+        if stored != shape:
+            raise ValueError(f"sparse group {node.name} claims shape {stored}, the chain's metadata says {shape}")
+        major, minor = (shape[0], shape[1]) if enc == "csr_matrix" else (shape[1], shape[0])
+        d, ix, ip = node["data"], node["indices"], node["indptr"]
+        _check_array(ip, (major + 1,), "indptr")
+        nnz = d.shape[0] if d.ndim == 1 else -1
+        if nnz < 0 or nnz > shape[0] * shape[1]:
+            raise ValueError(f"sparse group {node.name}: {d.shape} stored values for a {shape} matrix")
+        _check_array(d, (nnz,), "data")
+        _check_array(ix, (nnz,), "indices")
+        indptr = ip[()]
+        if indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0):
+            raise ValueError(f"inconsistent {enc} group {node.name}: indptr does not run from 0 to nnz = {nnz}")
+        indices = ix[()]
+        if nnz and (indices.min() < 0 or indices.max() >= minor):
+            raise ValueError(f"inconsistent {enc} group {node.name}: indices outside 0..{minor - 1}")
+        data = d[()]
         cls = sp.csr_matrix if enc == "csr_matrix" else sp.csc_matrix
-        major = shape[0] if enc == "csr_matrix" else shape[1]
-        if indptr.shape != (major + 1,) or data.shape != indices.shape or indptr[-1] != data.size:
-            raise ValueError(f"inconsistent {enc} group {node.name}: shape {shape}, data {data.shape}, "
-                             f"indices {indices.shape}, indptr {indptr.shape}")
         M = cls((data, indices, indptr), shape=shape, copy=False)
         M.indices, M.indptr = indices, indptr   # keep the stored index dtype (scipy may downcast)
         return SparseOperator(M)
     if enc == "chainlab-block":
+        stored = _stored_shape(node)
+        if stored != shape or shape[0] % 2 or shape[1] % 2:
+            raise ValueError(f"block group {node.name} claims shape {stored}, the chain's metadata says {shape}")
+        half = (shape[0] // 2, shape[1] // 2)
         parts = []
         for nm in "ABCD":
-            op = read_matrix(node[nm])
+            op = read_matrix(node[nm], half)
             if f"bias_relevance_{nm}" in node:
-                op.bias_relevance = node[f"bias_relevance_{nm}"][()]
+                br = node[f"bias_relevance_{nm}"]
+                _check_array(br, (half[1],), "bias relevance")
+                op.bias_relevance = br[()]
             parts.append(op)
         return BlockOperator(*parts)
     raise ValueError(f"{node.name}: unknown encoding-type {enc!r}")
