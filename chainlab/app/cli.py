@@ -245,11 +245,16 @@ def extract_cmd(
 ):
     """Extract the chain of every selected test image and append it to an HDF5 archive, chain by chain.
 
-    Each chain is appended as soon as it is extracted (atomically), so an interruption loses nothing
-    finished; rerun with --resume to continue.  chain.meta gets net, image, label, fingerprint and the
-    request (rule, options) by which --resume recognizes a chain.  With --workers N > 1 or --scheduler the
-    images are extracted as one dask task each (:func:`chainlab.app.distributed.run`); this process stays
-    the single writer and appends every chain as it arrives.
+    Each chain is appended as soon as it is extracted (its own file, then the archive's index), so an
+    interruption loses nothing finished; rerun with --resume to continue.  chain.meta gets net, image,
+    label, fingerprint and the request (rule, options) by which a chain is recognized: a chain already in
+    the archive (written by an earlier run or by another process writing the same archive now) is never
+    stored twice.  Writers take the archive's lock for each append (a second writer waits for it).
+    After the first chain the space the rest needs is estimated and a run that cannot fit is refused.
+    --overwrite builds the new archive beside the old one and replaces it only when every chain is in.
+    With --workers N > 1 or --scheduler the images are extracted as one dask task each
+    (:func:`chainlab.app.distributed.run`); this process stays the single writer, and the archive keys
+    follow the requested image order whatever order the results arrive in.
     """
     opts = rule_defaults(rule, parse_options(option))
     kwargs = {k: v for k, v in dict(bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool).items()
@@ -257,6 +262,8 @@ def extract_cmd(
     _check_rule_options(rule, opts, kwargs)
     if output.exists() and not (resume or overwrite):
         raise InputError(f"{output} exists; use --resume to add to it (skipping chains it has) or --overwrite")
+    if resume and overwrite:
+        raise InputError("give --resume (add to the archive) or --overwrite (replace it), not both")
     _output_file(output, "output")
     _check_cluster(workers, scheduler)
 
@@ -268,46 +275,117 @@ def extract_cmd(
     fp = state_fingerprint(net)
     request = dict(rule=rule, options=opts, dataset=data_name, **kwargs)
     req_id = json.dumps(request, sort_keys=True)
+    if (workers > 1 or scheduler is not None) and weights is not None:
+        raise InputError("--workers/--scheduler load the model by name or model file in each worker; "
+                         "--weights is for serial extraction")
 
-    if output.exists() and overwrite:
-        output.unlink()
-    done = set()
-    if output.exists():
-        with archive.open(output) as r:
-            for k in r.keys():
-                info = r.info(k)
-                m = info["meta"]
-                if (info["net"] == name and info["fingerprint"] == fp
-                        and json.dumps(m.get("request"), sort_keys=True) == req_id):
-                    done.add(m.get("image"))
-    todo = [i for i in idx if i not in done]
-    if done & set(idx):
-        tqdm.write(f"resume: {len(idx) - len(todo)} of {len(idx)} chains already in {output}", file=sys.stderr)
-    options = {**kwargs, **opts}
+    def note(msg):
+        tqdm.write(msg, file=sys.stderr)
 
-    def write(i, chain):   # the single writer: meta, then one atomic append per chain
-        chain.meta.update(net=name, image=int(i), label=int(ys[i]), dataset=data_name, fingerprint=fp,
-                          request=request)
-        return archive.append(output, chain)
+    # --overwrite: one writer for the whole run, committed only when complete
+    replacing = archive.writer(output, replace=True, on_wait=note) if overwrite else None
+    try:
+        store = _ChainStore(output, replacing, name, fp, req_id, note)
+        todo = [i for i in idx if not store.has(i)]
+        if len(todo) < len(idx):
+            note(f"resume: {len(idx) - len(todo)} of {len(idx)} chains already in {output}")
+        options = {**kwargs, **opts}
+        keys = store.reserve(todo) if (workers > 1 or scheduler is not None) else {}
 
-    if workers > 1 or scheduler is not None:
-        if weights is not None:
-            raise InputError("--workers/--scheduler load the model by name or model file in each worker; "
-                             "--weights is for serial extraction")
-        model_ref = model if model in models.NAMES else str(Path(model).resolve())
-        task = functools.partial(distributed.extract_image, **options)
-        tasks = {int(i): (task, (model_ref, _data.model_input(net, xs[i:i + 1]), rule, int(i), name))
-                 for i in idx}
-        rep = distributed.run(tasks, write, workers=workers, scheduler=scheduler, done=done, progress=True)
-        typer.echo(f"{output}: {len(rep.completed)} chain(s) added ({name}, {rule}, images {images}) on "
-                   f"{rep.mode}, {rep.rate:.2f} chains/s")
-        return
-    bar = tqdm(todo, desc=f"extract {name} {rule}", unit="chain", file=sys.stderr)
-    for i in bar:
-        x = _data.model_input(net, xs[i:i + 1])
-        key = write(i, extract(net, x, rule, **options))
-        bar.set_postfix(key=key, image=i)
-    typer.echo(f"{output}: {len(todo)} chain(s) added ({name}, {rule}, images {images})")
+        def write(i, chain):   # the single writer: meta, then one locked append per chain
+            chain.meta.update(net=name, image=int(i), label=int(ys[i]), dataset=data_name, fingerprint=fp,
+                              request=request)
+            return store.add(i, chain, keys.get(i), remaining=len(todo))
+
+        if workers > 1 or scheduler is not None:
+            model_ref = model if model in models.NAMES else str(Path(model).resolve())
+            task = functools.partial(distributed.extract_image, **options)
+            tasks = {int(i): (task, (model_ref, _data.model_input(net, xs[i:i + 1]), rule, int(i), name))
+                     for i in todo}
+            rep = distributed.run(tasks, write, workers=workers, scheduler=scheduler, progress=True)
+            mode = f" on {rep.mode}, {rep.rate:.2f} chains/s"
+        else:
+            bar = tqdm(todo, desc=f"extract {name} {rule}", unit="chain", file=sys.stderr)
+            for i in bar:
+                if store.has(i):          # another process wrote it meanwhile
+                    continue
+                x = _data.model_input(net, xs[i:i + 1])
+                key = write(i, extract(net, x, rule, **options))
+                bar.set_postfix(key=key, image=i)
+            mode = ""
+    except BaseException:
+        if replacing is not None:
+            replacing.close(commit=False)
+        raise
+    if replacing is not None:
+        replacing.close()
+    typer.echo(f"{output}: {store.added} chain(s) added ({name}, {rule}, images {images}){mode}"
+               + (f"; {store.skipped} already there" if store.skipped else ""))
+
+
+class _ChainStore:
+    """The extract command's view of its archive: which images it holds for this (net, weights, request),
+    and one locked append per chain that skips an image another writer stored meanwhile."""
+
+    def __init__(self, path: Path, replacing, net, fingerprint, req_id, note):
+        self.path, self.replacing, self.note = path, replacing, note
+        self.ident = (net, fingerprint, req_id)
+        self.seen, self.done = set(), set()
+        self.added = self.skipped = 0
+        self.first_size = None
+        if replacing is None and path.exists():
+            with archive.open(path) as r:
+                self._scan(r)
+
+    def _scan(self, reader):
+        """Read the metadata of the chains not seen yet (O(new chains))."""
+        for k in reader.keys():
+            if k in self.seen:
+                continue
+            self.seen.add(k)
+            info = reader.info(k)
+            m = info["meta"]
+            if (info["net"], info["fingerprint"], json.dumps(m.get("request"), sort_keys=True)) == self.ident:
+                self.done.add(m.get("image"))
+
+    def has(self, i) -> bool:
+        """Whether image ``i`` is stored (a lock-free look at chains added since the last look)."""
+        if self.replacing is None and self.path.exists():
+            with archive.open(self.path) as r:
+                self._scan(r)
+        return i in self.done
+
+    def reserve(self, todo) -> dict:
+        """Keys for the images ``todo``, in their order (results may arrive in any order)."""
+        if self.replacing is not None:
+            return dict(zip(todo, self.replacing.reserve(len(todo))))
+        with archive.writer(self.path, on_wait=self.note) as w:
+            return dict(zip(todo, w.reserve(len(todo))))
+
+    def add(self, i, chain, key, remaining):
+        if self.replacing is not None:
+            key = self.replacing.append(chain, key)
+            size = self.replacing.entries[key][1]
+        else:
+            with archive.writer(self.path, on_wait=self.note) as w:
+                with w.reader() as r:
+                    self._scan(r)
+                if i in self.done:
+                    self.skipped += 1
+                    return None
+                key = w.append(chain, key)
+                size = w.entries[key][1]
+        self.seen.add(key)
+        self.done.add(i)
+        self.added += 1
+        if self.first_size is None:           # estimate the rest from the first chain; refuse a run that cannot fit
+            self.first_size = size
+            rest = remaining - 1
+            if rest > 0:
+                archive.check_space(self.path, int(size * rest * 1.1),
+                                    f"the remaining {rest} chain(s) of this run (≈ {size / 1e6:.1f} MB each, "
+                                    "estimated from the first; nothing more was extracted)")
+        return key
 
 
 def _check_cluster(workers, scheduler):
