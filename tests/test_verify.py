@@ -10,13 +10,33 @@ import pytest
 CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
+def run_quick(out, threads):
+    """`chainlab verify --quick` in a fresh process with ``threads`` numba, torch (OpenMP) and BLAS threads."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    return subprocess.run(CHAINLAB + ["verify", "--quick", "-o", str(out)], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("verify") / "report"
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    p = subprocess.run(CHAINLAB + ["verify", "--quick", "-o", str(out)], capture_output=True, text=True, env=env,
-                       timeout=600)
-    return p, out
+    return run_quick(out, 2), out
+
+
+def _verdicts(md: str) -> list[str]:
+    """The verdict sections of verify.md (labels and every number), without the timing column."""
+    return [ln for ln in md.splitlines() if ln.startswith("## ") or ln.startswith("*Measured here.*")]
+
+
+def test_verdicts_and_records_do_not_depend_on_thread_counts(quick_run, tmp_path):
+    """The main job with 1 thread (numba, torch, BLAS) gives the same verdicts — and bit-identical records — as with
+    2: no reduction whose order depends on the thread count, no solver drawing from OS entropy."""
+    p2, out2 = quick_run
+    p1 = run_quick(tmp_path / "one", 1)
+    assert p1.returncode == 0 and p2.returncode == 0, p1.stderr[-1000:]
+    assert _verdicts((tmp_path / "one" / "verify.md").read_text()) == _verdicts((out2 / "verify.md").read_text())
+    assert (tmp_path / "one" / "records.csv").read_bytes() == (out2 / "records.csv").read_bytes()
 
 
 def test_quick_verify_writes_a_verdict_per_claim(quick_run):

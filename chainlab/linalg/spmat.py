@@ -13,7 +13,6 @@ Values are float32 only when every operand is float32, else float64; index array
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -23,6 +22,8 @@ from ..errors import InputError
 __all__ = ["spmm", "dense_sparse", "spgemm", "column_norms", "channel_cosine", "density"]
 
 _CHUNK = 32                 # columns per parallel task in the SpGEMM kernels
+_SCATTER_TASKS = 16         # most column tasks of a CSC × dense product (fixed: sums independent of the threads)
+_SLAB_BYTES = 256 << 20     # most extra memory of those tasks' slabs
 _NORMS = {"max": 0, "l1": 1, "l2": 2}
 
 
@@ -62,13 +63,24 @@ def _column_bounds(indptr, tasks):
     return np.concatenate([[0], np.minimum(cuts, len(indptr) - 1), [len(indptr) - 1]]).astype(np.int64)
 
 
+def scatter_tasks(nnz: int, m: int, n: int, itemsize: int) -> int:
+    """Column tasks T of a CSC (m × k, nnz stored) × dense (k × n) product: a function of the shapes only, never of
+    the thread count, so the summation order — and every bit of the result — is the same on 1 or 64 threads.
+    T ≤ 16; T ≤ nnz / (2m) (summing the T slabs, T·m·n, costs at most half the scatter, nnz·n); the T − 1 extra
+    slabs stay under 256 MB."""
+    T = min(_SCATTER_TASKS, nnz // max(2 * m, 1), 1 + _SLAB_BYTES // max(m * n * itemsize, 1))
+    return max(int(T), 1)
+
+
 def spmm(A, B):
     """A @ B for a scipy CSR/CSC matrix A (m × k) and a dense B (k × n) or (k,): dense (m × n), row-major
     (a vector for a vector B).  float32 only when both are float32, else float64.
 
     CSR: rows in parallel (gather).  CSC with at least about one stored entry per row and column: columns
-    split over the threads, each scattering into its own m × n slab, slabs summed (extra memory
-    (threads − 1)·m·n); sparser CSC (pooling-like) is converted to CSR, which then costs less than the slabs."""
+    split into T tasks (:func:`scatter_tasks`, independent of the thread count), each scattering into its own
+    m × n slab, slabs summed in task order (extra memory (T − 1)·m·n); sparser CSC (pooling-like) is converted
+    to CSR, which then costs less than the slabs.  Every path gives bit-identical results on any number of
+    threads (each output entry is summed in an order fixed by A alone)."""
     if not sp.issparse(A):
         raise TypeError(f"spmm: A must be scipy.sparse, got {type(A).__name__}")
     B = np.asarray(B)
@@ -83,7 +95,7 @@ def spmm(A, B):
     X = np.ascontiguousarray(B, dtype=dt)                      # (k,) or (k, n), row-major
     out = np.empty((A.shape[0],) + X.shape[1:], dt)
     if scatter:
-        bounds = _column_bounds(ptr, numba.get_num_threads())
+        bounds = _column_bounds(ptr, scatter_tasks(A.nnz, A.shape[0], X.shape[1] if X.ndim == 2 else 1, dt.itemsize))
         slabs = np.empty((len(bounds) - 2,) + out.shape, dt)
         (K.csc_vector if X.ndim == 1 else K.csc_dense)(ptr, idx, data, X, out, bounds, slabs)
     else:

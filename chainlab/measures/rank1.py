@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from . import lapack
 from ._common import layer_label, rank_tol, ratio, record, to_dense
 from .prefix import implicit_prefix, prefix_products_or_operators
 from .spectra import singular_values
@@ -54,7 +55,7 @@ def rank1(chain, *, max_dense: float = 2e7, exact_below: int = 400) -> list[dict
     for k, P, log_scale in prefix_products_or_operators(chain, max_dense):
         layer = layer_label(chain, k - 1)
         if P is not None:
-            s = np.linalg.svd(to_dense(P), compute_uv=False)
+            s = lapack.svd(to_dense(P), compute_uv=False)
             q = rank1_quantities(s, P.shape)
             for name, v in q.items():
                 rows.append(record(chain, "rank1", name, layer, k, v, method="svd",

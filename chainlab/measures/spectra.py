@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OptionError
+from . import lapack
 from ._common import layer_label, rank_tol, ratio, record
 from .prefix import implicit_prefix, prefix_power, prefix_products_or_operators
 from .svd import SVDS_TOL, singular_triplets, singular_values, uses_dense
@@ -91,7 +92,7 @@ def spectra(chain, *, top: int = 2, of=("layer", "prefix", "interlayer"), exact_
                                      top=top, method=used, log_scale=log_scale, shape=op.shape)
     if interlayer and len(chain) > 1:
         for l, T in enumerate(interlayer_members(chain, rank, exact_below)):
-            s = np.linalg.svd(T, compute_uv=False) if T.size else np.zeros(2)
+            s = lapack.svd(T, compute_uv=False) if T.size else np.zeros(2)
             s = np.concatenate([s, np.zeros(max(0, top - len(s)))])
             trunc = not all(uses_dense(chain[j].shape, 2, exact_below) for j in (l, l + 1))
             rows += spectrum_records(chain, s, measure="spectra", of="interlayer", layer=layer_label(chain, l),

@@ -2,9 +2,10 @@
 
 * dense SVD (numpy) when min(n_in, n_out) ≤ ``exact_below`` and the dense copy has at most
   ``DENSE_LIMIT`` entries — exact;
-* ARPACK ``svds`` on the operator (implicitly restarted Lanczos on MᵀM, relative accuracy ``tol``
-  = 1e-8 of each returned σ, deterministic start vector from ``seed``), never materializing it; on
-  ARPACK's breakdown (degenerate spectra of max-pool and mask operators, "No shifts could be
+* ARPACK on the operator (:func:`arpack_svds`: implicitly restarted Lanczos on MᵀM as
+  ``scipy.sparse.linalg.svds`` does it, relative accuracy ``tol`` = 1e-8 of each returned σ; the start
+  vector AND every restart vector ARPACK asks for are drawn from ``seed``), never materializing it;
+  on ARPACK's breakdown (degenerate spectra of max-pool and mask operators, "No shifts could be
   applied") block subspace iteration takes over;
 * Golub–Kahan–Lanczos bidiagonalization stopping when the values settle (:func:`lanczos_singular_values`,
   ``method="lanczos"``: far fewer products on the clustered spectra of large conv layers);
@@ -74,6 +75,7 @@ block iteration applies p at once (one batched torch convolution per layer and s
 """
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple
 
 import numpy as np
@@ -82,6 +84,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import InputError, OptionError
 from ..linalg import Operator
+from . import lapack
 from ._common import rank_tol
 
 __all__ = ["DENSE_LIMIT", "SVDS_TOL", "LanczosResult", "PowerResult", "lanczos_singular_values",
@@ -195,7 +198,7 @@ def lanczos_singular_values(matvec, rmatvec, shape, *, top: int = 2, tol: float 
             C[:, :k] = np.diag(alpha) + np.diag(beta[:-1], 1)
             if k:
                 C[-1, k] = beta[-1]
-            vals = list(np.linalg.svd(C, compute_uv=False)) if k else [a]
+            vals = list(lapack.svd(C, compute_uv=False)) if k else [a]
         else:
             U[:, nu] = u / a
             alpha.append(a)
@@ -204,7 +207,7 @@ def lanczos_singular_values(matvec, rmatvec, shape, *, top: int = 2, tol: float 
             w, b = _reorthogonalize(w, V, nv if orth_v else 0)
             beta.append(b)
             k = len(alpha)
-            P, sv, _ = np.linalg.svd(np.diag(alpha) + np.diag(beta[:-1], 1))
+            P, sv, _ = lapack.svd(np.diag(alpha) + np.diag(beta[:-1], 1))
             block_done = b <= small * max(sv[0], tiny)
             vals = list(sv)
             res = list(b * np.abs(P[-1, :]))
@@ -257,12 +260,12 @@ def _orth(A):
     Q = A
     for _ in range(2):
         try:
-            R = np.linalg.cholesky(Q.T @ Q).T
+            R = lapack.cholesky(Q.T @ Q).T
         except np.linalg.LinAlgError:
-            return np.linalg.qr(A)[0]
-        Q = Q @ np.linalg.inv(R)
+            return lapack.qr(A)[0]
+        Q = Q @ lapack.inv(R)
     if not np.allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-10):
-        return np.linalg.qr(A)[0]
+        return lapack.qr(A)[0]
     return Q
 
 
@@ -295,7 +298,7 @@ def subspace_singular_values(matmat, rmatmat, shape, *, top: int = 2, extra: int
         it += 1
         Y = np.asarray(matmat(Q.astype(dtype, copy=False)), dtype=np.float64)
         Z = np.asarray(rmatmat(Y.astype(dtype, copy=False)), dtype=np.float64)
-        Uy, S, Wt = np.linalg.svd(Y, full_matrices=False)
+        Uy, S, Wt = lapack.svd(Y, full_matrices=False)
         sig = S
         lam = S ** 2
         W = Wt.T
@@ -341,6 +344,44 @@ def uses_dense(shape, k, exact_below):
     return (small <= exact_below and n * m <= DENSE_LIMIT) or small <= k + 1
 
 
+def _EIGSH_RNG(rng) -> dict:
+    """eigsh's keyword for the generator of ARPACK's restart vectors (``rng`` since scipy 1.15; older scipy draws
+    them from ARPACK's own fixed-seed generator, deterministic already)."""
+    return {"rng": rng} if "rng" in inspect.signature(spla.eigsh).parameters else {}
+
+
+def arpack_svds(A, k: int, tol: float, seed: int, vectors: bool = True):
+    """``scipy.sparse.linalg.svds(A, k, tol, solver="arpack")`` with every random number drawn from ``seed``.
+
+    Same algorithm as scipy (eigsh on XᴴX, X = A or Aᵀ whichever is taller, relative tolerance tol² on the
+    eigenvalues, orthonormalized eigenvectors, then the SVD of X·Q), ascending order like scipy.  scipy's svds
+    hands its generator to the start vector only: when ARPACK restarts (on degenerate spectra — a max-pool
+    matrix has all σ = 1) eigsh draws the new vector from OS entropy and the returned singular vectors, and
+    the last bits of σ, change from run to run.  Here eigsh gets the generator too.
+    Returns (U, s, Vh) or s.
+    """
+    n, m = A.shape
+    if n >= m:
+        X_dot, XH_dot, X_mat, XH_mat, transpose = A.matvec, A.rmatvec, A.matmat, A.rmatmat, False
+    else:
+        X_dot, XH_dot, X_mat, XH_mat, transpose = A.rmatvec, A.matvec, A.rmatmat, A.matmat, True
+    rng = np.random.default_rng(seed)
+    p = min(n, m)
+    XH_X = spla.LinearOperator((p, p), matvec=lambda v: XH_dot(X_dot(v)), matmat=lambda V: XH_mat(X_mat(V)),
+                               dtype=A.dtype)
+    v0 = rng.standard_normal(p)
+    _, Q = spla.eigsh(XH_X, k=k, tol=tol ** 2, which="LM", v0=v0, **_EIGSH_RNG(rng))
+    Q, _ = lapack.qr(Q)
+    XQ = X_mat(Q)
+    if not vectors:
+        return lapack.svd(XQ, compute_uv=False)[::-1]
+    u, s, vh = lapack.svd(XQ, full_matrices=False)
+    u, s, vh = u[:, ::-1], s[::-1], vh[::-1]
+    if transpose:
+        return Q @ vh.conj().T, s, u.conj().T
+    return u, s, vh @ Q.conj().T
+
+
 def singular_values(op, k: int = 1, exact_below: int = 1500, tol: float = SVDS_TOL, seed: int = 0,
                     method: str = "svds") -> np.ndarray:
     """The k largest singular values of ``op`` (Operator, ndarray, scipy sparse or LinearOperator), descending.
@@ -352,17 +393,15 @@ def singular_values(op, k: int = 1, exact_below: int = 1500, tol: float = SVDS_T
         raise OptionError(f"singular_values: method must be 'svds' or 'lanczos', got {method!r}")
     n, m = _shape(op)
     if uses_dense((n, m), k, exact_below):
-        s = np.linalg.svd(_dense_of(op), compute_uv=False)
+        s = lapack.svd(_dense_of(op), compute_uv=False)
     elif method == "lanczos":
         A = spla.aslinearoperator(op)
         dt = np.float32 if np.dtype(A.dtype) == np.float32 else np.float64
         s = lanczos_singular_values(A.matvec, A.rmatvec, (n, m), top=k, tol=tol, dtype=dt, seed=seed).sigma
     else:
-        rng = np.random.default_rng(seed)
-        v0 = rng.standard_normal(min(n, m))
         A = spla.aslinearoperator(op)
         try:
-            s = spla.svds(A, k=k, tol=tol, return_singular_vectors=False, v0=v0, random_state=seed)
+            s = arpack_svds(A, k, tol, seed, vectors=False)
         except spla.ArpackError:
             # ARPACK breaks down on degenerate spectra (max-pool / mask operators: all σ equal), where
             # block subspace iteration converges at once
@@ -377,14 +416,13 @@ def singular_triplets(op, rank: int | None = None, exact_below: int = 1500, tol:
     """(U, s, Vh) with op ≈ U diag(s) Vh: the full thin SVD when small (rank=None), else the top ``rank``."""
     n, m = _shape(op)
     if rank is None or uses_dense((n, m), rank, exact_below):
-        U, s, Vh = np.linalg.svd(_dense_of(op), full_matrices=False)
+        U, s, Vh = lapack.svd(_dense_of(op), full_matrices=False)
         if rank is not None:
             U, s, Vh = U[:, :rank], s[:rank], Vh[:rank]
         return U, s, Vh
-    v0 = np.random.default_rng(seed).standard_normal(min(n, m))
     A = spla.aslinearoperator(op)
     try:
-        U, s, Vh = spla.svds(A, k=rank, tol=tol, v0=v0, random_state=seed)
+        U, s, Vh = arpack_svds(A, rank, tol, seed)
     except spla.ArpackError:
         # ARPACK's breakdown ("No shifts could be applied", degenerate spectra): block subspace iteration,
         # whose Ritz vectors give the triplets
