@@ -72,6 +72,16 @@ def _npz(path: Path):
 def read_state(path) -> tuple[str | None, dict, dict]:
     """(architecture name or None, state dict of float tensors, meta) of a ``.npz`` weights file."""
     path = Path(path)
+    try:
+        return _read_state(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"cannot read model file {path}: {exc} (chainlab reads plain arrays only, never "
+                             "pickled objects)") from None
+
+
+def _read_state(path: Path):
     with _npz(path) as z:
         arch = str(z["__arch__"]) if "__arch__" in z.files else None
         meta = {k[len("__meta__"):]: z[k].item() for k in z.files if k.startswith("__meta__")}
@@ -101,6 +111,9 @@ def read_state_dict(path) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():    # not a pickle of objects: random bytes, another format
+            raise ModelFileError(f"cannot read weights file {p}: not a torch state-dict file (torch.load: "
+                                 f"{_last_line(exc)})") from None
         raise ModelFileError(
             f"{p} is not a plain state dict: it holds pickled objects (e.g. a whole nn.Module), which chainlab "
             "never unpickles because loading them can run code. Save the weights with "
@@ -117,6 +130,11 @@ def read_state_dict(path) -> dict:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelFileError(f"{p} does not hold a state dict (a dict of tensors); got {type(obj).__name__}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _last_line(exc) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "pytorch.org" not in ln]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
 def load_weights(model: nn.Module, path) -> nn.Module:
