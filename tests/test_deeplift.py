@@ -71,6 +71,26 @@ def test_summation_to_delta_random_nets(variant, seed):
             assert abs(chain.explain(k).sum() - model_delta(net, x, x0, k)) < 1e-8
 
 
+def test_deep_plain_conv_net_extracts_and_sums_to_delta():
+    """Issue 14's reproducer: 8 × (Conv2d(c, 64, 3, padding=1), Kaiming fan-out, zero bias, ReLU) → Linear(4096, 10).
+    The ± parts Δz⁺, Δz⁻ grow ~13× per layer while Δz stays small, so their cancellation alone exceeded the old
+    absolute tolerance 1e-8·(1 + max|Δz|) (layer '14': error 2e-8 > 1.3e-8) and extraction was refused."""
+    torch.manual_seed(0)
+    layers, c = [], 3
+    for _ in range(8):
+        conv = nn.Conv2d(c, 64, 3, padding=1)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU()]
+        c = 64
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(4096, 10)).double().eval()
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    chain = chainlab.extract(net, x, "deeplift-rescale")
+    for k in (chain.predicted, (chain.predicted + 5) % 10):
+        delta = model_delta(net, x, torch.zeros_like(x), k)
+        assert abs(chain.explain(k).sum() - delta) < 1e-9 * (1 + abs(delta)), k
+
+
 def test_summation_with_blur_reference_and_no_bias_net():
     net = chainlab.models.load("digits-cnn").double()
     x = chainlab.data.model_input("digits-cnn", chainlab.data.load_digits().x_test[7:8]).double()
