@@ -154,3 +154,40 @@ def test_apply_with_wrong_rows_names_the_operator():
     with pytest.raises(ValueError, match=r"needs R with 8 rows .*operator 1"):
         chain.apply(np.ones(3), 0, 2)
     np.testing.assert_allclose(chain.apply(np.ones(8), 0, 2), chain[0] @ (chain[1] @ np.ones(8)))
+
+
+# -- issue 14's smaller defects ------------------------------------------------------------------
+def test_recurrent_layer_is_named_as_the_module_not_getitem():
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 3, batch_first=True)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1])
+
+    with pytest.raises(UnsupportedLayerError, match=r"module 'lstm' of type LSTM is not supported") as e:
+        chainlab.extract(Recurrent().eval(), torch.rand(1, 5, 4), "gradient")
+    assert "getitem" not in str(e.value)
+
+
+def test_explain_targets_must_be_integer_logit_indices():
+    chain = chainlab.extract(mlp(), torch.rand(1, 7, dtype=torch.float64), "gradient")
+    for bad in (1.99, "3", True, 2.0, -1, chain.n_output):
+        with pytest.raises(chainlab.InputError, match="target"):
+            chain.explain(bad)
+    assert np.array_equal(chain.explain(np.int64(1)), chain.explain(1))
+
+
+def test_extract_of_something_that_is_not_a_module():
+    for bad in (None, "digits-mlp", np.eye(3)):
+        with pytest.raises(chainlab.InputError, match="model must be a torch.nn.Module"):
+            chainlab.extract(bad, torch.rand(1, 7), "gradient")
+
+
+def test_half_precision_model_is_refused_with_the_conversion_to_use():
+    net = mlp().half()
+    with pytest.raises(chainlab.InputError, match=r"float16.*float32 or float64.*model\.float\(\)"):
+        chainlab.extract(net, torch.rand(1, 7).half(), "gradient")

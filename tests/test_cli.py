@@ -296,3 +296,22 @@ def test_measure_model_based_measures_get_the_model_and_input(mlp_archive, tmp_p
     assert np.allclose([c[4] for c in calls], logits, rtol=1e-12)
     rows = report.read_records(out)
     assert [(r["net"], r["image"], r["k"]) for r in rows] == [("digits-mlp", i, 8) for i in range(3)]
+
+
+# -- issue 14's smaller defects ---------------------------------------------------------------------
+def test_repeated_images_and_empty_claims_are_refused(tmp_path):
+    res = run("extract", "-m", "digits-mlp", "-r", "zplus", "--images", "3,3,3", "-o", tmp_path / "a.h5")
+    assert_one_line_error(res, "'3,3,3' names an image more than once")
+    assert not (tmp_path / "a.h5").exists()
+    res = run("verify", "--quick", "--claims", "", "-o", tmp_path / "r")
+    assert_one_line_error(res, "--claims names no claim")
+    assert not (tmp_path / "r").exists()
+
+
+def test_measure_output_that_is_a_directory_fails_before_computing(mlp_archive, tmp_path, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("measured before checking the output")
+
+    monkeypatch.setattr(chainlab.measures, "measure", never)
+    res = run("measure", mlp_archive, "-w", "spectra", "-o", tmp_path)
+    assert_one_line_error(res, str(tmp_path), "is a directory")

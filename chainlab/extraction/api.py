@@ -8,7 +8,9 @@ method of :mod:`.layerwise`.
 """
 from __future__ import annotations
 
-from ..errors import OptionError, UnsupportedLayerError
+import torch.nn as nn
+
+from ..errors import InputError, OptionError, UnsupportedLayerError
 from ..options import check_known
 from ..rules import COMPOSITES, RULES, resolve, rule_names
 from ..trace import check_logits, eval_mode, trace
@@ -49,6 +51,9 @@ def extract(model, x, rule, **options):
         own (epsilon, alpha, beta, gamma, low, high, patterns, pattern_type, reference, sigma, q, …).
         Anything else raises :class:`~chainlab.errors.OptionError`.
     """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module (e.g. chainlab.models.load(name)), got "
+                         f"{type(model).__name__}")
     if isinstance(rule, str) and rule not in METHODS and rule not in RULES and rule not in COMPOSITES:
         raise OptionError(f"unknown rule {rule!r}; known rules: {', '.join(method_names())}")
     method = METHODS.get(rule) if isinstance(rule, str) else None
