@@ -315,3 +315,48 @@ def test_measure_output_that_is_a_directory_fails_before_computing(mlp_archive, 
     monkeypatch.setattr(chainlab.measures, "measure", never)
     res = run("measure", mlp_archive, "-w", "spectra", "-o", tmp_path)
     assert_one_line_error(res, str(tmp_path), "is a directory")
+
+
+def test_report_counts_values_it_cannot_plot_and_leaks_no_warning(tmp_path):
+    """NaN/inf values are left out of the plots but counted in the caption and in a table; matplotlib's warnings
+    (a panel with nothing to draw has no legend entries) go to the report's notes, not to the user."""
+    import warnings
+
+    rows = [dict(net="toy", rule=r, image=i, measure="spectra", quantity="sigma1/sigma2", layer=f"l{k}", k=k,
+                 value=v, of="layer")
+            for r, vals in (("zplus", [2.0, 3.0, float("inf")]), ("gradient", [1.5, float("nan"), float("inf")]))
+            for i in (0,) for k, v in zip((1, 2, 3), vals)]
+    rows += [dict(net="toy", rule="zplus", image=0, measure="spectra", quantity="sigma1/sigma2", layer="l1", k=1,
+                  value=float("nan"), of="prefix")]       # a panel with nothing finite to draw
+    rows += [dict(net="toy", rule="zplus", image=0, measure="cone", quantity="angle", layer=f"l{k}", k=k, value=v)
+             for k, v in ((1, 0.5), (2, float("-inf")), (3, 0.25))]
+    out = tmp_path / "rep"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        md = report.make_report(rows, out).read_text()
+    assert [str(w.message) for w in caught] == []
+    assert "4 values not finite and not plotted: 2 NaN, 2 +inf." in md        # the spectra caption
+    assert "1 value not finite and not plotted: 1 −inf." in md                 # the generic cone figure
+    assert "| spectra | sigma1/sigma2 | 2 | 2 | 0 |" in md                      # the table counts every one
+    assert "## Notes" in md and "No artists with labels" in md
+
+
+def test_report_error_leaves_no_partial_directory(tmp_path):
+    rows = synthetic_records()
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not an archive")
+    out = tmp_path / "rep"
+    with pytest.raises(chainlab.ArchiveError):
+        report.make_report(rows, out, chains=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]             # no out, no temp directory
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    res = run("report", _write(rows, tmp_path / "m.csv"), "-o", out, "--chains", bad)
+    assert_one_line_error(res, "bad.h5")
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def _write(rows, path):
+    report.write_records(rows, path)
+    return path

@@ -20,6 +20,13 @@ found in the records and skips the others:
 * heatmaps      the explanation of the predicted logit of one chain per (net, rule), when an archive
                 is given
 
+Values that cannot be drawn (NaN, ±inf — e.g. σ1/σ2 = inf of a rank-1 matrix) are never dropped silently:
+each figure's caption counts the ones it left out, and a table "Values not plotted" lists them per
+measure and quantity.  Warnings raised while drawing (matplotlib's) are collected into a "Notes"
+section of the report instead of reaching the terminal.  The report is built in a temp directory
+beside ``out`` and its files are moved into ``out`` only when everything is drawn: an error leaves no
+partial report (and an existing ``out`` as it was).
+
 The figures live in :mod:`.figures` (one function per kind of measure; papers may add modules of
 their own and list them in ``FIGURE_MODULES``).  Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display, the
 global backend is left alone); matplotlib is imported where a figure is drawn (lazy loading: the
@@ -27,18 +34,23 @@ command line starts without it).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ...errors import InputError
+from ...files import stale_temps, temp_path
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
 from . import binder, figures, spectral
 from .figures import map_of, plot_generic, plot_heatmaps
-from .panels import num
+from .panels import not_finite, num
 
 __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_of", "FIGURE_MODULES"]
 
@@ -64,11 +76,44 @@ def _scalar_table(records):
     return lines
 
 
+def _not_plotted_table(records):
+    by = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        for label, n in not_finite([r]).items():
+            by[(r.get("measure"), r.get("quantity"))][label] += n
+    if not by:
+        return []
+    lines = ["## Values not plotted", "", "Non-finite values in the records (left out of every plot):", "",
+             "| measure | quantity | NaN | +inf | −inf |", "|---|---|---:|---:|---:|"]
+    for (m, q), c in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        lines.append(f"| {m} | {q} | {c.get('NaN', 0)} | {c.get('+inf', 0)} | {c.get('−inf', 0)} |")
+    return lines + [""]
+
+
 def make_report(records, out, *, chains=None, source=None, progress=False) -> Path:
-    """Write ``out/report.md`` and its PNG plots for the measures present in ``records``; returns the .md path."""
+    """Write ``out/report.md`` and its PNG plots for the measures present in ``records``; returns the .md path.
+
+    Built in a temp directory and moved into ``out`` when complete (see the module docstring)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = list(records)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"report output {out} exists and is not a directory")
+    for stale in stale_temps(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = temp_path(out)
+    tmp.mkdir(parents=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _draw(list(records), tmp, chains, source, progress, caught)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "report.md"
+
+
+def _draw(records, out, chains, source, progress, caught):
     figures = []
     steps = [fn for mod in FIGURE_MODULES for fn in mod.FIGURES]
     if progress:
@@ -97,8 +142,13 @@ def make_report(records, out, *, chains=None, source=None, progress=False) -> Pa
     table = _scalar_table(records)
     if table:
         lines += ["## Scalar quantities", ""] + table + [""]
+    lines += _not_plotted_table(records)
     if not figures:
         lines += ["No plottable measures in the records.", ""]
-    md = out / "report.md"
-    md.write_text("\n".join(lines))
-    return md
+    notes = defaultdict(int)
+    for w in caught:
+        notes[f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"] += 1
+    if notes:
+        lines += ["## Notes", "", "Warnings while drawing (the plots above are drawn regardless):", ""]
+        lines += [f"* {msg}" + (f" (×{n})" if n > 1 else "") for msg, n in sorted(notes.items())] + [""]
+    (out / "report.md").write_text("\n".join(lines))

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ... import archive
-from .panels import figure, line_panel, num, palette, save, select, series
+from .panels import dropped_note, figure, line_panel, num, palette, save, select, series
 
 __all__ = ["FIGURES", "plot_spectra", "plot_csc", "plot_bounds", "plot_ssim", "plot_generic",
            "plot_heatmaps", "map_of"]
@@ -54,7 +54,8 @@ def plot_spectra(records, out):
     return save(fig, out, "spectra_sigma_ratio.png"), (
         "σ1/σ2 per layer (median over images, band min…max), per net and per kind of matrix "
         "(layer M_l, prefix product P_k, inter-layer member T_l) — cf. Sixt et al. Fig. 3. "
-        "A large ratio means the matrix is close to rank 1.")
+        "A large ratio means the matrix is close to rank 1." + dropped_note(rows)
+        + (" (σ1/σ2 = +inf: a matrix of numerical rank 1.)" if any(r.get("value") == math.inf for r in rows) else ""))
 
 
 def plot_csc(records, out):
@@ -92,7 +93,8 @@ def plot_csc(records, out):
     return save(fig, out, "csc_convergence.png"), (
         "1 − cosine similarity between the backward signals of different output channels, per layer and "
         "rule, log scale; dashed: 1 − CSC of random vectors of the same dimension — cf. Sixt et al. Fig. 5. "
-        "Values far below the baseline mean the rule forgets which logit it explains.")
+        "Values far below the baseline mean the rule forgets which logit it explains."
+        + dropped_note([r for r in rows if r.get("quantity") in ("1-csc", "csc", "baseline")]))
 
 
 BOUND_PAIRS = (("sup_R", "bound"), ("sigma1", "sigma1_bound"), ("sigma1_product", "sigma1_product_bound"))
@@ -139,12 +141,13 @@ def plot_bounds(records, out):
         return None
     return save(fig, out, "bounds.png"), (
         "Observed values against their bounds, per rule (log–log); points on or below the dashed diagonal "
-        "respect the bound, their distance to it is the bound's slack.")
+        "respect the bound, their distance to it is the bound's slack."
+        + dropped_note([r for r in rows if r.get("quantity") in {q for p in pairs for q in p}]))
 
 
 def plot_ssim(records, out):
-    rows = [r for r in select(records, "sanity") if str(r.get("quantity", "")).startswith("ssim_random_logit")]
-    rows = [r for r in rows if num(r.get("value")) is not None]
+    every = [r for r in select(records, "sanity") if str(r.get("quantity", "")).startswith("ssim_random_logit")]
+    rows = [r for r in every if num(r.get("value")) is not None]
     if not rows:
         return None
     nets = _nets(rows)
@@ -170,7 +173,7 @@ def plot_ssim(records, out):
     return save(fig, out, "ssim_random_logit.png"), (
         "SSIM between the explanation of the predicted logit and of a random other logit, per rule (bar: "
         "mean over images, whiskers min…max) — cf. Sixt et al. Fig. 4a. SSIM ≈ 1: the map does not depend "
-        "on which logit is explained.")
+        "on which logit is explained." + dropped_note(every))
 
 
 SPECIAL = {"sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra, and the measures of .binder
@@ -179,13 +182,13 @@ SPECIAL = {"sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra, and the
 def plot_generic(records, out):
     """Every other (measure, quantity) with values along k: one panel each, one line per rule."""
     done = []
-    by = defaultdict(list)
+    by, skipped = defaultdict(list), defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
         if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants", "spectral"):
             continue
-        if num(r.get("k")) is not None and num(r.get("value")) is not None:
-            by[m].append(r)
+        if num(r.get("k")) is not None:
+            (by if num(r.get("value")) is not None else skipped)[m].append(r)
     for m in sorted(by, key=str):
         rows = by[m]
         qs = sorted({r.get("quantity") for r in rows}, key=str)[:12]
@@ -206,7 +209,7 @@ def plot_generic(records, out):
         if drawn:
             name = f"{_slug(m)}.png"
             done.append((save(fig, out, name), f"Measure `{m}`: each quantity against k, one line per rule "
-                                                 "(median over images, band min…max)."))
+                                                 "(median over images, band min…max)." + dropped_note(skipped[m])))
     return done
 
 
@@ -242,6 +245,7 @@ def plot_heatmaps(chains_path, out, progress=False):
         fig = Figure(figsize=(2.2 * len(rules) + 0.5, 2.4 * len(nets)), dpi=100, layout="constrained")
         axes = fig.subplots(len(nets), len(rules), squeeze=False)
         items = list(first.items())
+        flagged = []
         if progress:
             items = tqdm(items, desc="heatmaps", unit="chain", file=sys.stderr)
         for ax in axes.ravel():
@@ -254,12 +258,17 @@ def plot_heatmaps(chains_path, out, progress=False):
             except Exception as exc:  # noqa: BLE001 — one chain that cannot explain must not sink the report
                 ax.text(0.5, 0.5, f"no map:\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
                 continue
-            v = float(np.abs(m).max()) or 1.0
-            ax.imshow(m, cmap="bwr", vmin=-v, vmax=v, interpolation="nearest")
+            bad = int(m.size - np.count_nonzero(np.isfinite(m)))
+            if bad:
+                flagged.append(f"{rule} on {net} ({bad} pixels)")
+            v = float(np.abs(m[np.isfinite(m)]).max()) if bad < m.size else 1.0
+            ax.imshow(np.where(np.isfinite(m), m, np.nan), cmap="bwr", vmin=-(v or 1.0), vmax=v or 1.0,
+                      interpolation="nearest")
             ax.set_title(f"{rule}\n{net} · image {chain.meta.get('image')}", fontsize=8)
     return save(fig, out, "heatmaps.png"), (
         "Explanation of the predicted logit for one test image per net (rows) and rule (columns); red "
-        "positive, blue negative, each map scaled to its own maximum |value|.")
+        "positive, blue negative, each map scaled to its own maximum |value|."
+        + (f" Not-finite values (shown blank): {'; '.join(flagged)}." if flagged else ""))
 
 
 # -- the report ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["num", "select", "figure", "save", "palette", "series", "line_panel"]
+__all__ = ["num", "select", "figure", "save", "palette", "series", "line_panel", "not_finite", "dropped_note"]
 
 
 def num(v):
@@ -22,6 +22,27 @@ def num(v):
         f = float(v)
         return f if math.isfinite(f) else None
     return None
+
+
+def not_finite(rows, key="value") -> dict:
+    """Counts of the rows whose ``key`` is a number that cannot be plotted: {"NaN": n, "+inf": n, "−inf": n}."""
+    out = {}
+    for r in rows:
+        v = r.get(key)
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and not math.isfinite(float(v)):
+            label = "NaN" if math.isnan(float(v)) else ("+inf" if float(v) > 0 else "−inf")
+            out[label] = out.get(label, 0) + 1
+    return out
+
+
+def dropped_note(rows, key="value") -> str:
+    """' N value(s) not plotted: a NaN, b +inf.' for the non-finite values among ``rows`` ('' if none)."""
+    c = not_finite(rows, key)
+    if not c:
+        return ""
+    n = sum(c.values())
+    return (f" {n} value{'s' if n > 1 else ''} not finite and not plotted: "
+            + ", ".join(f"{c[k]} {k}" for k in ("NaN", "+inf", "−inf") if k in c) + ".")
 
 
 def select(records, measure=None, quantity=None):
