@@ -80,13 +80,10 @@ def test_extraction_explanations_and_spectra_are_bit_identical_across_threads(th
     out = []
     for n in (1, 2):
         with threads(n):
-            got = []
-            for rule in ("zplus", "deeplift-rescale"):
-                ch = chainlab.extract(net, x, rule)
-                got.append(chain_digest(ch))
-            recs = measures.spectra(ch if rule == "zplus" else chainlab.extract(net, x, "zplus"),
-                                    of=("layer", "interlayer"))
-            got.append(repr([(r.get("of"), r["quantity"], r["k"], r["value"]) for r in recs]))
+            ch = chainlab.extract(net, x, "zplus")
+            recs = measures.spectra(ch, of="interlayer")       # ARPACK triplets of max-pool layers, LAPACK SVDs
+            got = [chain_digest(ch), chain_digest(chainlab.extract(net, x, "deeplift-rescale")),
+                   repr([(r["quantity"], r["k"], r["value"]) for r in recs])]
             out.append(got)
     assert out[0] == out[1]
 

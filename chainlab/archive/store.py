@@ -436,6 +436,14 @@ class Writer:
     # -- state -------------------------------------------------------------------------------------
     def _start(self):
         on_disk = None
+        if self.path.exists() and self.replace:
+            try:                      # replacing a damaged or foreign file is allowed; nothing of it is cleaned
+                _Index(self.path).close()
+            except ArchiveError:
+                self.chains_dir = f"{self.path.name}.chains"
+                self._committed, self._old = {}, {}
+                self.entries, self.next_index = OrderedDict(), 0
+                return
         if self.path.exists():
             idx = _Index(self.path)
             try:
