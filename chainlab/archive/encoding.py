@@ -22,9 +22,18 @@ Layout of one chain (readable by any HDF5 ≥ 1.10 tool; sparse groups follow an
             bias_relevance      (n_out,) when the operator reports it
             mask                (n_out,) float64, ``Chain.masks[i]`` when the chain has one (M_i = L_i diag(mask))
 
-Every dataset is gzip-compressed (with the shuffle filter) and carries a fletcher32 checksum;
-strings are fixed-length attributes kept in the (checksummed) object headers.  Values, dtypes
-(float32/float64) and index dtypes (int32/int64) are stored as they are, so a round trip is bit-exact.
+The chain group is the root group of its own file (:func:`chain_file_image`, with root attributes
+encoding-type = "chainlab-chain" and key), written with the latest HDF5 format, whose object headers
+carry checksums.  Every dataset is gzip-compressed (with the shuffle filter) and carries a fletcher32
+checksum; strings are fixed-length attributes kept in the (checksummed) object headers.  Values,
+dtypes (float32/float64) and index dtypes (int32/int64) are stored as they are, so a round trip is
+bit-exact.
+
+Reading trusts no stored size: :func:`chain_sizes` derives every layer's (n_in, n_out) from the
+chain's own metadata (boundary shapes, input shape and the stored x and logits, which must agree),
+and :func:`read_matrix` checks each dataset's declared shape, nnz, indptr and index range against it —
+and the bytes against the machine's memory — before reading anything (ValueError otherwise; the
+reader turns it into an ArchiveError naming file, chain and layer).
 """
 from __future__ import annotations
 
