@@ -401,13 +401,14 @@ class BatchChain:
 # builders
 
 
-def forward_batch(model, X, dtype: str = "float64", check: bool = True):
+def forward_batch(model, X, dtype: str = "float64", check: bool = True, net=None):
     """(traced net with weights in ``dtype``, records of its forward at the inputs X (B, …)): what
     :func:`extract_batch` builds every method's factors from — compute it once, pass it to many methods.
-    ``check``: compare the traced forward with the model's logits (tolerance of the dtype)."""
+    ``check``: compare the traced forward with the model's logits (tolerance of the dtype).  ``net``: the
+    model already traced (:func:`chainlab.trace.trace`), or the result of an earlier call's net."""
     tdt = _torch_dtype(dtype)
     with eval_mode(model):
-        net = _cast_net(trace(model), tdt)
+        net = _cast_net(trace(model) if net is None else net, tdt)
         xt = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).detach().to(tdt)
         net.prepare_input(xt[:1].to(torch.float64))
         with torch.no_grad():
@@ -425,8 +426,9 @@ def _torch_dtype(dtype):
 
 
 def _cast_net(net, tdt):
-    """The net with its weights and biases in the torch dtype ``tdt`` (the same net for float64)."""
-    if tdt == torch.float64:
+    """The net with its weights and biases in the torch dtype ``tdt`` (the net itself if they are)."""
+    w = next((st.weight for _, st in walk_stages(net.stages) if st.weight is not None), None)
+    if w is None or w.dtype == tdt:
         return net
 
     def cast(st):

@@ -83,11 +83,12 @@ SIXT_METHODS = (
 )
 
 
-def available(model, method: SixtMethod):
-    """(True, "") if the method runs on ``model``, else (False, why): residual nets without the method's
-    residual support (the paper's exclusions, or extract's), pattern methods without a pattern file."""
-    with eval_mode(model):
-        net = trace(model)
+def available(model, method: SixtMethod, net=None):
+    """(True, "") if the method runs on ``model`` (traced: ``net``), else (False, why): residual nets without the
+    method's residual support (the paper's exclusions, or extract's), pattern methods without a pattern file."""
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
     residual = any(s.kind == "residual" for s in net.stages)
     if residual and not method.residual:
         return False, "not run on residual nets (as the paper)"
@@ -164,12 +165,13 @@ def _batch(model, X, method, rule, dtype, forward):
     return _PerImage(chains, torch.float64)
 
 
-def prepared_rule(model, method: SixtMethod):
+def prepared_rule(model, method: SixtMethod, net=None):
     """The method's rule object with its patterns loaded and checked once (pattern methods), else None."""
     if not method.rule.startswith("pattern"):
         return None
-    with eval_mode(model):
-        net = trace(model)
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
     opts = method.opts()
     r = (PatternNet if method.rule == "patternnet" else PatternAttribution)(**opts)
     r.prepare(net, model)
@@ -212,7 +214,7 @@ def _signals(seed, ids, k, shape, vectors, tag=()):
 
 def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: int = 10, side: str = "post",
                 targets=None, independent: bool = False, seed: int = 0, image_ids=None, dtype: str = "float32",
-                batch: int = 25, rules=None, progress=None) -> dict:
+                batch: int = 25, rules=None, progress=None, net=None) -> dict:
     """{method.id: :class:`PassResult`}: one pass of each method over the images X (N, …), in batches of
     ``batch`` images whose forward pass all methods share.
 
@@ -224,15 +226,18 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
     multipliers (mode "independent").  image_ids: the images' global indices (default 0..N−1).
     rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
-    progress: called with the number of images after each batch and method."""
+    progress: called with the number of images after each batch and method.  net: the model traced once."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     N = X.shape[0]
     ids = np.arange(N) if image_ids is None else np.asarray(image_ids)
     targets = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in (targets or {}).items()}
     rules = dict(rules or {})
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
     for m in methods:
         if m.id not in rules:
-            rules[m.id] = prepared_rule(model, m)
+            rules[m.id] = prepared_rule(model, m, net)
     pl = pair_list(vectors, pairs)
     out = {m.id: PassResult(n_images=N) for m in methods}
     expl = {m.id: {name: [] for name in targets} for m in methods}
@@ -240,7 +245,8 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     for s in range(0, N, batch):
         xb = X[s:s + batch]
         B = xb.shape[0]
-        fwd = forward_batch(model, xb, dtype)
+        fwd = forward_batch(model, xb, dtype, net=net)
+        net = fwd[0]
         for m in methods:
             t0 = time.perf_counter()
             res = out[m.id]

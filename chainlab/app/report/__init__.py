@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import figures
+from . import figures, sixt
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import num
 
@@ -43,7 +43,8 @@ __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_o
 write_records = write_csv
 read_records = read_csv
 
-FIGURE_MODULES = [figures]        # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+FIGURE_MODULES = [figures, sixt]  # each has FIGURES: [fn(records, out) -> (png, caption) | [...] | None] and
+                                  # may list the measures it draws in HANDLES (the generic plots skip them)
 
 
 def _scalar_table(records):
@@ -73,8 +74,9 @@ def make_report(records, out, *, chains=None, source=None, progress=False) -> Pa
     for fn in steps:
         res = fn(records, out)
         if res:
-            figures.append(res)
-    figures += plot_generic(records, out)
+            figures.extend(res if isinstance(res, list) else [res])
+    handled = {m for mod in FIGURE_MODULES for m in getattr(mod, "HANDLES", ())}
+    figures += plot_generic(records, out, skip=handled)
     if chains is not None:
         res = plot_heatmaps(chains, out, progress=progress)
         if res:

@@ -203,13 +203,14 @@ def plot_ssim(records, out):
 SPECIAL = {"averages": ("sup_error", "hoeffding_t"), "sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra
 
 
-def plot_generic(records, out):
-    """Every other (measure, quantity) with values along k: one panel each, one line per rule."""
+def plot_generic(records, out, skip=()):
+    """Every other (measure, quantity) with values along k: one panel each, one line per rule (measures in
+    ``skip`` have figures of their own)."""
     done = []
     by = defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
-        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra"):
+        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra") or m in skip:
             continue
         if num(r.get("k")) is not None and num(r.get("value")) is not None:
             by[m].append(r)
