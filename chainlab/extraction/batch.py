@@ -42,7 +42,7 @@ import torch
 from ..errors import ExtractionError, OptionError, UnsupportedLayerError
 from ..options import check_known, number
 from ..rules import COMPOSITES, RULES, LayerContext, resolve, stabilize
-from ..trace import Net, check_logits, eval_mode, trace, walk_stages
+from ..trace import Net, eval_mode, trace, walk_stages
 from .deeplift import DELTA_EPS, check_own, make_reference
 from .methods import METHODS
 from .options import COMMON, ExtractOptions
@@ -122,11 +122,13 @@ def batched_terms(rule, ctx: BatchContext) -> list:
 
 
 def _nonzero(t) -> bool:
-    return bool(t.amax() != 0) or bool(t.amin() != 0)
+    head = t.reshape(-1)[:256]
+    return bool(head.any()) or bool(t.amax() != 0) or bool(t.amin() != 0)
 
 
 def _ones(t) -> bool:
-    return bool(t.amin() == 1) and bool(t.amax() == 1)
+    head = t.reshape(-1)[:256]
+    return bool((head == 1).all()) and bool(t.amin() == 1) and bool(t.amax() == 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,8 +272,20 @@ class _Rectify:
             return torch.clamp(X, min=0.0)
         B, M = X.shape[:2]
         prod = (self.h * X).reshape(B, M, -1)
-        tau = torch.quantile(prod, self.q / 100.0, dim=2, keepdim=True)
+        tau = _percentile(prod, self.q)
         return torch.where(prod > tau, X.reshape(B, M, -1), X.new_zeros(())).reshape(X.shape)
+
+
+def _percentile(P, q):
+    """numpy's q-th percentile (linear interpolation) along the last axis, keepdim: from the top n − ⌊pos⌋ values
+    (a partial selection; q = 98 needs the top 2 %)."""
+    n = P.shape[-1]
+    pos = q / 100.0 * (n - 1)
+    lo = int(np.floor(pos))
+    top = torch.topk(P, n - lo, dim=-1, largest=True, sorted=True).values      # v_(n−1) … v_(lo)
+    v_lo = top[..., -1:]
+    v_hi = top[..., -2:-1] if n - lo >= 2 else v_lo
+    return v_lo + (pos - lo) * (v_hi - v_lo)
 
 
 class _Rectified(_Stage):
@@ -355,21 +369,23 @@ class BatchChain:
 
         R: (B, m, *shapes[k]) (DeepLIFT: (B, m, 2, *shapes[k]), see :meth:`inject`)."""
         self._check_k(k)
-        X = R
+        X = R if inject == "pre" else self.stages[k - 1].act(R)       # the pre-activation signal of stage k−1
         for j in range(k - 1, -1, -1):
-            st = self.stages[j]
-            X = st.lin(X) if (j == k - 1 and inject == "pre") else st.back(X)
+            X = self.stages[j].lin(X)
             X = X.reshape(tuple(X.shape[:3 if self.paired else 2]) + self.shapes[j])   # (a flatten between stages)
-            yield j, self.read(j, X, measure)
+            if j == 0:
+                yield j, self.read(0, X)
+                break
+            A = self.stages[j - 1].act(X)                               # through the activation of stage j−1
+            yield j, self.read(j, A if (measure == "pre" and not self.paired) else X)
+            X = A
 
-    def read(self, j: int, X, side: str = "post"):
-        """The measured quantity at boundary j: the signal (before act_(j−1) with ``side="pre"``), ×x at the
-        input of gradient × input, DeepLIFT's contributions m⁺ ⊙ Δh⁺ + m⁻ ⊙ Δh⁻."""
+    def read(self, j: int, X):
+        """The measured quantity of a signal X at boundary j: X itself, ×x at the input of gradient × input,
+        DeepLIFT's contributions m⁺ ⊙ Δh⁺ + m⁻ ⊙ Δh⁻."""
         if self.paired:
             dp, dm = self.parts[j]
             return X[:, :, 0] * dp + X[:, :, 1] * dm
-        if j > 0 and side == "pre":
-            X = self.stages[j - 1].act(X)
         if j == 0 and self.input_scale is not None:
             X = X * self.input_scale
         return X
@@ -414,8 +430,23 @@ def forward_batch(model, X, dtype: str = "float64", check: bool = True, net=None
         with torch.no_grad():
             records = net.forward(xt)
             if check:
-                check_logits(model, xt, records[-1].out.to(torch.float64))
+                _check_logits(model, xt, records[-1].out)
     return net, records
+
+
+def _check_logits(model, xt, ours):
+    """The traced forward reproduces the model's logits (float32 tolerance if either side is float32)."""
+    p = next(model.parameters(), None)
+    mdt = p.dtype if p is not None else torch.float32
+    with torch.no_grad():
+        ref = model(xt.to(mdt)).reshape(ours.shape).to(torch.float64)
+    ours = ours.to(torch.float64)
+    coarse = torch.float32 in (mdt, xt.dtype)
+    tol = (1e-4 if coarse else 1e-9) * (1.0 + float(ours.abs().max()))
+    err = float((ref - ours).abs().max())
+    if not err <= tol:
+        raise ExtractionError(f"the traced stages do not reproduce the model's output (max difference {err:.3g} > "
+                              f"{tol:.3g}); the forward may contain operations chainlab does not see")
 
 
 def _torch_dtype(dtype):
@@ -561,9 +592,9 @@ def _factors(terms, terms1, d, rtol) -> bool:
     if len(terms) != len(terms1):
         return False
     for (_, _, c), (_, _, c1) in zip(terms, terms1):
-        c = torch.ones_like(d) if c is None else c
-        c1 = torch.ones_like(d) if c1 is None else c1
-        if not torch.allclose(c.to(d.dtype), (c1 * d).to(d.dtype), rtol=rtol, atol=0.0):
+        c = torch.ones_like(d) if c is None else c.to(d.dtype)
+        c1 = d if c1 is None else (c1 * d).to(d.dtype)
+        if not torch.equal(c, c1) and not torch.allclose(c, c1, rtol=rtol, atol=0.0):
             return False
     return True
 

@@ -40,7 +40,7 @@ from ..rules.pattern_rules import resolve_patterns
 from ..trace import eval_mode, trace, walk_stages
 
 __all__ = ["SixtMethod", "SIXT_METHODS", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
-           "prefix_columns", "prepared_rule", "available"]
+           "prefix_columns", "prepared_rule", "available", "as_images"]
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def prepared_rule(model, method: SixtMethod, net=None):
 class PassResult:
     """What :func:`sixt_passes` measured for one method on N images.
 
-    gaps[(k, mode)][j]: list of arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
+    gaps[(k, mode)][j]: list of float32 arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
     "tied" or "independent" (DeepLIFT's ± injection); d[j] channel dimension; names, shapes of the
     boundaries; explanations[name]: (N, *input) float64; predicted (N,), logits (N, K); seconds."""
 
@@ -213,7 +213,7 @@ def _signals(seed, ids, k, shape, vectors, tag=()):
 
 
 def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: int = 10, side: str = "post",
-                targets=None, independent: bool = False, seed: int = 0, image_ids=None, dtype: str = "float32",
+                targets=None, independent=False, seed: int = 0, image_ids=None, dtype: str = "float32",
                 batch: int = 25, rules=None, progress=None, net=None) -> dict:
     """{method.id: :class:`PassResult`}: one pass of each method over the images X (N, …), in batches of
     ``batch`` images whose forward pass all methods share.
@@ -224,7 +224,8 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     the first ``pairs`` pairs of the signals give 1 − |cos| per location.  Signals are seeded by (seed,
     image id, k): every method sees the same ones.  targets: {name: (N,) logit indices} whose
     explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
-    multipliers (mode "independent").  image_ids: the images' global indices (default 0..N−1).
+    multipliers (mode "independent"); True for every image, a number n for the batches that start
+    below image n.  image_ids: the images' global indices (default 0..N−1).
     rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
     progress: called with the number of images after each batch and method.  net: the model traced once."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
@@ -260,7 +261,7 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
             for k in injections:
                 V = _signals(seed, ids[s:s + B], k, bc.shapes[k], vectors)
                 modes = [("tied", bc.inject(V))]
-                if independent and bc.paired:
+                if bc.paired and independent and (independent is True or s < int(independent)):
                     modes.append(("independent", bc.inject(V, _signals(seed, ids[s:s + B], k, bc.shapes[k],
                                                                        vectors, (1,)))))
                 plain = k == L and (side == "post" or isinstance(bc, _PerImage) or not bc.stages[L - 1].has_act)
@@ -273,7 +274,8 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
                         done = True
                     acc = res.gaps.setdefault((k, mode), {})
                     for j, S in bc.signals(R, k, inject=side, measure=side):
-                        acc.setdefault(j, []).append(cosine_gaps(S[:, :vectors].numpy(), bc.shapes[j], pl))
+                        g = cosine_gaps(S[:, :vectors].numpy(), bc.shapes[j], pl)
+                        acc.setdefault(j, []).append(g.astype(np.float32))         # relative precision kept
                         res.d[j] = _channels(bc.shapes[j])
                         if j == 0:
                             for t, name in enumerate(extra):
@@ -299,6 +301,17 @@ def sixt_pass(model, X, method: SixtMethod, **kw) -> PassResult:
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 4b: cascading parameter randomization
+
+
+def as_images(E) -> np.ndarray:
+    """Explanations (N, C, H, W) as they are; flat ones (N, n) with n = s² as one-channel images (N, 1, s, s)."""
+    E = np.asarray(E)
+    if E.ndim == 2:
+        s = int(round(math.sqrt(E.shape[1])))
+        if s * s != E.shape[1]:
+            raise InputError(f"cannot make square maps of {E.shape[1]} values")
+        return E.reshape(E.shape[0], 1, s, s)
+    return E
 
 
 def glorot_reinit(model: nn.Module, names, generator: torch.Generator) -> None:
@@ -352,7 +365,7 @@ def cascading(model, X, targets, method: SixtMethod, steps, *, original=None, se
     if original is None:
         original = sixt_pass(model, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
                              rules={method.id: rule}).explanations["t"]
-    m0 = reduce_channels(original, method.reduce)
+    m0 = reduce_channels(as_images(original), method.reduce)
     rnd = copy.deepcopy(model).to(torch.float64) if next(model.parameters()).dtype == torch.float64 else copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -360,7 +373,7 @@ def cascading(model, X, targets, method: SixtMethod, steps, *, original=None, se
         glorot_reinit(rnd, names, g)
         e = sixt_pass(rnd, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
                       rules={method.id: rule}).explanations["t"]
-        vals = ssim_flipped(reduce_channels(e, method.reduce), m0, method.percentile)
+        vals = ssim_flipped(reduce_channels(as_images(e), method.reduce), m0, method.percentile)
         out.append({"step": i, "label": label, "values": vals})
         if progress is not None:
             progress(1)
