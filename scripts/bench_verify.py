@@ -64,7 +64,7 @@ def main():
         rates = {}
         for dtype in ("float32", "float64"):
             t = time.perf_counter()
-            r = sixt_pass(net, X, m, injections=[L], side="post", dtype=dtype)
+            r = sixt_pass(net, X, m, injections=[L], side=P.side, dtype=dtype)
             dt = time.perf_counter() - t
             c1 = csc_summary(r.gaps[(L, "tied")][1], r.d[1])["csc"]
             rates[dtype] = a.images / dt

@@ -61,7 +61,13 @@ def _compare(net, X, rule, opts, ks):
     return True
 
 
-@pytest.mark.parametrize("rule,opts", LAYER_RULES + WHOLE + [("patternnet", None), ("patternattribution", None)])
+BOX = {"low": -3.0, "high": 3.0}
+OPTIONS = {"zbox": BOX, "dtd": BOX, "lrp-cmp": BOX, "alpha-beta": {"alpha": 2.0, "beta": 1.0}, "patternnet": None,
+           "patternattribution": None}
+EVERY_LAYER_RULE = [(r, OPTIONS.get(r, {})) for r in chainlab.rules.rule_names()]     # every rule and composite
+
+
+@pytest.mark.parametrize("rule,opts", EVERY_LAYER_RULE + WHOLE)
 def test_batched_signals_equal_per_image_chains(nets, rule, opts):
     net, X, pats = nets["conv"]
     opts = {"patterns": pats} if opts is None else opts

@@ -35,6 +35,7 @@ back to one chain per image).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import torch
@@ -514,10 +515,13 @@ def _build_layerwise(model, net, records, composite, opts, tdt, common, used) ->
     stages = net.stages
     leaves = list(walk_stages(stages))
     first = next((s for _, s in leaves if s.is_parametric), None)
+    last = next((s for _, s in reversed(leaves) if s.is_parametric), None)
+    takes_last = "is_last" in inspect.signature(composite.lookup).parameters     # composites with a "last" key
     rules = {}
     for i, st in leaves:
         if st.is_parametric:
-            r = composite.lookup(i, len(stages), st, st is first)
+            r = (composite.lookup(i, len(stages), st, st is first, st is last) if takes_last
+                 else composite.lookup(i, len(stages), st, st is first))
             if r is None:
                 raise OptionError(f"composite {composite.name!r} has no rule for layer {st.describe()}")
             rules[id(st)] = r

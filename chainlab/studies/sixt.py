@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from ..errors import InputError, UnsupportedLayerError
 from ..extraction import extract as _extract
+from ..extraction import method_names
 from ..extraction.batch import batch_supported, extract_batch, forward_batch
 from ..measures.csc import cosine_gaps, pair_list
 from ..measures.maps import reduce_channels, ssim_flipped
@@ -48,7 +49,8 @@ class SixtMethod:
     """One row of the paper's method table.
 
     ``group``: "converging" (the paper: CSC ≥ 0.99), "excepted" (LRP-z and DeepLIFT: not converging),
-    "ablation" (DeepLIFT ablation: converges, S3), "reference" (the gradient).  ``residual``: run on nets
+    "ablation" (DeepLIFT ablation: converges, S3), "reference" (the gradient), "extra" (discussed in the
+    paper outside Figs. 4–5: LRP-CMP (Fig. 6), excitation BP, the contrastive methods (§6); reported only).  ``residual``: run on nets
     with residual blocks (the paper leaves DTD and the pattern methods out of ResNet-50).
     ``percentile``: the SSIM normalization percentile (100 for RectGrad, as the authors' code)."""
 
@@ -80,12 +82,20 @@ SIXT_METHODS = (
     SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
     SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
     SixtMethod("gradient", "Gradient", "gradient", reduce="absmax", group="reference"),
+    # methods the paper discusses beside Fig. 4/5 (§2, §6; not in the authors' code): reported, in no decision
+    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", group="extra"),
+    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", group="extra"),
+    SixtMethod("excitation-bp", "Excitation BP", "excitation-bp", group="extra"),
+    SixtMethod("contrastive-ebp", "Contrastive EBP", "contrastive-ebp", group="extra"),
+    SixtMethod("contrastive-lrp", "Contrastive LRP", "contrastive-lrp", group="extra"),
 )
 
 
 def available(model, method: SixtMethod, net=None):
     """(True, "") if the method runs on ``model`` (traced: ``net``), else (False, why): residual nets without the
     method's residual support (the paper's exclusions, or extract's), pattern methods without a pattern file."""
+    if method.rule not in method_names():
+        return False, "not a method of this chainlab"
     if net is None:
         with eval_mode(model):
             net = trace(model)

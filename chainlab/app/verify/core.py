@@ -28,6 +28,8 @@ class Verdict:
     observed: str
     reproduced: bool | None
     seconds: float = 0.0
+    protocol: str = ""            # how it was measured, in one line (shown beside the paper's statement)
+    figures: tuple = ()           # PNG names of the report that show it
 
     @property
     def label(self) -> str:

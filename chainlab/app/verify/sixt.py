@@ -374,26 +374,32 @@ def claim_s1_s3(ctx) -> list[Verdict]:
     ok1, bad = decide_s1(tied)
     conv = {k: v for k, v in tied.items() if METHOD[k[1]].group == "converging"}
     exc = {k: v for k, v in tied.items() if METHOD[k[1]].group in ("excepted", "reference")}
-    proto = (f"Protocol: {_n_images(ctx)} test images × 5 N(0, I) vectors (10 pairs) injected at the logits "
-             f"({', '.join(f'{n}: {NETS[n].inject[0]}' for n in nets)}), per layer the median |cos| of channel vectors; "
-             f"a method 'reaches' the highest median over layers with ≥ {MIN_CHANNELS} channels.")
+    extra = {k: v for k, v in tied.items() if METHOD[k[1]].group == "extra"}
+    proto = (f"{_n_images(ctx)} test images × 5 N(0, I) vectors (10 pairs) injected at the logits "
+             f"({', '.join(f'{n}: {NETS[n].inject[0]} ({NETS[n].side}-activation)' for n in nets)}), per layer the "
+             f"median |cos| of the channel vectors over images, pairs and locations; a method 'reaches' the highest "
+             f"median over the layers with ≥ {MIN_CHANNELS} channels; float32 as the authors.")
+    figs = tuple(f"sixt_fig5_{n}.png" for n in nets if ctx.cache.get(("sixt-pass", n)))
     s1 = Verdict(
         "S1", "Every method but LRP-z and DeepLIFT converges: median CSC ≥ 0.99 (Fig. 5, final-layer injection).",
         "Sixt §4: 'Except for LRP_z and DeepLIFT, all methods show convergence up to at least 0.99 cosine "
         "similarity' (VGG-16, ResNet-50, CIFAR net; LRP α5β4 'converges less strongly for VGG-16').",
-        f"{proto} Converging group: {_line(conv)}. Below 0.99: {_line(bad) or 'none'}. "
-        f"LRP-z/DeepLIFT/gradient: {_line(exc)}.{_nets_line(ctx, nets)}{_unavailable(ctx, nets)}", ok1, dt)
+        f"Converging group: {_line(conv)}. Below 0.99: {_line(bad) or 'none'}. "
+        f"LRP-z/DeepLIFT/gradient: {_line(exc)}." + (f" Outside Fig. 5 (no decision): {_line(extra)}." if extra else "")
+        + f"{_nets_line(ctx, nets)}{_unavailable(ctx, nets)}", ok1, dt, protocol=proto,
+        figures=figs + (("sixt_fig5_hist.png",) if figs else ()))
     dl = {k: v for k, v in tied.items() if METHOD[k[1]].group in ("excepted", "ablation") and "deeplift" in k[1]}
     dli = {k: v for k, v in indep.items() if "deeplift" in k[1]}
     s3 = Verdict(
         "S3", "DeepLIFT (Rescale, RevealCancel) does not converge (CSC < 0.99); DeepLIFT ablation does (≥ 0.99).",
         "Sixt §2.2/§4: DeepLIFT is the only modified BP method that does not converge; 'DeepLIFT Ablation … as "
         "predicted by the theory, it converges'.",
-        f"Protocol: CSC of the contributions m⁺⊙Δh⁺ + m⁻⊙Δh⁻ (the authors' code), the tied injection m⁺ = m⁻ = v "
-        f"(the verdict). Tied: {_line(dl)}. Beside it, independent ± injections "
+        f"Tied: {_line(dl)}. Beside it, independent ± injections "
         f"({'all' if ctx.s.extended else f'first {INDEPENDENT_IMAGES}'} images): {_line(dli)} — these excite "
         f"m⁺ − m⁻, which propagates through the non-negative |W|ᵀS and converges whatever DeepLIFT does.",
-        decide_s3(dl), 0.0)
+        decide_s3(dl), 0.0,
+        protocol="as S1, CSC of the contributions m⁺⊙Δh⁺ + m⁻⊙Δh⁻ at every layer (the authors' code), the injection "
+                 "tied m⁺ = m⁻ = v (the verdict; the analogue of the gradient's start vector)", figures=figs)
     return [s1, s3]
 
 
@@ -424,8 +430,10 @@ def claim_s2(ctx) -> list[Verdict]:
         "S2", "LRP-α1β0 (z⁺) median CSC > 1 − 1e-6 on the small 6-layer network (sixt-cifar, 4 conv + 2 dense).",
         "Sixt §4 / Fig. 5d: 'Even on the small 6-layer network, the median CSC is greater than 1-1e-6 for "
         "LRP_α1β0'.",
-        f"Protocol: {n} test scenes × 10 pairs, injection at the logits; verdict on the training scale. "
-        + "; ".join(parts) + ".", ok, time.perf_counter() - t0)]
+        "; ".join(parts) + ".", ok, time.perf_counter() - t0,
+        protocol=f"{n} test scenes × 5 vectors (10 pairs) at the logits, median |cos| at the input (3 channels); the "
+                 "verdict on the training input scale, the authors' ×255 (raw uint8 CIFAR pixels) beside",
+        figures=("sixt_s2.png",))]
 
 
 def _fig3_layers(model, patterns):
@@ -486,9 +494,11 @@ def claim_s4(ctx) -> list[Verdict]:
         "Sixt §2.2 / Fig. 3: 'σ1(A)/σ2(A) > 6 for almost all the VGG-16 patterns'; 'For W⊙A, the first singular "
         "value is considerably larger than for the plain weights W'; T_l's ratio 'shrinks for the plain W' and "
         "'increases for some layers' for W⊙A.",
-        "Protocol: kernels only (no input, masks, biases), patterns = the shipped ReLU patterns fitted on training "
-        f"scenes; (a) ≥ {ALMOST_ALL:.0%} of layers > 6, (b) > half of the layers, (c) median over T_l. "
-        + "; ".join(parts) + ".", ok and any_net if any_net else None, time.perf_counter() - t0)]
+        "; ".join(parts) + ".", ok and any_net if any_net else None, time.perf_counter() - t0,
+        protocol="kernels only (no input, ReLU masks, biases), the shipped ReLU patterns A (fitted on training scenes); "
+                 "(a) A as full k·k·c_in × c_out matrices, σ1/σ2 > 6 at ≥ 80 % of the layers; (b) W, W⊙A at the centre "
+                 "tap (dense: centre location), W⊙A larger at > half of the layers; (c) median σ1/σ2(T_l) larger for W⊙A",
+        figures=tuple(f"sixt_fig3_{n}.png" for n in nets if any(p.startswith(n + ":") and "σ1" in p for p in parts)))]
 
 
 def claim_s5(ctx) -> list[Verdict]:
@@ -504,17 +514,21 @@ def claim_s5(ctx) -> list[Verdict]:
     ok, bad = decide_s5(med)
     hi = {k: v for k, v in med.items() if METHOD[k[1]].group in ("converging", "ablation")}
     lo = {k: v for k, v in med.items() if METHOD[k[1]].group in ("excepted", "reference")}
+    extra = {k: v for k, v in med.items() if METHOD[k[1]].group == "extra"}
     return [Verdict(
         "S5", "Random logit (Fig. 4a): the converging methods' maps hardly change (SSIM ≈ 1, here: median ≥ 0.9), the "
         "rest changes (here: median ≤ 0.8).",
         "Sixt §4: 'converging methods produce almost identical saliency maps, independently of the output logit "
         "(SSIM very close to 1). The rest of the field (SSIM between 0.4 and 0.8) produces saliency maps different "
         "from the ground-truth logit's map'.",
-        f"Protocol: {_n_images(ctx)} images, ground-truth label vs a uniformly drawn other logit; maps reduced per method "
-        "(abs-max / sum over channels), normalized as the authors' code (clip at the 99.5th percentile, RectGrad 100th — "
-        "the issue's 1st–99th is not what the code does), SSIM with a uniform 5×5 window, data range 2, max over "
-        f"the sign flip; median over images. Converging: {_line(hi)}. Rest: {_line(lo)}. "
-        f"Outside the rule: {_line(bad) or 'none'}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0)]
+        f"Converging: {_line(hi)}. Rest: {_line(lo)}. "
+        + (f"Outside Fig. 4 (no decision): {_line(extra)}. " if extra else "")
+        + f"Outside the rule: {_line(bad) or 'none'}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0,
+        protocol=f"{_n_images(ctx)} images, ground-truth label vs a uniformly drawn other logit; maps reduced per method "
+                 "(abs-max / sum over channels), normalized as the authors' code (clipped at the 99.5th percentile, "
+                 "RectGrad 100th — not the issue's 1st–99th), SSIM with a uniform 5×5 window and data range 2, the max "
+                 "over the sign flip; median over images; decision: converging ≥ 0.9, the rest ≤ 0.8",
+        figures=("sixt_fig4a.png",))]
 
 
 def claim_s6(ctx) -> list[Verdict]:
@@ -574,9 +588,13 @@ def claim_s6(ctx) -> list[Verdict]:
         "products P_k shrinks by a factor ≤ 0.5 per layer; in the appendix simulation non-negative matrices too.",
         "Sixt Thm. 1 / App. B: the product of non-negative matrices converges to a rank-1 matrix; 'we simulate "
         "different matrix properties and find non-negative matrices to converge exponentially fast'.",
-        f"Protocol: 64 sampled columns of P_k = M_1⋯M_k per layer k, median over {1 if ctx.s.quick else 2} images, "
-        "log-linear fit over k. " + "; ".join(parts) + f". Simulation (VGG-16 centre-tap shapes, 32 vectors, {draws} "
-        f"draws, factor per product): " + ", ".join(sp) + ".", ok, time.perf_counter() - t0)]
+        "; ".join(parts) + ". Simulation (factor per product): " + ", ".join(sp) + ".", ok, time.perf_counter() - t0,
+        protocol=f"LRP-α1β0 chains: σ2/σ1 and Hilbert diameter of 64 sampled columns of P_k = M_1⋯M_k for every k "
+                 f"(median over {1 if ctx.s.quick else 2} images), log-linear fit over k, decision: factor ≤ 0.5 per "
+                 f"layer; Birkhoff τ = tanh(Δ(M_l)/4) per layer and zero rows/columns (the hypotheses) reported; the "
+                 f"appendix simulation with VGG-16's centre-tap shapes, 32 vectors, {draws} draws, non-negative "
+                 f"variants' factor ≤ 0.5",
+        figures=("sixt_theorem1.png",))]
 
 
 def claim_s7(ctx) -> list[Verdict]:
@@ -591,6 +609,7 @@ def claim_s7(ctx) -> list[Verdict]:
         n = _n_images(ctx)
         X, y = _images(ctx, net, n)
         methods, _ = _methods(ctx, net, model)
+        methods = [m for m in methods if m.group != "extra" or ctx.s.extended]     # LRP-CMP etc. (Fig. 6a): extended
         kinds = {s.name: s.kind for s in _traced(ctx, net).stages}
         first_conv = next(i for i, (label, _) in enumerate(P.cascade) if kinds.get(label) != "linear")
         bar = progress(range(len(methods) * len(P.cascade)), f"{net} · cascading randomization", ctx.s.progress)
@@ -617,11 +636,14 @@ def claim_s7(ctx) -> list[Verdict]:
         "converging methods' maps stay similar (median SSIM ≥ 0.9), the rest's do not (≤ 0.8).",
         "Sixt §4: 'One group of methods produces similar saliency maps even when convolutional layers are randomized "
         "(SSIM close to 1). Again, the rest of the field is sensitive to parameter randomization.'",
-        f"Protocol: {_n_images(ctx)} images, layers re-initialized top-down and cumulatively (glorot-uniform, zero bias, "
-        "as keras), the same draw for every method; pattern methods keep the trained patterns (PatternAttr.: the "
-        "trained A⊙W, as the authors' analyzer); SSIM as S5 with the original map flipped; 99 % bootstrap intervals "
-        f"(10 000 resamples) in the records. {'; '.join(parts)}. Converging: {_line(hi)}. Rest: {_line(lo)}. "
-        f"Outside the rule: {_line(bad) or 'none'}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0)]
+        f"{'; '.join(parts)}. Converging: {_line(hi)}. Rest: {_line(lo)}. "
+        f"Outside the rule: {_line(bad) or 'none'}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0,
+        protocol=f"{_n_images(ctx)} images, layers re-initialized top-down and cumulatively (glorot-uniform, zero bias, "
+                 "BatchNorm reset, as keras), one seeded draw for every method; pattern methods keep the trained "
+                 "patterns (PatternAttr.: the trained A⊙W, as the authors' analyzer); SSIM as S5 with the original map "
+                 "flipped; median per step with 99 % bootstrap intervals (10 000 resamples); decision at the first "
+                 "step that randomizes a conv layer",
+        figures=("sixt_fig4b.png",) if parts else ())]
 
 
 def claim_s8(ctx) -> list[Verdict]:
@@ -654,9 +676,11 @@ def claim_s8(ctx) -> list[Verdict]:
         "identical — median mean |Δ| of the normalized maps ≤ 0.01 and ≤ 0.1 × the gradient's.",
         "Sixt Fig. 1b–e: LRP α1β0 on VGG-16 explains 'Persian cat' and 'King Charles Spaniel' almost alike; "
         "'L1-norm of (e) = 0.000371' (the authors' code: the per-element mean of |normalize_abs(a) − normalize_abs(b)|).",
-        f"Protocol: {_n_images(ctx)} two-object test scenes (left and right glyph labels), full maps (no channel "
-        "reduction) normalized as the authors' normalize_abs (99.5th percentile), mean |Δ| over elements (sum beside), "
-        f"median over images. {' · '.join(parts)}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0)]
+        f"{' · '.join(parts)}.{_nets_line(ctx, nets)}", ok, time.perf_counter() - t0,
+        protocol=f"{_n_images(ctx)} two-object test scenes (left and right glyph labels), full maps (no channel "
+                 "reduction) normalized as the authors' normalize_abs (99.5th percentile), mean |Δ| over the elements "
+                 "(the paper's 'L1-norm'; the sum beside), median over images",
+        figures=("sixt_fig1.png",) if parts else ())]
 
 
 CLAIMS = {"S1": claim_s1_s3, "S3": claim_s1_s3, "S2": claim_s2, "S4": claim_s4, "S5": claim_s5, "S6": claim_s6,
