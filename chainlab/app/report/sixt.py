@@ -261,12 +261,15 @@ def plot_theorem1(records, out):
     nets = sorted({r.get("net") for r in rows}, key=str)
     fig, axes = figure(len(nets) + (1 if sim else 0), ncols=3, w=4.2, h=3.0)
     for ax, net in zip(axes, nets):
-        for q, st in (("sigma2/sigma1", "o-"), ("hilbert", "s--")):
-            pts = sorted((num(r["k"]), num(r.get("value"))) for r in rows if r.get("net") == net and r.get("quantity") == q)
+        for rule, q, st, color in (("lrp-a1b0", "sigma2/sigma1", "o-", "C0"), ("lrp-a1b0", "hilbert", "s--", "C1"),
+                                   ("gradient", "sigma2/sigma1", "o-", "0.6")):
+            pts = sorted((num(r["k"]), num(r.get("value"))) for r in rows if r.get("net") == net
+                         and r.get("quantity") == q and r.get("rule") in (rule, None))
             pts = [(k, v) for k, v in pts if v is not None and np.isfinite(v) and v > 0]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], st, ms=3, label=q)
-        rate = next((r for r in select(records, "theorem1") if r.get("net") == net and r.get("quantity") == "rate"), None)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], st, ms=3, color=color, label=f"{rule}: {q}")
+        rate = next((r for r in select(records, "theorem1") if r.get("net") == net and r.get("quantity") == "rate"
+                     and r.get("rule") in ("lrp-a1b0", None)), None)
         ax.set_yscale("log")
         ax.set_xlabel("k (P_k = M_1⋯M_k)", fontsize=7)
         ax.set_title(f"{net}: LRP-α1β0 prefix products" + (f", factor {num(rate['value']):.3g}/layer"

@@ -415,9 +415,13 @@ def claim_s2(ctx) -> list[Verdict]:
     k = _boundary(_traced(ctx, net), NETS[net].inject[0])
     m = METHOD["lrp-a1b0"]
     parts, gaps = [], {}
+    shared = ctx.cache.get(("sixt-pass", net)) or {}
     for label, scale in (("inputs in [0, 1] (training scale)", 1.0), ("inputs ×255 (the authors' code)", 255.0)):
-        r = sixt_passes(model, X * scale, [m], injections=(k,), side=NETS[net].side, seed=ctx.s.seed,
-                        dtype="float32", net=_traced(ctx, net))[m.id]
+        if scale == 1.0 and m.id in shared and (k, "tied") in shared[m.id]["result"].gaps:
+            r = shared[m.id]["result"]             # the same images and signals as S1's pass
+        else:
+            r = sixt_passes(model, X * scale, [m], injections=(k,), side=NETS[net].side, seed=ctx.s.seed,
+                            dtype="float32", net=_traced(ctx, net))[m.id]
         curve = {j: csc_summary(g, r.d[j]) for j, g in r.gaps[(k, "tied")].items()}
         gaps[scale] = curve[0]["gap"]
         for j, s in curve.items():
@@ -540,15 +544,16 @@ def claim_s6(ctx) -> list[Verdict]:
         if model is None:
             continue
         X, _ = _images(ctx, net, 1 if ctx.s.quick else 2)
-        cols, names = prefix_columns(model, X, m, columns=64, seed=ctx.s.seed, dtype="float64")
-        ks = sorted(cols)
-        r_k, d_k = [], []
-        for k in ks:
-            Y = cols[k]
-            r_k.append(float(np.median([conv.column_ratio(y) or 0.0 for y in Y])))
-            d_k.append(float(np.median([conv.column_diameter(y) for y in Y])))
-        fit = conv.decay_fit(ks, r_k, floor=1e-15)
-        fitd = conv.decay_fit(ks, d_k, floor=0.0)
+        curves = {}
+        for mid in ("lrp-a1b0", "gradient"):       # the gradient: the signed chain of the same net, beside
+            cols, names = prefix_columns(model, X, METHOD[mid], columns=64, seed=ctx.s.seed, dtype="float32")
+            ks = sorted(cols)
+            r_k = [float(np.median([conv.column_ratio(y) or 0.0 for y in cols[k]])) for k in ks]
+            d_k = ([float(np.median([conv.column_diameter(y) for y in cols[k]])) for k in ks] if mid == "lrp-a1b0"
+                   else [np.nan] * len(ks))
+            curves[mid] = (r_k, d_k, conv.decay_fit(ks, r_k, floor=1e-15), conv.decay_fit(ks, d_k, floor=0.0))
+        r_k, d_k, fit, fitd = curves["lrp-a1b0"]
+        gfit = curves["gradient"][2]
         rates[net] = fit["rate"]
         # the theorem's hypotheses and Birkhoff's per-layer contraction, on the first image's chain
         ch = extract(model, X[:1], "zplus", materialize=False)
@@ -558,18 +563,21 @@ def claim_s6(ctx) -> list[Verdict]:
             zc, zr = zc + z["zero_columns"], zr + z["zero_rows"]
             taus.append(conv.birkhoff_tau(op)["tau"])
         tau_rate = float(np.prod([1.0 if t is None else t for t in taus]) ** (1.0 / len(taus)))
-        for k, a, b in zip(ks, r_k, d_k):
-            ctx.records += [{"net": net, "rule": m.id, "image": None, "measure": "theorem1", "quantity": q,
-                             "layer": names[k - 1], "k": k, "value": v} for q, v in (("sigma2/sigma1", a), ("hilbert", b))]
-        ctx.records.append({"net": net, "rule": m.id, "image": None, "measure": "theorem1", "quantity": "rate",
-                            "layer": None, "k": None, "value": fit["rate"], "rate_lo": fit["rate_lo"],
-                            "rate_hi": fit["rate_hi"], "r2": fit["r2"], "hilbert_rate": fitd["rate"],
-                            "birkhoff_rate": tau_rate})
+        for mid, (rk, dk, f, fd) in curves.items():
+            for k, a, b in zip(ks, rk, dk):
+                ctx.records += [{"net": net, "rule": mid, "image": None, "measure": "theorem1", "quantity": q,
+                                 "layer": names[k - 1], "k": k, "value": v}
+                                for q, v in (("sigma2/sigma1", a), ("hilbert", b)) if not (q == "hilbert" and mid != m.id)]
+            ctx.records.append({"net": net, "rule": mid, "image": None, "measure": "theorem1", "quantity": "rate",
+                                "layer": None, "k": None, "value": f["rate"], "rate_lo": f["rate_lo"],
+                                "rate_hi": f["rate_hi"], "r2": f["r2"], "hilbert_rate": fd["rate"],
+                                "birkhoff_rate": tau_rate if mid == m.id else None})
         parts.append(f"{net}: σ2/σ1(P_k) {fmt(r_k[0])} → {fmt(r_k[-1])} over {len(ks)} layers, factor per layer "
                      f"{fmt(fit['rate'])} [95 % {fmt(fit['rate_lo'])}, {fmt(fit['rate_hi'])}], R² {fmt(fit['r2'], 3)}; "
                      f"Hilbert Δ finite from k = {next((k for k, d in zip(ks, d_k) if np.isfinite(d)), 'never')}, "
                      f"factor {fmt(fitd['rate'])}; Birkhoff τ per layer {', '.join(fmt(t, 3) for t in taus)} → guaranteed "
-                     f"factor {fmt(tau_rate)}; hypotheses: {zc} zero columns, {zr} zero rows")
+                     f"factor {fmt(tau_rate)}; hypotheses: {zc} zero columns, {zr} zero rows; the gradient's (signed) "
+                     f"factor {fmt(gfit['rate'])} [95 % {fmt(gfit['rate_lo'])}, {fmt(gfit['rate_hi'])}]")
     draws = 2 if ctx.s.quick else 20
     variants = ("vanilla", "relu", "positive", "non-negative", "stochastic") + (("alpha-beta",) if not ctx.s.quick else ())
     sim = conv.convergence_simulation(variants, draws=draws, seed=ctx.s.seed)
