@@ -1,4 +1,4 @@
-"""Verify CSC convergence of the modified-BP rules (Sixt §3, §5) and cone shrinkage (Thm. 1).
+"""Verify CSC convergence of the modified-BP methods (Sixt Fig. 5, §4) and Theorem 1's exponential convergence.
 
 Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
 Usage: python scripts/verify_convergence.py [--quick] [-o report/]

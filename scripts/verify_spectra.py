@@ -1,4 +1,4 @@
-"""Verify singular-value ratios of the inter-layer members T_l for W and W⊙A (Sixt Fig. 3).
+"""Verify the data-independent singular-value ratios of A, W and W⊙A and of T_l (Sixt Fig. 3).
 
 Thin caller of :mod:`chainlab.verify`; `chainlab verify` runs every claim at once.
 Usage: python scripts/verify_spectra.py [--quick] [-o report/]

@@ -43,18 +43,18 @@ def test_quick_verify_writes_a_verdict_per_claim(quick_run):
     p, out = quick_run
     assert p.returncode == 0, p.stderr[-2000:]
     md = (out / "verify.md").read_text()
-    for claim in ("S1", "S2", "S3", "S4", "S5", "S6", "B1", "B2", "B3"):
+    for claim in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "B1", "B2", "B3"):
         assert f"## {claim}: " in md, claim
         assert f"| {claim} | **" in md
     assert "claims reproduced" in p.stdout
 
 
 def test_theorems_hold_on_the_shipped_nets(quick_run):
-    """S6 (cone inclusion, Birkhoff) is a theorem: a failure is a bug.  S3 (DeepLIFT coupled vs ablation) is
-    the claim our own derivations predict with certainty on these nets."""
+    """S3 (DeepLIFT coupled vs ablation, tied injection) is the claim our own derivations predict with
+    certainty on these nets."""
     p, out = quick_run
     md = (out / "verify.md").read_text()
-    for claim in ("S3", "S6"):
+    for claim in ("S3",):
         assert f"| {claim} | **reproduced**" in md, md
 
 
@@ -75,7 +75,8 @@ def test_records_and_plots(quick_run):
     with open(out / "records.csv") as f:
         rows = list(csv.DictReader(f))
     measures = {r["measure"] for r in rows}
-    assert {"csc", "spectra", "cone", "constants", "bounds", "averages", "sanity"} <= measures
+    assert {"csc_sixt", "ssim_sixt", "weight_spectra", "theorem1", "simulation", "cascading", "class_difference",
+            "csc_s2", "constants", "averages"} <= measures
     pngs = list(out.glob("*.png"))
     assert len(pngs) >= 3
     import matplotlib.image as mpimg
@@ -94,9 +95,9 @@ def test_unknown_claim_is_one_line_error(tmp_path):
 
 
 def test_csc_reached_ignores_tiny_channel_dimensions():
-    from chainlab.app.verify.sixt import MIN_CHANNELS, _reached
+    from chainlab.app.verify.sixt import MIN_CHANNELS, csc_reached
 
-    curve = {0: {"value": 1.0, "d": 1}, 1: {"value": 0.5, "d": MIN_CHANNELS}, 2: {"value": 0.7, "d": 64},
-             3: {"value": None, "d": 64}}
-    assert _reached(curve) == 0.7
-    assert np.isnan(_reached({0: {"value": 1.0, "d": 3}}))
+    curve = {0: {"csc": 1.0, "d": 1}, 1: {"csc": 0.5, "d": MIN_CHANNELS}, 2: {"csc": 0.7, "d": 64},
+             3: {"csc": None, "d": 64}}
+    assert csc_reached(curve) == 0.7
+    assert np.isnan(csc_reached({0: {"csc": 1.0, "d": 3}}))

@@ -528,11 +528,12 @@ def report_cmd(
 def verify_cmd(
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Report directory (made if missing)."),
     quick: bool = typer.Option(False, "--quick", help="CI-sized run: digits nets only, fewer images and pairs."),
-    extended: bool = typer.Option(False, "--extended", help="More sixt-cifar images, sixt-cifar in S4 (~25 min)."),
+    extended: bool = typer.Option(False, "--extended", help="More of the papers' protocols (Sixt: App. F injection "
+                                  "points, Figs. 1/4b on every net, all DeepLIFT ± injections)."),
     claims: Optional[str] = typer.Option(None, "--claims", help="Comma-separated subset, e.g. S1,S3,B1."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a claim is not reproduced."),
 ):
-    """The main job: reproduce the papers' claims (S1–S6, B1–B3) on the shipped nets; writes report/verify.md."""
+    """The main job: reproduce the papers' claims (S1–S8, B1–B3) on the shipped nets; writes report/verify.md."""
     if output.exists() and not output.is_dir():
         raise InputError(f"report output {output} exists and is not a directory")
     wanted = None

@@ -131,6 +131,7 @@ class Rule:
     name = "rule"
     space = "relevance"          # "relevance" or "gradient" (which signal the chain propagates)
     multiply_input = False       # the chain's first operator gets diag(x) (gradient × input)
+    batchable = True             # extract_batch can build it (False: per-image activation derivatives)
 
     @classmethod
     def params(cls) -> tuple:

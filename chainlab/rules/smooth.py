@@ -85,6 +85,7 @@ class SmoothGradient(Gradient):
 
     name = "smooth-gradient"
     space = "gradient"
+    batchable = False            # β from per-image row norms and soft masks: one chain per image
 
     def __init__(self, activation: str = "softplus", beta=1.0, sigma=None):
         where = f"rule {self.name!r}"

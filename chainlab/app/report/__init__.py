@@ -48,7 +48,7 @@ from ...errors import InputError
 from ...files import stale_temps, temp_path
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import binder, figures, spectral
+from . import binder, figures, sixt, spectral
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import not_finite, num
 
@@ -58,7 +58,8 @@ __all__ = ["RECORD_KEYS", "read_records", "write_records", "make_report", "map_o
 write_records = write_csv
 read_records = read_csv
 
-FIGURE_MODULES = [figures, binder, spectral]     # each has FIGURES: [fn(records, out) -> (png, caption) | None]
+FIGURE_MODULES = [figures, sixt, binder, spectral]  # each has FIGURES: [fn(records, out) -> (png, caption) | [...] | None]
+                                                   # and may list the measures it draws in HANDLES (the generic plots skip them)
 
 
 def _scalar_table(records):
@@ -121,8 +122,9 @@ def _draw(records, out, chains, source, progress, caught):
     for fn in steps:
         res = fn(records, out)
         if res:
-            figures.append(res)
-    figures += plot_generic(records, out)
+            figures.extend(res if isinstance(res, list) else [res])
+    handled = {m for mod in FIGURE_MODULES for m in getattr(mod, "HANDLES", ())}
+    figures += plot_generic(records, out, skip=handled)
     if chains is not None:
         res = plot_heatmaps(chains, out, progress=progress)
         if res:

@@ -179,13 +179,14 @@ def plot_ssim(records, out):
 SPECIAL = {"sanity": ("ssim_random_logit",)}   # + bounds, csc, spectra, and the measures of .binder
 
 
-def plot_generic(records, out):
-    """Every other (measure, quantity) with values along k: one panel each, one line per rule."""
+def plot_generic(records, out, skip=()):
+    """Every other (measure, quantity) with values along k: one panel each, one line per rule (measures in
+    ``skip`` have figures of their own)."""
     done = []
     by, skipped = defaultdict(list), defaultdict(list)
     for r in records:
         m, q = r.get("measure"), r.get("quantity")
-        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants", "spectral"):
+        if q in SPECIAL.get(m, ()) or m in ("bounds", "csc", "spectra", "averages", "constants", "spectral") or m in skip:
             continue
         if num(r.get("k")) is not None:
             (by if num(r.get("value")) is not None else skipped)[m].append(r)

@@ -3,18 +3,21 @@
 One module per paper (:mod:`.sixt`, :mod:`.binder`, :mod:`.spectral`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
 :mod:`.core` holds what they share.
 
-Claims (Sixt et al. 2020, ``S*``; Binder et al. 2025, ``B*``):
+Claims (Sixt et al. 2020, ``S*``, with the paper's protocol — see :mod:`.sixt`; Binder et al. 2025, ``B*``;
+Mehrpanah et al. 2025, ``M*``):
 
-* S1  every modified-BP rule except LRP-z and DeepLIFT reaches a median CSC ≥ 0.99 (signals
-      injected at the logits, CSC = median |cos| of the channel vectors of two injections).
-* S2  LRP-α1β0 (z⁺) reaches median CSC > 1 − 1e-6 on a small 6-layer net (digits-mlp).
-* S3  DeepLIFT (Rescale, RevealCancel) does not converge (CSC < 0.99); DeepLIFT ablation does.
-* S4  σ1/σ2 of the inter-layer members T_l = √Σ_l V_l U_(l+1) √Σ_(l+1) is larger for the
-      PatternAttribution matrices (W ⊙ A) than for the gradient matrices (W).
-* S5  SSIM(map of the true logit, map of a random logit) ≈ 1 for converging rules, clearly lower
-      for the gradient and DeepLIFT.
-* S6  the cone of the columns of P_k shrinks: angular and Hilbert diameters non-increasing in k
-      for non-negative (z⁺, no bias) chains, and Δ(P_(k+1)) ≤ τ(M_1)⋯τ(M_k)·Δ(M_(k+1)).
+* S1  Fig. 5: every method but LRP-z and DeepLIFT reaches a median CSC ≥ 0.99 (5 N(0, I) vectors per
+      image injected at the logits, median |cos| of the channel vectors per layer; 200 test scenes on
+      sixt-cifar, vgg-cifar, resnet-cifar).
+* S2  LRP-α1β0 median CSC > 1 − 1e-6 on the small 6-layer network (sixt-cifar, the paper's CIFAR net).
+* S3  DeepLIFT (Rescale, RevealCancel) stays < 0.99, DeepLIFT ablation reaches ≥ 0.99 (CSC of the
+      contributions, tied injection; independent ± injections beside).
+* S4  Fig. 3 (data-independent): σ1/σ2 of the patterns A > 6 for almost all layers; W ⊙ A more
+      rank-1-like than W per layer (centre taps) and for the inter-layer members T_l.
+* S5  Fig. 4a: SSIM(true-logit map, random-logit map) ≈ 1 for converging methods, 0.4–0.8 for the rest.
+* S6  Thm. 1: σ2/σ1 of the LRP-α1β0 prefix products decays exponentially; the appendix simulation.
+* S7  Fig. 4b: cascading randomization leaves the converging methods' maps similar (SSIM ≈ 1).
+* S8  Fig. 1: LRP-α1β0 maps of the two labels of two-object scenes hardly differ.
 * B1  the empirical constants C_emp of LRP-β (z⁺, α2β1) stay within a band and do not depend on Π‖W_l‖_∞
       across nets trained with different weight decay / BatchNorm, while the gradient's follow it.
 * B2  the measured gradient and LRP-ε constants grow with Π‖W_l‖_∞, and LRP-ε's with 1/ε.
@@ -79,8 +82,12 @@ def verdict_table(verdicts, *, quick: bool, seconds: float, extended: bool = Fal
     lines += [f"| {v.claim} | **{v.label}** | {v.seconds:.1f} |" for v in verdicts]
     lines.append("")
     for v in verdicts:
-        lines += [f"## {v.claim}: {v.label}", "", f"*Claim.* {v.statement}", "", f"*Paper.* {v.paper}", "",
-                  f"*Measured here.* {v.observed}", ""]
+        lines += [f"## {v.claim}: {v.label}", "", f"*Claim.* {v.statement}", "", f"*Paper.* {v.paper}", ""]
+        if v.protocol:
+            lines += [f"*Protocol.* {v.protocol}", ""]
+        lines += [f"*Measured here.* {v.observed}", ""]
+        if v.figures:
+            lines += ["*Figure.* " + " ".join(f"![{Path(f).stem}]({f})" for f in v.figures), ""]
     lines += ["Plots and all records: [report.md](report.md), `records.csv`.", ""]
     return "\n".join(lines)
 

@@ -1,0 +1,417 @@
+"""Sixt et al. 2020 with the paper's own protocol, run on a model: the passes behind Figs. 1, 4 and 5.
+
+The methods and how their maps are read are the paper's table (:data:`SIXT_METHODS`, from the
+authors' code ``get_analyser_params``): a method is an id, the paper's label, the ``extract`` rule
+name with its options, the channel reduction of its maps (``absmax`` for gradient-type, ``sum`` for
+LRP-type and DeepLIFT) and its group in the paper's CSC statement.  Adding a method = adding a row
+(any name :func:`chainlab.extract` accepts; methods without a batched backward run one chain per image).
+
+* :func:`sixt_pass` — one pass of a method over N images in batches (:func:`chainlab.extraction.extract_batch`):
+  CSC gaps 1 − |cos| for signals injected at the given boundaries (``vectors`` N(0, I) signals per image and
+  boundary, seeded by (seed, image, boundary), the same for every method), read at every lower boundary,
+  and the explanations of given target logits (random-logit SSIM, two-object scenes).
+* :func:`cascading` — Fig. 4b: layers re-initialized from the top, cumulatively (keras' glorot-uniform
+  weights, zero biases, BatchNorm reset, as the authors' ``load_model(load_weights=False)``), the
+  SSIM of each step's map with the original (:func:`chainlab.measures.maps.ssim_flipped`).  Pattern
+  methods keep the trained patterns; PatternAttribution keeps A ⊙ W of the trained net (in the
+  authors' code the analyzer's A ⊙ W is fixed when it is built).
+* :func:`prefix_columns` — columns of P_k = M_1 ⋯ M_k (unit signals at boundary k read at the input),
+  the sampled matrices whose rank-1 convergence Theorem 1 predicts.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import InputError, UnsupportedLayerError
+from ..extraction import extract as _extract
+from ..extraction import method_names
+from ..extraction.batch import batch_supported, extract_batch, forward_batch
+from ..measures.csc import cosine_gaps, pair_list
+from ..measures.maps import reduce_channels, ssim_flipped
+from ..nets.data import INPUT_BOUNDS
+from ..rules import PatternAttribution, PatternNet
+from ..rules.pattern_rules import resolve_patterns
+from ..trace import eval_mode, trace, walk_stages
+
+__all__ = ["SixtMethod", "SIXT_METHODS", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
+           "prefix_columns", "prepared_rule", "available", "as_images"]
+
+
+@dataclass(frozen=True)
+class SixtMethod:
+    """One row of the paper's method table.
+
+    ``group``: "converging" (the paper: CSC ≥ 0.99), "excepted" (LRP-z and DeepLIFT: not converging),
+    "ablation" (DeepLIFT ablation: converges, S3), "reference" (the gradient), "extra" (discussed in the
+    paper outside Figs. 4–5: LRP-CMP (Fig. 6), excitation BP, the contrastive methods (§6); reported only).  ``residual``: run on nets
+    with residual blocks (the paper leaves DTD and the pattern methods out of ResNet-50).
+    ``percentile``: the SSIM normalization percentile (100 for RectGrad, as the authors' code)."""
+
+    id: str
+    label: str
+    rule: str
+    options: tuple = ()
+    reduce: str = "sum"
+    group: str = "converging"
+    residual: bool = True
+    percentile: float = 99.5
+
+    def opts(self) -> dict:
+        return dict(self.options)
+
+
+SIXT_METHODS = (
+    SixtMethod("guided-bp", "GuidedBP", "guided-bp", reduce="absmax"),
+    SixtMethod("deconv", "Deconv", "deconv", reduce="absmax"),
+    SixtMethod("rectgrad", "RectGrad", "rectgrad", (("q", 98),), reduce="absmax", percentile=100.0),
+    SixtMethod("dtd", "DTD", "dtd", (("low", INPUT_BOUNDS[0]), ("high", INPUT_BOUNDS[1])), residual=False),
+    SixtMethod("patternattribution", "PatternAttr.", "patternattribution", residual=False),
+    SixtMethod("patternnet", "PatternNet", "patternnet", residual=False),
+    SixtMethod("lrp-a1b0", "LRP α1β0", "zplus"),
+    SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0))),
+    SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0))),
+    SixtMethod("lrp-z", "LRP-z", "lrp-0", group="excepted"),
+    SixtMethod("deeplift-revealcancel", "DeepLIFT Rev.C.", "deeplift-revealcancel", group="excepted"),
+    SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
+    SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
+    SixtMethod("gradient", "Gradient", "gradient", reduce="absmax", group="reference"),
+    # methods the paper discusses beside Fig. 4/5 (§2, §6; not in the authors' code): reported, in no decision
+    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", group="extra"),
+    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", group="extra"),
+    SixtMethod("excitation-bp", "Excitation BP", "excitation-bp", group="extra"),
+    SixtMethod("contrastive-ebp", "Contrastive EBP", "contrastive-ebp", group="extra"),
+    SixtMethod("contrastive-lrp", "Contrastive LRP", "contrastive-lrp", group="extra"),
+)
+
+
+def available(model, method: SixtMethod, net=None):
+    """(True, "") if the method runs on ``model`` (traced: ``net``), else (False, why): residual nets without the
+    method's residual support (the paper's exclusions, or extract's), pattern methods without a pattern file."""
+    if method.rule not in method_names():
+        return False, "not a method of this chainlab"
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
+    residual = any(s.kind == "residual" for s in net.stages)
+    if residual and not method.residual:
+        return False, "not run on residual nets (as the paper)"
+    if method.rule.startswith("pattern"):
+        try:
+            resolve_patterns(model, dict(method.options).get("patterns"))
+        except Exception as e:     # noqa: BLE001 — a missing/mismatched file is a reason, reported
+            return False, f"no patterns ({type(e).__name__}: {e})"
+    if residual and getattr(model, "input_shape", None) is not None:
+        try:
+            _extract(model, torch.zeros(model.input_shape), method.rule, **method.opts())
+        except UnsupportedLayerError as e:
+            return False, str(e)
+    return True, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# batches: the batched backward, or one chain per image for methods without one
+
+
+class _PerImage:
+    """The :class:`~chainlab.extraction.batch.BatchChain` interface over one extracted chain per image
+    (whole-chain methods without a batched backward; signals read after the activation only)."""
+
+    def __init__(self, chains, dtype):
+        self.chains = chains
+        c0 = chains[0]
+        self.shapes, self.names, self.dtype = c0.shapes, c0.names, dtype
+        self.paired = c0.space == "deeplift"
+        self.logits = torch.as_tensor(np.stack([c.logits for c in chains]))
+        self.stages = list(range(len(c0)))
+
+    def __len__(self):
+        return len(self.chains[0])
+
+    @property
+    def predicted(self):
+        return self.logits.argmax(dim=1).numpy()
+
+    def inject(self, V, W=None):
+        V = V.to(torch.float64)
+        return torch.stack([V, V if W is None else W.to(torch.float64)], dim=2) if self.paired else V
+
+    def signals(self, R, k, *, inject="post", measure="post"):
+        B, m = R.shape[:2]
+        Xs = [R[b].reshape(m, -1).numpy().T for b in range(B)]
+        for j in range(k - 1, -1, -1):
+            Xs = [np.asarray(c.apply(X, start=j, stop=j + 1)) for c, X in zip(self.chains, Xs)]
+            if self.paired and j > 0:
+                continue
+            out = [c.contributions(X) if self.paired else X for c, X in zip(self.chains, Xs)]
+            yield j, torch.as_tensor(np.stack([o.T for o in out])).reshape((B, m) + self.shapes[j]).to(self.dtype)
+
+    def start(self, targets):
+        rows = [torch.as_tensor(c.start_vector(int(t))) for c, t in zip(self.chains, targets)]
+        R = torch.stack(rows).unsqueeze(1)
+        if self.paired:
+            K = R.shape[-1] // 2
+            return R.reshape(R.shape[0], 1, 2, K)
+        return R
+
+    def explain(self, targets):
+        return torch.as_tensor(np.stack([c.explain(int(t))[0] for c, t in zip(self.chains, targets)]))
+
+
+def _batch(model, X, method, rule, dtype, forward):
+    """The batch chain of ``method`` on the images X (``rule``: a prepared rule object standing for the
+    method's rule); one extracted chain per image for methods without a batched backward."""
+    if rule is not None:
+        return extract_batch(model, X, rule, dtype=dtype, forward=forward)
+    if batch_supported(method.rule):
+        return extract_batch(model, X, method.rule, dtype=dtype, forward=forward, **method.opts())
+    chains = [_extract(model, X[b:b + 1], method.rule, **method.opts()) for b in range(X.shape[0])]
+    return _PerImage(chains, torch.float64)
+
+
+def prepared_rule(model, method: SixtMethod, net=None):
+    """The method's rule object with its patterns loaded and checked once (pattern methods), else None."""
+    if not method.rule.startswith("pattern"):
+        return None
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
+    opts = method.opts()
+    r = (PatternNet if method.rule == "patternnet" else PatternAttribution)(**opts)
+    r.prepare(net, model)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# one pass: CSC gaps and explanations
+
+
+@dataclass
+class PassResult:
+    """What :func:`sixt_passes` measured for one method on N images.
+
+    gaps[(k, mode)][j]: list of float32 arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
+    "tied" or "independent" (DeepLIFT's ± injection); d[j] channel dimension; names, shapes of the
+    boundaries; explanations[name]: (N, *input) float64; predicted (N,), logits (N, K); seconds."""
+
+    gaps: dict = field(default_factory=dict)
+    d: dict = field(default_factory=dict)
+    names: list = field(default_factory=list)
+    shapes: list = field(default_factory=list)
+    explanations: dict = field(default_factory=dict)
+    predicted: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    seconds: float = 0.0
+    batched: bool = True
+    n_images: int = 0
+
+
+def _channels(shape):
+    return int(shape[0]) if len(shape) == 3 else int(np.prod(shape))
+
+
+def _signals(seed, ids, k, shape, vectors, tag=()):
+    n = int(np.prod(shape))
+    V = np.stack([np.random.default_rng((seed, int(i), int(k)) + tag).standard_normal((vectors, n)) for i in ids])
+    return torch.as_tensor(V).reshape((len(ids), vectors) + tuple(shape))
+
+
+def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: int = 10, side: str = "post",
+                targets=None, independent=False, seed: int = 0, image_ids=None, dtype: str = "float32",
+                batch: int = 25, rules=None, progress=None, net=None) -> dict:
+    """{method.id: :class:`PassResult`}: one pass of each method over the images X (N, …), in batches of
+    ``batch`` images whose forward pass all methods share.
+
+    injections: boundary indices k (1..L, L = the logits) where ``vectors`` N(0, I) signals per image are
+    injected — after the activation of stage k−1 (``side="post"``) or at its pre-activation output
+    (``side="pre"``; signals are then also read before each activation); every boundary j < k is read and
+    the first ``pairs`` pairs of the signals give 1 − |cos| per location.  Signals are seeded by (seed,
+    image id, k): every method sees the same ones.  targets: {name: (N,) logit indices} whose
+    explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
+    multipliers (mode "independent"); True for every image, a number n for the batches that start
+    below image n.  image_ids: the images' global indices (default 0..N−1).
+    rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
+    progress: called with the number of images after each batch and method.  net: the model traced once."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
+    N = X.shape[0]
+    ids = np.arange(N) if image_ids is None else np.asarray(image_ids)
+    targets = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in (targets or {}).items()}
+    rules = dict(rules or {})
+    if net is None:
+        with eval_mode(model):
+            net = trace(model)
+    for m in methods:
+        if m.id not in rules:
+            rules[m.id] = prepared_rule(model, m, net)
+    pl = pair_list(vectors, pairs)
+    out = {m.id: PassResult(n_images=N) for m in methods}
+    expl = {m.id: {name: [] for name in targets} for m in methods}
+    preds, logits = {m.id: [] for m in methods}, {m.id: [] for m in methods}
+    for s in range(0, N, batch):
+        xb = X[s:s + batch]
+        B = xb.shape[0]
+        fwd = forward_batch(model, xb, dtype, net=net)
+        net = fwd[0]
+        for m in methods:
+            t0 = time.perf_counter()
+            res = out[m.id]
+            bc = _batch(model, xb, m, rules[m.id], dtype, fwd)
+            res.batched = not isinstance(bc, _PerImage)
+            res.names, res.shapes = list(bc.names), list(bc.shapes)
+            preds[m.id].append(bc.predicted)
+            logits[m.id].append(bc.logits.numpy())
+            L = len(bc)
+            done = False
+            for k in injections:
+                V = _signals(seed, ids[s:s + B], k, bc.shapes[k], vectors)
+                modes = [("tied", bc.inject(V))]
+                if bc.paired and independent and (independent is True or s < int(independent)):
+                    modes.append(("independent", bc.inject(V, _signals(seed, ids[s:s + B], k, bc.shapes[k],
+                                                                       vectors, (1,)))))
+                plain = k == L and (side == "post" or isinstance(bc, _PerImage) or not bc.stages[L - 1].has_act)
+                for mode, R in modes:
+                    extra = []
+                    if mode == "tied" and plain and targets and not done:
+                        for name in targets:
+                            extra.append(name)
+                            R = torch.cat([R, bc.start(targets[name][s:s + B]).to(R.dtype)], dim=1)
+                        done = True
+                    acc = res.gaps.setdefault((k, mode), {})
+                    for j, S in bc.signals(R, k, inject=side, measure=side):
+                        g = cosine_gaps(S[:, :vectors].numpy(), bc.shapes[j], pl)
+                        acc.setdefault(j, []).append(g.astype(np.float32))         # relative precision kept
+                        res.d[j] = _channels(bc.shapes[j])
+                        if j == 0:
+                            for t, name in enumerate(extra):
+                                expl[m.id][name].append(S[:, vectors + t].to(torch.float64).numpy())
+            if targets and not done:
+                for name in targets:
+                    expl[m.id][name].append(bc.explain(targets[name][s:s + B]).to(torch.float64).numpy())
+            res.seconds += time.perf_counter() - t0
+            if progress is not None:
+                progress(B)
+    for m in methods:
+        r = out[m.id]
+        r.explanations = {k: np.concatenate(v) for k, v in expl[m.id].items()}
+        r.predicted = np.concatenate(preds[m.id])
+        r.logits = np.concatenate(logits[m.id])
+    return out
+
+
+def sixt_pass(model, X, method: SixtMethod, **kw) -> PassResult:
+    """:func:`sixt_passes` for one method."""
+    return sixt_passes(model, X, [method], **kw)[method.id]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 4b: cascading parameter randomization
+
+
+def as_images(E) -> np.ndarray:
+    """Explanations (N, C, H, W) as they are; flat ones (N, n) with n = s² as one-channel images (N, 1, s, s)."""
+    E = np.asarray(E)
+    if E.ndim == 2:
+        s = int(round(math.sqrt(E.shape[1])))
+        if s * s != E.shape[1]:
+            raise InputError(f"cannot make square maps of {E.shape[1]} values")
+        return E.reshape(E.shape[0], 1, s, s)
+    return E
+
+
+def glorot_reinit(model: nn.Module, names, generator: torch.Generator) -> None:
+    """Re-initialize the modules ``names`` (and everything inside them) in place as keras does for a fresh
+    model: Conv2d/Linear weights glorot-uniform (fan_in = in·kh·kw, fan_out = out·kh·kw), biases 0;
+    BatchNorm γ = 1, β = 0, running mean 0, running variance 1."""
+    for name in names:
+        root = model.get_submodule(name)
+        for m in root.modules():
+            with torch.no_grad():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    w = m.weight
+                    rf = int(np.prod(w.shape[2:])) if w.ndim > 2 else 1
+                    fan_in, fan_out = w.shape[1] * rf, w.shape[0] * rf
+                    lim = math.sqrt(6.0 / (fan_in + fan_out))
+                    w.copy_((torch.rand(w.shape, generator=generator, dtype=torch.float64) * 2 - 1) * lim)
+                    if m.bias is not None:
+                        m.bias.zero_()
+                elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    m.reset_running_stats()
+                    if m.affine:
+                        m.weight.fill_(1.0)
+                        m.bias.zero_()
+
+
+def _frozen_pattern_rule(model, method: SixtMethod):
+    """The pattern methods under randomization: PatternNet with the trained A; PatternAttribution as
+    PatternNet with the fixed kernel A ⊙ W of the trained net (the authors' analyzer)."""
+    with eval_mode(model):
+        net = trace(model)
+    pats = resolve_patterns(model, dict(method.options).get("patterns"))
+    pats.check(net, what=f"model {getattr(model, 'name', type(model).__name__)!r}")
+    table = pats.of_kind(dict(method.options).get("pattern_type", "relu"))
+    r = PatternNet(pattern_type=dict(method.options).get("pattern_type", "relu"))
+    if method.rule == "patternattribution":
+        weights = {st.name: st.weight.numpy() for _, st in walk_stages(net.stages) if st.is_parametric}
+        table = {k: v * weights[k] for k, v in table.items()}
+    r.table = table
+    r.fingerprint = pats.net_fingerprint
+    return r
+
+
+def cascading(model, X, targets, method: SixtMethod, steps, *, original=None, seed: int = 0,
+              dtype: str = "float32", batch: int = 50, progress=None) -> list[dict]:
+    """SSIM (Sixt's ``ssim_flipped(randomized map, original map)``) of each step of cumulative top-down
+    re-initialization: ``steps`` = [(label, [module names])] applied in order; the same random draw for
+    every method (seeded).  Returns [{step, label, values (N,)}], step 0 = the original model (SSIM 1)."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    rule = _frozen_pattern_rule(model, method) if method.rule.startswith("pattern") else None
+    if original is None:
+        original = sixt_pass(model, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
+                             rules={method.id: rule}).explanations["t"]
+    m0 = reduce_channels(as_images(original), method.reduce)
+    rnd = copy.deepcopy(model).to(torch.float64) if next(model.parameters()).dtype == torch.float64 else copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i, (label, names) in enumerate(steps, start=1):
+        glorot_reinit(rnd, names, g)
+        e = sixt_pass(rnd, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
+                      rules={method.id: rule}).explanations["t"]
+        vals = ssim_flipped(reduce_channels(as_images(e), method.reduce), m0, method.percentile)
+        out.append({"step": i, "label": label, "values": vals})
+        if progress is not None:
+            progress(1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Theorem 1: sampled columns of the prefix products
+
+
+def prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int = 0, dtype: str = "float64",
+                   rule=None):
+    """{k: Y_k} for k = 1..L with Y_k (N, n_input, c_k) = P_k E_k: the input signals of ``c_k`` = min(columns,
+    n_k) unit signals e_j at boundary k (j sampled without replacement, seeded by (seed, k)), i.e. c_k
+    sampled columns of P_k = M_1 ⋯ M_k of each image's chain."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
+    bc = _batch(model, X, method, rule if rule is not None else prepared_rule(model, method), dtype,
+                forward_batch(model, X, dtype))
+    if isinstance(bc, _PerImage):
+        raise InputError(f"prefix columns need a batched backward; method {method.id!r} has none")
+    B = X.shape[0]
+    out = {}
+    for k in range(1, len(bc) + 1):
+        n_k = int(np.prod(bc.shapes[k]))
+        c = min(columns, n_k)
+        idx = np.sort(np.random.default_rng((seed, k)).choice(n_k, size=c, replace=False))
+        E = torch.zeros((B, c, n_k), dtype=torch.float64)
+        E[:, np.arange(c), idx] = 1.0
+        Y = bc.apply(bc.inject(E.reshape((B, c) + tuple(bc.shapes[k]))), k)
+        out[k] = Y.reshape(B, c, -1).transpose(1, 2).to(torch.float64).numpy()
+    return out, list(bc.names)

@@ -1,0 +1,97 @@
+"""Speed of the Sixt protocol in one run: batched implicit CSC against one materialized chain per image, and
+the stage (claim) timings of ``chainlab verify``.
+
+    python scripts/bench_verify.py [--net sixt-cifar] [--images 50] [--baseline-images 4] [--threads 2]
+                                   [--claims S1,S2,...] [--quick] [--skip-verify]
+
+1. CSC as S1 measures it (5 N(0, I) vectors per image injected at the logits, 10 pairs, every boundary) for
+   LRP-α1β0 and the gradient: images/s of
+   * batched: ``chainlab.studies.sixt.sixt_pass`` (float32 and float64; one torch convolution per layer for
+     all images × vectors, factors built per batch of 25 images), and
+   * per image: ``chainlab.extract`` (materialized sparse/dense matrices) + ``measures.csc_values``,
+   with the ratio.  The same signals → the same medians up to float rounding (printed).
+2. The verify stage timings: seconds per claim of ``chainlab.app.verify.run`` (default: the Sixt claims).
+A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after says how busy the machine was.
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import chainlab
+from chainlab import measures
+from chainlab.app import verify
+from chainlab.app.verify.sixt import NETS
+from chainlab.measures.csc import csc_summary
+from chainlab.studies.sixt import SIXT_METHODS, sixt_pass
+
+
+def probe():
+    W = torch.randn(128, 128, 3, 3)
+    X = torch.randn(64, 128, 16, 16)
+    torch.nn.functional.conv2d(X, W, padding=1)
+    t = time.perf_counter()
+    for _ in range(3):
+        torch.nn.functional.conv2d(X, W, padding=1)
+    dt = (time.perf_counter() - t) / 3
+    return 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--net", default="sixt-cifar")
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--baseline-images", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--claims", default="S1,S2,S3,S4,S5,S6,S7,S8")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-verify", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
+    net = chainlab.models.load(a.net)
+    sc = chainlab.data.load_scenes("test", a.images, seed=0)
+    X = chainlab.data.model_input(net, sc.x).double()
+    P = NETS[a.net]
+    with torch.no_grad():
+        L = len(chainlab.extract(net, X[:1], "gradient"))
+    M = {m.id: m for m in SIXT_METHODS}
+    print(f"\n{a.net}: CSC, injection at the logits (k = {L}), 5 vectors, 10 pairs, every boundary")
+    print(f"{'method':10s} {'path':28s} {'images':>6s} {'s':>8s} {'images/s':>9s} {'median CSC (conv1)':>20s}")
+    for mid in ("lrp-a1b0", "gradient"):
+        m = M[mid]
+        rates = {}
+        for dtype in ("float32", "float64"):
+            t = time.perf_counter()
+            r = sixt_pass(net, X, m, injections=[L], side=P.side, dtype=dtype)
+            dt = time.perf_counter() - t
+            c1 = csc_summary(r.gaps[(L, "tied")][1], r.d[1])["csc"]
+            rates[dtype] = a.images / dt
+            print(f"{mid:10s} {'batched implicit ' + dtype:28s} {a.images:6d} {dt:8.2f} {rates[dtype]:9.2f} {c1:20.10f}")
+        t = time.perf_counter()
+        vals = []
+        for i in range(a.baseline_images):
+            ch = chainlab.extract(net, X[i:i + 1], m.rule, **m.opts())
+            out = measures.csc_values(ch, L, pairs=10, seed=i)
+            vals.append(out[1][0])
+        dt = time.perf_counter() - t
+        c1 = float(np.median(np.concatenate(vals)))
+        base = a.baseline_images / dt
+        print(f"{mid:10s} {'one materialized chain/image':28s} {a.baseline_images:6d} {dt:8.2f} {base:9.2f} {c1:20.10f}")
+        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.1f}, float64 ×{rates['float64'] / base:.1f}"
+              f"  (medians differ by sampling: other images/vectors in the baseline)")
+    if a.skip_verify:
+        return
+    print(f"\nverify stage timings ({'--quick' if a.quick else 'full'}; claims {a.claims}; side per net: "
+          + ", ".join(f"{n} {p.side}" for n, p in NETS.items()) + ")")
+    t = time.perf_counter()
+    verdicts, records = verify.run(quick=a.quick, claims=a.claims.split(","), progress=False)
+    total = time.perf_counter() - t
+    for v in verdicts:
+        print(f"  {v.claim:3s} {v.label:15s} {v.seconds:8.1f} s")
+    print(f"  total {total:.1f} s, {len(records)} records; conv probe after: {probe():.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
