@@ -1,8 +1,11 @@
-"""Train the three shipped nets on the shipped digits and write data/<name>.npz.
+"""Train every shipped net and write data/<name>.npz.
 
-Deterministic: fixed seed, single-threaded data order, Adam; the accuracy printed (and stored
-in the file's metadata) is measured on the stored weights as shipped, i.e. after the int8
-storage of sixt-cifar's fc1 (see chainlab.models).
+* digits-mlp, digits-cnn: on the shipped 8×8 digits (deterministic: fixed seed, fixed data order, Adam);
+* the 32×32 RGB nets (sixt-cifar, vgg-cifar, resnet-cifar, the scenes-cnn study nets): on glyph-on-scene
+  images, by :mod:`train_scenes` (its docstring gives the schedule of each net).
+
+The accuracy printed (and stored in the file's metadata) is measured on the stored weights as shipped,
+i.e. after the int8 storage of large matrices (see chainlab.nets.storage).
 
 Run: python scripts/train_models.py [--only NAME] [--seed 0]
 """
@@ -15,8 +18,11 @@ import torch.nn as nn
 
 from chainlab import data, models
 
-EPOCHS = {"digits-mlp": 60, "digits-cnn": 60, "sixt-cifar": 12}
-LR = {"digits-mlp": 1e-3, "digits-cnn": 2e-3, "sixt-cifar": 5e-4}
+import train_scenes
+
+EPOCHS = {"digits-mlp": 60, "digits-cnn": 60}
+LR = {"digits-mlp": 1e-3, "digits-cnn": 2e-3}
+SCENE_NETS = [n for n in train_scenes.CONFIG if n not in train_scenes.SAME_RUN]
 
 
 def accuracy(net, x, y):
@@ -59,12 +65,15 @@ def train(name, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=models.NAMES)
+    ap.add_argument("--only", choices=list(EPOCHS) + SCENE_NETS)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    for name in [args.only] if args.only else models.NAMES:
-        train(name, args.seed)
+    for name in [args.only] if args.only else list(EPOCHS) + SCENE_NETS:
+        if name in EPOCHS:
+            train(name, args.seed)
+        else:
+            train_scenes.train(name, args.seed)
 
 
 if __name__ == "__main__":

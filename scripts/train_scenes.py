@@ -1,0 +1,291 @@
+"""Train the 32×32 RGB nets of chainlab.nets.architectures on glyph-on-scene images: data/<name>.npz.
+
+Deterministic on CPU: seeded init (``--seed``), every epoch a fresh set of training scenes
+``load_scenes("train", N_TRAIN, seed=EPOCH_SEED(seed, epoch))``, fixed order, 2 threads.
+Optimizer: SGD (momentum 0.9, Nesterov), one epoch of linear warm-up, then cosine decay to 0,
+batch 128, cross-entropy; coupled L2 weight decay (``weight_decay`` of torch.optim.SGD) on all
+parameters.  The plain chains marked ``data_init`` start from a data-dependent init (see
+:func:`data_init`); sixt-cifar (trained first) did not need it.
+
+Accuracies printed and stored in the file's metadata are measured on the weights *as stored*
+(reloaded with chainlab.nets.storage._read_state, i.e. after int8 storage of sixt-cifar's fc1):
+``train_accuracy`` on TRAIN_EVAL = load_scenes("train", 10000, seed=10**6) (fresh training-split
+scenes: training glyphs and background regions, images never trained on), ``test_accuracy`` on
+TEST = load_scenes("test", 10000, seed=0) (held-out glyphs and background regions).  Also printed:
+accuracy on load_scenes("test", 2000, seed=0), and on two-object test scenes the fraction whose top-2
+classes are exactly {left, right}.  For the plain chains the product of per-layer operator norms
+Π‖W_l‖ (conv/linear layers as linear maps at their input resolution, BN folded into the preceding
+conv; spectral norm by power iteration, and the ∞-norm = max row sum) is printed and stored.
+
+Run: python scripts/train_models.py --only NAME (or this script directly: [--only NAME] [--seed 0]
+[--time-batches]; TRAIN_THREADS=1 runs two trainings side by side on 2 cores).
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+# On a shared, oversubscribed machine OpenMP's default busy-waiting makes 2 threads ~3x slower than
+# 1 (measured: 2.27 vs 0.75 s per scenes-cnn batch at load 10); passive waiting removes that.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from chainlab.nets import models, scenes
+from chainlab.nets.storage import _read_state
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+N_TRAIN = 20000
+BATCH = 128
+TRAIN_EVAL = ("train", 10000, 10 ** 6)
+TEST = ("test", 10000, 0)
+TEST_2000 = ("test", 2000, 0)
+TWO_OBJECT = ("test", 2000, 0)
+
+# one schedule per study: the scenes-cnn variants share epochs and lr (only the activation /
+# weight decay / BN differ); scenes-cnn-relu and scenes-cnn-wd1e-4 are the same training run
+CNN = dict(epochs=8, lr=0.05, data_init=True)
+CONFIG = {
+    "scenes-cnn-relu": dict(CNN, wd=1e-4),
+    "sixt-cifar": dict(epochs=15, lr=0.02, wd=1e-4),
+    "resnet-cifar": dict(epochs=10, lr=0.1, wd=1e-4),
+    "vgg-cifar": dict(epochs=10, lr=0.05, wd=1e-4, data_init=True),
+    "vgg-cifar-bn": dict(epochs=8, lr=0.05, wd=1e-4, data_init=True),
+    "scenes-cnn-softplus1": dict(CNN, wd=1e-4),
+    "scenes-cnn-softplus3": dict(CNN, wd=1e-4),
+    "scenes-cnn-softplus10": dict(CNN, wd=1e-4),
+    "scenes-cnn-softplus30": dict(CNN, wd=1e-4),
+    "scenes-cnn-wd0": dict(CNN, wd=0.0),
+    "scenes-cnn-wd1e-4": dict(CNN, wd=1e-4),
+    "scenes-cnn-wd1e-3": dict(CNN, wd=1e-3),
+    "scenes-cnn-bn": dict(CNN, wd=1e-4),
+}
+SAME_RUN = {"scenes-cnn-wd1e-4": "scenes-cnn-relu"}   # identical architecture, seed and schedule
+
+
+def epoch_seed(seed, epoch):
+    return 100_000 * seed + epoch
+
+
+def tensors(s):
+    return torch.from_numpy(s.x), torch.from_numpy(s.y)
+
+
+def predict(net, x, batch=500):
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net(x[k:k + batch]) for k in range(0, len(x), batch)])
+
+
+def accuracy(net, x, y):
+    return float((predict(net, x).argmax(1) == y).float().mean())
+
+
+def two_object_accuracy(net, t):
+    logits = predict(net, torch.from_numpy(t.x))
+    top2 = logits.topk(2, 1).indices.numpy()
+    both = np.mean([set(p) == {a, b} for p, a, b in zip(top2, t.y_left, t.y_right)])
+    top1 = np.mean([(p[0] == a) or (p[0] == b) for p, a, b in zip(top2, t.y_left, t.y_right)])
+    return float(both), float(top1)
+
+
+# ---------------------------------------------------------------------------------------------
+# weight norms of the linear layers of a plain chain
+
+
+def linear_layers(net):
+    """[(name, kind, weight, conv kwargs, input shape)] of the conv/linear layers, BN folded in."""
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(i[0].shape[1:])))
+             for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        net.eval()(torch.zeros(net.input_shape))
+    for h in hooks:
+        h.remove()
+    mods = list(net.named_children())
+    out = []
+    for i, (n, m) in enumerate(mods):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight.detach().double()
+            if i + 1 < len(mods) and isinstance(mods[i + 1][1], (nn.BatchNorm1d, nn.BatchNorm2d)):
+                bn = mods[i + 1][1]
+                g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
+                w = w * g.reshape((-1,) + (1,) * (w.ndim - 1))
+            kw = dict(stride=m.stride, padding=m.padding) if isinstance(m, nn.Conv2d) else None
+            out.append((n, w, kw, shapes[n]))
+    return out
+
+
+def operator_norms(w, kw, in_shape, iters=300):
+    """(spectral norm, ∞-norm) of the layer as a linear map on inputs of shape in_shape."""
+    if kw is None:
+        return float(torch.linalg.matrix_norm(w, 2)), float(w.abs().sum(1).max())
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn((1,) + tuple(in_shape), generator=g, dtype=torch.float64)
+    v /= v.norm()
+    s = 0.0
+    for _ in range(iters):
+        u = F.conv2d(v, w, **kw)
+        v = F.conv_transpose2d(u, w, **kw)
+        if v.shape != (1,) + tuple(in_shape):
+            raise ValueError("conv adjoint shape mismatch")
+        s = float(v.norm()) ** 0.5
+        v /= v.norm()
+    # ∞-norm: max row sum; an interior output pixel sees every tap of its filter
+    return s, float(w.abs().sum((1, 2, 3)).max())
+
+
+def weight_norms(net):
+    rows = []
+    for n, w, kw, shape in linear_layers(net):
+        spec, inf = operator_norms(w, kw, shape)
+        rows.append((n, spec, inf))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build(name, seed):
+    return models.build(name, seed=seed)
+
+
+INIT_BATCH = ("train", 512, 999_999)
+
+
+def data_init(net):
+    """Data-dependent init of a plain chain (LSUV-style, Mishkin & Matas 2016; mean-only part as in
+    Salimans & Kingma 2016): layer by layer, scale each conv/linear output channel to unit standard
+    deviation and shift its bias to zero mean on one fixed batch of training scenes (INIT_BATCH).
+    Without it the positive mean of ReLU/Softplus outputs grows through the plain chains and the
+    Softplus(β=1) net stays at chance level under SGD.  A BN after a conv makes this a no-op for it."""
+    x = torch.from_numpy(scenes.load_scenes(*INIT_BATCH[:2], seed=INIT_BATCH[2]).x)
+    with torch.no_grad():
+        h = x
+        for m in net.children():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                dims = (0, 2, 3) if isinstance(m, nn.Conv2d) else (0,)
+                shape = (-1,) + (1,) * (m.weight.ndim - 1)
+                out = m(h)
+                m.weight /= out.std(dims).clamp_min(1e-8).reshape(shape)
+                if m.bias is not None:
+                    m.bias /= out.std(dims).clamp_min(1e-8)
+                    m.bias -= m(h).mean(dims)
+            h = m(h)
+
+
+def train(name, seed, time_only=False):
+    cfg = CONFIG[name]
+    torch.manual_seed(seed)
+    net = build(name, seed)
+    if cfg.get("data_init"):
+        data_init(net)
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["wd"])
+    steps_per_epoch = -(-N_TRAIN // BATCH)
+    total = cfg["epochs"] * steps_per_epoch
+
+    def lr_at(step):
+        if step < steps_per_epoch:
+            return cfg["lr"] * (step + 1) / steps_per_epoch
+        t = (step - steps_per_epoch) / max(1, total - steps_per_epoch)
+        return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * t))
+
+    test = scenes.load_scenes(*TEST[:2], seed=TEST[2])
+    xte, yte = tensors(test)
+    t_start = time.time()
+    t_data = 0.0
+    step = 0
+    for epoch in range(cfg["epochs"]):
+        t0 = time.time()
+        x, y = tensors(scenes.load_scenes("train", N_TRAIN, seed=epoch_seed(seed, epoch)))
+        t_data += time.time() - t0
+        net.train()
+        tot, correct, n_seen = 0.0, 0, 0
+        for k in range(0, N_TRAIN, BATCH):
+            for gr in opt.param_groups:
+                gr["lr"] = lr_at(step)
+            xb = x[k:k + BATCH].contiguous(memory_format=torch.channels_last)
+            yb = y[k:k + BATCH]
+            opt.zero_grad(set_to_none=True)
+            out = net(xb)
+            loss = F.cross_entropy(out, yb)
+            loss.backward()
+            opt.step()
+            step += 1
+            tot += loss.item() * len(yb)
+            correct += int((out.argmax(1) == yb).sum())
+            n_seen += len(yb)
+            if time_only and step == 20:
+                dt = time.time() - t_start - t_data
+                per_epoch = dt / 20 * steps_per_epoch
+                print(f"{name}: {dt / 20 * 1000:.0f} ms/batch of {BATCH} -> {per_epoch:.0f} s/epoch of {N_TRAIN}, "
+                      f"{cfg['epochs']} epochs ≈ {cfg['epochs'] * (per_epoch + t_data) / 60:.1f} min", flush=True)
+                return
+        if not np.isfinite(tot):
+            raise RuntimeError(f"{name}: loss diverged in epoch {epoch + 1}")
+        msg = f"  {name} epoch {epoch + 1}/{cfg['epochs']}: loss {tot / n_seen:.4f} batch-acc {correct / n_seen:.4f}"
+        if (epoch + 1) % 5 == 0 or epoch == cfg["epochs"] - 1:
+            msg += f" test acc {accuracy(net.to(memory_format=torch.contiguous_format), xte, yte):.4f}"
+            net.to(memory_format=torch.channels_last)
+        print(msg + f" ({time.time() - t_start:.0f}s)", flush=True)
+    train_time = time.time() - t_start
+    net = net.to(memory_format=torch.contiguous_format).eval()
+    meta = finish(net, name, seed, cfg, train_time, xte, yte)
+    for alias, src in SAME_RUN.items():
+        if src == name:     # same weights, same measured accuracies
+            models.save(net, DATA / f"{alias}.npz", alias, **dict(meta, same_run_as=name))
+            print(f"{alias}: the same weights as {name}, written to {DATA / f'{alias}.npz'}", flush=True)
+
+
+def finish(net, name, seed, cfg, train_time, xte, yte):
+    out = DATA / f"{name}.npz"
+    models.save(net, out, name)
+    # the shipped net is the stored one: rebuild and load what was written
+    _, state, _ = _read_state(out)
+    shipped = build(name, seed)
+    shipped.load_state_dict(state)
+    shipped.eval()
+    xtr, ytr = tensors(scenes.load_scenes(*TRAIN_EVAL[:2], seed=TRAIN_EVAL[2]))
+    acc_train, acc_test = accuracy(shipped, xtr, ytr), accuracy(shipped, xte, yte)
+    x2, y2 = tensors(scenes.load_scenes(*TEST_2000[:2], seed=TEST_2000[2]))
+    acc_2000 = accuracy(shipped, x2, y2)
+    both, top1 = two_object_accuracy(shipped, scenes.load_two_object_scenes(*TWO_OBJECT[:2], seed=TWO_OBJECT[2]))
+    meta = dict(seed=seed, epochs=cfg["epochs"], train_accuracy=acc_train, test_accuracy=acc_test,
+                weight_decay=cfg["wd"], lr=cfg["lr"], optimizer="SGD momentum 0.9 nesterov, warmup 1 epoch + cosine",
+                batch_size=BATCH, train_images_per_epoch=N_TRAIN, train_time_s=round(train_time, 1),
+                train_set=f"load_scenes{TRAIN_EVAL}", test_set=f"load_scenes{TEST}",
+                data_init=bool(cfg.get("data_init")), torch_version=torch.__version__)
+    norms = None
+    if isinstance(shipped, nn.Sequential):
+        norms = weight_norms(shipped)
+        meta["weight_norm_product_spectral"] = float(np.prod([r[1] for r in norms]))
+        meta["weight_norm_product_inf"] = float(np.prod([r[2] for r in norms]))
+    models.save(net, out, name, **meta)
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"{name}: {out} ({out.stat().st_size / 1e6:.2f} MB, {n_params} params), trained {train_time / 60:.1f} min; "
+          f"stored weights: train acc {acc_train:.4f}, test acc {acc_test:.4f} (10000), {acc_2000:.4f} (2000); "
+          f"two-object top-2 = {{L, R}} {both:.4f}, top-1 in {{L, R}} {top1:.4f}", flush=True)
+    if norms:
+        print("  per-layer operator norms (spectral, inf): " + ", ".join(f"{n} {s:.3g}/{i:.3g}" for n, s, i in norms))
+        print(f"  product: spectral {meta['weight_norm_product_spectral']:.4g}, inf {meta['weight_norm_product_inf']:.4g}",
+              flush=True)
+    return meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=[n for n in CONFIG if n not in SAME_RUN])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-batches", action="store_true", help="time 20 batches per net and exit")
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", "2")))
+    for name in [args.only] if args.only else [n for n in CONFIG if n not in SAME_RUN]:
+        train(name, args.seed, time_only=args.time_batches)
+
+
+if __name__ == "__main__":
+    main()
