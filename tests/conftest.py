@@ -74,12 +74,21 @@ def digits():
     return chainlab.data.load_digits()
 
 
-@pytest.fixture(scope="session", params=chainlab.models.NAMES)
-def shipped(request, digits):
-    """(name, float64 eval model, one float64 test input) of each shipped net."""
+SHIPPED = ("digits-mlp", "digits-cnn", "sixt-cifar")     # one net of each kind; the others share their code paths
+
+
+@pytest.fixture(scope="session")
+def scenes_test():
+    return chainlab.data.test_set("scenes", 8)
+
+
+@pytest.fixture(scope="session", params=SHIPPED)
+def shipped(request, digits, scenes_test):
+    """(name, float64 eval model, one float64 test input of its own dataset) of shipped nets."""
     name = request.param
     net = chainlab.models.load(name).double()
-    x = chainlab.data.model_input(name, digits.x_test[3:4]).double()
+    images = digits.x_test if name.startswith("digits") else scenes_test[0]
+    x = chainlab.data.model_input(name, images[3:4]).double()
     return name, net, x
 
 

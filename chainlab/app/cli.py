@@ -44,6 +44,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 STATE = {"debug": False}
 
 SUMMARY_RULES = ["gradient", "lrp-0", "zplus", "alpha-beta", "epsilon-plus"]
+SUMMARY_NETS = ("digits-mlp", "digits-cnn", "sixt-cifar")      # one of each input kind, the fastest
 BOX_RULES = ("zbox", "lrp-cmp", "dtd")          # rules that need the input box [low, high]
 MODEL_MEASURES = {"averages": averages, "sanity": sanity}   # measures that re-run the model (--model)
 MODEL_OPTIONS = {p for fn in MODEL_MEASURES.values() for p, v in inspect.signature(fn).parameters.items()
@@ -137,14 +138,14 @@ def rule_defaults(rule: str, opts: dict) -> dict:
 @app.command()
 @_user_errors
 def summary(
-    models_: List[str] = typer.Option(None, "--model", "-m", help="Shipped net(s) (default: all three)."),
+    models_: List[str] = typer.Option(None, "--model", "-m", help="Shipped net(s) (default: digits-mlp, digits-cnn, sixt-cifar)."),
     rules: List[str] = typer.Option(None, "--rule", "-r", help=f"Rule(s) (default: {', '.join(SUMMARY_RULES)})."),
     images: str = typer.Option("0:2", "--images", help="Test images: 'start:stop', 'i' or 'i,j'."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="digits or scenes (default: scenes for the "
                                           "32×32 RGB nets, digits for the digits nets)."),
 ):
     """Extract the chains of the shipped nets for a few test images and print a per-layer table."""
-    names = list(models_) if models_ else list(models.NAMES)
+    names = list(models_) if models_ else list(SUMMARY_NETS)
     rules = list(rules) if rules else SUMMARY_RULES
     nets = {n: models.load(n) for n in names}
     sets = {n: _data.test_set(dataset_of(n, dataset)) for n in names}

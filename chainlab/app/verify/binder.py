@@ -41,15 +41,12 @@ negative controls of the tests run the same code on other rule sets and ranges.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import defaultdict
 
-import numba
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from ... import measures
 from ...errors import MissingFileError
@@ -58,7 +55,7 @@ from ...measures import bootstrap_slope, replicate_slope, unit_values
 from ...nets import data
 from ...nets.architectures import INPUT_SHAPES
 from ...studies import averages, empirical_constants, rescale_consecutive, rule_label
-from .core import Verdict, fmt, progress
+from .core import Verdict, fmt, one_thread, progress
 
 __all__ = ["CLAIMS", "ORDER", "b1_verdict", "b2_verdict", "b3_verdict", "grows", "STUDY_NETS", "RULES", "B3_RULES"]
 
@@ -97,22 +94,6 @@ def sizes(s) -> dict:
                     sigma_nets=QUICK_NETS + STUDY_NETS)
     return dict(images=12, copies=1, norms=1, n=8, n_ref=48, perturbations=(("smoothgrad", 0.15), ("brightness", 0.2)),
                 sigma_nets=QUICK_NETS + (RESCALED_FROM,))
-
-
-@contextlib.contextmanager
-def one_thread():
-    """torch, numba and BLAS on one thread while measuring: batch-1 extractions of small nets gain nothing from
-    more, and on a shared machine spinning OpenMP threads make them 10–40× slower (measured: scenes-cnn
-    z⁺ extraction + explanation 0.05 s on one thread, 2.0 s on two, under load)."""
-    n, nb = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(n)
-        numba.set_num_threads(nb)
 
 
 # -- inputs and nets -------------------------------------------------------------------------------

@@ -5,10 +5,14 @@ numbers it rests on, beside the paper's.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
 
+import numba
+import torch
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ...extraction import extract
@@ -92,3 +96,20 @@ def fmt(v, digits=4):
     if isinstance(v, float) and (abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3)):
         return f"{v:.3g}"
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch, numba and BLAS on one thread while measuring (results then do not depend on the thread settings:
+    torch's reductions are not bit-identical across thread counts); batch-1 extractions of small nets gain nothing from
+    more, and on a shared machine spinning OpenMP threads make them 10–40× slower (measured: scenes-cnn
+    z⁺ extraction + explanation 0.05 s on one thread, 2.0 s on two, under load)."""
+    n, nb = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(n)
+        numba.set_num_threads(nb)

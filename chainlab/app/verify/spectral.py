@@ -41,7 +41,7 @@ from ...extraction import extract
 from ...measures.spectral import code_gap, layer_spectra
 from ...nets import data, models
 from ...studies import AUTHORS_GRADCAM, explanation_spectra, predict
-from .core import Verdict, fmt
+from .core import Verdict, fmt, one_thread
 
 __all__ = ["CLAIMS", "ORDER", "M1_NETS", "RELU_NET", "PIXEL_STD", "m1_measure", "m1_decide", "m2_measure",
            "m2_decide", "m3_measure", "m3_decide", "median_ci", "spearman_ci", "sign_test"]
@@ -331,5 +331,15 @@ def claim_m3(ctx) -> list[Verdict]:
     return [Verdict("M3", statement, paper, "; ".join(parts), bool(ok), time.perf_counter() - t0)]
 
 
-CLAIMS = {"M1": claim_m1, "M2": claim_m2, "M3": claim_m3}
+def _on_one_thread(claim):
+    """Run a claim with torch, numba and BLAS on one thread: batched autograd sums (SmoothGrad, the ranks of
+    EF) would otherwise change in the last bits with the thread count, and the verdicts with them."""
+    def run(ctx) -> list[Verdict]:
+        with one_thread():
+            return claim(ctx)
+    run.__doc__ = claim.__doc__
+    return run
+
+
+CLAIMS = {"M1": _on_one_thread(claim_m1), "M2": _on_one_thread(claim_m2), "M3": _on_one_thread(claim_m3)}
 ORDER = ("M1", "M2", "M3")
