@@ -3,10 +3,12 @@
     python scripts/fit_patterns.py [--only NAME] [--kind relu|linear|both]
 
 The digits nets are fitted on the shipped digits training set (1437 images); the 32×32 RGB nets on
-N_SCENES training scenes ``load_scenes("train", N_SCENES, seed=SCENES_SEED)`` (training glyphs and
-background regions, a seed no training epoch used).  Writes data/patterns-<net>.npz (one streaming
+N_SCENES[net] training scenes ``load_scenes("train", n, seed=SCENES_SEED)`` (training glyphs and
+background regions, a seed no training epoch used; fewer images for VGG, whose conv layers see 1024
+locations per image and whose fit is the slowest).  Writes data/patterns-<net>.npz (one streaming
 pass in batches of 128, float64 sums).  Arrays with more than one million entries (sixt-cifar's fc1
-pattern, 1024×8192) are stored as int8 with one float32 scale per row (to keep data/ small); the
+pattern, 1024×8192; for vgg-cifar every array above 100 000 entries) are stored as int8 with one float32
+scale per row (to keep data/ small); the
 script prints the quantization error of each stored array and of the PatternNet/PatternAttribution
 explanations of the first 3 test images.
 """
@@ -20,13 +22,16 @@ from chainlab import patterns
 from chainlab.nets.architectures import INPUT_SHAPES
 
 PATTERN_NETS = ("digits-mlp", "digits-cnn", "sixt-cifar", "vgg-cifar", "resnet-cifar")
-N_SCENES = 10000
+N_SCENES = {"sixt-cifar": 5000, "vgg-cifar": 2000, "resnet-cifar": 2000}
+# arrays stored as int8 (one float32 scale per row) above this many entries; VGG's conv5–8 and fc1
+# patterns too, to keep data/ under its 40 MB budget (the script prints the resulting errors)
+QUANTIZE_ABOVE = {"vgg-cifar": 100_000}
 SCENES_SEED = 123457
 
 
 def training_inputs(name):
     if INPUT_SHAPES[name] == (1, 3, 32, 32):
-        return chainlab.data.model_input(name, chainlab.data.load_scenes("train", N_SCENES, seed=SCENES_SEED).x)
+        return chainlab.data.model_input(name, chainlab.data.load_scenes("train", N_SCENES[name], seed=SCENES_SEED).x)
     return chainlab.data.model_input(name, chainlab.data.load_digits().x_train)
 
 
@@ -46,7 +51,7 @@ def main():
         t = time.time()
         P = patterns.fit(net, X, kind=args.kind, batch_size=128, net_name=name)
         path = chainlab.models.data_dir() / f"patterns-{name}.npz"
-        P.save(path)
+        P.save(path, **({"quantize_above": QUANTIZE_ABOVE[name]} if name in QUANTIZE_ABOVE else {}))
         Q = patterns.load(path)
         print(f"{name}: fitted on {P.n_samples} images in {time.time() - t:.1f} s -> {path} "
               f"({path.stat().st_size / 1e6:.2f} MB); dead units (pattern 0): {P.degenerate}")

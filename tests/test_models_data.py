@@ -29,17 +29,35 @@ def test_model_input_shapes(digits):
         assert float(x.min()) >= 0 and float(x.max()) <= 1
 
 
+PAPER_NETS = ("sixt-cifar", "vgg-cifar", "resnet-cifar")     # the issue's target: ≥ 90 % on held-out scenes
+
+
+@pytest.fixture(scope="module")
+def scenes_2000():
+    return chainlab.data.test_set("scenes")
+
+
 @pytest.mark.parametrize("name", models.NAMES)
-def test_shipped_nets_reach_their_documented_accuracy(name, digits):
+def test_shipped_nets_reach_their_documented_accuracy(name, digits, scenes_2000):
+    """Re-measured on the weights as loaded: digits nets on the 360 test digits (= the stored metadata);
+    scenes nets on the 2000 held-out scenes (the README's column), next to the stored accuracy on 10 000
+    other held-out scenes (sampling error of 2000 images: ~0.5 %)."""
     net = models.load(name)
     assert not net.training
-    x = chainlab.data.model_input(name, digits.x_test)
+    x, y = (digits.x_test, digits.y_test) if name.startswith("digits") else scenes_2000
     with torch.no_grad():
-        acc = float((net(x).argmax(1).numpy() == digits.y_test).mean())
-    assert acc == pytest.approx(net.meta["test_accuracy"], abs=1e-6)
-    assert acc >= 0.95
+        acc = float((net(chainlab.data.model_input(name, x)).argmax(1).numpy() == y).mean())
     readme = (models.data_dir() / "README.md").read_text()
-    assert f"{acc * 100:.1f} %" in readme, f"data/README.md must state {name}'s test accuracy {acc * 100:.1f} %"
+    row = next((line for line in readme.splitlines() if line.startswith(f"| {name} |")), None)
+    assert row is not None, f"data/README.md has no accuracy row for {name}"
+    assert f"{acc * 100:.1f} %" in row, f"data/README.md must state {name}'s test accuracy {acc * 100:.1f} %: {row}"
+    assert f"{net.meta['test_accuracy'] * 100:.1f} %" in row
+    if name.startswith("digits"):
+        assert acc == pytest.approx(net.meta["test_accuracy"], abs=1e-6)
+        assert acc >= 0.95
+    else:
+        assert abs(acc - net.meta["test_accuracy"]) < 0.02
+        assert acc >= (0.90 if name in PAPER_NETS else 0.80)
 
 
 def test_architectures_are_as_specified():
@@ -77,6 +95,6 @@ def test_load_errors_are_clear(tmp_path):
         models.load(str(bad))
 
 
-def test_data_folder_stays_under_20_mb():
+def test_data_folder_stays_under_40_mb():
     total = sum(p.stat().st_size for p in Path(models.data_dir()).rglob("*") if p.is_file())
-    assert total < 20 * 2**20, f"data/ holds {total / 2**20:.1f} MiB"
+    assert total < 40 * 2**20, f"data/ holds {total / 2**20:.1f} MiB"

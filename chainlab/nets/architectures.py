@@ -102,6 +102,7 @@ SCENES_CNN_VARIANTS = {
     "scenes-cnn-wd0": dict(activation="relu"),
     "scenes-cnn-wd1e-4": dict(activation="relu"),
     "scenes-cnn-wd1e-3": dict(activation="relu"),
+    "scenes-cnn-wd1e-2": dict(activation="relu"),
     "scenes-cnn-bn": dict(activation="relu", batchnorm=True),
 }
 

@@ -26,7 +26,12 @@ __all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
 
 # the nets whose trained weights data/ ships (data/README.md says how each was made); every other name of
 # ARCHITECTURES can be built, trained (scripts/train_models.py) and loaded from a model file
-NAMES = ("digits-mlp", "digits-cnn", "sixt-cifar")
+NAMES = ("digits-mlp", "digits-cnn",                    # 8×8 digits
+         "sixt-cifar", "vgg-cifar", "resnet-cifar",       # 32×32 glyph-on-scene images
+         "scenes-cnn-relu", "scenes-cnn-softplus1", "scenes-cnn-softplus3", "scenes-cnn-softplus10",
+         "scenes-cnn-softplus30",                         # the activation study (Mehrpanah et al.)
+         "scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2",
+         "scenes-cnn-bn")                                 # the weight-norm study (Binder et al.)
 ZOO_NAMES = tuple(zoo.ZOO)
 
 
