@@ -243,3 +243,15 @@ def test_method_table_names_extract_knows():
     names = set(chainlab.extraction.method_names())
     assert {m.rule for m in SIXT_METHODS} <= names
     assert {m.reduce for m in SIXT_METHODS} <= {"absmax", "sum"}
+
+
+def test_theorem1_figure_leaves_out_missing_values(tmp_path):
+    """A simulation or prefix record without a value (NaN in records.csv) is not drawn — it once crashed the
+    report after a full verify run."""
+    from chainlab.app.report import sixt as report_sixt
+
+    recs = [{"measure": "simulation", "rule": "positive", "k": k, "value": v} for k, v in ((1, 0.5), (2, None), (2, 0.1))]
+    recs += [{"measure": "theorem1", "net": "n", "rule": "lrp-a1b0", "quantity": "sigma2/sigma1", "k": k, "value": v}
+             for k, v in ((1, 0.5), (1, None), (2, float("nan")), (3, 0.01))]
+    png, caption = report_sixt.plot_theorem1(recs, tmp_path)
+    assert (tmp_path / "sixt_theorem1.png").exists() and "Thm. 1" in caption

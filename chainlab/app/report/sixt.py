@@ -263,9 +263,9 @@ def plot_theorem1(records, out):
     for ax, net in zip(axes, nets):
         for rule, q, st, color in (("lrp-a1b0", "sigma2/sigma1", "o-", "C0"), ("lrp-a1b0", "hilbert", "s--", "C1"),
                                    ("gradient", "sigma2/sigma1", "o-", "0.6")):
-            pts = sorted((num(r["k"]), num(r.get("value"))) for r in rows if r.get("net") == net
-                         and r.get("quantity") == q and r.get("rule") in (rule, None))
-            pts = [(k, v) for k, v in pts if v is not None and np.isfinite(v) and v > 0]
+            pts = [(num(r["k"]), num(r.get("value"))) for r in rows if r.get("net") == net
+                   and r.get("quantity") == q and r.get("rule") in (rule, None)]
+            pts = sorted((k, v) for k, v in pts if v is not None and np.isfinite(v) and v > 0)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], st, ms=3, color=color, label=f"{rule}: {q}")
         rate = next((r for r in select(records, "theorem1") if r.get("net") == net and r.get("quantity") == "rate"
@@ -278,7 +278,8 @@ def plot_theorem1(records, out):
     if sim:
         ax = axes[len(nets)]
         for v in dict.fromkeys(r.get("rule") for r in sim):
-            pts = sorted((num(r["k"]), num(r["value"])) for r in sim if r.get("rule") == v)
+            pts = sorted((num(r["k"]), num(r["value"])) for r in sim if r.get("rule") == v
+                         and num(r.get("k")) is not None and num(r.get("value")) is not None)   # NaN: not drawn
             ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", ms=2, label=v)
         ax.set_yscale("log")
         ax.set_xlabel("multiplications", fontsize=7)
