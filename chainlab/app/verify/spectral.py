@@ -30,6 +30,7 @@ negative controls in tests/test_verify_spectral.py run the same code on cases bu
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -334,10 +335,10 @@ def claim_m3(ctx) -> list[Verdict]:
 def _on_one_thread(claim):
     """Run a claim with torch, numba and BLAS on one thread: batched autograd sums (SmoothGrad, the ranks of
     EF) would otherwise change in the last bits with the thread count, and the verdicts with them."""
+    @functools.wraps(claim)          # run.__wrapped__ is the claim
     def run(ctx) -> list[Verdict]:
         with one_thread():
             return claim(ctx)
-    run.__doc__ = claim.__doc__
     return run
 
 
