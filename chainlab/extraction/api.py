@@ -11,12 +11,10 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..errors import InputError, OptionError, UnsupportedLayerError
-from ..options import check_known
-from ..rules import COMPOSITES, RULES, resolve, rule_names
+from ..rules import COMPOSITES, RULES, rule_names
 from ..trace import check_logits, eval_mode, trace
 from .layerwise import build_layerwise
-from .methods import METHODS
-from .options import COMMON, ExtractOptions
+from .methods import METHODS, parse_request
 
 __all__ = ["extract", "method_names"]
 
@@ -56,16 +54,9 @@ def extract(model, x, rule, **options):
                          f"{type(model).__name__}")
     if isinstance(rule, str) and rule not in METHODS and rule not in RULES and rule not in COMPOSITES:
         raise OptionError(f"unknown rule {rule!r}; known rules: {', '.join(method_names())}")
-    method = METHODS.get(rule) if isinstance(rule, str) else None
     where = f"rule {rule!r}" if isinstance(rule, str) else f"rule {getattr(rule, 'name', type(rule).__name__)!r}"
-    if method is not None:
-        check_known(options, method.own, where, common=method.common)
-        opts = ExtractOptions.of(options, method.common, where)
-        own = {k: options[k] for k in method.own if k in options}
-    else:
-        composite, used, takes = resolve(rule, {k: v for k, v in options.items() if k not in COMMON})
-        check_known(options, takes, where, common=COMMON)
-        opts = ExtractOptions.of(options, COMMON, where)
+    req = parse_request(rule, options, where)
+    method, opts = req.method, req.opts
 
     with eval_mode(model):
         net = trace(model)
@@ -73,10 +64,10 @@ def extract(model, x, rule, **options):
         records = net.forward(xt)
         check_logits(model, xt, records[-1].out)
     if method is None:
-        return build_layerwise(model, net, xt, records, opts, composite, {k: options[k] for k in used})
+        return build_layerwise(model, net, xt, records, opts, req.composite, req.used)
     blocks = [s.name for s in net.stages if s.kind == "residual"]
     if blocks and not method.residual:
         raise UnsupportedLayerError(f"rule {rule!r} does not support residual blocks ({', '.join(blocks)})")
     if not opts.materialize and not method.implicit:
         raise OptionError(f"materialize=False is not available for the whole-chain method {rule!r}")
-    return method.build(model, net, xt, records, opts, own)
+    return method.build(model, net, xt, records, opts, req.own)

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from ..errors import ExtractionError, OptionError, UnsupportedLayerError
-from ..options import check_known, number
-from ..rules import COMPOSITES, RULES, LayerContext, resolve, stabilize
+from ..options import number
+from ..rules import COMPOSITES, RULES, LayerContext, stabilize
 from ..trace import Net, eval_mode, trace, walk_stages
 from .deeplift import DELTA_EPS, check_own, make_reference
-from .methods import METHODS
-from .options import COMMON, ExtractOptions
+from .methods import METHODS, parse_request
+from .options import COMMON
 
 __all__ = ["BatchChain", "BatchContext", "extract_batch", "forward_batch", "batch_supported", "BATCHED_METHODS"]
 
@@ -481,17 +481,11 @@ def extract_batch(model, X, rule, *, dtype="float64", check: bool = True, forwar
     tdt = _torch_dtype(dtype)
     name = rule if isinstance(rule, str) else getattr(rule, "name", type(rule).__name__)
     where = f"rule {name!r}"
-    if isinstance(rule, str) and rule in METHODS:
-        if rule not in BATCHED_METHODS:
-            raise UnsupportedLayerError(f"rule {rule!r} has no batched backward; extract one chain per image")
-        method = METHODS[rule]
-        check_known(options, method.own, where, common=tuple(c for c in method.common if c != "dtype"))
-        opts = ExtractOptions.of(options, method.common, where)
-        own = {k: options[k] for k in method.own if k in options}
-    else:
-        composite, used, takes = resolve(rule, {k: v for k, v in options.items() if k not in COMMON})
-        check_known(options, takes, where, common=_COMMON)
-        opts = ExtractOptions.of(options, _COMMON, where)
+    if isinstance(rule, str) and rule in METHODS and rule not in BATCHED_METHODS:
+        raise UnsupportedLayerError(f"rule {rule!r} has no batched backward; extract one chain per image")
+    # dtype is extract_batch's own argument; materialize has no meaning for a batch
+    req = parse_request(rule, options, where, common=tuple(k for k in _COMMON if k != "dtype"))
+    method, opts, own, composite = req.method, req.opts, req.own, req.composite
     net, records = forward if forward is not None else forward_batch(model, X, dtype, check)
     if isinstance(rule, str) and rule in METHODS:
         blocks = [s.name for s in net.stages if s.kind == "residual"]
@@ -508,7 +502,7 @@ def extract_batch(model, X, rule, *, dtype="float64", check: bool = True, forwar
                 return _build_deeplift(net, xt, records, rule, opts, own, tdt, common)
             return _build_rectified(net, records, rule, own, tdt, common)
         return _build_layerwise(model, net, records, composite, opts, tdt, common,
-                                {k: options[k] for k in used})
+                                req.used)
 
 
 def _build_layerwise(model, net, records, composite, opts, tdt, common, used) -> BatchChain:

@@ -10,7 +10,7 @@ method of :mod:`.layerwise`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
@@ -18,11 +18,13 @@ from .contrastive import VARIANTS as CONTRASTIVE
 from .contrastive import build_contrastive
 from .deeplift import OWN_OPTIONS as DEEPLIFT_OPTIONS
 from .deeplift import VARIANTS, build_deeplift
-from .options import COMMON
+from ..options import check_known
+from ..rules import resolve
+from .options import COMMON, ExtractOptions
 from .rectified import OWN_OPTIONS as RECTIFIED_OPTIONS
 from .rectified import build_rectified
 
-__all__ = ["Method", "METHODS"]
+__all__ = ["Method", "METHODS", "Request", "parse_request"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,31 @@ METHODS = {
     **{r: Method(r, partial(build_contrastive, rule=r), common=COMMON, residual=True, implicit=True)
        for r in CONTRASTIVE},
 }
+
+
+@dataclass(frozen=True)
+class Request:
+    """One validated extraction request: a whole-chain ``method`` with its ``own`` options, or (method None) the
+    ``composite`` of a layer rule / composite with the rule options it ``used``; ``opts`` the common options."""
+
+    method: Method | None
+    opts: ExtractOptions
+    own: dict = field(default_factory=dict)
+    composite: object = None
+    used: dict = field(default_factory=dict)
+
+
+def parse_request(rule, options: dict, where: str, common: tuple = COMMON) -> Request:
+    """Check ``options`` once for ``rule``: a method takes its own options and the common ones it lists (those
+    also in ``common``), a layer rule / composite its rules' options and ``common``; anything else is an
+    OptionError naming the rule."""
+    method = METHODS.get(rule) if isinstance(rule, str) else None
+    if method is not None:
+        allowed = tuple(c for c in method.common if c in common)
+        check_known(options, method.own, where, common=allowed)
+        return Request(method, ExtractOptions.of(options, allowed, where),
+                       own={k: options[k] for k in method.own if k in options})
+    composite, used, takes = resolve(rule, {k: v for k, v in options.items() if k not in COMMON})
+    check_known(options, takes, where, common=common)
+    return Request(None, ExtractOptions.of(options, common, where), composite=composite,
+                   used={k: options[k] for k in used})
