@@ -264,6 +264,17 @@ class CaptumResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(h), 1))
 
 
+def captum_resnet_and_input():
+    """The seeded CaptumResNet with non-negative biases and a non-negative input (where captum's z⁺, which uses
+    x·W⁺ and the raw bias, equals chainlab's)."""
+    torch.manual_seed(3)
+    net = CaptumResNet().double().eval()
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.bias.data.abs_()
+    return net, torch.rand(1, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+
 @pytest.mark.parametrize("rule", ["lrp-epsilon", "zplus"])
 def test_equals_captum_lrp_with_rule_on_the_sum(rule):
     """captum's LRP has no notion of a functional add; with the sum wrapped as a module that carries
@@ -275,12 +286,7 @@ def test_equals_captum_lrp_with_rule_on_the_sum(rule):
     from captum.attr import LRP
     from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule
 
-    torch.manual_seed(3)
-    net = CaptumResNet().double().eval()
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.bias.data.abs_()
-    x = torch.rand(1, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    net, x = captum_resnet_and_input()
     eps = 1e-9
     if rule == "zplus":
         chain = chainlab.extract(net, x, "zplus", stabilizer=eps)

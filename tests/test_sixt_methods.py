@@ -247,13 +247,8 @@ def test_contrastive_lrp_through_residual_blocks_equals_captum():
     the sum = the proportional split), inputs ≥ 0 and biases ≥ 0 (captum's z⁺ with bias = chainlab's there)."""
     from captum.attr import LRP
     from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule
-    from test_residual import Add, CaptumResNet
-    torch.manual_seed(3)
-    net = CaptumResNet().double().eval()
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.bias.data.abs_()
-    x = torch.rand(1, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    from test_residual import Add, captum_resnet_and_input
+    net, x = captum_resnet_and_input()
     ch = chainlab.extract(net, x, "contrastive-lrp", stabilizer=1e-9)
     assert [op.kind for op in ch].count("residual") == 2
 
