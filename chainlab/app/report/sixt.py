@@ -53,6 +53,18 @@ def _final(rows):
     return out
 
 
+def _valued(records, measure):
+    """The records of ``measure`` that have a value (NaN/missing are not drawn)."""
+    return [r for r in select(records, measure) if num(r.get("value")) is not None]
+
+
+def _net_panels(rows, ncols, w, h):
+    """(figure, [(axis, net, the net's rows)]): one panel per net, nets in name order."""
+    nets = sorted({r.get("net") for r in rows}, key=str)
+    fig, axes = figure(len(nets), ncols=ncols, w=w, h=h)
+    return fig, [(ax, net, [r for r in rows if r.get("net") == net]) for ax, net in zip(axes, nets)]
+
+
 def plot_fig5(records, out):
     rows = [r for r in select(records, "csc_sixt") if r.get("quantity") in ("1-csc", "baseline")]
     if not rows:
@@ -105,11 +117,9 @@ def plot_fig5_hist(records, out):
             and num(r.get("layer")) == 1 and r.get("hist")]
     if not rows:
         return None
-    nets = sorted({r.get("net") for r in rows}, key=str)
-    fig, axes = figure(len(nets), ncols=3, w=5.0, h=3.2)
+    fig, panels = _net_panels(rows, ncols=3, w=5.0, h=3.2)
     bins = ("<0.9", "[.9,.99)", "[.99,.999)", "[.999,.9999)", "≥.9999")
-    for ax, net in zip(axes, nets):
-        sub = [r for r in rows if r.get("net") == net]
+    for ax, net, sub in panels:
         labels = [r.get("label") or r.get("rule") for r in sub]
         H = np.array([[float(x) for x in str(r["hist"]).split("/")] for r in sub])
         left = np.zeros(len(sub))
@@ -178,13 +188,11 @@ def plot_fig3(records, out):
 
 
 def plot_fig4a(records, out):
-    rows = [r for r in select(records, "ssim_sixt") if num(r.get("value")) is not None]
+    rows = _valued(records, "ssim_sixt")
     if not rows:
         return None
-    nets = sorted({r.get("net") for r in rows}, key=str)
-    fig, axes = figure(len(nets), ncols=1, w=8.0, h=3.0)
-    for ax, net in zip(axes, nets):
-        sub = [r for r in rows if r.get("net") == net]
+    fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.0)
+    for ax, net, sub in panels:
         ms = list(dict.fromkeys(r.get("rule") for r in sub))
         data = [[num(r["value"]) for r in sub if r.get("rule") == m] for m in ms]
         ax.boxplot(data, showfliers=True, flierprops={"markersize": 2})
@@ -202,13 +210,11 @@ def plot_fig4a(records, out):
 
 
 def plot_fig4b(records, out):
-    rows = [r for r in select(records, "cascading") if num(r.get("value")) is not None]
+    rows = _valued(records, "cascading")
     if not rows:
         return None
-    nets = sorted({r.get("net") for r in rows}, key=str)
-    fig, axes = figure(len(nets), ncols=1, w=8.0, h=3.6)
-    for ax, net in zip(axes, nets):
-        sub = [r for r in rows if r.get("net") == net]
+    fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.6)
+    for ax, net, sub in panels:
         colors = palette({r.get("rule") for r in sub})
         steps = sorted({(num(r["k"]), r.get("layer")) for r in sub})
         for m in dict.fromkeys(r.get("rule") for r in sub):
@@ -230,13 +236,11 @@ def plot_fig4b(records, out):
 
 
 def plot_fig1(records, out):
-    rows = [r for r in select(records, "class_difference") if num(r.get("value")) is not None]
+    rows = _valued(records, "class_difference")
     if not rows:
         return None
-    nets = sorted({r.get("net") for r in rows}, key=str)
-    fig, axes = figure(len(nets), ncols=1, w=8.0, h=3.0)
-    for ax, net in zip(axes, nets):
-        sub = [r for r in rows if r.get("net") == net]
+    fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.0)
+    for ax, net, sub in panels:
         labels = [r.get("label") or r.get("rule") for r in sub]
         v = [num(r["value"]) for r in sub]
         err = [[max(0.0, vv - (num(r.get("q25")) or vv)) for vv, r in zip(v, sub)],

@@ -145,6 +145,14 @@ def _model(ctx, net):
     return ctx.cache[key]
 
 
+def _with_weights(ctx, nets):
+    """(net, model) for the nets whose weights are shipped (the missing ones are reported by the verdicts)."""
+    for net in nets:
+        model = _model(ctx, net)
+        if model is not None:
+            yield net, model
+
+
 def _images(ctx, net, n):
     """(X, y) the first n test images of the net's data set (scenes; digits for the digits nets)."""
     key = ("sixt-images", net, n)
@@ -539,10 +547,7 @@ def claim_s6(ctx) -> list[Verdict]:
     t0 = time.perf_counter()
     rates, parts = {}, []
     m = METHOD["lrp-a1b0"]
-    for net in _theorem_nets(ctx):
-        model = _model(ctx, net)
-        if model is None:
-            continue
+    for net, model in _with_weights(ctx, _theorem_nets(ctx)):
         X, _ = _images(ctx, net, 1 if ctx.s.quick else 2)
         curves = {}
         for mid in ("lrp-a1b0", "gradient"):       # the gradient: the signed chain of the same net, beside
@@ -609,10 +614,7 @@ def claim_s7(ctx) -> list[Verdict]:
     t0 = time.perf_counter()
     at_conv, parts = {}, []
     nets = _cascade_nets(ctx)
-    for net in nets:
-        model = _model(ctx, net)
-        if model is None:
-            continue
+    for net, model in _with_weights(ctx, nets):
         P = NETS[net]
         n = _n_images(ctx)
         X, y = _images(ctx, net, n)
@@ -658,10 +660,7 @@ def claim_s8(ctx) -> list[Verdict]:
     t0 = time.perf_counter()
     diffs, parts = {}, []
     nets = _two_object_nets(ctx)
-    for net in nets:
-        model = _model(ctx, net)
-        if model is None:
-            continue
+    for net, model in _with_weights(ctx, nets):
         n = _n_images(ctx)
         sc = data.load_two_object_scenes("test", n, seed=0)
         X = data.model_input(net, sc.x).to(torch.float64)

@@ -150,6 +150,18 @@ def m1_decide(ef: dict, betas: dict, B: int = BOOT, seed: int = 0):
     return lo > 0, rho, lo, hi
 
 
+def _shipped(ctx, net):
+    """The shipped net, or None when its weights are missing."""
+    try:
+        return ctx.model(net)
+    except MissingFileError:
+        return None
+
+
+def _not_checked(claim, statement, paper, net, t0) -> Verdict:
+    return Verdict(claim, statement, paper, f"not checked: no weights for {net}", None, time.perf_counter() - t0)
+
+
 def claim_m1(ctx) -> list[Verdict]:
     t0 = time.perf_counter()
     n = _n(ctx, 6, 200, 1000)
@@ -235,11 +247,9 @@ def claim_m2(ctx) -> list[Verdict]:
              "the explanation gap (figure caption: 'trade-off between complexity and faithfulness, quantified by "
              "EF and ΔEF'); code: table of mean EF_code ×1e5 per method and the gap (method − VG of ReLU) ×1e5, "
              "no numbers published.")
-    try:
-        model = ctx.model(RELU_NET)
-    except MissingFileError:
-        return [Verdict("M2", statement, paper, f"not checked: no weights for {RELU_NET}", None,
-                        time.perf_counter() - t0)]
+    model = _shipped(ctx, RELU_NET)
+    if model is None:
+        return [_not_checked("M2", statement, paper, RELU_NET, t0)]
     X, _ = _images(ctx, n)
     rows, delta = m2_measure(model, X, sigmas, n_samples=n_samples, sg_images=n_sg,
                              beyond=BEYOND_SIGMAS if ctx.s.extended else (), authors=not ctx.s.quick, seed=ctx.s.seed)
@@ -314,11 +324,9 @@ def claim_m3(ctx) -> list[Verdict]:
              "analysis (nearest: the depth ablation).")
     rows = []
     for net in nets:
-        try:
-            model = ctx.model(net)
-        except MissingFileError:
-            return [Verdict("M3", statement, paper, f"not checked: no weights for {net}", None,
-                            time.perf_counter() - t0)]
+        model = _shipped(ctx, net)
+        if model is None:
+            return [_not_checked("M3", statement, paper, net, t0)]
         X, _ = _images(ctx, n)
         rows += m3_measure(model, X, net)
     ctx.records += rows
