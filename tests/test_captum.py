@@ -66,31 +66,35 @@ def captum_lrp(cnet, x, target, rule_for_linear, pool_eps=1e-9):
     return LRP(cnet).attribute(x.clone(), target=target).detach().numpy()
 
 
+def ours_and_captum(net, x, rule, captum_rule, pool_eps=1e-9, **options):
+    """(chainlab's map, captum's map) of the predicted class: ``extract(net, x, rule, **options)`` and captum's LRP
+    with ``captum_rule()`` on every Linear/Conv2d of the hand-folded CaptumNet."""
+    chain = chainlab.extract(net, x, rule, **options)
+    k = chain.predicted
+    return chain.explain(k), captum_lrp(CaptumNet(net).double().eval(), x, k, captum_rule, pool_eps)
+
+
 def test_epsilon_equals_captum_epsilon_rule(shipped):
     name, net, x = shipped
     eps = 1e-9
-    chain = chainlab.extract(net, x, "lrp-epsilon", epsilon=eps, stabilizer=eps)
-    k = chain.predicted
-    ours = chain.explain(k)
-    theirs = captum_lrp(CaptumNet(net).double().eval(), x, k, lambda: EpsilonRule(epsilon=eps), eps)
+    ours, theirs = ours_and_captum(net, x, "lrp-epsilon", lambda: EpsilonRule(epsilon=eps), eps, epsilon=eps,
+                                   stabilizer=eps)
     assert rel_err(ours, theirs) < 1e-6, name
 
 
 def test_larger_epsilon_equals_captum_epsilon_rule(shipped):
     name, net, x = shipped
-    chain = chainlab.extract(net, x, "lrp-epsilon", epsilon=0.25, stabilizer=1e-9)
-    k = chain.predicted
-    theirs = captum_lrp(CaptumNet(net).double().eval(), x, k, lambda: EpsilonRule(epsilon=0.25), 1e-9)
-    assert rel_err(chain.explain(k), theirs) < 1e-6, name
+    ours, theirs = ours_and_captum(net, x, "lrp-epsilon", lambda: EpsilonRule(epsilon=0.25), epsilon=0.25,
+                                   stabilizer=1e-9)
+    assert rel_err(ours, theirs) < 1e-6, name
 
 
 def test_zplus_without_bias_equals_captum_alpha1_beta0(shipped):
     name, net, x = shipped
     assert float(x.min()) >= 0  # the digits live in [0, 1]
-    chain = chainlab.extract(net, x, "zplus", bias="none", stabilizer=1e-9)
-    k = chain.predicted
-    theirs = captum_lrp(CaptumNet(net).double().eval(), x, k, lambda: Alpha1_Beta0_Rule(set_bias_to_zero=True))
-    assert rel_err(chain.explain(k), theirs) < 1e-6, name
+    ours, theirs = ours_and_captum(net, x, "zplus", lambda: Alpha1_Beta0_Rule(set_bias_to_zero=True), bias="none",
+                                   stabilizer=1e-9)
+    assert rel_err(ours, theirs) < 1e-6, name
 
 
 def test_zplus_with_bias_differs_from_captum_only_through_negative_biases():
@@ -118,11 +122,10 @@ def test_zplus_with_bias_differs_from_captum_only_through_negative_biases():
 def test_zplus_with_negative_inputs_differs_from_captum():
     net = chainlab.models.load("digits-mlp").double()
     x = torch.randn(1, 64, dtype=torch.float64)
-    chain = chainlab.extract(net, x, "zplus", bias="none", stabilizer=1e-9)
-    k = chain.predicted
-    theirs = captum_lrp(CaptumNet(net).double().eval(), x, k, lambda: Alpha1_Beta0_Rule(set_bias_to_zero=True))
-    assert rel_err(chain.explain(k), theirs) > 1e-3
-    assert chain.explain(k).min() >= 0  # chainlab's z⁺ map stays non-negative, captum's does not
+    ours, theirs = ours_and_captum(net, x, "zplus", lambda: Alpha1_Beta0_Rule(set_bias_to_zero=True), bias="none",
+                                   stabilizer=1e-9)
+    assert rel_err(ours, theirs) > 1e-3
+    assert ours.min() >= 0  # chainlab's z⁺ map stays non-negative, captum's does not
     assert theirs.min() < 0
 
 
