@@ -76,6 +76,13 @@ def assert_same_matrix(a, b):
         assert np.asarray(ba).tobytes() == np.asarray(bb).tobytes()
 
 
+def write_flipped(path, raw: bytes, pos: int, mask: int = 0xFF) -> None:
+    """Write ``raw`` to ``path`` with byte ``pos`` XOR ``mask`` (one flipped byte)."""
+    b = bytearray(raw)
+    b[pos] ^= mask
+    path.write_bytes(bytes(b))
+
+
 def assert_same_chain(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
@@ -277,9 +284,7 @@ def test_single_byte_flips_anywhere_are_detected_or_harmless(good):
     for victim in archive_files(good):
         raw = victim.read_bytes()
         for pos in rng.choice(len(raw), 60, replace=False):
-            b = bytearray(raw)
-            b[pos] ^= 0xFF
-            victim.write_bytes(bytes(b))
+            write_flipped(victim, raw, pos)
             try:
                 with archive.open(good) as r:
                     got = [r.load(k) for k in r.keys()]

@@ -23,7 +23,7 @@ from chainlab.archive.encoding import LIBVER, set_str, write_chain
 from chainlab.chain import Chain
 from chainlab.linalg import DenseOperator
 
-from test_archive import assert_same_chain, synthetic_chain
+from test_archive import assert_same_chain, synthetic_chain, write_flipped
 
 CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONDONTWRITEBYTECODE="1")
@@ -116,9 +116,7 @@ def test_byte_flips_in_data_and_attributes_of_every_chain_are_detected(tmp_path)
             h.visititems(visit)
         assert len(attr_pos) >= 10 and len(chunk_pos) >= 5
         for pos in attr_pos + chunk_pos:
-            b = bytearray(raw)
-            b[pos] ^= 0x01
-            f.write_bytes(bytes(b))
+            write_flipped(f, raw, pos, 0x01)
             with pytest.raises(ArchiveError, match=rf"flip\.h5: chain '{key}'"):
                 with archive.open(path) as r:
                     r.info(key)
@@ -126,9 +124,7 @@ def test_byte_flips_in_data_and_attributes_of_every_chain_are_detected(tmp_path)
             n_attr += pos in attr_pos
             n_data += pos in chunk_pos
         for pos in rng.choice(len(raw), 25, replace=False):
-            b = bytearray(raw)
-            b[pos] ^= 0xFF
-            f.write_bytes(bytes(b))
+            write_flipped(f, raw, pos)
             try:
                 with archive.open(path) as r:
                     assert_same_chain(r.load(key), expected[key])

@@ -57,21 +57,13 @@ def _chain(shipped, rule, **opt):
     return chainlab.extract(net, x, rule, **opt)
 
 
-def test_guided_bp_equals_captum(shipped):
-    from captum.attr import GuidedBackprop
+@pytest.mark.parametrize("rule,captum_method", [("guided-bp", "GuidedBackprop"), ("deconv", "Deconvolution")])
+def test_rectified_methods_equal_captum(shipped, rule, captum_method):
+    import captum.attr
     name, net, x = shipped
-    ch = _chain(shipped, "guided-bp")
+    ch = _chain(shipped, rule)
     for k in (ch.predicted, (ch.predicted + 4) % 10):
-        theirs = GuidedBackprop(net).attribute(x.clone(), target=k).detach().numpy()
-        assert rel_err(ch.explain(k), theirs) < 1e-10, (name, k)
-
-
-def test_deconv_equals_captum(shipped):
-    from captum.attr import Deconvolution
-    name, net, x = shipped
-    ch = _chain(shipped, "deconv")
-    for k in (ch.predicted, (ch.predicted + 4) % 10):
-        theirs = Deconvolution(net).attribute(x.clone(), target=k).detach().numpy()
+        theirs = getattr(captum.attr, captum_method)(net).attribute(x.clone(), target=k).detach().numpy()
         assert rel_err(ch.explain(k), theirs) < 1e-10, (name, k)
 
 

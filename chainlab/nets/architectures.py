@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
-from .zoo import BasicBlock, ResNet
+from .zoo import BasicBlock, ResNet, reset_batchnorm
 
 __all__ = ["ARCHITECTURES", "INPUT_SHAPES", "SCENES_CNN_VARIANTS", "init_weights", "vgg_cifar", "resnet_cifar",
            "scenes_cnn"]
@@ -117,9 +117,7 @@ def init_weights(net: nn.Module, seed: int) -> nn.Module:
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.reset_running_stats()
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+                reset_batchnorm(m)
     return net
 
 

@@ -30,6 +30,13 @@ __all__ = ["VGG", "VGG16_CONFIG", "BasicBlock", "Bottleneck", "ResNet", "vgg16",
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
+def reset_batchnorm(m: nn.Module) -> None:
+    """A BatchNorm layer as new: running mean 0, variance 1, γ = 1, β = 0."""
+    m.reset_running_stats()
+    nn.init.ones_(m.weight)
+    nn.init.zeros_(m.bias)
+
+
 def _init(model: nn.Module, linear_std: float | None):
     """Initialize every parameter and buffer (the model may come from ``to_empty``)."""
     for m in model.modules():
@@ -38,9 +45,7 @@ def _init(model: nn.Module, linear_std: float | None):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            m.reset_running_stats()
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            reset_batchnorm(m)
         elif isinstance(m, nn.Linear):
             if linear_std is None:
                 m.reset_parameters()
