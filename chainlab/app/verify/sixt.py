@@ -42,6 +42,7 @@ from ...measures.maps import bootstrap_median, class_difference, reduce_channels
 from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
 from ...errors import MissingFileError
+from ...extraction.batch import batch_supported
 from ...studies.sixt import SIXT_METHODS, as_images, available, cascading, prefix_columns, sixt_passes
 from ...rules.pattern_rules import resolve_patterns
 from ...trace import eval_mode, trace
@@ -209,6 +210,15 @@ def csc_reached(curve: dict) -> float:
     return max(vals) if vals else float("nan")
 
 
+def _pass_methods(ctx, net, model):
+    """The methods of the shared pass: every available one, but the extra methods (no decision) without a batched
+    backward — contrastive LRP, one chain per image, was 70 % of the full pass — only in ``--extended``."""
+    methods, _ = _methods(ctx, net, model)
+    if ctx.s.extended:
+        return methods
+    return [m for m in methods if m.group != "extra" or batch_supported(m.rule)]
+
+
 def _protocol(ctx, net):
     """{method id: {"curves": {(inject name, mode): {j: summary}}, "ssim": (N,), "result": PassResult}} or None."""
     key = ("sixt-pass", net)
@@ -221,7 +231,7 @@ def _protocol(ctx, net):
     P = NETS[net]
     n = _n_images(ctx)
     X, y = _images(ctx, net, n)
-    methods, _ = _methods(ctx, net, model)
+    methods = _pass_methods(ctx, net, model)
     inject = P.inject if ctx.s.extended else P.inject[:1]
     ks = {name: _boundary(_traced(ctx, net), name) for name in inject}
     K = int(model(X[:1].to(next(model.parameters()).dtype)).shape[1])
@@ -276,7 +286,10 @@ def _unavailable(ctx, nets):
     for net in nets:
         if _model(ctx, net) is None:
             continue
-        _, why = _methods(ctx, net, _model(ctx, net))
+        available_, why = _methods(ctx, net, _model(ctx, net))
+        why = dict(why)
+        passed = {m.id for m in _pass_methods(ctx, net, _model(ctx, net))}
+        why.update({m.id: "per image only: --extended" for m in available_ if m.id not in passed})
         if why:
             parts.append(f"{net}: " + ", ".join(f"{METHOD[i].label} ({w.split(';')[0][:60]})" for i, w in why.items()))
     return (" · not run: " + "; ".join(parts)) if parts else ""
