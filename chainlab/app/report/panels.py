@@ -50,6 +50,11 @@ def select(records, measure=None, quantity=None):
             and (quantity is None or r.get("quantity") == quantity)]
 
 
+def valued(records, measure=None, quantity=None):
+    """:func:`select`, keeping only the records that have a value (NaN/missing values are not drawn)."""
+    return [r for r in select(records, measure, quantity) if num(r.get("value")) is not None]
+
+
 def figure(n_panels, ncols=3, w=4.2, h=3.2):
     from matplotlib.figure import Figure
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .panels import figure, num, palette, save, select
+from .panels import figure, num, palette, save, select, valued
 
 __all__ = ["FIGURES", "HANDLES"]
 
@@ -51,11 +51,6 @@ def _final(rows):
         kmax = max(num(r.get("k")) for r in rs if num(r.get("k")) is not None)
         out += [r for r in rs if num(r.get("k")) == kmax]
     return out
-
-
-def _valued(records, measure):
-    """The records of ``measure`` that have a value (NaN/missing are not drawn)."""
-    return [r for r in select(records, measure) if num(r.get("value")) is not None]
 
 
 def _net_panels(rows, ncols, w, h):
@@ -188,7 +183,7 @@ def plot_fig3(records, out):
 
 
 def plot_fig4a(records, out):
-    rows = _valued(records, "ssim_sixt")
+    rows = valued(records, "ssim_sixt")
     if not rows:
         return None
     fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.0)
@@ -210,7 +205,7 @@ def plot_fig4a(records, out):
 
 
 def plot_fig4b(records, out):
-    rows = _valued(records, "cascading")
+    rows = valued(records, "cascading")
     if not rows:
         return None
     fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.6)
@@ -236,7 +231,7 @@ def plot_fig4b(records, out):
 
 
 def plot_fig1(records, out):
-    rows = _valued(records, "class_difference")
+    rows = valued(records, "class_difference")
     if not rows:
         return None
     fig, panels = _net_panels(rows, ncols=1, w=8.0, h=3.0)

@@ -18,13 +18,13 @@ from collections import defaultdict
 
 import numpy as np
 
-from .panels import figure, num, palette, save, select
+from .panels import figure, num, palette, save, select, valued
 
 __all__ = ["FIGURES", "plot_radial_spectra", "plot_tradeoff", "plot_layer_ef"]
 
 
 def _spectral(records, quantity):
-    return [r for r in select(records, "spectral", quantity) if num(r.get("value")) is not None]
+    return valued(records, "spectral", quantity)
 
 
 def _beta_label(net, beta):
