@@ -50,7 +50,6 @@ import numpy as np
 import torch
 
 from ... import measures
-from ...errors import MissingFileError
 from ...extraction import extract
 from ...measures import bootstrap_slope, replicate_slope, unit_values
 from ...nets import data
@@ -114,11 +113,7 @@ def _nets(ctx):
         return QUICK_NETS, []
     have, missing = [], []
     for net in STUDY_NETS:
-        try:
-            ctx.model(net)
-            have.append(net)
-        except MissingFileError:
-            missing.append(net)
+        (have if ctx.shipped(net) is not None else missing).append(net)
     return tuple(have), missing
 
 

@@ -6,6 +6,7 @@ numbers it rests on, beside the paper's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from ...errors import MissingFileError
 from ...extraction import extract
 from ...nets import data, models
 from ...nets.architectures import INPUT_SHAPES
@@ -59,6 +61,7 @@ class Context:
         self.s = settings
         self.digits = data.load_digits()
         self._models = {}
+        self.missing: dict = {}           # net → why its weights could not be loaded (see :meth:`shipped`)
         self.cache: dict = {}             # per-paper memo of expensive passes
         self.records: list[dict] = []
 
@@ -66,6 +69,16 @@ class Context:
         if net not in self._models:
             self._models[net] = models.load(net)
         return self._models[net]
+
+    def shipped(self, net):
+        """The net, or None when its weights are missing (the reason kept in ``missing[net]``): the claims report
+        missing nets in their verdicts instead of failing."""
+        if net not in self._models and net not in self.missing:
+            try:
+                self.model(net)
+            except MissingFileError as e:
+                self.missing[net] = str(e)
+        return self._models.get(net)
 
     def x(self, net, i):
         """Test image ``i`` of the net's own dataset (32×32 RGB nets: the held-out scenes), shaped for it."""
@@ -113,3 +126,13 @@ def one_thread():
     finally:
         torch.set_num_threads(n)
         numba.set_num_threads(nb)
+
+
+def on_one_thread(claim):
+    """The claim run inside :func:`one_thread`, so its records do not depend on the thread settings
+    (``run.__wrapped__`` is the claim)."""
+    @functools.wraps(claim)
+    def run(ctx):
+        with one_thread():
+            return claim(ctx)
+    return run

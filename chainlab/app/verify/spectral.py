@@ -30,19 +30,17 @@ negative controls in tests/test_verify_spectral.py run the same code on cases bu
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
-from ...errors import MissingFileError
 from ...extraction import extract
 from ...measures.spectral import code_gap, layer_spectra
 from ...nets import data, models
 from ...studies import AUTHORS_GRADCAM, explanation_spectra, predict
-from .core import Verdict, fmt, one_thread
+from .core import Verdict, fmt, on_one_thread
 
 __all__ = ["CLAIMS", "ORDER", "M1_NETS", "RELU_NET", "PIXEL_STD", "m1_measure", "m1_decide", "m2_measure",
            "m2_decide", "m3_measure", "m3_decide", "median_ci", "spearman_ci", "sign_test"]
@@ -150,14 +148,6 @@ def m1_decide(ef: dict, betas: dict, B: int = BOOT, seed: int = 0):
     return lo > 0, rho, lo, hi
 
 
-def _shipped(ctx, net):
-    """The shipped net, or None when its weights are missing."""
-    try:
-        return ctx.model(net)
-    except MissingFileError:
-        return None
-
-
 def _not_checked(claim, statement, paper, net, t0) -> Verdict:
     return Verdict(claim, statement, paper, f"not checked: no weights for {net}", None, time.perf_counter() - t0)
 
@@ -173,10 +163,11 @@ def claim_m1(ctx) -> list[Verdict]:
              "(their nets stop at test acc > 0.6). No numbers are published in the code.")
     nets, missing = {}, []
     for name, beta in M1_NETS.items():
-        try:
-            nets[name] = (beta, ctx.model(name))
-        except MissingFileError:
+        model = ctx.shipped(name)
+        if model is None:
             missing.append(name)
+        else:
+            nets[name] = (beta, model)
     if len(nets) < 3 or RELU_NET not in nets:
         return [Verdict("M1", statement, paper, f"not checked: no weights for {', '.join(missing)} "
                         f"(looked in {models.data_dir()}; M1 needs {RELU_NET} and at least two Softplus nets)", None,
@@ -247,7 +238,7 @@ def claim_m2(ctx) -> list[Verdict]:
              "the explanation gap (figure caption: 'trade-off between complexity and faithfulness, quantified by "
              "EF and ΔEF'); code: table of mean EF_code ×1e5 per method and the gap (method − VG of ReLU) ×1e5, "
              "no numbers published.")
-    model = _shipped(ctx, RELU_NET)
+    model = ctx.shipped(RELU_NET)
     if model is None:
         return [_not_checked("M2", statement, paper, RELU_NET, t0)]
     X, _ = _images(ctx, n)
@@ -324,7 +315,7 @@ def claim_m3(ctx) -> list[Verdict]:
              "analysis (nearest: the depth ablation).")
     rows = []
     for net in nets:
-        model = _shipped(ctx, net)
+        model = ctx.shipped(net)
         if model is None:
             return [_not_checked("M3", statement, paper, net, t0)]
         X, _ = _images(ctx, n)
@@ -340,15 +331,6 @@ def claim_m3(ctx) -> list[Verdict]:
     return [Verdict("M3", statement, paper, "; ".join(parts), bool(ok), time.perf_counter() - t0)]
 
 
-def _on_one_thread(claim):
-    """Run a claim with torch, numba and BLAS on one thread: batched autograd sums (SmoothGrad, the ranks of
-    EF) would otherwise change in the last bits with the thread count, and the verdicts with them."""
-    @functools.wraps(claim)          # run.__wrapped__ is the claim
-    def run(ctx) -> list[Verdict]:
-        with one_thread():
-            return claim(ctx)
-    return run
-
-
-CLAIMS = {"M1": _on_one_thread(claim_m1), "M2": _on_one_thread(claim_m2), "M3": _on_one_thread(claim_m3)}
+# batched autograd sums (SmoothGrad, the ranks of EF) change in the last bits with the thread count
+CLAIMS = {"M1": on_one_thread(claim_m1), "M2": on_one_thread(claim_m2), "M3": on_one_thread(claim_m3)}
 ORDER = ("M1", "M2", "M3")
