@@ -51,7 +51,7 @@ def main():
         t = time.time()
         P = patterns.fit(net, X, kind=args.kind, batch_size=128, net_name=name)
         path = chainlab.models.data_dir() / f"patterns-{name}.npz"
-        P.save(path, **({"quantize_above": QUANTIZE_ABOVE[name]} if name in QUANTIZE_ABOVE else {}))
+        P.save(path, quantize_above=QUANTIZE_ABOVE.get(name, patterns.QUANTIZE_ABOVE))
         Q = patterns.load(path)
         print(f"{name}: fitted on {P.n_samples} images in {time.time() - t:.1f} s -> {path} "
               f"({path.stat().st_size / 1e6:.2f} MB); dead units (pattern 0): {P.degenerate}")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import chainlab
-from chainlab.extraction.batch import extract_batch, forward_batch
+from chainlab.extraction.batch import batch_supported, extract_batch, forward_batch
 from chainlab.nets import zoo
 
 from conftest import conv_net, mlp
@@ -72,12 +72,12 @@ def test_unbatchable_rules_are_refused(nets):
     rule (while the per-image extraction works)."""
     net, X, _ = nets["conv"]
     chainlab.extract(net, X[:1], "smooth-gradient", beta=3.0)
+    assert not batch_supported("smooth-gradient")
     with pytest.raises(chainlab.OptionError, match="smooth-gradient"):
         extract_batch(net, X, "smooth-gradient", beta=3.0)
 
 
-@pytest.mark.parametrize("rule,opts", [(r, o) for r, o in EVERY_LAYER_RULE + WHOLE
-                                       if r not in chainlab.rules.RULES or chainlab.rules.RULES[r].batchable])
+@pytest.mark.parametrize("rule,opts", [(r, o) for r, o in EVERY_LAYER_RULE + WHOLE if batch_supported(r)])
 def test_batched_signals_equal_per_image_chains(nets, rule, opts):
     net, X, pats = nets["conv"]
     opts = {"patterns": pats} if opts is None else opts

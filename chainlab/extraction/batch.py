@@ -59,8 +59,8 @@ TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 def batch_supported(rule) -> bool:
     """Whether :func:`extract_batch` builds ``rule`` (every layer rule / composite, and BATCHED_METHODS)."""
     if not isinstance(rule, str):
-        return True
-    return rule in RULES or rule in COMPOSITES or rule in BATCHED_METHODS
+        return getattr(rule, "batchable", True)
+    return (rule in RULES and RULES[rule].batchable) or rule in COMPOSITES or rule in BATCHED_METHODS
 
 
 # ---------------------------------------------------------------------------------------------
