@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from chainlab import archive
 from chainlab.archive import ArchiveError
+from chainlab.archive.store import _index_image
 from chainlab.chain import Chain
 from chainlab.linalg import BlockOperator, DenseOperator, SparseOperator
 
@@ -198,7 +199,7 @@ def flips(d: Path, n_random: int, seed: int):
     print(f"byte flips in the index: {n_random} random, {detected} detected, {harmless} harmless, 0 silent")
 
 
-def _variants(value, rng):
+def _variants(rng):
     """Values of other types an attribute could be replaced by (what plain h5py lets anyone write)."""
     out = [np.int64(7), np.float64(0.5), np.arange(3), np.bytes_(b"\xff\xfe not utf-8"), np.bytes_(b"[1, 2"),
            np.bytes_(b"{}"), np.bytes_(b"[]"), np.bytes_(b"[[1], 2]"), np.bytes_(b"[-1]"), np.bytes_(b"null"),
@@ -251,7 +252,6 @@ def crafted(d: Path, rounds: int, seed: int):
         with archive.open(path) as r0:
             entries = dict(r0._entries)
         entries[key] = (entries[key][0], f.stat().st_size)
-        from chainlab.archive.store import _index_image
         path.write_bytes(_index_image(entries, len(entries), path.name + ".chains"))
         counts["cases"] += 1
         try:
@@ -274,7 +274,7 @@ def crafted(d: Path, rounds: int, seed: int):
                 attrs = [(o, k) for o, _ in objects for k in h[o].attrs]
                 datasets = [(o, h[o].shape, h[o].dtype, dict(h[o].attrs)) for o, t in objects if t == "Dataset"]
             for obj, name in attrs:
-                for value in _variants(None, rng)[:6]:
+                for value in _variants(rng)[:6]:
                     f.write_bytes(raw)
                     with h5py.File(f, "r+") as h:
                         del h[obj].attrs[name]

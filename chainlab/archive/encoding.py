@@ -44,6 +44,7 @@ chain and layer, and lets every other exception — a bug — propagate).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -423,8 +424,10 @@ def _read_int(path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _cgroup_headroom() -> int | None:
-    """memory limit − (usage − inactive file cache) of this process's cgroup (v2, else v1), None without a limit."""
+@functools.lru_cache(maxsize=1)
+def _cgroup_limit():
+    """(memory limit, usage file, stat file, stat key of the inactive file cache) of this process's cgroup (v2, else
+    v1), or None without a limit.  Looked up once per process: a cgroup's limit does not change under it."""
     rel = ""
     try:
         with open("/proc/self/cgroup") as fh:
@@ -439,22 +442,32 @@ def _cgroup_headroom() -> int | None:
                                          (Path("/sys/fs/cgroup"), "memory.max", "memory.current", "inactive_file"),
                                          (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes",
                                           "memory.usage_in_bytes", "total_inactive_file")):
-        lim, used = _read_int(base / limit), _read_int(base / usage)
-        if lim is None or used is None:
+        lim = _read_int(base / limit)
+        if lim is None or not (base / usage).exists():
             continue
-        if lim >= 1 << 60:
-            return None
-        cache = 0
-        try:
-            with open(base / "memory.stat") as fh:
-                for line in fh:
-                    k, _, v = line.partition(" ")
-                    if k == stat_key and v.strip().isdigit():
-                        cache = int(v)
-        except OSError:
-            pass
-        return max(lim - max(used - cache, 0), 0)
+        return None if lim >= 1 << 60 else (lim, base / usage, base / "memory.stat", stat_key)
     return None
+
+
+def _cgroup_headroom() -> int | None:
+    """memory limit − (usage − inactive file cache) of this process's cgroup, None without a limit."""
+    found = _cgroup_limit()
+    if found is None:
+        return None
+    lim, usage, stat_file, stat_key = found
+    used = _read_int(usage)
+    if used is None:
+        return None
+    cache = 0
+    try:
+        with open(stat_file) as fh:
+            for line in fh:
+                k, _, v = line.partition(" ")
+                if k == stat_key and v.strip().isdigit():
+                    cache = int(v)
+    except OSError:
+        pass
+    return max(lim - max(used - cache, 0), 0)
 
 
 def memory_bytes() -> int:

@@ -741,7 +741,7 @@ class Writer:
 
     def reader(self) -> ArchiveReader:
         """An :class:`ArchiveReader` of what this writer holds now (including a replace's uncommitted chains)."""
-        return ArchiveReader(self.real, _entries=dict(self.entries))
+        return ArchiveReader(self.path, _entries=dict(self.entries))
 
     def _next_key(self) -> str:
         while f"{self.next_index:06d}" in self.entries:

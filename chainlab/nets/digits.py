@@ -39,7 +39,8 @@ def load_digits(path=None) -> Digits:
     def img(k):
         a = z[k]
         if a.dtype.kind not in "iuf" or a.ndim < 1 or a.size % 64 or not np.all((a >= 0) & (a <= 16)):
-            raise InputError(f"{path}: {k} must hold 8×8 images of values 0…16 (got dtype {a.dtype}, shape {a.shape})")
+            raise InputError(f"{path}: {k} must hold 8×8 images of values 0…16 "
+                             f"(got dtype {a.dtype}, shape {a.shape})")
         return (a.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
 
     def labels(k, n):
