@@ -110,7 +110,7 @@ def _tensor(path, key, a: np.ndarray) -> torch.Tensor:
         a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype not in _TENSOR_DTYPES:
         raise ModelFileError(f"{path}: entry {key!r} has dtype {a.dtype}, not a tensor's (numbers or booleans)")
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(a)
 
 
 def read_state(path) -> tuple[str | None, dict, dict]:
