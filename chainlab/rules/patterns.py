@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -122,6 +121,7 @@ class Patterns:
                         arrays[key] = a
             np.savez_compressed(tmp, **arrays)
         else:
+            import h5py                      # only for .h5 pattern files (the shipped ones are .npz)
             with h5py.File(tmp, "w", libver="latest") as f:
                 for k, v in meta.items():
                     f.attrs[k] = v
@@ -164,6 +164,7 @@ def load(path) -> Patterns:
                         a = z[k]
                     pats.setdefault(kind, {})[name] = a
         elif suffix in (".h5", ".hdf5"):
+            import h5py                      # only for .h5 pattern files (the shipped ones are .npz)
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != "chainlab-patterns":
                     raise PatternError(f"{path} is not a chainlab pattern file")
