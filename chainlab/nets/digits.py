@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MissingFileError
+from .manifest import checked
 from .models import data_dir
 
 __all__ = ["Digits", "load_digits"]
@@ -26,7 +27,7 @@ class Digits:
 
 def load_digits(path=None) -> Digits:
     """The shipped digits as float32 images in [0, 1] with labels."""
-    path = path or data_dir() / "digits.npz"
+    path = checked(path or data_dir() / "digits.npz")
     try:
         z = np.load(path)
     except FileNotFoundError:

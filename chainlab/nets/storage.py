@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ..errors import MissingFileError, ModelFileError
 from ..files import atomic_path
+from .manifest import checked
 
 __all__ = ["QUANTIZE_ABOVE", "quantize_rows", "dequantize_rows", "save_state", "read_state", "read_state_dict",
            "load_weights", "state_fingerprint"]
@@ -71,7 +72,7 @@ def _npz(path: Path):
 
 def read_state(path) -> tuple[str | None, dict, dict]:
     """(architecture name or None, state dict of float tensors, meta) of a ``.npz`` weights file."""
-    path = Path(path)
+    path = checked(Path(path))
     try:
         return _read_state(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import MissingFileError, PatternError
 from ..files import atomic_path
+from ..nets.manifest import checked
 from ..nets.storage import QUANTIZE_ABOVE, dequantize_rows, quantize_rows
 from ..trace import eval_mode, trace, walk_records, walk_stages
 
@@ -143,6 +144,7 @@ def load(path) -> Patterns:
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"pattern file {path} does not exist")
+    checked(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
