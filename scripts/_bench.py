@@ -5,6 +5,9 @@
 * ``--output FILE``: everything the script prints also goes to FILE, after a header line naming the command,
   the time and the load of the machine, so that the README's numbers can be regenerated from committed
   output (e.g. ``--output results/bench_products.txt``).
+
+:func:`threads`: the torch threads a benchmark uses, 2 (the machine's cores) unless ``OMP_NUM_THREADS`` says
+otherwise (tests/test_scripts.py runs two smoke runs at a time on one thread each).
 """
 from __future__ import annotations
 
@@ -13,6 +16,11 @@ import datetime
 import os
 import sys
 from pathlib import Path
+
+
+def threads() -> int:
+    """torch threads of a benchmark: $OMP_NUM_THREADS if set, else 2."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 2)
 
 
 def add_options(ap):

@@ -39,7 +39,7 @@ def _child(q, what, net, rule_name, i, repeat):
 
 def measure(what, net, rule_name, i, repeat):
     """(seconds, peak RSS growth in MiB, extra) of one build."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(_bench.threads())
     tnet, recs, rule = setup(net, rule_name)
     if what == "chainlab":
         chainlab_build(tnet, recs, rule, i, 1)  # load the compiled kernels before measuring
@@ -158,7 +158,7 @@ def main(argv=None):
 
 
 def run(args):
-    torch.set_num_threads(2)
+    torch.set_num_threads(_bench.threads())
     tnet, recs, rule = setup(args.net, args.rule)
     fresh = not args.smoke
 

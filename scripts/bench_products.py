@@ -176,7 +176,7 @@ def full_sweep(chain):
 
 def autograd_time(R, net) -> float:
     """Seconds of R.shape[1] autograd backward passes through the float32 model, one forward, retain_graph."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(_bench.threads())
     model = chainlab.models.load(net).float().eval()
     x = chainlab.data.model_input(net, chainlab.data.load_digits().x_test[:1])
     xt = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
@@ -249,7 +249,7 @@ def main(argv=None):
         args.vectors = args.autograd_vectors = 8
         probes = {"dgemm": dict(m=256, k=256, n=256), "bandwidth": dict(mib=8, repeat=1)}
     with _bench.printed_to(args.output):
-        torch.set_num_threads(2)
+        torch.set_num_threads(_bench.threads())
         print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, torch threads "
               f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
         warm_up()

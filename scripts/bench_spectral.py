@@ -109,14 +109,14 @@ def main(argv=None):
 
 
 def run(a):
-    torch.set_num_threads(2)
+    torch.set_num_threads(_bench.threads())
     model = chainlab.models.load(a.net)
     X = data.load_scenes("test", a.images, seed=0).x.astype(np.float64)
     methods = {"vanilla": {"kind": "vanilla"},
                "gradcam": {"kind": "gradcam"},
                "guided-gradcam (authors)": {"kind": "gradcam", **AUTHORS_GRADCAM},
                "smoothgrad": {"kind": "smoothgrad", "sigma": a.sigma, "n": a.n}}
-    print(f"{a.net}: {a.images} test scenes, SmoothGrad σ = {a.sigma}, n = {a.n}; torch threads 2")
+    print(f"{a.net}: {a.images} test scenes, SmoothGrad σ = {a.sigma}, n = {a.n}; torch threads {torch.get_num_threads()}")
     print(f"{'method':26s} {'chainlab s':>11s} {'img/s':>8s} {'alternative s':>14s} {'img/s':>8s} {'ratio':>6s}  "
           f"EF agreement")
     tot_a = tot_b = 0.0

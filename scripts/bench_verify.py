@@ -46,7 +46,7 @@ def main(argv=None):
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--baseline-images", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=_bench.threads())
     ap.add_argument("--claims", default="S1,S2,S3,S4,S5,S6,S7,S8")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-verify", action="store_true")

@@ -164,6 +164,7 @@ def smoke(tmp_path_factory):
     """{script: (completed process, its --output path)} of every script run with --smoke."""
     tmp = tmp_path_factory.mktemp("smoke")
     env = {k: v for k, v in os.environ.items() if k != "CHAINLAB_DATA"}
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")   # 2 runs, 2 cores
 
     def run(name):
         out = tmp / (f"{name}.txt" if name.startswith("bench_") else name.removesuffix(".py"))
