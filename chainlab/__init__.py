@@ -8,7 +8,7 @@
 
 The package's layers, bottom to top (each imports only from those below it):
 ``kernels`` (numba) → ``errors``, ``options``, ``files``, ``version``, ``lazy`` → ``linalg`` → ``chain`` →
-``trace`` → ``nets`` → ``rules`` → ``extraction`` → ``archive`` → ``measures`` → ``studies`` → ``app``.
+``trace`` → ``nets`` → ``rules`` → ``extraction`` → ``archive`` → ``measures`` → ``studies`` → ``papers`` → ``app``.
 This module is the facade above them all.  It loads nothing but the errors and the version: every other
 name (``chainlab.extract``, ``chainlab.models``, ``chainlab.Chain``, ``chainlab.linalg``, …) imports its layer
 on first use (PEP 562, :mod:`chainlab.lazy`), so ``import chainlab`` costs little more than ``import torch``
@@ -22,7 +22,7 @@ from .version import __version__
 __getattr__, __dir__, _LAZY = lazy.attach(
     __name__,
     submodules=["app", "archive", "chain", "extraction", "files", "kernels", "linalg", "measures", "nets",
-                "options", "rules", "studies", "trace"],
+                "options", "papers", "rules", "studies", "trace"],
     names={
         ".chain": ["Chain", "DeepLiftChain", "RectifiedChain"],
         ".extraction": ["extract"],

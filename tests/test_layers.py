@@ -26,6 +26,7 @@ LAYERS = [                                   # bottom → top
     ("archive",),
     ("measures",),
     ("studies",),
+    ("papers",),
     ("app",),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -546,18 +546,22 @@ def verify_cmd(
     t0 = time.perf_counter()
     verdicts, records = verify.run(quick=quick, claims=wanted, progress=True, extended=extended)
     seconds = time.perf_counter() - t0
-    output.mkdir(parents=True, exist_ok=True)
     # the verdicts and records first: a failure while drawing the plots must not lose an hour of measuring
-    measures.write_csv(records, output / "records.csv")
-    md = output / "verify.md"
-    write_bytes(md, verify.verdict_table(verdicts, quick=quick, seconds=seconds, extended=extended).encode())
+    kind = "--quick run" if quick else "--extended run" if extended else "full run"
+    flags = " --quick" if quick else " --extended" if extended else ""
+    md = verify.write_run(verdicts, records, output, run_text=f"Run: {kind}, {seconds:.0f} s of measuring.",
+                          rerun=f"chainlab verify{flags}" + (f" --claims {claims}" if claims else ""),
+                          kind=kind, claims=[v.claim for v in verdicts])
     width = max(len(v.label) for v in verdicts)
     for v in verdicts:
         typer.echo(f"{v.claim}  {v.label:<{width}}  {v.observed[:160]}")
-    n_ok = sum(v.reproduced is True for v in verdicts)
-    typer.echo(f"{n_ok}/{len(verdicts)} claims reproduced in {seconds:.0f} s; verdicts in {md}")
-    report.make_report(records, output, source=output / "records.csv", progress=True)
-    if strict and n_ok < len(verdicts):
+    c = verify.tally(verdicts)
+    typer.echo(f"papers' claims: {c.get(verify.Outcome.REPRODUCED, 0)} reproduced, "
+               f"{c.get(verify.Outcome.NOT_REPRODUCED, 0)} not reproduced, {c.get(verify.Outcome.INCONCLUSIVE, 0)} "
+               f"inconclusive, {c.get(verify.Outcome.NOT_CHECKED, 0)} not checked in {seconds:.0f} s; verdicts in {md}")
+    report.make_report(records, output, source=output / "records", progress=True)
+    n_ok = c.get(verify.Outcome.REPRODUCED, 0)
+    if strict and n_ok < sum(c.values()):
         raise typer.Exit(1)
 
 

@@ -41,24 +41,27 @@ from pathlib import Path
 
 from ...errors import OptionError
 from . import binder, sixt, spectral
-from .core import Context, Settings, Verdict
+from .core import Context, Settings, as_verdict
+from ...papers.verdict import Outcome
+from .write import tally, verify_markdown, write_run
 
-__all__ = ["Verdict", "CLAIMS", "ORDER", "Settings", "run", "verdict_table", "script_main"]
+__all__ = ["CLAIMS", "ORDER", "Settings", "Outcome", "run", "script_main", "write_run", "verify_markdown", "tally"]
 
 PAPERS = (sixt, binder, spectral)
 CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
 ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
 
 
-def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False):
-    """Check the claims (all by default); returns (verdicts in claim order, records)."""
+def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False, ctx=None):
+    """Check the claims (all by default); returns (verdicts in claim order, records).  ``ctx``: a prepared
+    :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one."""
     wanted = list(ORDER) if not claims else [c.upper() for c in claims]
     bad = [c for c in wanted if c not in CLAIMS]
     if bad:
         raise OptionError(f"unknown claim(s) {', '.join(bad)}; known: {', '.join(sorted(CLAIMS))}")
     if quick and extended:
         raise OptionError("choose --quick or --extended, not both")
-    ctx = Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
+    ctx = ctx or Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
     done, verdicts = set(), {}
     for c in wanted:
         fn = CLAIMS[c]
@@ -66,30 +69,14 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
             continue
         done.add(fn)
         for v in fn(ctx):
+            v = as_verdict(v)
             verdicts[v.claim] = v
     order = [c for c in ORDER if c in verdicts and c in wanted]
     return [verdicts[c] for c in order], ctx.records
 
 
-def verdict_table(verdicts, *, quick: bool, seconds: float, extended: bool = False) -> str:
-    """Markdown: one section per claim with the paper's statement beside our numbers."""
-    n_ok = sum(v.reproduced is True for v in verdicts)
-    lines = ["# chainlab verify", "",
-             f"{n_ok} of {len(verdicts)} claims reproduced on the shipped nets "
-             f"({'--quick run' if quick else '--extended run' if extended else 'full run'}, {seconds:.0f} s). "
-             f"Rerun: `chainlab verify{' --quick' if quick else ' --extended' if extended else ''}`.", "",
-             "| claim | verdict | seconds |", "|---|---|---:|"]
-    lines += [f"| {v.claim} | **{v.label}** | {v.seconds:.1f} |" for v in verdicts]
-    lines.append("")
-    for v in verdicts:
-        lines += [f"## {v.claim}: {v.label}", "", f"*Claim.* {v.statement}", "", f"*Paper.* {v.paper}", ""]
-        if v.protocol:
-            lines += [f"*Protocol.* {v.protocol}", ""]
-        lines += [f"*Measured here.* {v.observed}", ""]
-        if v.figures:
-            lines += ["*Figure.* " + " ".join(f"![{Path(f).stem}]({f})" for f in v.figures), ""]
-    lines += ["Plots and all records: [report.md](report.md), `records.csv`.", ""]
-    return "\n".join(lines)
+def _kind(quick, extended):
+    return "--quick run" if quick else "--extended run" if extended else "full run"
 
 
 SMOKE_CLAIM = "S4"     # the cheapest claim at --quick size (about a second)
@@ -103,7 +90,7 @@ def script_main(claims, argv=None) -> int:
     quick run of tests/test_verify.py."""
     p = argparse.ArgumentParser(description=f"Check claims {', '.join(claims)} on the shipped nets.")
     p.add_argument("--quick", action="store_true", help="CI-sized run (digits nets, fewer images)")
-    p.add_argument("--extended", action="store_true", help="more sixt-cifar images, sixt-cifar in S4")
+    p.add_argument("--extended", action="store_true", help="more of the papers' protocols")
     p.add_argument("--smoke", action="store_true",
                    help=f"seconds: check that the claims exist, then run claim {SMOKE_CLAIM} at --quick size")
     p.add_argument("-o", "--output", type=Path, default=Path("report"), help="directory for the verdict file")
@@ -118,8 +105,10 @@ def script_main(claims, argv=None) -> int:
     verdicts, _ = run(quick=a.quick, claims=claims, extended=a.extended)
     a.output.mkdir(parents=True, exist_ok=True)
     md = a.output / f"verify-{'-'.join(claims)}.md"
-    md.write_text(verdict_table(verdicts, quick=a.quick, seconds=time.perf_counter() - t0, extended=a.extended))
+    flag = " --quick" if a.quick else " --extended" if a.extended else ""
+    md.write_text(verify_markdown(verdicts, run=f"{_kind(a.quick, a.extended)}, {time.perf_counter() - t0:.0f} s.",
+                                  rerun=f"python {Path(__file__).name}{flag}"))
     for v in verdicts:
-        print(f"{v.claim}  {v.label}\n    claim: {v.statement}\n    paper: {v.paper}\n    here:  {v.observed}")
+        print(f"{v.claim}  {v.label}\n    claim: {v.spec.statement}\n    here:  {v.observed}")
     print(f"verdicts written to {md}")
     return 0
