@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 SMOKED = sorted(p.name for p in [*SCRIPTS.glob("bench_*.py"), *SCRIPTS.glob("verify_*.py")])
 NUM = r"([-+0-9.e]+|nan|inf)"
+LABEL = r"(reproduced|not reproduced|inconclusive|not checked)"          # chainlab.papers.Verdict.label
 
 
 def positive(values, at_least=1):
@@ -129,7 +130,7 @@ def check_bench_verify(out):
         c32, c64 = float(r[0][3]), float(r[1][3])
         assert abs(c32 - c64) < 1e-5                                        # float32 and float64 passes agree
         positive(rows(rf"ratio batched/per-image: float32 ×{NUM}, float64 ×{NUM}", out)[0], 2)
-    rows(rf"^\s+S4\s+(reproduced|not reproduced|not checked)\s+{NUM} s$", out)
+    rows(rf"^\s+S4\s+{LABEL}\s+{NUM} s$", out)
 
 
 def check_bench_import(out):
@@ -142,10 +143,9 @@ def check_bench_import(out):
 
 def check_verify(out, folder):
     rows(r"^smoke: claims [SBM]\d(, [SBM]\d)* exist; running S4 --quick in their place$", out)
-    rows(r"^S4  (reproduced|not reproduced|not checked)$", out)
+    rows(rf"^S4  {LABEL}$", out)
     rows(r"^    here:  digits-cnn: .*\d", out)
-    assert re.search(r"^\| S4 \| \*\*(reproduced|not reproduced|not checked)\*\* \|",
-                     (folder / "verify-S4.md").read_text(), flags=re.M)
+    assert re.search(rf"^\| S4 \|.*\| \*\*{LABEL}\*\* \|", (folder / "verify-S4.md").read_text(), flags=re.M)
 
 
 CHECKS = {

@@ -36,6 +36,7 @@ reproduced is reported with its numbers.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def script_main(claims, argv=None) -> int:
     md = a.output / f"verify-{'-'.join(claims)}.md"
     flag = " --quick" if a.quick else " --extended" if a.extended else ""
     md.write_text(verify_markdown(verdicts, run=f"{_kind(a.quick, a.extended)}, {time.perf_counter() - t0:.0f} s.",
-                                  rerun=f"python {Path(__file__).name}{flag}"))
+                                  rerun=f"python {Path(sys.argv[0]).name}{flag}"))
     for v in verdicts:
         print(f"{v.claim}  {v.label}\n    claim: {v.spec.statement}\n    here:  {v.observed}")
     print(f"verdicts written to {md}")
