@@ -8,6 +8,7 @@ net and the scene generator; the whole ``--quick`` run takes about a minute and 
 tests/test_verify.py — set CHAINLAB_WHEEL_FULL=1 to run all of it on the wheel too).
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -189,5 +190,7 @@ def test_chainlab_verify_runs_from_the_wheel(wheel_install):
     for claim in (claims or "S4,M3,S1,B1").split(","):
         assert re.search(rf"^\| {claim} \|.*\| \*\*(reproduced|not reproduced|inconclusive|not checked)\*\* \|",
                          table, flags=re.M), claim
-    assert len((report / "records.csv").read_text().splitlines()) > 10
+    verdicts = json.loads((report / "verdicts.json").read_text())["verdicts"]
+    assert {v["id"] for v in verdicts} >= set((claims or "S4,M3,S1,B1").split(","))
+    assert sum(len(p.read_text().splitlines()) for p in (report / "records").glob("*.csv")) > 10
     assert "not found" not in table and "missing" not in table.lower()
