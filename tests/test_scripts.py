@@ -133,6 +133,14 @@ def check_bench_verify(out):
     rows(rf"^\s+S4\s+{LABEL}\s+{NUM} s$", out)
 
 
+def check_bench_batch(out):
+    found = rows(rf"^([a-z0-9-]+)\s+{NUM}\s+{NUM}\s+{NUM}×\s+{NUM}\s+{NUM}", out, 1)
+    for f in found:
+        positive(f[1:4], 3)
+        assert abs(float(f[4]) - float(f[5])) < 1e-4                         # both trees give the same CSC
+    positive(rows(rf"^peak RSS: old {NUM} MiB, new {NUM} MiB", out)[0], 2)
+
+
 def check_bench_import(out):
     found = rows(rf"^\s+(import torch|import chainlab|import torch, chainlab)\s+{NUM}\s+{NUM}\s+{NUM}\s+", out, 3)
     assert [f[0] for f in found] == ["import torch", "import chainlab", "import torch, chainlab"]
@@ -149,7 +157,7 @@ def check_verify(out, folder):
 
 
 CHECKS = {
-    "bench_archive.py": check_bench_archive, "bench_binder.py": check_bench_binder,
+    "bench_archive.py": check_bench_archive, "bench_batch.py": check_bench_batch, "bench_binder.py": check_bench_binder,
     "bench_distributed.py": check_bench_distributed, "bench_extract.py": check_bench_extract,
     "bench_import.py": check_bench_import, "bench_products.py": check_bench_products,
     "bench_scale.py": check_bench_scale, "bench_spectral.py": check_bench_spectral, "bench_verify.py": check_bench_verify,

@@ -188,7 +188,7 @@ def _open_plain(shown, where, folder: Path, name: str):
 
 
 # -- index files -----------------------------------------------------------------------------------
-def _index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
+def index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
     """The bytes of an index file listing ``entries`` (key → (file, size)), see the module docstring."""
     with h5py.File("index.h5", "w", driver="core", backing_store=False, libver=LIBVER) as f:
         set_str(f.attrs, "encoding-type", ENCODING)
@@ -706,7 +706,7 @@ class Writer:
         return f"{d.name}/{name}", len(image)
 
     def _write_index(self, entries, next_index):
-        image = _index_image(entries, next_index, self.chains_dir)
+        image = index_image(entries, next_index, self.chains_dir)
         check_space(self.path, len(image), "the archive index")
         try:
             write_bytes(self.real, image)
