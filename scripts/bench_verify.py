@@ -22,7 +22,7 @@ import torch
 import chainlab
 from chainlab import measures
 from chainlab.app import verify
-from chainlab.app.verify.sixt import NETS
+from chainlab.papers.sixt.protocol import NETS
 from chainlab.measures.csc import csc_summary
 from chainlab.studies.sixt import SIXT_METHODS, sixt_pass
 
