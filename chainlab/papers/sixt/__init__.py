@@ -206,7 +206,8 @@ def claim_s4(ctx) -> list:
     figs = tuple(f"sixt_fig3_{net}.png" for _, _, net in have if any(t.startswith(net + ":") for t in texts))
     return [Verdict(spec, dec, "; ".join(texts) + "." + R.missing_text(missing, lead=" "), time.perf_counter() - t0,
                     figures=figs, paper_numbers=R.PAPER_NUMBERS["S4"], per_seed=ps if len(ps) > 1 else {},
-                    beside=R.beside_roles(spec, per_seed), caveats=tuple(problems))]
+                    beside=R.beside_roles(spec, per_seed), caveats=tuple(problems),
+                    numbers={p.name: p.estimate.value for p in dec.parts if p.estimate is not None})]
 
 
 def claim_s5(ctx) -> list:

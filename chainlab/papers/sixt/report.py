@@ -134,13 +134,34 @@ def beside_s3(ctx, data) -> str:
     return " ".join(out)
 
 
+def _key(seed, *parts) -> str:
+    return ("" if seed == 0 else f"seed {seed} ") + " ".join(str(p) for p in parts)
+
+
+def _extremes(ests, spec, members, seed, lo_label, hi_label, out):
+    """The lowest (and highest) median of the decided ``members`` per role: the README's headline numbers."""
+    for role in sorted({r for r, _ in ests}):
+        mine = [(e.value, mid) for (r, mid), e in ests.items() if r == role and mid in decided(spec, role)
+                and mid in members and e.value is not None]
+        if mine:
+            if lo_label:
+                v, mid = min(mine)
+                out[_key(seed, role, f"{lo_label} ({method_label(mid)})")] = v
+            if hi_label:
+                v, mid = max(mine)
+                out[_key(seed, role, f"{hi_label} ({method_label(mid)})")] = v
+    return out
+
+
 def numbers_csc(data, spec) -> dict:
     out = {}
     for s, d in sorted(data.items()):
         ests, _ = _at_decided(d)
-        for (role, mid), e in ests.items():
-            if mid in decided(spec, role):
-                out[f"seed{s}/{role}/{mid}"] = e.value
+        if spec.id == "S1":
+            _extremes(ests, spec, D.CONVERGING, s, "lowest", None, out)
+        else:
+            _extremes(ests, spec, D.DEEPLIFT, s, None, "highest DeepLIFT", out)
+            _extremes(ests, spec, D.ABLATION, s, "Ablation", None, out)
     return out
 
 
@@ -162,7 +183,8 @@ def observed_s2(per_seed, curves255) -> str:
 
 
 def numbers_s2(per_seed) -> dict:
-    return {f"seed{s}/{role}/gap": D.estimate(1.0 - c[0]).value for s, v in per_seed.items() for (role, _), c in v.items()}
+    return {_key(s, role, "1 − CSC at the input"): D.estimate(1.0 - c[0]).value
+            for s, v in per_seed.items() for (role, _), c in v.items()}
 
 
 def s4_line(net, ratios, spec) -> str:
@@ -203,8 +225,12 @@ def beside_sanity(data, spec, key) -> str:
 
 
 def numbers_sanity(data, spec, key) -> dict:
-    return {f"seed{s}/{role}/{mid}": D.estimate(v).value for s, d in data.items() for (role, mid), v in d[key].items()
-            if mid in decided(spec, role)}
+    out = {}
+    for s, d in sorted(data.items()):
+        ests = {k: D.estimate(v) for k, v in d[key].items()}
+        _extremes(ests, spec, D.CONVERGING + D.ABLATION, s, "lowest converging", None, out)
+        _extremes(ests, spec, REST, s, None, "highest rest", out)
+    return out
 
 
 def s6_net_line(net, ratio, grad, hyp) -> str:
@@ -230,11 +256,13 @@ def sim_line(sim) -> str:
 
 def numbers_s6(prefix, sim) -> dict:
     out = {}
-    for s, p in prefix.items():
-        for (role, mid), r in p.items():
-            out[f"seed{s}/{role}/{mid}/factor"] = D.estimate([D.decay_factor(x) for x in r]).value
-    for lab, v in sim.items():
-        out[f"simulation/{lab}/factor"] = D.estimate([D.decay_factor(r) for r in v], "draws").value
+    for s, p in sorted(prefix.items()):
+        for (role, mid), r in sorted(p.items()):
+            if mid == "lrp-a1b0":
+                out[_key(s, role, "factor per layer")] = D.estimate([D.decay_factor(x) for x in r]).value
+    for lab in ("positive", "non-negative", "stochastic", "vanilla"):
+        if lab in sim:
+            out[f"simulation {lab} factor"] = D.estimate([D.decay_factor(r) for r in sim[lab]], "draws").value
     return out
 
 
@@ -261,7 +289,15 @@ def beside_s8(data, spec) -> str:
 
 
 def numbers_s8(data) -> dict:
-    return {f"seed{s}/{role}/{mid}": D.estimate(v).value for s, d in data.items() for (role, mid), v in d.items()}
+    out = {}
+    for s, v in sorted(data.items()):
+        for role in sorted({r for r, _ in v}):
+            z, g = v.get((role, "lrp-a1b0")), v.get((role, "gradient"))
+            if z is not None:
+                out[_key(s, role, "α1β0 mean |Δ|")] = D.estimate(z).value
+            if g is not None:
+                out[_key(s, role, "gradient mean |Δ|")] = D.estimate(g).value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
