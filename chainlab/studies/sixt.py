@@ -21,6 +21,7 @@ LRP-type and DeepLIFT) and its group in the paper's CSC statement.  Adding a met
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,9 +31,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError, MissingFileError, PatternError, UnsupportedLayerError
-from ..extraction import extract as _extract
-from ..extraction import method_names
-from ..extraction import extract_batch, forward_batch
+from ..extraction import extract_batch, forward_batch, method_names
 from ..measures.csc import cosine_gaps, pair_list
 from ..measures.maps import reduce_channels, ssim_flipped
 from ..nets.data import INPUT_BOUNDS
@@ -41,7 +40,7 @@ from ..rules.pattern_rules import resolve_patterns
 from ..trace import eval_mode, trace, walk_stages
 from .explanations import Traced, smoothgrad
 
-__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "explanations", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
+__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "AUTHORS", "explanations", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
            "prefix_columns", "prepared_rule", "available", "as_images"]
 
 
@@ -68,6 +67,7 @@ class SixtMethod:
         return dict(self.options)
 
 
+AUTHORS = (("residual", "authors"),)
 SIXT_METHODS = (
     SixtMethod("guided-bp", "GuidedBP", "guided-bp", reduce="absmax"),
     SixtMethod("deconv", "Deconv", "deconv", reduce="absmax"),
@@ -75,21 +75,30 @@ SIXT_METHODS = (
     SixtMethod("dtd", "DTD", "dtd", (("low", INPUT_BOUNDS[0]), ("high", INPUT_BOUNDS[1])), residual=False),
     SixtMethod("patternattribution", "PatternAttr.", "patternattribution", residual=False),
     SixtMethod("patternnet", "PatternNet", "patternnet", residual=False),
-    SixtMethod("lrp-a1b0", "LRP α1β0", "zplus"),
-    SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0))),
-    SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0))),
+    # the αβ rules (and LRP-CMP below) with the authors' ResNet rule at residual sums and BatchNorms
+    # (monkey_patch_lrp_resnet.py, used for every αβ analyzer: get_custom_rule :224-234); no effect on plain nets
+    SixtMethod("lrp-a1b0", "LRP α1β0", "zplus", AUTHORS),
+    SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0)) + AUTHORS),
+    SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0)) + AUTHORS),
     SixtMethod("lrp-z", "LRP-z", "lrp-0", group="excepted"),
     SixtMethod("deeplift-revealcancel", "DeepLIFT Rev.C.", "deeplift-revealcancel", group="excepted"),
     SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
     SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
     SixtMethod("gradient", "Gradient", "gradient", reduce="absmax", group="reference"),
     # methods the paper discusses beside Fig. 4/5 (§2, §6; not in the authors' code): reported, in no decision
-    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", group="extra"),
-    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", group="extra"),
+    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", AUTHORS, group="extra"),
+    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", AUTHORS, group="extra"),
     SixtMethod("excitation-bp", "Excitation BP", "excitation-bp", group="extra"),
     SixtMethod("contrastive-ebp", "Contrastive EBP", "contrastive-ebp", group="extra"),
     SixtMethod("contrastive-lrp", "Contrastive LRP", "contrastive-lrp", group="extra"),
 )
+
+# the αβ methods with chainlab's own residual rule (relevance split z_t/s(z), BatchNorm folded): measured beside the
+# authors' rule on residual nets (issue 24 §3: S1 with both rules)
+PROPORTIONAL_VARIANTS = tuple(
+    dataclasses.replace(m, id=f"{m.id}-proportional", label=f"{m.label} (z_t/z split)", group="extra",
+                        options=tuple(o for o in m.options if o[0] != "residual"))
+    for m in SIXT_METHODS if m.id in ("lrp-a1b0", "lrp-a2b1", "lrp-a5b4"))
 
 # SmoothGrad (the authors' table, Fig. 4 only: ['exclude_cos_sim'] in when_explanations_lie.py:435-436): the mean
 # gradient of the explained logit over n = 50 noisy copies x + N(0, σ²I), σ = 0.15 × the input range (:409-410).
@@ -118,7 +127,7 @@ def available(model, method: SixtMethod, net=None):
             return False, f"no patterns ({type(e).__name__}: {e})"
     if residual and getattr(model, "input_shape", None) is not None:
         try:
-            _extract(model, torch.zeros(model.input_shape), method.rule, **method.opts())
+            extract_batch(model, torch.zeros(model.input_shape), method.rule, **method.opts())
         except UnsupportedLayerError as e:
             return False, str(e)
     return True, ""

@@ -31,24 +31,27 @@ from ...measures.maps import class_difference, reduce_channels, ssim_flipped
 from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
 from ...rules.pattern_rules import resolve_patterns
-from ...studies.sixt import (SIXT_METHODS, SMOOTHGRAD, as_images, available, cascading, explanations,
-                             prefix_columns, prepared_rule, sixt_passes)
+from ...studies.sixt import (PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as_images, available, cascading,
+                             explanations, prefix_columns, prepared_rule, sixt_passes)
 from .protocol import _traced
 
 __all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade", "prefix_ratios",
            "layer_hypotheses", "simulation", "learned_matrices", "fig3_layers", "fig3_ratios", "class_differences",
            "labels"]
 
-METHOD = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD)}
+METHOD = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS)}
 
 
 def methods_on(ctx, net):
-    """(methods of the paper's table that run on the net, {method id: why not}) — cached per net."""
+    """(methods of the paper's table that run on the net, {method id: why not}) — cached per net; a net with
+    residual blocks also gets the αβ methods with chainlab's own residual rule (PROPORTIONAL_VARIANTS, beside the
+    authors' rule)."""
     key = ("sixt-methods", net)
     if key not in ctx.cache:
         ok, why = [], {}
         model = ctx.model(net)
-        for m in (*SIXT_METHODS, SMOOTHGRAD):
+        residual = any(s.kind == "residual" for s in _traced(ctx, net).stages)
+        for m in (*SIXT_METHODS, SMOOTHGRAD, *(PROPORTIONAL_VARIANTS if residual else ())):
             a, reason = available(model, m, _traced(ctx, net))
             (ok.append(m) if a else why.__setitem__(m.id, reason))
         ctx.cache[key] = (ok, why)

@@ -19,7 +19,7 @@ the paper's Fig. 5e–g histograms are taken); the maximum over the eligible bou
 """
 from __future__ import annotations
 
-from ...studies.sixt import SIXT_METHODS, SMOOTHGRAD
+from ...studies.sixt import PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD
 from ..spec import ClaimSpec, Scope, Threshold, code, ours, paper
 
 __all__ = ["SPECS", "ANY", "MIN_CHANNELS", "LEVEL", "GROUPS", "decided", "beside", "PAPER"]
@@ -29,7 +29,7 @@ ANY = "*"               # scope key of nets the paper never saw
 MIN_CHANNELS = 8
 LEVEL = 0.95            # every interval: 95 % (Fig. 4b's bands: 99 %, drawn as such)
 
-_M = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD)}
+_M = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS)}
 
 
 def _ids(*groups):
@@ -50,6 +50,9 @@ _DTD_NOT_RESNET = code("DTD is run with ['exclude_resnet50']", "when_explanation
 _A5B4_VGG = paper("LRP α5β4 converges less strongly for VGG-16.", "§4")
 _CMP = code("Fig. 5 is drawn for every method but LRP-CMP (selected_attr_names = [n for n in attr_names if not "
             "n.startswith(\"LRP CMP\")]); LRP-CMP is Fig. 6", "cosine_similarity_convergence.ipynb:913")
+_CHAINLAB_RESIDUAL = ours("chainlab's own residual rule (relevance split z_t/s(z) at a sum, BatchNorm folded into its "
+                          "conv) beside the authors' (αβ at each sum, branches clipped to [0, 1000], BatchNorm an αβ "
+                          "layer of its own: monkey_patch_lrp_resnet.py:87-191), which decides")
 _SECTION6 = ours("excitation BP and the contrastive methods are discussed in §5 (Discussion), not measured in "
                  "Figs. 4–5 nor in the authors' code: reported, never decided")
 _FIG4_VGG = code("the sanity checks run for model_names = ['resnet50', 'vgg16'] (the committed cell: ['vgg16'] only)",
@@ -79,6 +82,7 @@ def _csc_scope(methods_of):
     }
     for net in ("sixt-cifar", "vgg-cifar", "resnet-cifar"):
         beside[net] = {**beside[net], **_extras()}
+    beside["resnet-cifar"].update({m.id: _CHAINLAB_RESIDUAL for m in PROPORTIONAL_VARIANTS})
     return Scope(methods, beside)
 
 
@@ -130,8 +134,10 @@ S1 = ClaimSpec(
     "if one lies wholly below; else inconclusive), each training seed separately, the seeds agreeing",
     (Threshold("converges", 0.99, paper("all methods show convergence up to at least 0.99 cosine similarity", "§4")),),
     _csc_scope(CONVERGING),
-    protocol=_FIG5_PROTOCOL + "; nets sixt-cifar, vgg-cifar, resnet-cifar; the paper's Fig. 5 statistic (the median "
-             "pooled over images, pairs and locations) is reported beside")
+    protocol=_FIG5_PROTOCOL + "; nets sixt-cifar, vgg-cifar, resnet-cifar; on resnet-cifar the αβ methods (and "
+             "LRP-CMP) use the authors' ResNet rule — αβ at each residual sum, each branch's relevance clipped to "
+             "[0, 1000], BatchNorm an αβ layer of its own (monkey_patch_lrp_resnet.py:87-191; extract option "
+             "residual='authors') — and chainlab's own (z_t/z split, BatchNorm folded) is reported beside")
 
 S2 = ClaimSpec(
     "S2", PAPER,
