@@ -22,6 +22,7 @@ Why each net gives its answer, independently of chainlab:
 * patterns fitted on rank-1 data point along the one data direction (σ1/σ2(A) large); on isotropic data a_j =
   w_j/‖w_j‖² (A ∝ W row-wise, σ1/σ2 like W's, and W⊙A ∝ W⊙W ≥ 0 with a Perron direction); A = 1 gives W⊙A = W.
 """
+import copy
 import dataclasses
 from collections import OrderedDict
 
@@ -288,7 +289,6 @@ def test_s8_both_parts():
 
 # -- seeds through a whole claim -------------------------------------------------------------------------------------
 def perturbed(model, scale=0.01):
-    import copy
     m = copy.deepcopy(model)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -303,7 +303,7 @@ def test_a_second_seed_is_decided_separately_and_the_seeds_must_agree():
     mlp = chainlab.models.load("digits-mlp")
     x, y = Context(Settings(quick=True)).images("digits-mlp", 10)
     ctx = Context(Settings(quick=True, progress=False))
-    ctx.add_net("digits-mlp-seed1", NetEntry(perturbed(mlp), x, y, extra={"seed_of": "digits-mlp", "seed": 1}))
+    ctx.add_net("digits-mlp-seed1", NetEntry(perturbed(mlp), x, y))            # the shipped naming
     assert seed_nets(ctx, "digits-mlp") == {0: "digits-mlp", 1: "digits-mlp-seed1"}
     (v,) = S.CLAIMS["S6"](ctx)
     assert v.per_seed == {0: R, 1: R} and v.outcome is R

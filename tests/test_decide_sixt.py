@@ -106,6 +106,20 @@ def test_s1_scope_out_of_scope_methods_cannot_change_the_verdict():
         assert D.decide_s1(bad, {**bounds, "digits-cnn": BOUNDS}).outcome is N, (role, mid)
 
 
+def test_s1_notes_name_the_maxima_of_the_decided_converging_methods_only():
+    bounds = {"vgg-cifar": BOUNDS}
+    curves = {**curves_s1([0.999] * 20), **curves_s1([0.5] * 20, method="lrp-a5b4"),
+              **curves_s1([0.6] * 20, method="gradient")}
+    (note,) = D.decide_s1(curves, bounds).notes
+    assert "LRP α1β0" in note and "α5β4" not in note and "Gradient" not in note
+
+
+def test_a_curve_without_the_decided_boundary_is_not_measured_there():
+    d = D.decide_s1({("vgg-cifar", "lrp-a1b0"): {3: np.full(20, 0.999)}}, {"vgg-cifar": BOUNDS})
+    (p,) = [p for p in d.parts if "α1β0" in p.name]
+    assert p.outcome is X and d.outcome is X
+
+
 def test_s1_decided_methods_without_numbers_are_not_checked_parts():
     d = D.decide_s1(curves_s1([0.999] * 20), {"vgg-cifar": BOUNDS})
     missing = [p for p in d.parts if p.outcome is X]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["num", "select", "valued", "figure", "save", "palette", "series", "line_panel", "not_finite", "dropped_note"]
+__all__ = ["num", "select", "valued", "figure", "save", "palette", "series", "line_panel", "not_finite",
+           "dropped_note"]
 
 
 def num(v):

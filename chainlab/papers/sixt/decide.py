@@ -152,7 +152,8 @@ def decide_s4(ratios: dict, spec=SPECS["S4"]) -> Decision:
         TW, TWA = finite(r["T(W)"]), finite(r["T(W*A)"])
         a = _share(A > spec.threshold("pattern_ratio"))
         b = _share(WA > W)
-        c = float(np.median(TWA) / np.median(TW)) if TW.size and TWA.size and np.median(TW) > 0 else math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):      # no T_l, or a zero median: no number (U)
+            c = float(np.divide(*(np.median(v) if v.size else math.nan for v in (TWA, TW))))
         parts.append(at_least(f"{role}: share of layers with σ1/σ2(A) > {spec.threshold('pattern_ratio'):g}",
                               Estimate.exact(a), spec.threshold("almost_all"), "almost_all"))
         parts.append(above(f"{role}: share of layers with σ1/σ2(W⊙A) > σ1/σ2(W)", Estimate.exact(b),
@@ -222,9 +223,8 @@ def decide_s8(values: dict, spec=SPECS["S8"]) -> Decision:
         if g is None:
             parts.append(part(f"{role} / LRP α1β0 ÷ gradient", X, None, "not measured", "class_ratio"))
             continue
-        z, g = np.asarray(z, dtype=np.float64), np.asarray(g, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(g > 0, z / g, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):      # a zero gradient difference: no ratio (left out)
+            ratio = np.asarray(z, dtype=np.float64) / np.asarray(g, dtype=np.float64)
         parts.append(at_most(f"{role} / LRP α1β0 ÷ gradient (per image)", estimate(ratio),
                              spec.threshold("class_ratio"), "class_ratio"))
     return decision(parts)

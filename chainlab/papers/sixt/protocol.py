@@ -4,8 +4,8 @@ sizes of each setting, the injection points and the cascading-randomization step
 Roles are the paper's nets (``sixt-cifar`` its CIFAR net, ``vgg-cifar`` VGG-16, ``resnet-cifar`` ResNet-50); the
 quick run plays them with the digits nets.  A role's training seeds: seed 0 is the role's own net, further seeds
 come from ``chainlab.nets.models.seed_names`` (when the package ships them) or from nets registered in the
-:class:`~chainlab.papers.context.Context` with ``extra={"seed_of": role, "seed": k}``.  A registered net without
-``seed_of`` is a role of its own (a user's net), measured with a protocol derived from its trace
+:class:`~chainlab.papers.context.Context` as ``<role>-seed<k>`` or with ``extra={"seed_of": role, "seed": k}``.  Any
+other registered net is a role of its own (a user's net), measured with a protocol derived from its trace
 (:func:`derived`): injection at the logits, cascading steps from the parametric layers top-down.
 
 Settings (:func:`sizes`): the default run keeps the paper's 200 images × 5 vectors; what the default leaves to
@@ -13,6 +13,7 @@ Settings (:func:`sizes`): the default run keeps the paper's 200 images × 5 vect
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,7 +123,8 @@ def roles(ctx, claim: str) -> tuple:
         "cascade": ("digits-cnn",) if q else (("vgg-cifar", "resnet-cifar", "sixt-cifar") if x else ("vgg-cifar",)),
         "two_object": ("vgg-cifar",) if q else (("vgg-cifar", "sixt-cifar", "resnet-cifar") if x else ("vgg-cifar",)),
     }[claim]
-    own = tuple(n for n, e in ctx.registered.items() if e.extra.get("seed_of") is None and n not in table)
+    own = tuple(n for n, e in ctx.registered.items() if e.extra.get("seed_of") is None and n not in table
+                and not re.fullmatch(r".+-seed[0-9]+", n))
     return table + own
 
 
@@ -139,8 +141,11 @@ def seed_nets(ctx, role: str) -> dict:
         except OptionError:          # a role with no shipped seeds
             pass
     for n, e in ctx.registered.items():
+        m = re.fullmatch(rf"{re.escape(role)}-seed([0-9]+)", n)
         if e.extra.get("seed_of") == role:
             out[int(e.extra.get("seed", len(out)))] = n
+        elif m:                                  # the shipped naming, ``<role>-seed<k>``
+            out[int(m.group(1))] = n
     return dict(sorted(out.items()))
 
 
