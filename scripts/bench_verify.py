@@ -15,7 +15,8 @@ A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after say
 3. ``--against REF`` (e.g. ``main``): the same claims of the chainlab at git ref REF (exported with ``git archive``
    into a temp dir) and of this working tree, each in a fresh process one after the other on the same machine:
    seconds per claim, the total, peak RSS and the ratio new / REF — the comparison that is meaningful on a busy
-   machine.  ``--only-stages`` skips part 1.
+   machine.  ``--only-stages`` skips part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net
+   (a smaller protocol for a quicker comparison; the per-image work scales with N, the fixed work does not).
 """
 import argparse
 import json
@@ -51,8 +52,23 @@ def probe():
 
 ROOT = Path(__file__).resolve().parent.parent
 _CHILD = """
-import json, resource, sys, time
+import dataclasses, json, resource, sys, time
 from chainlab.app import verify
+n = {images}
+if n:                      # a reduced protocol (the same for both trees): n images per net instead of 200
+    try:
+        from chainlab.app.verify import sixt as old
+        old._n_images = lambda ctx: n
+    except ImportError:
+        pass
+    try:
+        import chainlab.papers.sixt as new
+        from chainlab.papers.sixt import protocol
+        full = protocol.sizes
+        small = lambda ctx: dataclasses.replace(full(ctx), images=n, chunk=min(n, 50), two_object=n)
+        protocol.sizes = new.sizes = small
+    except ImportError:
+        pass
 t = time.perf_counter()
 verdicts, records = verify.run(quick={quick}, claims={claims!r}, progress=False)
 out = {{"total": time.perf_counter() - t, "claims": {{v.claim: [v.label, v.seconds] for v in verdicts}},
@@ -69,10 +85,11 @@ def _export(ref: str, dest: Path) -> Path:
     return dest
 
 
-def _stages(path: Path, quick: bool, claims, threads: int) -> dict:
+def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=str(path), CHAINLAB_DATA=str(ROOT / "data"), OMP_NUM_THREADS=str(threads),
                NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    p = subprocess.run([sys.executable, "-c", _CHILD.format(quick=quick, claims=list(claims))], cwd=path, env=env,
+    p = subprocess.run([sys.executable, "-c", _CHILD.format(quick=quick, claims=list(claims), images=int(images))],
+                       cwd=path, env=env,
                        capture_output=True, text=True)
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if p.returncode != 0 or line is None:
@@ -80,12 +97,13 @@ def _stages(path: Path, quick: bool, claims, threads: int) -> dict:
     return json.loads(line[6:])
 
 
-def against(ref: str, quick: bool, claims, threads: int) -> None:
+def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> None:
     """Part 3 of the module docstring."""
     with tempfile.TemporaryDirectory(prefix="chainlab-bench-") as d:
-        old = _stages(_export(ref, Path(d)), quick, claims, threads)
-    new = _stages(ROOT, quick, claims, threads)
-    print(f"\nverify stages, {ref} vs this tree ({'--quick' if quick else 'default run'}; claims {','.join(claims)}; "
+        old = _stages(_export(ref, Path(d)), quick, claims, threads, images)
+    new = _stages(ROOT, quick, claims, threads, images)
+    size = f"the Sixt claims on {images} images per net" if images else ("--quick" if quick else "default run")
+    print(f"\nverify stages, {ref} vs this tree ({size}; claims {','.join(claims)}; "
           f"{threads} threads; run one after the other)")
     print(f"  {'claim':5s} {ref[:14]:>14s} {'this tree':>12s}   verdict here")
     for c in claims:
@@ -108,9 +126,11 @@ def main():
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--against", metavar="REF", help="compare the verify stages with git ref REF (e.g. main)")
     ap.add_argument("--only-stages", action="store_true", help="with --against: skip the CSC throughput part")
+    ap.add_argument("--sixt-images", type=int, default=0,
+                    help="with --against: both trees run the Sixt claims on this many images per net (0: their own)")
     a = ap.parse_args()
     if a.against and a.only_stages:
-        against(a.against, a.quick, a.claims.split(","), a.threads)
+        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
         return
     torch.set_num_threads(a.threads)
     print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
@@ -156,7 +176,7 @@ def main():
         print(f"  {v.claim:3s} {v.label:15s} {v.seconds:8.1f} s")
     print(f"  total {total:.1f} s, {len(records)} records; conv probe after: {probe():.1f} GFLOP/s")
     if a.against:
-        against(a.against, a.quick, a.claims.split(","), a.threads)
+        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
 
 
 if __name__ == "__main__":
