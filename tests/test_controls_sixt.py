@@ -67,8 +67,8 @@ def positive_mlp():
 
 
 def signed_mlp():
-    return _mlp([64] + [32] * 8 + [10],
-                lambda i, a, b, g: torch.randn((b, a), generator=g, dtype=torch.float64) * (2 / a) ** 0.5, "ctrl-signed")
+    gauss = lambda i, a, b, g: torch.randn((b, a), generator=g, dtype=torch.float64) * (2 / a) ** 0.5  # noqa: E731
+    return _mlp([64] + [32] * 8 + [10], gauss, "ctrl-signed")
 
 
 def diagonal_mlp(head="dense"):
@@ -106,7 +106,8 @@ def conv_net(kind):
         L["conv1"], L["relu1"] = conv(1, 8, 3), nn.ReLU()
         for i in (2, 3, 4):
             L[f"conv{i}"], L[f"relu{i}"] = conv(8, 8, 3), nn.ReLU()
-        L["flatten"], L["fc1"], L["relu5"], L["fc2"] = nn.Flatten(), dense(512, 16, True), nn.ReLU(), dense(16, 10, True)
+        L["flatten"], L["fc1"] = nn.Flatten(), dense(512, 16, True)
+        L["relu5"], L["fc2"] = nn.ReLU(), dense(16, 10, True)
     elif kind == "diag":
         L["conv1"], L["relu1"] = conv(1, 4, 3), nn.ReLU()
         L["conv2"] = nn.Conv2d(4, 4, 1, bias=False)
@@ -130,8 +131,8 @@ def rgb_net(split):
         c.weight.copy_(torch.eye(3, dtype=torch.float64)[:, :, None, None])
         if split:
             u = torch.rand(1536, generator=g, dtype=torch.float64) / 40
-            fc.weight.copy_(torch.cat([u.expand(10, -1), -torch.rand((10, 1536), generator=g, dtype=torch.float64) / 40],
-                                      dim=1))
+            negative = -torch.rand((10, 1536), generator=g, dtype=torch.float64) / 40
+            fc.weight.copy_(torch.cat([u.expand(10, -1), negative], dim=1))
         else:
             fc.weight.copy_(torch.randn((10, 3072), generator=g, dtype=torch.float64) / 3072 ** 0.5)
     net = nn.Sequential(OrderedDict([("conv1", c), ("relu1", nn.ReLU()), ("flatten", nn.Flatten()),

@@ -116,8 +116,8 @@ def reference(model, x, k, alpha, beta):
     Rh = h / (H * W_) / s(v)[:, None, None] * Rv[:, None, None]        # proportional average pool
     for blk, hin, h1, zb, zs in reversed(blocks):
         sp, sn = np.maximum(zb, 0) + np.maximum(zs, 0), np.minimum(zb, 0) + np.minimum(zs, 0)
-        split = lambda z: np.clip(alpha * np.maximum(z, 0) / sd(sp) * Rh - beta * np.minimum(z, 0) / sd(sn) * Rh,  # noqa: E731
-                                  0, 1000)
+        def split(z):
+            return np.clip(alpha * np.maximum(z, 0) / sd(sp) * Rh - beta * np.minimum(z, 0) / sd(sn) * Rh, 0, 1000)
         Rb, Rs = split(zb), split(zs)
         R1, _ = conv_bn(blk.conv2, blk.bn2, h1, Rb, alpha, beta)
         Rin, _ = conv_bn(blk.conv1, blk.bn1, hin, R1, alpha, beta)
@@ -128,7 +128,8 @@ def reference(model, x, k, alpha, beta):
     return Rx
 
 
-@pytest.mark.parametrize("rule,opts,ab", [("zplus", {}, (1.0, 0.0)), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}, (2.0, 1.0)),
+@pytest.mark.parametrize("rule,opts,ab", [("zplus", {}, (1.0, 0.0)),
+                                          ("alpha-beta", {"alpha": 2.0, "beta": 1.0}, (2.0, 1.0)),
                                           ("alpha-beta", {"alpha": 5.0, "beta": 4.0}, (5.0, 4.0))])
 def test_authors_resnet_rule_equals_the_reference(net, rule, opts, ab):
     model, X = net

@@ -18,7 +18,7 @@ from chainlab.measures import convergence as conv
 from chainlab.measures.csc import cosine_gaps, csc_summary, pair_list, random_baseline
 from chainlab.measures.maps import (bootstrap_median, class_difference, normalize_abs, normalize_sanity,
                                     ssim_flipped, ssim_uniform)
-from chainlab.measures.weight_spectra import centre_tap, fig3, full_kernel, interlayer_members_full, sigma_ratio
+from chainlab.measures.weight_spectra import centre_tap, full_kernel, interlayer_members_full
 from chainlab.studies.sixt import SIXT_METHODS
 
 

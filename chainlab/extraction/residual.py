@@ -81,7 +81,7 @@ def authors_bn_operator(rule, ctx: LayerContext, model, dtype) -> TermsOperator 
 
     None when no BatchNorm was folded into the stage."""
     st, rec = ctx.stage, ctx.record
-    bns = [model.get_submodule(p) for p in st.members if isinstance(model.get_submodule(p), (nn.BatchNorm1d, nn.BatchNorm2d))]
+    bns = [m for m in (model.get_submodule(p) for p in st.members) if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     if not bns:
         return None
     if ctx.bias_policy == "full":
@@ -92,7 +92,8 @@ def authors_bn_operator(rule, ctx: LayerContext, model, dtype) -> TermsOperator 
     dt = rec.x.dtype
     W = layer.weight.detach().to(dt)
     b = layer.bias.detach().to(dt) if layer.bias is not None else torch.zeros(W.shape[0], dtype=dt)
-    k = (bn.weight.detach().to(dt) if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var.detach().to(dt) + bn.eps)
+    gamma = bn.weight.detach().to(dt) if bn.weight is not None else 1.0
+    k = gamma / torch.sqrt(bn.running_var.detach().to(dt) + bn.eps)
     c = (bn.bias.detach().to(dt) if bn.bias is not None else 0.0) - k * bn.running_mean.detach().to(dt)
     B = rec.x.shape[0]
     y = st.linear_map(rec.x, weight=W).reshape(B, -1)

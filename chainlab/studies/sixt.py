@@ -40,7 +40,8 @@ from ..rules.pattern_rules import resolve_patterns
 from ..trace import eval_mode, trace, walk_stages
 from .explanations import Traced, smoothgrad
 
-__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "AUTHORS", "explanations", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
+__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "AUTHORS", "explanations",
+           "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
            "prefix_columns", "prepared_rule", "available", "as_images"]
 
 

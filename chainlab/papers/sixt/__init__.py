@@ -28,8 +28,8 @@ from ..verdict import Verdict, not_checked
 from . import decide as D
 from . import measure as M
 from . import report as R
-from .protocol import EXTENDED, boundaries, first_conv_step, net_protocol, roles, seed_nets, sizes
-from .spec import ANY, SPECS, beside, decided
+from .protocol import boundaries, first_conv_step, net_protocol, roles, seed_nets, sizes
+from .spec import SPECS, beside, decided
 
 __all__ = ["SPECS", "CLAIMS", "ORDER", "shared_pass"]
 

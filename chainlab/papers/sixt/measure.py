@@ -35,7 +35,8 @@ from ...studies.sixt import (PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as
                              explanations, prefix_columns, prepared_rule, sixt_passes)
 from .protocol import _traced
 
-__all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade", "prefix_ratios",
+__all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade",
+           "prefix_ratios",
            "layer_hypotheses", "simulation", "learned_matrices", "fig3_layers", "fig3_ratios", "class_differences",
            "labels"]
 

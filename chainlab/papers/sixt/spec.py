@@ -9,9 +9,9 @@ Nets are named by their *role* (the paper's net they stand for): ``sixt-cifar`` 
 has the scope of :data:`ANY` (every method of the group).
 
 Boundaries: j = 0 is the input, j = k the output of the k-th top-level stage.  *Eligible* boundaries are layer
-outputs (j ≥ 1: the input is the explanation itself), have at least :data:`MIN_CHANNELS` channels per location (|cos| in fewer dimensions is high by chance: d = 1 gives 1
-always; the paper: "The jump in cosine similarity for the input is a result of the input's low dimension of 3
-channels") and are not right below a max-pool (the stage taking boundary j is a max-pool: the backward scatter
+outputs (j ≥ 1: the input is the explanation itself), have at least :data:`MIN_CHANNELS` channels per location
+(|cos| in fewer dimensions is high by chance: d = 1 gives 1 always; the paper: "The jump in cosine similarity for
+the input is a result of the input's low dimension of 3 channels") and are not right below a max-pool (the stage taking boundary j is a max-pool: the backward scatter
 leaves one of every 2×2 locations per channel non-zero, so the channel vectors are sparse with a support fixed
 by the forward pass and their |cos| is inflated — vgg-cifar deconv 0.93 there against 0.63–0.69 elsewhere).
 The *decided* boundary is the lowest eligible one (on every shipped net: the output of the first conv, where
