@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
@@ -52,13 +51,17 @@ def test_quick_verify_writes_a_verdict_per_claim(quick_run):
     assert "papers' claims:" in p.stdout
 
 
-def test_theorems_hold_on_the_shipped_nets(quick_run):
-    """S3 (DeepLIFT coupled vs ablation, tied injection) is the claim our own derivations predict with
-    certainty on these nets."""
+def test_theorem1_holds_on_the_quick_run_and_verdicts_show_their_provenance(quick_run):
+    """S6 (z⁺ prefix products of the digits nets decay, the simulation's non-negative products too) is the claim the
+    theorem predicts with certainty on any ReLU net; every Sixt verdict prints its spec's sources."""
     p, out = quick_run
     md = (out / "verify.md").read_text()
-    for claim in ("S3",):
-        assert f"| {claim} | claim | **reproduced**" in md, md
+    assert "| S6 | claim | **reproduced**" in md, md
+    s1 = md.split("## S1: ")[1].split("## S2")[0]
+    assert "paper (§4): “Except for LRP_z and DeepLIFT" in s1 and "converges = 0.99" in s1
+    s5 = md.split("## S5: ")[1].split("## S6")[0]
+    assert "This verdict rests on threshold(s) of ours: ssim_converging" in s5
+    assert "when_explanations_lie.py:418-421" in md
 
 
 def test_binder_claims_print_their_numbers_and_are_not_checked_on_digits(quick_run):
@@ -100,11 +103,3 @@ def test_unknown_claim_is_one_line_error(tmp_path):
     assert "unknown claim" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
 
-
-def test_csc_reached_ignores_tiny_channel_dimensions():
-    from chainlab.app.verify.sixt import MIN_CHANNELS, csc_reached
-
-    curve = {0: {"csc": 1.0, "d": 1}, 1: {"csc": 0.5, "d": MIN_CHANNELS}, 2: {"csc": 0.7, "d": 64},
-             3: {"csc": None, "d": 64}}
-    assert csc_reached(curve) == 0.7
-    assert np.isnan(csc_reached({0: {"csc": 1.0, "d": 3}}))

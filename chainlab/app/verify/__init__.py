@@ -1,6 +1,7 @@
 """The verify job: each claim of the papers checked on the shipped nets, with a verdict.
 
-One module per paper (:mod:`.sixt`, :mod:`.binder`, :mod:`.spectral`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
+One package or module per paper (:mod:`chainlab.papers.sixt`; the legacy :mod:`.binder`, :mod:`.spectral`) defines its claims
+(``CLAIMS``: id → check, ``ORDER``);
 :mod:`.core` holds what they share.
 
 Claims (Sixt et al. 2020, ``S*``, with the paper's protocol — see :mod:`.sixt`; Binder et al. 2025, ``B*``;
@@ -41,7 +42,8 @@ import time
 from pathlib import Path
 
 from ...errors import OptionError
-from . import binder, sixt, spectral
+from ...papers import sixt
+from . import binder, spectral
 from .core import Context, Settings, as_verdict
 from ...papers.verdict import Outcome
 from .write import tally, verify_markdown, write_run
