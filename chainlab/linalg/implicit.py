@@ -181,6 +181,24 @@ class TermsOperator(TorchOperator):
             out = Y if out is None else out.add_(Y)
         return out
 
+    def abs_column_sums(self):
+        """Σ_i |M_ij| without building M when the terms' weights φ_t have disjoint supports (each weight entry
+        non-zero in at most one term: one term, or α-β's φ⁺/φ⁻): an entry M_ij comes from one weight entry
+        (a Linear's w_ji; a Conv2d's one kernel tap linking input i and output j), so at most one term is
+        non-zero at (i, j) and |M|ᵀ1 = Σ_t |c_t| ⊙ |W_t|(|a_t|) — one forward product per term.  Otherwise
+        the matrix is multiplied out."""
+        t = self.terms
+        if int(np.max(np.count_nonzero(t.phi, axis=0), initial=0)) > 1:
+            return super().abs_column_sums()
+        out = np.zeros(self.shape[1])
+        with torch.no_grad():
+            for a, phi, c in zip(t.a, t.phi, t.c):
+                U = torch.from_numpy(np.abs(a)).reshape(1, *self.in_shape)
+                W = torch.from_numpy(np.abs(phi))
+                Y = F.conv2d(U, W, None, **self.conv.kwargs()) if self.conv is not None else U @ W.T
+                out += np.abs(c) * Y.reshape(-1).numpy()
+        return out
+
     def geometry(self) -> ConvGeometry:
         s = self.conv
         return ConvGeometry.of(self.in_shape, self.out_shape, self.terms.phi.shape[-2:], s.stride, s.padding,
@@ -232,6 +250,10 @@ class GatherOperator(TorchOperator):
     def materialize(self):
         return SparseOperator(gather_matrix(self.rows.numpy(), self.col, self.shape[0], self.dtype))
 
+    def abs_column_sums(self):
+        """Column j holds one entry, col_j (at row rows_j): its abs sum is |col_j|."""
+        return np.abs(self.col).astype(np.float64)
+
     def _count(self):
         return int(np.count_nonzero(self.col))
 
@@ -262,6 +284,12 @@ class PoolOperator(TorchOperator):
     def _fwd(self, U, tdt):
         return (self.spec.apply(U * _t(self.a, tdt).reshape(1, *self.in_shape))
                 * _t(self.c, tdt).reshape(1, *self.out_shape))
+
+    def abs_column_sums(self):
+        """M = diag(a) Aᵀ diag(c) with A ≥ 0 (pooling weights): Σ_i |M_ij| = |c_j| (A|a|)_j."""
+        with torch.no_grad():
+            Y = self.spec.apply(torch.from_numpy(np.abs(self.a)).reshape(1, *self.in_shape))
+        return np.abs(self.c) * Y.reshape(-1).numpy().astype(np.float64)
 
     def materialize(self):
         w = column_weights(self.spec, self.in_shape, self.out_shape)
