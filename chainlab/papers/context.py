@@ -106,6 +106,12 @@ class Context:
             raise ValueError(f"{net}: {n} images asked, the held-out set has {len(X)}")
         return X[:n], y[:n]
 
+    def image_range(self, net, images: range) -> range:
+        """``images`` cut to the images the net has (a registered net may bring fewer than a setting asks for)."""
+        if net in self.registered:
+            return range(images.start, min(images.stop, len(self.registered[net].x)))
+        return images
+
     @property
     def digits(self):
         """The shipped 8×8 digits (``data.load_digits()``), loaded once."""

@@ -68,6 +68,7 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
     ``source``) on the run's images ``images`` (a range): every quantity of the module docstring; records
     written once, the result cached."""
     rules = P.RULES if rules is None else rules
+    images = ctx.image_range(net if source is None else source, images)
     key = ("binder-constants", net, images.start, images.stop, tuple(rules), tuple(perturbations))
     if key in ctx.cache:
         return ctx.cache[key]
@@ -107,6 +108,7 @@ def rescaled(ctx, net, images, c=P.RESCALE_C, rules=None) -> dict:
     largest relative change of the logits over the images) and "same_decision"."""
     base = ctx.model(net)
     model, _ = rescale_consecutive(base, c)
+    images = ctx.image_range(net, images)
     X, _ = ctx.images(net, images.stop)
     with torch.no_grad():
         a = np.concatenate([base(model_input(base, X, i)).double().numpy() for i in images])

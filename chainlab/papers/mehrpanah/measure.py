@@ -39,7 +39,8 @@ def images_of(ctx, net, images):
 def spectra(ctx, net, images, methods, *, keep=False, **extras) -> dict:
     """{"EF": {label: per-image}, "EF_code": {label: per-image}, "targets": (n,), "maps": {label: (n, H, W)}
     (with ``keep``)} of every method ({label: spec} of :func:`chainlab.studies.explanation_spectra`)."""
-    key = ("mehrpanah-spectra", net, images.start, images.stop, tuple(methods), keep)
+    images = ctx.image_range(net, images)
+    key = ("mehrpanah-spectra", net, images.start, images.stop, repr(sorted(methods.items())), keep)
     if key in ctx.cache:
         return ctx.cache[key]
     model = ctx.model(net)
@@ -63,6 +64,7 @@ def spectra(ctx, net, images, methods, *, keep=False, **extras) -> dict:
 
 def predictions(ctx, net, images) -> np.ndarray:
     """The class the net predicts for every image (float32 forward, as the explanations run), cached."""
+    images = ctx.image_range(net, images)
     key = ("mehrpanah-predictions", net, images.start, images.stop)
     if key not in ctx.cache:
         X, _ = images_of(ctx, net, images)
@@ -73,6 +75,7 @@ def predictions(ctx, net, images) -> np.ndarray:
 def accuracy(ctx, net, images) -> tuple:
     """(the held-out accuracy stored with the net or None, the accuracy on these images or None)."""
     model = ctx.model(net)
+    images = ctx.image_range(net, images)
     _, y = images_of(ctx, net, images)
     stored = (getattr(model, "meta", None) or {}).get("test_accuracy")
     measured = float((predictions(ctx, net, images) == y).mean()) if y is not None else None
@@ -96,6 +99,7 @@ def faithfulness(ctx, net, images, maps: dict, targets, *, steps: int) -> dict:
     """{label: {"deletion": per-image AUC, "insertion": per-image AUC}} of every map set (n, H, W) against the
     fixed baseline (:mod:`chainlab.studies.faithfulness`)."""
     model = ctx.model(net)
+    images = ctx.image_range(net, images)
     X, _ = images_of(ctx, net, images)
     b = baseline(ctx, net)
     out = {}
@@ -118,6 +122,7 @@ def mask_rises(ctx, net, images) -> dict:
     "dc-excluded" (ours); order "chain" (the mask after the max-pool's scatter, as the backward pass runs: the
     signal reaches a ReLU under a pool through the pool's scatter) and "before-scatter" (the same masks taken at
     the pooled resolution: ReLU and max-pool commute)."""
+    images = ctx.image_range(net, images)
     key = ("mehrpanah-rises", net, images.start, images.stop)
     if key in ctx.cache:
         return ctx.cache[key]
