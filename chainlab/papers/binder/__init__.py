@@ -84,6 +84,8 @@ def _notes(d, ctx):
         notes.append("not shipped / no weights: " + ", ".join(d["missing"]))
     if d["controlled_net"] is None:
         notes.append(f"controlled group: not checked — no weights for {P.CONTROLLED}")
+    if not ctx.s.extended:
+        notes.append(P.EXTENDED)
     return notes
 
 

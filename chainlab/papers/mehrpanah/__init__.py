@@ -62,7 +62,7 @@ def claim_m1(ctx) -> list:
     sz = P.sizes(ctx.s)
     st = study_spectra(ctx, study, sz.m1_images, "activation")
     p, q, seeds = _trend_group("activation study", st)
-    notes = R.study_notes(st, missing)
+    notes = R.study_notes(st, missing) + ([] if ctx.s.extended else [P.EXTENDED["M1"]])
     dec = D.grouped({"activation study": [p]}, notes, beside={"activation study": [q]})
     other = D.grouped({"activation study": [q]})
     caveats = tuple(c for c in (D.metric_note(dec, other), R.accuracy_caveat(st)) if c)
@@ -97,7 +97,8 @@ def claim_m2(ctx) -> list:
     beside = {"gap (DC-free EF)": D.gap_parts(ef["EF"], decided, GAP.value),
               "beside": D.gap_parts(ef["EF_code"], besides, GAP.value)
               + D.tradeoff_parts(aucs, [lab for lab in besides if lab in aucs], COST.value)}
-    notes = () if net == P.RELU_NET else (f"measured on the registered net {net}",)
+    notes = (() if net == P.RELU_NET else (f"measured on the registered net {net}",)) + (
+        () if ctx.s.extended else (P.EXTENDED["M2"],))
     dec = D.grouped(groups("EF_code"), notes, beside=beside)
     other = D.grouped(groups("EF"))
     caveats = tuple(c for c in (D.metric_note(dec, other),) if c)
@@ -122,7 +123,8 @@ def claim_m3(ctx) -> list:
     if ctx.s.extended and ctx.shipped("sixt-cifar") is not None:
         beside["sixt-cifar"] = D.rise_parts(M.mask_rises(ctx, "sixt-cifar", range(sz.m3_images)).get(
             ("chain", "dc-included"), {}), RISE.value)
-    dec = D.grouped({"masks (after the scatter)": D.rise_parts(chain, RISE.value)}, beside=beside)
+    dec = D.grouped({"masks (after the scatter)": D.rise_parts(chain, RISE.value)},
+                    () if ctx.s.extended else (P.EXTENDED["M3"],), beside=beside)
     return [Verdict(spec, dec, R.observed_m3(rises), time.perf_counter() - t0, figures=("spectral_layers.png",),
                     paper_numbers="none: not a claim of the paper (our hypothesis)", numbers=R.numbers(dec))]
 

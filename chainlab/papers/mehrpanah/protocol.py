@@ -29,7 +29,7 @@ from ..seeds import family, seed_of
 
 __all__ = ["BETAS", "QUICK_BETAS", "RELU_NET", "PIXEL_STD", "AUTHORS_SIGMAS", "DECIDED_SIGMA", "ACC_MIN", "methods",
            "sg_label", "Sizes", "sizes", "activation_study", "relu_net", "DEPTHS", "depth_study", "l2_study",
-           "REGULARIZED", "DECIDED", "BESIDE"]
+           "REGULARIZED", "DECIDED", "BESIDE", "EXTENDED"]
 
 RELU_NET = "scenes-cnn-relu"
 SMALL_BETAS = tuple(k / 10 for k in range(1, 10))                  # their SOFTPLUS_B_1 … _9 (utils.py:63-72)
@@ -44,6 +44,14 @@ BESIDE = ("gradcam",)
 DEPTHS = (1, 2, 3, 4, 5)
 L2_RELU = {"scenes-cnn-wd0": 0.0, "scenes-cnn-wd1e-4": 1e-4, "scenes-cnn-wd1e-3": 1e-3, "scenes-cnn-wd1e-2": 1e-2}
 REGULARIZED = {}           # {penalized net: its unregularized twin} — filled when such nets ship
+EXTENDED = {
+    "M1": "--extended: 1000 images per net (the authors' num_distinct_images; 64 suffice for a net's mean EF when the "
+          "seed is the unit)",
+    "M2": "--extended: 500 images (SmoothGrad 200), 32 faithfulness steps and the faithfulness of every method, the "
+          "smooth-gradient soft masks beside (SmoothGrad's 64 gradients per image and σ and the 2 × 11 forward "
+          "passes per map of deletion/insertion are the default run's largest cost)",
+    "M3": "--extended: 64 images, sixt-cifar beside",
+}
 
 
 def sg_label(sigma_std: float) -> str:
