@@ -139,6 +139,16 @@ def test_leaving_out_a_net_that_carries_the_verdict_makes_it_inconclusive():
     assert all(o is R for o in seeds.values())
 
 
+def test_leave_one_out_runs_from_three_nets():
+    """Three nets at log10 x = 0, 1, 2 with y = 1, 10, 1: the slope is 0 with all three, 1 without the last and −1
+    without the first — leaving one out must run (and disagree) with three nets."""
+    xs = {s: {"a": 1.0, "b": 10.0, "c": 100.0} for s in range(3)}
+    ys = {s: {"a": [1.0] * 3, "b": [10.0 * (1 + 0.001 * s)] * 3, "c": [1.0] * 3} for s in range(3)}
+    parts, shown, _ = D.independence({"z": ys}, xs, ("z",), 0.5)
+    assert parts[0].estimate.value == pytest.approx(0.0, abs=1e-3)
+    assert parts[0].outcome is U and {p.name for p in shown} >= {"z: slope, without a", "z: slope, without c"}
+
+
 def test_leave_one_out_needs_more_than_two_nets():
     ys = {s: {n: [XS[n] ** 0.1] * 3 for n in NETS[:2]} for s in range(3)}
     xs = {s: dict(XS) for s in range(3)}
