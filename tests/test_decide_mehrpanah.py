@@ -41,6 +41,7 @@ def test_beta_positions_put_relu_at_twice_the_largest_finite_beta():
 def test_linear_slope():
     assert D.linear_slope([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx(2.0)
     assert D.linear_slope([1.0, 2.0, 4.0], [1.0, 0.0, 5.0]) == pytest.approx(np.polyfit([1, 2, 4], [1, 0, 5], 1)[0])
+    assert D.linear_slope([0.0, 1.0], [1.0, 3.0]) == pytest.approx(2.0)            # two points suffice
     assert D.linear_slope([1.0], [1.0]) is None
     assert D.linear_slope([1.0, 1.0], [1.0, 2.0]) is None
     assert D.linear_slope([1.0, 2.0], [1.0, float("nan")]) is None

@@ -21,6 +21,7 @@ from .spec import ACCURACY, COST, GAP, GROWTH, RISE, SPECS, TREND
 __all__ = ["SPECS", "CLAIMS", "ORDER", "study_spectra", "claim_m1", "claim_m2", "claim_m3", "claim_m4", "claim_m5"]
 
 VG = {"vanilla": {"kind": "vanilla"}}
+RECIPE = ("optimizer", "lr", "epochs", "weight_decay", "batch_size")     # the training recipe in a net's metadata
 EXTENDED_ONLY = ("runs with --extended only: {what} (more nets and images than the default run's budget of "
                  "≈ 50 s for Mehrpanah et al.)")
 
@@ -29,9 +30,11 @@ def study_spectra(ctx, study: dict, n: int, tag: str) -> dict:
     """{"ef": {metric: {seed: {β: per-image EF}}}, "acc": {(β, seed): (stored, measured)}, "dropped": [(name,
     accuracy)], "names": {(β, seed): name}} of a study {β: {seed: name}} on the first n held-out images; nets
     whose accuracy is below the authors' minimum are measured but left out of "ef"."""
-    out = {"ef": {m: {} for m in M.METRICS}, "acc": {}, "dropped": [], "names": {}}
+    out = {"ef": {m: {} for m in M.METRICS}, "acc": {}, "dropped": [], "names": {}, "recipes": {}}
     for beta, seeds in study.items():
         for seed, name in seeds.items():
+            meta = getattr(ctx.model(name), "meta", None) or {}
+            out["recipes"][name] = tuple((k, meta.get(k)) for k in RECIPE if meta.get(k) is not None)
             stored, measured = M.accuracy(ctx, name, range(n))
             out["acc"][(beta, seed)] = (stored, measured)
             out["names"][(beta, seed)] = name
@@ -65,7 +68,7 @@ def claim_m1(ctx) -> list:
     notes = R.study_notes(st, missing) + ([] if ctx.s.extended else [P.EXTENDED["M1"]])
     dec = D.grouped({"activation study": [p]}, notes, beside={"activation study": [q]})
     other = D.grouped({"activation study": [q]})
-    caveats = tuple(c for c in (D.metric_note(dec, other), R.accuracy_caveat(st)) if c)
+    caveats = tuple(c for c in (D.metric_note(dec, other), R.accuracy_caveat(st), R.recipe_caveat(st)) if c)
     return [Verdict(spec, dec, R.observed_m1(st), time.perf_counter() - t0, figures=("spectral_beta.png",),
                     paper_numbers=R.PAPER_NUMBERS_M1, beside=R.beside_m1(st), per_seed=seeds, caveats=caveats,
                     numbers=R.numbers(dec))]

@@ -53,6 +53,8 @@ def linear_slope(x, y) -> float | None:
         return None
     dx = x - x.mean()
     den = float(dx @ dx)
+    # the cut-off only tells equal x (den = 0) from distinct ones (den ≥ (Δx)²/2, orders of magnitude above it): its
+    # exact value (1e-24·max(1, x·x) or 1e-24/max(…)) and ≤ against < are equivalent mutants in practice
     if den <= 1e-24 * max(1.0, float(x @ x)):
         return None
     return float(dx @ (y - y.mean()) / den)

@@ -24,7 +24,7 @@ from ..context import fmt
 from ..panels import figure, num, palette, save, select, valued
 from . import decide as D
 
-__all__ = ["FIGURES", "HANDLES", "PAPER_NUMBERS_M1", "PAPER_NUMBERS_M2", "study_notes", "accuracy_caveat",
+__all__ = ["FIGURES", "HANDLES", "PAPER_NUMBERS_M1", "PAPER_NUMBERS_M2", "study_notes", "accuracy_caveat", "recipe_caveat",
            "observed_m1", "beside_m1", "observed_m2", "beside_m2", "observed_m3", "observed_parts", "numbers",
            "accuracy_costs", "plot_beta", "plot_tradeoff", "plot_radial_spectra", "plot_layer_ef"]
 
@@ -62,6 +62,21 @@ def accuracy_caveat(st) -> str:
     acc = {b: [v for v in a if v is not None] for b, a in acc.items()}
     low = [f"β={_beta(b)} {100 * min(a):.1f} %" for b, a in sorted(acc.items()) if a and min(a) < 0.9]
     return ("held-out accuracy below 90 %: " + ", ".join(low)) if low else ""
+
+
+def recipe_caveat(st) -> str:
+    """'' when every net of the study was trained by one recipe (as stored with it), else, per differing entry,
+    which nets had which value."""
+    by_key = {}
+    for name, recipe in st["recipes"].items():
+        for k, v in recipe:
+            by_key.setdefault(k, {}).setdefault(v, []).append(name)
+    diff = []
+    for k, vals in by_key.items():
+        if len(vals) > 1:
+            diff.append(f"{k}: " + ", ".join(f"{v} ({names[0] if len(names) == 1 else f'{len(names)} nets'})"
+                                              for v, names in sorted(vals.items(), key=lambda kv: len(kv[1]))))
+    return ("the nets were not trained by one recipe — " + "; ".join(diff)) if diff else ""
 
 
 def _per_beta(table):
