@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ..context import on_one_thread
 from ..verdict import Verdict, not_checked
 from . import decide as D
