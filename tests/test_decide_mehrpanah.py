@@ -124,6 +124,7 @@ def test_growth_part_is_the_median_per_image_slope_on_log_sigma():
     flipped = dict(zip(sig, [1e-1, 1e-2, 1e-3]))      # the same maps, σ labels reversed: negative slope
     assert D.growth_part(ef, flipped, 0.0).outcome is N
     assert D.growth_part(ef, {"s1": 1e-3}, 0.0).outcome is U          # one σ: no slope
+    assert D.growth_part(ef, {"s1": 1e-3, "s3": 1e-1}, 0.0).outcome is R   # two σ suffice
     ef["s2"] = ef["s2"][:5]                                           # slopes over the images every σ has
     assert D.growth_part(ef, sig, 0.0).estimate.n == 5
 

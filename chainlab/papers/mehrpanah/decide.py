@@ -54,10 +54,10 @@ def linear_slope(x, y) -> float | None:
     dx = x - x.mean()
     den = float(dx @ dx)
     # the cut-off only tells equal x (den = 0) from distinct ones (den ≥ (Δx)²/2, orders of magnitude above it): its
-    # exact value (1e-24·max(1, x·x) or 1e-24/max(…)) and ≤ against < are equivalent mutants in practice
+    # exact value (1e-24·max(1, x·x), or with / for ·, min for max) and ≤ against < are equivalent mutants in practice
     if den <= 1e-24 * max(1.0, float(x @ x)):
         return None
-    return float(dx @ (y - y.mean()) / den)
+    return float(dx @ y / den)                       # Σ dx = 0: centring y as well changes nothing
 
 
 def beta_trend(ef) -> tuple[Estimate, dict]:
@@ -106,10 +106,12 @@ def growth_part(ef: dict, sigmas: dict, t, threshold="growth") -> Part:
     """Part "median over images of the per-image slope of ΔEF_SG(σ) on log σ > t"; ``sigmas``: {label: σ}."""
     d = gaps(ef)
     labs = [lab for lab in sorted(sigmas, key=sigmas.get) if lab in d]
-    n = min((len(d[lab]) for lab in labs), default=0)
-    x = [math.log(sigmas[lab]) for lab in labs]
-    slopes = [linear_slope(x, [d[lab][i] for lab in labs]) for i in range(n)] if len(labs) >= 2 else []
-    vals = [math.nan if b is None else b for b in slopes]
+    vals = []
+    if len(labs) >= 2:
+        x = [math.log(sigmas[lab]) for lab in labs]
+        for i in range(min(len(d[lab]) for lab in labs)):
+            b = linear_slope(x, [d[lab][i] for lab in labs])
+            vals.append(math.nan if b is None else b)
     return above("SmoothGrad: per-image slope of ΔEF on log σ", stats.median_ci(vals, unit="images"), t, threshold)
 
 
