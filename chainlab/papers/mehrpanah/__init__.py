@@ -50,8 +50,9 @@ def study_spectra(ctx, study: dict, n: int, tag: str) -> dict:
 
 def _trend_group(name, st):
     """(primary part, beside part, {seed: outcome}, metric note) of one study's β trend."""
-    p, seeds = D.decide_trend(f"{name}: slope of mean EF_code on log β", st["ef"]["EF_code"], TREND.value)
-    q, _ = D.decide_trend(f"{name}: slope of mean EF (DC excluded) on log β", st["ef"]["EF"], TREND.value)
+    pre = f"{name}: " if name else ""
+    p, seeds = D.decide_trend(f"{pre}slope of mean EF_code on log β", st["ef"]["EF_code"], TREND.value)
+    q, _ = D.decide_trend(f"{pre}slope of mean EF (DC excluded) on log β", st["ef"]["EF"], TREND.value)
     return p, q, seeds
 
 
@@ -64,7 +65,7 @@ def claim_m1(ctx) -> list:
                             time.perf_counter() - t0)]
     sz = P.sizes(ctx.s)
     st = study_spectra(ctx, study, sz.m1_images, "activation")
-    p, q, seeds = _trend_group("activation study", st)
+    p, q, seeds = _trend_group("", st)
     notes = R.study_notes(st, missing) + ([] if ctx.s.extended else [P.EXTENDED["M1"]])
     dec = D.grouped({"activation study": [p]}, notes, beside={"activation study": [q]})
     other = D.grouped({"activation study": [q]})

@@ -47,17 +47,15 @@ def beta_positions(betas) -> dict:
 
 
 def linear_slope(x, y) -> float | None:
-    """Least-squares slope of y on x; None with fewer than two distinct x or a non-finite value."""
+    """Least-squares slope of y on x, Σ (x − x̄)·y / Σ (x − x̄)² (Σ (x − x̄) = 0, so y need not be centred); None
+    with fewer than two distinct x or a non-finite value."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.size != y.size or x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return None
-    dx = x - x.mean()
-    den = float(dx @ dx)
-    # the cut-off only tells equal x (den = 0) from distinct ones (den ≥ (Δx)²/2, orders of magnitude above it): its
-    # exact value (1e-24·max(1, x·x), or with / for ·, min for max) and ≤ against < are equivalent mutants in practice
-    if den <= 1e-24 * max(1.0, float(x @ x)):
+    if np.ptp(x) == 0:
         return None
-    return float(dx @ y / den)                       # Σ dx = 0: centring y as well changes nothing
+    dx = x - x.mean()
+    return float(dx @ y / (dx @ dx))
 
 
 def beta_trend(ef) -> tuple[Estimate, dict]:

@@ -82,7 +82,9 @@ SPECS = {
                   "(" + _EF + "); faithfulness F(x) = AUC_insertion − AUC_deletion of p_k when the pixels are "
                   "replaced in the order of the map (largest first) by a fixed baseline — a constant image at the "
                   "per-channel mean of the 2000 held-out scenes — in 10 equal steps (32 with --extended); the cost "
-                  "F_VG(x) − F_m(x)"),
+                  "F_VG(x) − F_m(x). The abstract does not define its faithfulness; read as closeness to the vanilla "
+                  "gradient it would make the trade-off with ΔEF an identity — hence a measure of the model's own "
+                  "response"),
         statistic=("medians over images of ΔEF_m and of the cost; the per-image slope of ΔEF_SG(σ) on log σ over "
                    "σ = 1e-3, 1e-2, 1e-1 standardized (× 0.30, our pixel std)"),
         interval="exact order-statistic 95 % interval of each median (the image is the unit)",
