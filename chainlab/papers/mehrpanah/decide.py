@@ -63,7 +63,7 @@ def beta_trend(ef) -> tuple[Estimate, dict]:
     ``ef``: {seed: {β: per-image EF}}; ReLU placed by :func:`beta_positions` over all β of the study."""
     xs = beta_positions({b for by in ef.values() for b in by})
     per = {}
-    for s, by in sorted(ef.items(), key=lambda kv: str(kv[0])):
+    for s, by in ef.items():
         pts = [(xs[b], net_mean(v)) for b, v in by.items() if net_mean(v) is not None]
         b = linear_slope([p[0] for p in pts], [p[1] for p in pts])
         if b is not None:
