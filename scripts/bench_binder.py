@@ -11,7 +11,9 @@ Prints seconds per explanation and the ratios to verify's way.  On a shared 2-co
 threads can be far slower for these batch-1 convolutions (OpenMP threads spin while competing with other
 processes); on an idle machine the three are closer.  Run:
 
-    CHAINLAB_DATA=... python scripts/bench_binder.py [--net scenes-cnn-wd1e-4] [--images 4]
+    CHAINLAB_DATA=... python scripts/bench_binder.py [--net scenes-cnn-wd1e-4] [--images 4] [--output FILE]
+
+``--smoke``: digits-cnn, one image (seconds).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import time
 
 import torch
 
+import _bench
 import chainlab
 from chainlab.papers.binder.measure import model_input
 from chainlab.papers.context import Context, Settings, one_thread
@@ -38,7 +41,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--net", default="scenes-cnn-wd1e-4")
     p.add_argument("--images", type=int, default=4)
+    _bench.add_options(p)
     a = p.parse_args(argv)
+    if a.smoke:
+        a.net, a.images = "digits-cnn", 1
+    with _bench.printed_to(a.output):
+        run(a)
+
+
+def run(a):
     ctx = Context(Settings(progress=False))
     model = ctx.model(a.net)
     X, _ = ctx.images(a.net, a.images)
@@ -52,7 +63,7 @@ def main(argv=None):
             ours = per_explanation(model, xs, rule, kw, False)
             mat = per_explanation(model, xs, rule, kw, True)
         dflt = per_explanation(model, xs, rule, kw, False)
-        print(f"{rule:<14} {ours:>18.3f} s {mat:>11.3f} s (×{mat / ours:.1f}) {dflt:>11.3f} s (×{dflt / ours:.1f})")
+        print(f"{rule:<14} {ours:>18.3f} s {mat:>11.3f} s (×{mat / ours:.3g}) {dflt:>11.3f} s (×{dflt / ours:.3g})")
 
 
 if __name__ == "__main__":

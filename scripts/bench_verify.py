@@ -2,7 +2,7 @@
 the stage (claim) timings of ``chainlab verify``.
 
     python scripts/bench_verify.py [--net sixt-cifar] [--images 50] [--baseline-images 4] [--threads 2]
-                                   [--claims S1,S2,...] [--quick] [--skip-verify]
+                                   [--claims S1,S2,...] [--quick] [--skip-verify] [--output FILE]
 
 1. CSC as S1 measures it (5 N(0, I) vectors per image injected at the logits, 10 pairs, every boundary) for
    LRP-α1β0 and the gradient: images/s of
@@ -12,6 +12,8 @@ the stage (claim) timings of ``chainlab verify``.
    with the ratio.  The same signals → the same medians up to float rounding (printed).
 2. The verify stage timings: seconds per claim of ``chainlab.app.verify.run`` (default: the Sixt claims).
 A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after says how busy the machine was.
+
+``--smoke``: digits-cnn, 2 images (1 per image in the baseline), claim S4 of ``verify --quick`` (seconds).
 """
 import argparse
 import time
@@ -19,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+import _bench
 import chainlab
 from chainlab import measures
 from chainlab.app import verify
@@ -38,21 +41,29 @@ def probe():
     return 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--baseline-images", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=_bench.threads())
     ap.add_argument("--claims", default="S1,S2,S3,S4,S5,S6,S7,S8")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-verify", action="store_true")
-    a = ap.parse_args()
+    _bench.add_options(ap)
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.net, a.images, a.baseline_images, a.claims, a.quick = "digits-cnn", 2, 1, "S4", True
+    with _bench.printed_to(a.output):
+        run(a)
+
+
+def run(a):
     torch.set_num_threads(a.threads)
     print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
     net = chainlab.models.load(a.net)
-    sc = chainlab.data.load_scenes("test", a.images, seed=0)
-    X = chainlab.data.model_input(net, sc.x).double()
+    xs, _ = chainlab.data.test_set("digits" if a.net.startswith("digits") else "scenes", a.images)
+    X = chainlab.data.model_input(net, xs).double()
     P = NETS[a.net]
     with torch.no_grad():
         L = len(chainlab.extract(net, X[:1], "gradient"))
@@ -79,7 +90,7 @@ def main():
         c1 = float(np.median(np.concatenate(vals)))
         base = a.baseline_images / dt
         print(f"{mid:10s} {'one materialized chain/image':28s} {a.baseline_images:6d} {dt:8.2f} {base:9.2f} {c1:20.10f}")
-        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.1f}, float64 ×{rates['float64'] / base:.1f}"
+        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.3g}, float64 ×{rates['float64'] / base:.3g}"
               f"  (medians differ by sampling: other images/vectors in the baseline)")
     if a.skip_verify:
         return

@@ -32,6 +32,7 @@ reproduced is reported with its numbers.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -76,20 +77,35 @@ def _kind(quick, extended):
     return "--quick run" if quick else "--extended run" if extended else "full run"
 
 
+SMOKE_CLAIM = "S4"     # the cheapest claim at --quick size (about a second)
+
+
 def script_main(claims, argv=None) -> int:
-    """Entry point of scripts/verify_*.py: check ``claims``, print the verdicts, write ``<out>/verify-<ids>.md``."""
+    """Entry point of scripts/verify_*.py: check ``claims``, print the verdicts, write ``<out>/verify-<ids>.md``.
+
+    ``--smoke`` (tests/test_scripts.py): the claims are checked to exist, then the same path (run, verdict file,
+    printout) runs on :data:`SMOKE_CLAIM` at ``--quick`` size, in seconds; the claims themselves run in the
+    quick run of tests/test_verify.py."""
     p = argparse.ArgumentParser(description=f"Check claims {', '.join(claims)} on the shipped nets.")
     p.add_argument("--quick", action="store_true", help="CI-sized run (digits nets, fewer images)")
     p.add_argument("--extended", action="store_true", help="more of the papers' protocols")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"seconds: check that the claims exist, then run claim {SMOKE_CLAIM} at --quick size")
     p.add_argument("-o", "--output", type=Path, default=Path("report"), help="directory for the verdict file")
     a = p.parse_args(argv)
+    if a.smoke:
+        unknown = [c for c in claims if c not in CLAIMS]
+        if unknown:
+            raise OptionError(f"unknown claim(s) {', '.join(unknown)}; known: {', '.join(sorted(CLAIMS))}")
+        print(f"smoke: claims {', '.join(claims)} exist; running {SMOKE_CLAIM} --quick in their place")
+        claims, a.quick, a.extended = [SMOKE_CLAIM], True, False
     t0 = time.perf_counter()
     verdicts, _ = run(quick=a.quick, claims=claims, extended=a.extended)
     a.output.mkdir(parents=True, exist_ok=True)
     md = a.output / f"verify-{'-'.join(claims)}.md"
     flag = " --quick" if a.quick else " --extended" if a.extended else ""
     md.write_text(verify_markdown(verdicts, run=f"{_kind(a.quick, a.extended)}, {time.perf_counter() - t0:.0f} s.",
-                                  rerun=f"python {Path(__file__).name}{flag}"))
+                                  rerun=f"python {Path(sys.argv[0]).name}{flag}"))
     for v in verdicts:
         print(f"{v.claim}  {v.label}\n    claim: {v.spec.statement}\n    here:  {v.observed}")
     print(f"verdicts written to {md}")
