@@ -4,8 +4,9 @@ nets with perturbed weights registered in the run's Context under the seed names
 sizes; only the numbers differ).
 
     python scripts/bench_papers.py [--seeds 3] [--small-betas] [--claims B1,B2,B3,M1,M2,M3] [--quick|--extended]
+                                   [--output FILE]
 
-A conv throughput probe (GFLOP/s of one 3×3 conv, one thread) before and after says how busy the machine was:
+``--smoke``: the quick protocol (digits nets and a few scenes), seconds.  A conv throughput probe (GFLOP/s of one 3×3 conv, one thread) before and after says how busy the machine was:
 timings are only comparable within one run.  Peak memory: run under ``/usr/bin/time -v``.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import torch
 
+import _bench
 from chainlab.app import verify
 from chainlab.papers.binder import protocol as BP
 from chainlab.papers.context import Context, NetEntry, Settings, one_thread
@@ -71,7 +73,15 @@ def main(argv=None):
     ap.add_argument("--claims", default="B1,B2,B3,M1,M2,M3,M4,M5")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--extended", action="store_true")
+    _bench.add_options(ap)
     a = ap.parse_args(argv)
+    if a.smoke:
+        a.quick, a.extended, a.claims = True, False, "B1,M1,M3"
+    with _bench.printed_to(a.output):
+        run(a)
+
+
+def run(a):
     print(f"conv probe before: {probe():.1f} GFLOP/s (one thread)")
     ctx = Context(Settings(quick=a.quick, extended=a.extended, progress=False))
     if not a.quick:
