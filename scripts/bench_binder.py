@@ -1,5 +1,5 @@
-"""Benchmark: one explanation's empirical constant (extract + chain.apply + measures.constants), as the B1–B3
-checks of ``chainlab verify`` run it, against the obvious alternatives, in one run.
+"""Benchmark: one explanation's constants (extract + chain.apply + measures.constants with Π‖M_l‖₁), as the
+B1–B3 checks of ``chainlab verify`` run them, against the obvious alternatives, in one run.
 
 For one net and a few test images, per rule (gradient, z⁺, LRP-ε):
 
@@ -25,15 +25,15 @@ import torch
 
 import _bench
 import chainlab
-from chainlab.app.verify.binder import inputs, one_thread
-from chainlab.app.verify.core import Context, Settings
+from chainlab.papers.binder.measure import model_input
+from chainlab.papers.context import Context, Settings, one_thread
 
 
 def per_explanation(model, xs, rule, kw, materialize) -> float:
     t0 = time.perf_counter()
     for x in xs:
         ch = chainlab.extract(model, x, rule, materialize=materialize, **kw)
-        chainlab.measures.constants(ch)
+        chainlab.measures.constants(ch, norms=True)
     return (time.perf_counter() - t0) / len(xs)
 
 
@@ -52,7 +52,8 @@ def main(argv=None):
 def run(a):
     ctx = Context(Settings(progress=False))
     model = ctx.model(a.net)
-    xs = inputs(ctx, a.net, a.images)
+    X, _ = ctx.images(a.net, a.images)
+    xs = [model_input(model, X, i) for i in range(a.images)]
     print(f"{a.net}, {a.images} images, load average {os.getloadavg()[0]:.1f}, torch threads "
           f"{torch.get_num_threads()} by default")
     print(f"{'rule':<14} {'1 thread, implicit':>20} {'1 thread, matrices':>20} {'default, implicit':>20}")

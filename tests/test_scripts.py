@@ -149,6 +149,13 @@ def check_bench_import(out):
     rows(rf"import chainlab adds {NUM} s to import torch \(target ≤ 0.3 s: (met|NOT met)\)", out)
 
 
+def check_bench_papers(out):
+    claims = rows(rf"^([BM]\d)\s+{LABEL}\s+{NUM} s$", out, 3)
+    assert [c[0] for c in claims] == ["B1", "M1", "M3"]
+    positive(rows(rf"^per paper: B {NUM} s, M {NUM} s; total {NUM} s, \d+ records$", out)[0], 3)
+    positive(rows(rf"^conv probe (?:before|after): {NUM} GFLOP/s", out, 2))
+
+
 def check_verify(out, folder):
     rows(r"^smoke: claims [SBM]\d(, [SBM]\d)* exist; running S4 --quick in their place$", out)
     rows(rf"^S4  {LABEL}$", out)
@@ -159,7 +166,7 @@ def check_verify(out, folder):
 CHECKS = {
     "bench_archive.py": check_bench_archive, "bench_batch.py": check_bench_batch, "bench_binder.py": check_bench_binder,
     "bench_distributed.py": check_bench_distributed, "bench_extract.py": check_bench_extract,
-    "bench_import.py": check_bench_import, "bench_products.py": check_bench_products,
+    "bench_import.py": check_bench_import, "bench_papers.py": check_bench_papers, "bench_products.py": check_bench_products,
     "bench_scale.py": check_bench_scale, "bench_spectral.py": check_bench_spectral, "bench_verify.py": check_bench_verify,
 }
 

@@ -1,6 +1,6 @@
 """The verify job: each claim of the papers checked on the shipped nets, with a verdict.
 
-One package or module per paper (:mod:`chainlab.papers.sixt`; the legacy :mod:`.binder`, :mod:`.spectral`) defines its claims
+One package per paper (:mod:`chainlab.papers.sixt`, :mod:`chainlab.papers.binder`, :mod:`chainlab.papers.mehrpanah`) defines its claims
 (``CLAIMS``: id → check, ``ORDER``);
 :mod:`.core` holds what they share.
 
@@ -19,15 +19,11 @@ Mehrpanah et al. 2025, ``M*``):
 * S6  Thm. 1: σ2/σ1 of the LRP-α1β0 prefix products decays exponentially; the appendix simulation.
 * S7  Fig. 4b: cascading randomization leaves the converging methods' maps similar (SSIM ≈ 1).
 * S8  Fig. 1: LRP-α1β0 maps of the two labels of two-object scenes hardly differ.
-* B1  the empirical constants C_emp of LRP-β (z⁺, α2β1) stay within a band and do not depend on Π‖W_l‖_∞
-      across nets trained with different weight decay / BatchNorm, while the gradient's follow it.
-* B2  the measured gradient and LRP-ε constants grow with Π‖W_l‖_∞, and LRP-ε's with 1/ε.
-* B3  averages over perturbed copies converge at the Hoeffding rate with the a-priori range; the fitted
-      constant e(N)√N/‖r_L‖₁ does not move with the weight norms for LRP-β and does for the gradient and LRP-ε.
-      (B1–B3 compare the weight-norm study nets; ``--quick`` prints the digits nets' numbers, "not checked".)
-* M1  (Mehrpanah et al. 2025) the expected frequency EF of the gradient decreases with the Softplus β.
-* M2  GradCAM and SmoothGrad lower EF: explanation gap ΔEF > 0, growing with σ.
-* M3  within a ReLU net, EF of the backward signal rises at the ReLU masks.
+* B1–B3 (Binder et al. 2025): :mod:`chainlab.papers.binder` — the bounds' constants of LRP-β independent of the
+      weight norms, unlike the gradient's and LRP-ε's (trained nets over seeds, a controlled W → c·W experiment).
+* M1–M5 (Mehrpanah et al. 2025): :mod:`chainlab.papers.mehrpanah` — EF falls with the Softplus β (M1); surrogates
+      lower EF at the cost of faithfulness (M2); our hypothesis M3 (EF rises at the ReLU masks); the ablations
+      (M4) and the regularize claim (M5) with ``--extended``.
 
 ``run(quick=False)`` computes everything and returns the verdicts and all records; the CLI writes
 them as ``report/verify.md`` (verdict table beside the papers' numbers) plus the plots of
@@ -42,15 +38,14 @@ import time
 from pathlib import Path
 
 from ...errors import OptionError
-from ...papers import sixt
-from . import binder, spectral
+from ...papers import binder, mehrpanah, sixt
 from .core import Context, Settings, as_verdict
 from ...papers.verdict import Outcome
 from .write import tally, verify_markdown, write_run
 
 __all__ = ["CLAIMS", "ORDER", "Settings", "Outcome", "run", "script_main", "write_run", "verify_markdown", "tally"]
 
-PAPERS = (sixt, binder, spectral)
+PAPERS = (sixt, binder, mehrpanah)
 CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
 ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
 
