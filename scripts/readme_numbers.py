@@ -5,6 +5,8 @@ rewrites each from ``results/``:
 
 * ``verdicts``  — the tally and one row per claim from ``results/verdicts.json`` (a full ``chainlab verify``
                   run, committed by ``scripts/update_results.py``);
+* ``run``       — what the committed full run cost (time, peak memory) from ``results/run.json``;
+* ``verdicts-PAPER`` — one paper's claims part by part (estimate, interval, threshold, outcome);
 * ``mutation``  — the mutation score of the decision code from ``results/mutation.json``
                   (``scripts/mutation.py --output results/mutation.json``);
 * ``bench-NAME`` — the summary lines of ``results/bench_NAME.txt`` (the output of ``scripts/bench_NAME.py``):
@@ -50,6 +52,42 @@ def verdicts(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _estimate(e) -> str:
+    if not e:
+        return "—"
+    return f"{_num(e['value'])} [{_num(e['lo'])}, {_num(e['hi'])}] ({e['n']} {e['unit']})"
+
+
+def paper_details(results: Path, paper: str) -> str:
+    """One paper's claims part by part: each part's estimate with its interval, the relation and threshold it was
+    decided on, its outcome; then what was observed and the paper's own numbers."""
+    doc = json.loads((results / "verdicts.json").read_text())
+    vs = [v for v in doc["verdicts"] if v["paper"].lower().startswith(paper)]
+    if not vs:
+        raise KeyError(f"results/verdicts.json has no claim of the paper {paper!r}")
+    lines = ["| claim | part | estimate [interval] | decided as | outcome |", "|---|---|---|---|---|"]
+    for v in vs:
+        head = v["id"] + (" (hypothesis, ours)" if v["kind"] == "hypothesis" else "")
+        if not v["parts"]:
+            lines.append(f"| {head} | — | — | {_cell(v.get('reason') or v['rule'])} | {v['outcome']} |")
+        for i, pt in enumerate(v["parts"]):
+            rel = f"{pt['relation']} {_num(pt['threshold'])}" if pt["relation"] else "—"
+            lines.append(f"| {head if i == 0 else ''} | {_cell(pt['name'])} | {_cell(_estimate(pt['estimate']))} | "
+                         f"{_cell(rel)} | {pt['outcome']} |")
+    lines.append("")
+    for v in vs:
+        lines.append(f"* **{v['id']} — {v['outcome']}.** {_cell(v['observed'])}"
+                     + (f" *The paper:* {_cell(v['paper_numbers'])}" if v.get("paper_numbers") else ""))
+    return "\n".join(lines) + "\n"
+
+
+def run_cost(results: Path) -> str:
+    r = json.loads((results / "run.json").read_text())
+    return (f"The committed {r['kind']} (`results/run.json`) took {r['seconds_total'] / 60:.1f} min in all "
+            f"({r['seconds_measuring']:.0f} s of measuring, the rest the report's figures) on {r['cores']} cores "
+            f"(load average {r['load_at_start']:.1f} at its start), peak memory {r['peak_rss_mib'] / 1024:.1f} GiB.\n")
+
+
 def _num(x) -> str:
     if isinstance(x, float):
         return f"{x:.3g}" if (x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4)) else f"{x:.4g}"
@@ -75,6 +113,10 @@ def bench(results: Path, name: str) -> str:
 def render(name: str, results: Path) -> str:
     if name == "verdicts":
         return verdicts(results)
+    if name.startswith("verdicts-"):
+        return paper_details(results, name[len("verdicts-"):])
+    if name == "run":
+        return run_cost(results)
     if name == "mutation":
         return mutation(results)
     if name.startswith("bench-"):

@@ -1,4 +1,5 @@
-"""Commit a verify run's results: copy ``verify.md`` and ``verdicts.json`` of a report folder into ``results/`` and
+"""Commit a verify run's results: copy ``verify.md``, ``verdicts.json`` and
+``run.json`` (what the run cost) of a report folder into ``results/`` and
 its record tables, gzip-compressed (bytes independent of the time of writing), into ``results/records/``.
 
     chainlab verify -o report            # the full run (the README's first command)
@@ -36,8 +37,9 @@ def main(argv=None) -> int:
         print(f"update_results: the records take {size:.1f} MB compressed (> {a.max_mb} MB)", file=sys.stderr)
         return 2
     a.results.mkdir(parents=True, exist_ok=True)
-    for name in ("verify.md", "verdicts.json"):
-        shutil.copyfile(a.report / name, a.results / name)
+    for name in ("verify.md", "verdicts.json", "run.json"):
+        if (a.report / name).is_file():
+            shutil.copyfile(a.report / name, a.results / name)
     rec = a.results / "records"
     if rec.exists():
         shutil.rmtree(rec)

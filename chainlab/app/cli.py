@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -540,6 +542,14 @@ def report_cmd(
     typer.echo(f"{md}: report with {len(list(output.glob('*.png')))} plot(s)")
 
 
+def _run_facts(kind: str, measuring: float, total: float, load: float) -> dict:
+    """What a verify run cost: seconds of measuring and in all (with the report), peak RSS of this process and its
+    children (MiB), the cores and the load average at the start — the README's run line is generated from it."""
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"kind": kind, "seconds_measuring": round(measuring, 1), "seconds_total": round(total, 1),
+            "peak_rss_mib": round(peak / 1024), "cores": os.cpu_count(), "load_at_start": round(load, 2)}
+
+
 @app.command("verify")
 @_user_errors
 def verify_cmd(
@@ -558,6 +568,7 @@ def verify_cmd(
         wanted = [c.strip() for c in claims.split(",") if c.strip()]
         if not wanted:
             raise OptionError("--claims names no claim; leave it out to check every claim")
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     verdicts, records = verify.run(quick=quick, claims=wanted, progress=True, extended=extended)
     seconds = time.perf_counter() - t0
@@ -575,6 +586,8 @@ def verify_cmd(
                f"{c.get(verify.Outcome.NOT_REPRODUCED, 0)} not reproduced, {c.get(verify.Outcome.INCONCLUSIVE, 0)} "
                f"inconclusive, {c.get(verify.Outcome.NOT_CHECKED, 0)} not checked in {seconds:.0f} s; verdicts in {md}")
     report.make_report(records, output, source=output / "records", progress=True)
+    write_bytes(output / "run.json", json.dumps(_run_facts(kind, seconds, time.perf_counter() - t0, load),
+                                                indent=1, sort_keys=True).encode() + b"\n")
     n_ok = c.get(verify.Outcome.REPRODUCED, 0)
     if strict and n_ok < sum(c.values()):
         raise typer.Exit(1)
