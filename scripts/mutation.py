@@ -157,6 +157,58 @@ def run_tests(tmp: Path, tests, timeout: float) -> str:
     return "survived" if p.returncode == 0 else ("killed" if p.returncode == 1 else f"killed (exit {p.returncode})")
 
 
+PRELOAD = ("numpy", "scipy", "scipy.stats", "scipy.sparse", "scipy.sparse.linalg", "torch", "torch.nn", "h5py",
+           "pytest", "typer", "click", "tqdm")
+
+
+def preload() -> None:
+    """Import the heavy third-party packages once in this process (never chainlab, never a torch op: no threads
+    are started), so that each forked mutant run starts with them loaded."""
+    import importlib
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def run_tests_forked(tmp: Path, tests, timeout: float) -> str:
+    """:func:`run_tests` in a forked child of this (preloaded) process: the child imports chainlab from the
+    scratch copy, runs pytest in-process and exits with its code — 99 if chainlab came from anywhere else."""
+    pid = os.fork()
+    if pid == 0:                                    # the child
+        code = 98
+        try:
+            os.chdir(tmp)
+            sys.path.insert(0, str(tmp))
+            os.environ.update(PYTHONPATH=str(tmp), PYTHONDONTWRITEBYTECODE="1", CHAINLAB_DATA=str(ROOT / "data"))
+            sys.dont_write_bytecode = True
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            import pytest
+            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]))
+            mod = sys.modules.get("chainlab")
+            if mod is None or not str(getattr(mod, "__file__", "")).startswith(str(tmp)):
+                code = 99
+        finally:
+            os._exit(code)
+    deadline = time.time() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return "killed (timeout)"
+        time.sleep(0.05)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc == 99:
+        raise SystemExit(f"mutation: the tests imported chainlab from outside the scratch copy {tmp}; stopping")
+    return "survived" if rc == 0 else ("killed" if rc == 1 else f"killed (exit {rc})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="target files (default: every decision module)")
@@ -164,7 +216,12 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="8 mutants of verdict.py only")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--output", type=Path, help="write the summary as JSON here")
+    ap.add_argument("--no-fork", action="store_true",
+                    help="a fresh interpreter per mutant (slower: every run imports torch again)")
     a = ap.parse_args(argv)
+    run = run_tests if a.no_fork else run_tests_forked
+    if not a.no_fork:
+        preload()
     targets = {t: TARGETS.get(t, ["tests/test_verdicts.py"]) for t in (a.only or TARGETS)}
     if a.smoke:
         targets = {"chainlab/papers/verdict.py": ["tests/test_verdicts.py"]}
@@ -183,14 +240,14 @@ def main(argv=None) -> int:
                 muts = muts[:: max(1, len(muts) // 8)][:8]
             tests = a.tests or tests
             print(f"{target}: {len(muts)} mutants, tests {' '.join(tests)}", flush=True)
-            base = run_tests(tmp, tests, a.timeout)
+            base = run(tmp, tests, a.timeout)
             if base != "survived":
                 print(f"  the tests fail without any mutation ({base}): fix them first")
                 return 2
             surv = []
             for idx, line, desc in muts:
                 (tmp / target).write_text(mutate(src, idx))
-                res = run_tests(tmp, tests, a.timeout)
+                res = run(tmp, tests, a.timeout)
                 total += 1
                 if res == "survived":
                     surv.append({"line": line, "change": desc})
