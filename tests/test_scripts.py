@@ -141,6 +141,15 @@ def check_bench_batch(out):
     positive(rows(rf"^peak RSS: old {NUM} MiB, new {NUM} MiB", out)[0], 2)
 
 
+def check_bench_load(out):
+    found = rows(rf"^\| (ACTIVE|PASSIVE) \| {NUM} \| {NUM} \| {NUM}× \|$", out, 2)
+    assert [f[0] for f in found] == ["ACTIVE", "PASSIVE"]
+    for f in found:
+        idle, busy, slow = positive(f[1:], 3)
+        assert abs(busy / idle - slow) < 0.06 * slow + 0.01                 # the ratio is the two timings'
+    rows(rf"^summary: under a competing \d+-process load verify --quick slows {NUM}× .* and {NUM}× ", out)
+
+
 def check_bench_import(out):
     found = rows(rf"^\s+(import torch|import chainlab|import torch, chainlab)\s+{NUM}\s+{NUM}\s+{NUM}\s+", out, 3)
     assert [f[0] for f in found] == ["import torch", "import chainlab", "import torch, chainlab"]
@@ -166,7 +175,7 @@ def check_verify(out, folder):
 CHECKS = {
     "bench_archive.py": check_bench_archive, "bench_batch.py": check_bench_batch, "bench_binder.py": check_bench_binder,
     "bench_distributed.py": check_bench_distributed, "bench_extract.py": check_bench_extract,
-    "bench_import.py": check_bench_import, "bench_papers.py": check_bench_papers, "bench_products.py": check_bench_products,
+    "bench_import.py": check_bench_import, "bench_load.py": check_bench_load, "bench_papers.py": check_bench_papers, "bench_products.py": check_bench_products,
     "bench_scale.py": check_bench_scale, "bench_spectral.py": check_bench_spectral, "bench_verify.py": check_bench_verify,
 }
 
