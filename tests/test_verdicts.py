@@ -235,6 +235,57 @@ def test_bca_covers_the_mean_and_is_skewed_for_skewed_data():
     assert abs(e.lo - t.lo) < 0.15 and abs(e.hi - t.hi) < 0.2
 
 
+def _bca_by_hand(x, statistic, B, seed, level=0.95):
+    """Efron & Tibshirani (1993), §14.3: the same B resamples (numpy's default_rng(seed), one integers(0, n, n)
+    draw per replicate), z0 = Φ⁻¹(#{θ* < θ̂}/B) (no ties here), a = Σ(θ̄₋ − θ₋ᵢ)³ / (6 [Σ(θ̄₋ − θ₋ᵢ)²]^{3/2}) from the
+    jackknife, ends α_{1,2} = Φ(z0 + (z0 + z_α)/(1 − a(z0 + z_α)))."""
+    from scipy.stats import norm
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    reps = np.array([statistic(x[rng.integers(0, n, n)]) for _ in range(B)])
+    theta = statistic(x)
+    z0 = norm.ppf(np.mean(reps < theta))
+    jack = np.array([statistic(np.delete(x, i)) for i in range(n)])
+    d = jack.mean() - jack
+    a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
+    ends = [norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in (norm.ppf((1 - level) / 2), norm.ppf((1 + level) / 2))]
+    return theta, np.quantile(reps, ends[0]), np.quantile(reps, ends[1]), a
+
+
+def test_bca_equals_the_textbook_formula_on_skewed_data():
+    """An independent implementation of BCa on the same resamples: equal ends (so the acceleration, which is far
+    from 0 for the variance of exponential data, enters with the right sign and scale)."""
+    x = np.random.default_rng(7).exponential(size=25)
+    theta, lo, hi, a = _bca_by_hand(x, np.var, 1500, 3)
+    assert abs(a) > 0.02                                     # the acceleration matters here
+    e = stats.bca_ci(x, np.var, B=1500, seed=3)
+    assert e.value == pytest.approx(theta) and e.lo == pytest.approx(lo, rel=1e-12) and e.hi == pytest.approx(hi, rel=1e-12)
+
+
+def test_bca_defaults_are_the_documented_ones():
+    x = np.random.default_rng(8).exponential(size=20)
+    d, explicit = stats.bca_ci(x, np.mean), stats.bca_ci(x, np.mean, B=2000, seed=0, level=0.95)
+    assert (d.value, d.lo, d.hi, d.level) == (explicit.value, explicit.lo, explicit.hi, 0.95)
+    assert d.method == "BCa bootstrap (B = 2000)"
+
+
+def test_bca_of_a_non_finite_statistic_has_no_interval():
+    e = stats.bca_ci(np.arange(5.0), lambda d: float("nan"))
+    assert e is not None and math.isnan(e.value) and e.lo is None and e.hi is None and e.n == 5
+
+
+def test_mean_interval_of_two_values_is_finite():
+    e = stats.mean_ci([1.0, 3.0])
+    half = 12.706204736174698 * math.sqrt(2.0) / math.sqrt(2)           # t(0.975, 1) · s / √n, s = √2
+    assert e.lo == pytest.approx(2.0 - half) and e.hi == pytest.approx(2.0 + half)
+
+
+def test_quantile_interval_default_is_the_median():
+    x = np.random.default_rng(9).normal(size=31)
+    a, b = stats.quantile_ci(x), stats.median_ci(x)
+    assert (a.value, a.lo, a.hi) == (b.value, b.lo, b.hi)
+
+
 def test_bca_degenerate_cases():
     assert stats.bca_ci(np.ones(10), np.mean).lo == 1.0 and stats.bca_ci(np.ones(10), np.mean).hi == 1.0
     two = stats.bca_ci(np.array([1.0, 2.0]), np.mean)
