@@ -78,6 +78,8 @@ SIXT_METHODS = (
     SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0))),
     SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0))),
     SixtMethod("lrp-z", "LRP-z", "lrp-0", group="excepted"),
+    # DeepLIFT as the authors ran it: the deeplift package's rule (chainlab.extraction.deeplift; the ± rule with
+    # parts carried through the net is "deeplift-*-pm", not in the table)
     SixtMethod("deeplift-revealcancel", "DeepLIFT Rev.C.", "deeplift-revealcancel", group="excepted"),
     SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
     SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
@@ -149,7 +151,7 @@ class PassResult:
     """What :func:`sixt_passes` measured for one method on N images.
 
     gaps[(k, mode)][j]: list of float32 arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
-    "tied" or "independent" (DeepLIFT's ± injection); d[j] channel dimension; names, shapes of the
+    "tied" or "independent" (the ± injection of DeepLIFT's -pm chains); d[j] channel dimension; names, shapes of the
     boundaries; explanations[name]: (N, *input) float64; predicted (N,), logits (N, K); seconds."""
 
     gaps: dict = field(default_factory=dict)
@@ -185,8 +187,9 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     (``side="pre"``; signals are then also read before each activation); every boundary j < k is read and
     the first ``pairs`` pairs of the signals give 1 − |cos| per location.  Signals are seeded by (seed,
     image id, k): every method sees the same ones.  targets: {name: (N,) logit indices} whose
-    explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
-    multipliers (mode "independent"); True for every image, a number n for the batches that start
+    explanations are returned.  independent: DeepLIFT's ± chains (the ``-pm`` variants: two multipliers per
+    neuron) also with independent signals for the + and − multipliers (mode "independent"; the package's rule
+    has one multiplier per neuron and no such mode); True for every image, a number n for the batches that start
     below image n.  image_ids: the images' global indices (default 0..N−1).
     rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
     progress: called with the number of images after each batch and method.  net: the model traced once."""
