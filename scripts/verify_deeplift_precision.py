@@ -11,11 +11,15 @@ prints
   own defect Σ_j m_j (y⁰_j − x⁰_a(j)) (its gradient rule conserves only where the reference is equal in a
   window), computed in float64 from the multipliers at the pools.
 
-"before" is the tree of ``--old`` (default main: DeepLIFT's ± parts carried in the batch's dtype), run in a child
-process on an export of that ref; "after" is this tree: the package's rule (``deeplift-*``) and the ± rule
-computed in float64 (``deeplift-*-pm``).  Run:
+"before" is the tree of ``--old`` (default 0cd7a7d, the last commit whose ``deeplift-*`` carried the ± parts in the
+batch's dtype), run in a child process on an export of that ref; "after" is this tree: the package's rule
+(``deeplift-*``) and the ± rule computed in float64 (``deeplift-*-pm``).  The last lines sum this tree up: the
+smallest map cosine and the largest |ΔCSC| over every variant, and the largest relative summation-to-delta error
+of the conservative variants (Rescale, RevealCancel; the package's after removing its max-pool defect).
+``-o DIR`` writes what is printed to DIR/deeplift_precision.txt and the numbers to DIR/deeplift_precision.json.
+Run:
 
-    python scripts/verify_deeplift_precision.py [--images 8] [--nets vgg-cifar,resnet-cifar] [--old main | --no-old]
+    python scripts/verify_deeplift_precision.py [--images 8] [--nets vgg-cifar,resnet-cifar] [--old REF | --no-old]
     python scripts/verify_deeplift_precision.py --smoke        # digits-cnn, 2 images, this tree only: seconds
 """
 from __future__ import annotations
@@ -33,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MEASURE = r'''
 import numpy as np, torch
 import chainlab
-from chainlab.extraction.batch import extract_batch
+from chainlab import extract_batch
 from chainlab.measures.csc import cosine_gaps, csc_summary, pair_list
 
 
@@ -146,14 +150,32 @@ def show(title, res):
             print(f"  {'':{len('CSC per boundary ' + rule)}s}  float64 " + " ".join(fmt(r["csc64"][j]) for j in js))
 
 
+def summary(new: dict) -> None:
+    """The last lines: this tree's worst float32-vs-float64 numbers over every net and variant."""
+    rs = [r for res in new.values() for r in res.values()]
+    cos = min(r["cos_min"] for r in rs)
+    dcsc = max((r["csc_maxdiff"] for r in rs if r["csc_maxdiff"] is not None), default=float("nan"))
+    cons = [r.get("std_rel_pools", r["std_rel"]) for res in new.values() for rule, r in res.items()
+            if "ablation" not in rule]
+    print(f"\nthis tree, every DeepLIFT variant: min map cosine float32/float64 {cos:.6f}, max |ΔCSC| {dcsc:.3g} "
+          f"(criterion ≤ 0.01)")
+    print(f"this tree, Rescale and RevealCancel: max |ΣC − Δf| / Σ|C| in float32 {max(cons):.3g}")
+
+
 def main():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from _bench import printed_to, threads
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--nets", default="vgg-cifar,resnet-cifar")
-    ap.add_argument("--old", default="main", help="git ref of the tree before (default main)")
+    ap.add_argument("--old", default="0cd7a7d", help="git ref of the tree before (default 0cd7a7d: the ± rule as "
+                                                    "deeplift-*, in the batch's dtype)")
     ap.add_argument("--no-old", action="store_true", help="measure this tree only")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--smoke", action="store_true", help="digits-cnn, 2 images, this tree only")
+    ap.add_argument("--threads", type=int, default=threads())
+    ap.add_argument("--smoke", action="store_true", help="digits-cnn, 2 images, this tree only: seconds")
+    ap.add_argument("-o", "--output", type=Path, metavar="DIR", default=None,
+                    help="write the printed tables to DIR/deeplift_precision.txt, the numbers to "
+                         "DIR/deeplift_precision.json")
     a = ap.parse_args()
     nets = a.nets.split(",")
     if a.smoke:
@@ -162,12 +184,18 @@ def main():
     torch.set_num_threads(a.threads)
     ns = {}
     exec(compile(MEASURE, "measure", "exec"), ns)
-    print(f"{a.images} test images per net, zero reference, injection at the logits (5 vectors, 10 pairs)")
-    old = None if a.no_old else run_old(a.old, nets, a.images)
-    for n in nets:
-        if old is not None:
-            show(f"{n} — before ({a.old}: ± parts carried in the batch's dtype)", old[n])
-        show(f"{n} — after (this tree)", ns["measure"](n, a.images, NEW_RULES))
+    with printed_to(None if a.output is None else a.output / "deeplift_precision.txt"):
+        print(f"{a.images} test images per net, zero reference, injection at the logits (5 vectors, 10 pairs)")
+        old = None if a.no_old else run_old(a.old, nets, a.images)
+        new = {}
+        for n in nets:
+            if old is not None:
+                show(f"{n} — before ({a.old}: ± parts carried in the batch's dtype)", old[n])
+            new[n] = ns["measure"](n, a.images, NEW_RULES)
+            show(f"{n} — after (this tree)", new[n])
+        summary(new)
+    if a.output is not None:
+        (a.output / "deeplift_precision.json").write_text(json.dumps({"before": old, "after": new}, indent=1))
 
 
 if __name__ == "__main__":
