@@ -12,7 +12,8 @@ prints
   window), computed in float64 from the multipliers at the pools.
 
 "before" is the tree of ``--old`` (default e5adcf4, the last commit whose ``deeplift-*`` carried the ± parts in the
-batch's dtype — the state issue 24 §1 measured; from 0cd7a7d on the ± rule computes in float64), run in a child process on an export of that ref; "after" is this tree: the package's rule
+batch's dtype — the state issue 24 §1 measured; from 0cd7a7d on the ± rule computes in float64), run in a child
+process on an export of that ref; "after" is this tree: the package's rule
 (``deeplift-*``) and the ± rule computed in float64 (``deeplift-*-pm``).  The last lines sum this tree up: the
 smallest map cosine and the largest |ΔCSC| over every variant, and the largest relative summation-to-delta error
 of the conservative variants (Rescale, RevealCancel) in float32: the package's rule (after removing its max-pool

@@ -239,8 +239,8 @@ def test_the_checks_fail_on_a_broken_table():
         check_bench_binder(good.replace("(×3)\nlrp", "(×nan)\nlrp"))
     with pytest.raises(AssertionError):
         check_bench_binder(good.replace("zplus", "zplux"))
-    prec = ("— after (this tree)\n" + "".join(f"  deeplift-{v}{s} 1.0\n" for v in ("rescale", "revealcancel", "ablation")
-                                               for s in ("", "-pm"))
+    prec = ("— after (this tree)\n"
+            + "".join(f"  deeplift-{v}{s} 1.0\n" for v in ("rescale", "revealcancel", "ablation") for s in ("", "-pm"))
             + "this tree, every DeepLIFT variant: min map cosine float32/float64 1.000000, max |ΔCSC| 0.02 (c)\n"
             + "this tree, package rule Rescale and RevealCancel: max |ΣC − Δf| / Σ|C| in float32 1e-07 (m)\n"
             + "this tree, ± rule Rescale-pm and RevealCancel-pm: max |ΣC − Δf| / Σ|C| 1e-15 (float64)\n")

@@ -7,7 +7,8 @@ resumed or farmed out; the chunks are concatenated by :func:`per_image`.  Random
 (seed, image), SmoothGrad's noise by (seed, image)), so a chunked run gives the numbers of an unchunked one.
 
 * :func:`csc_pass` — the shared pass of S1, S2, S3, S5 on one net: per method, injection point and mode
-  ("tied"; DeepLIFT's ± rule, ``deeplift-*-pm``, also "independent"), per boundary j the per-image median of |cos| over the pairs and
+  ("tied"; DeepLIFT's ± rule, ``deeplift-*-pm``, also "independent"), per boundary j the per-image median of
+  |cos| over the pairs and
   locations (and the counts and Fig. 5e–g histogram counts per image); the per-image SSIM between the maps of
   the ground-truth label and a random other logit; the channel-reduced true-label maps (reused by S7).
 * :func:`smoothgrad_ssim` — the same random-logit SSIM for SmoothGrad (no CSC: the authors' 'exclude_cos_sim').

@@ -58,9 +58,11 @@ _SECTION6 = ours("excitation BP and the contrastive methods are discussed in §5
 _FIG4_VGG = code("the sanity checks run for model_names = ['resnet50', 'vgg16'] (the committed cell: ['vgg16'] only)",
                  "sanity_checks.ipynb:121, :330")
 _FIG1_VGG = paper("Class insensitivity of LRP α1β0 on VGG-16.", "Fig. 1 caption")
-_DEEPLIFT_PACKAGE = code("(\"DeepLIFT Rev.C.\", \"deep_lift.wrapper\", 'sum', [], {'nonlinear_mode': 'reveal_cancel'}), "
+_DEEPLIFT_PACKAGE = code("(\"DeepLIFT Rev.C.\", \"deep_lift.wrapper\", 'sum', [], "
+                         "{'nonlinear_mode': 'reveal_cancel'}), "
                          "(\"DeepLIFT Resc.\", \"deep_lift.wrapper\", 'sum', [], {'nonlinear_mode': 'rescale'}) — "
-                         "innvestigate's deep_lift.wrapper runs the deeplift package (kundajelab/deeplift), which splits "
+                         "innvestigate's deep_lift.wrapper runs the deeplift package (kundajelab/deeplift), which "
+                         "splits "
                          "each Dense/Conv layer's total input difference by sign and gives both input multipliers one "
                          "value; the ablation is deeplift_resnet.py's cross_mxts=False",
                          "when_explanations_lie.py get_analyser_params; deeplift_resnet.py")
