@@ -314,3 +314,27 @@ def test_a_second_seed_is_decided_separately_and_the_seeds_must_agree():
                                                                                          "seed": 1}))
     (v,) = S.CLAIMS["S6"](ctx)
     assert v.per_seed[0] is R and v.per_seed[1] is N and v.outcome is U
+
+
+# -- S3 beside (--extended): DeepLIFT's ± rule ----------------------------------------------------------------------
+def test_s3_beside_the_pm_rule_tied_and_independent():
+    """--extended measures DeepLIFT's ± rule (deeplift-*-pm, two multipliers per neuron) beside S3, tied and with
+    independent ± injections, through the shared pass of the run.  On the signed net the independent injections
+    excite m⁺ − m⁻, which the coupled blocks propagate through the non-negative |W|ᵀS, so they converge where the
+    tied ones (the signed chain WᵀS) do not; the report lists both, labelled as the ± rule."""
+    ctx = Context(Settings(quick=True, extended=True, progress=False))
+    ctx.add_net("signed", NetEntry(signed_mlp(), flat_images()))
+    pm = S._pm_pass(ctx, "signed", "signed")
+    ids = ("deeplift-rescale-pm", "deeplift-revealcancel-pm", "deeplift-ablation-pm")
+    assert sorted(k[1] for k in pm) == sorted(ids)
+    bounds = {"signed": S.shared_pass(ctx, "signed", "signed", methods=[M.METHOD[i] for i in ids])["bounds"]}
+    inj = next(iter(pm[("signed", ids[0])]))[0]
+    tied = {k: c[(inj, "tied")] for k, c in pm.items()}
+    indep = {k: c[(inj, "independent")] for k, c in pm.items()}
+    t, _ = D._at_boundary(tied, bounds)
+    i, _ = D._at_boundary(indep, bounds)
+    k = ("signed", "deeplift-rescale-pm")
+    assert np.median(i[k]) >= 0.99 > np.median(t[k]), (np.median(i[k]), np.median(t[k]))
+    from chainlab.papers.sixt import report as Rp
+    text = Rp.beside_s3(ctx, {0: {"pm": tied, "indep": indep, "bounds": bounds}})
+    assert "the ± rule" in text and "independent ± injections" in text and "DeepLIFT Resc. ±" in text

@@ -172,6 +172,27 @@ def check_verify(out, folder):
     assert re.search(rf"^\| S4 \|.*\| \*\*{LABEL}\*\* \|", (folder / "verify-S4.md").read_text(), flags=re.M)
 
 
+def check_verify_deeplift_precision(out, folder):
+    """This tree's table has every DeepLIFT variant; float32 and float64 agree (map cosine ≥ 0.999, CSC per boundary
+    within 0.01: issue 24 §1) and Rescale/RevealCancel sum to delta in float32 within 1e-4 of Σ|C|; -o DIR holds what
+    was printed and the numbers."""
+    after = out.split("— after (this tree)")[-1]
+    names = rows(r"^  (deeplift-(?:rescale|revealcancel|ablation)(?:-pm)?) ", after, 6)
+    assert sorted(set(names)) == sorted(f"deeplift-{v}{s}" for v in ("rescale", "revealcancel", "ablation")
+                                        for s in ("", "-pm")), names
+    cos, dcsc = rows(rf"^this tree, every DeepLIFT variant: min map cosine float32/float64 {NUM}, max \|ΔCSC\| {NUM} ",
+                     out)[0]
+    assert float(cos) >= 0.999 and float(dcsc) <= 0.01, (cos, dcsc)
+    for rule in ("package rule Rescale and RevealCancel", "± rule Rescale-pm and RevealCancel-pm"):
+        rel = rows(rf"^this tree, {rule}: max \|ΣC − Δf\| / Σ\|C\| (?:in float32 )?{NUM} ", out)[0]
+        assert float(rel) <= 1e-4, (rule, rel)
+    assert (folder / "deeplift_precision.txt").read_text() == out       # the header line comes first in both
+    assert '"after"' in (folder / "deeplift_precision.json").read_text()
+
+
+# verify scripts that are not claim scripts (the rest: check_verify)
+VERIFY_CHECKS = {"verify_deeplift_precision.py": check_verify_deeplift_precision}
+
 CHECKS = {
     "bench_archive.py": check_bench_archive, "bench_batch.py": check_bench_batch, "bench_binder.py": check_bench_binder,
     "bench_distributed.py": check_bench_distributed, "bench_extract.py": check_bench_extract,
@@ -210,7 +231,7 @@ def test_smoke_run_prints_its_tables(smoke, name):
     p, out = smoke[name]
     assert p.returncode == 0, f"{name} --smoke exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
     if name.startswith("verify_"):
-        check_verify(p.stdout, out)
+        VERIFY_CHECKS.get(name, check_verify)(p.stdout, out)
         return
     CHECKS[name](p.stdout)
     written = out.read_text()                                               # --output: what it printed, header first
@@ -227,6 +248,13 @@ def test_the_checks_fail_on_a_broken_table():
         check_bench_binder(good.replace("(×3)\nlrp", "(×nan)\nlrp"))
     with pytest.raises(AssertionError):
         check_bench_binder(good.replace("zplus", "zplux"))
+    prec = ("— after (this tree)\n"
+            + "".join(f"  deeplift-{v}{s} 1.0\n" for v in ("rescale", "revealcancel", "ablation") for s in ("", "-pm"))
+            + "this tree, every DeepLIFT variant: min map cosine float32/float64 1.000000, max |ΔCSC| 0.02 (c)\n"
+            + "this tree, package rule Rescale and RevealCancel: max |ΣC − Δf| / Σ|C| in float32 1e-07 (m)\n"
+            + "this tree, ± rule Rescale-pm and RevealCancel-pm: max |ΣC − Δf| / Σ|C| 1e-15 (float64)\n")
+    with pytest.raises(AssertionError, match="0.02"):
+        check_verify_deeplift_precision(prec, Path("/nonexistent"))        # |ΔCSC| 0.02 > 0.01: fails before the files
     with pytest.raises(AssertionError):
         check_bench_distributed("serial (1 thread):  3.0 images/s\nratio cluster/serial: 2.1x; chains bit-identical: False\n")
 

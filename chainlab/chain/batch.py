@@ -14,7 +14,8 @@ multipliers; none in relevance space).  So a signal injected *after* the activat
 before (``"pre"``, act_(j−1) applied) the activation.
 
 What is read at a boundary (``read``): the signal itself; ×x at the input of gradient × input; for DeepLIFT
-the contributions m⁺ ⊙ Δh⁺ + m⁻ ⊙ Δh⁻ of ± pairs (B, m, 2, *shape) (equal before and after the activation).
+the contributions m ⊙ Δh (the package's rule: one multiplier per neuron), or m⁺ ⊙ Δh⁺ + m⁻ ⊙ Δh⁻ of ± pairs
+(B, m, 2, *shape) (the ``-pm`` variants) — equal before and after the activation.
 
 The same object with B = 1 is one chain: :meth:`BatchChain.chain` returns it as a
 :class:`~.base.Chain` (or :class:`~.rectified.RectifiedChain`, :class:`~.deeplift.DeepLiftChain`,
@@ -50,8 +51,9 @@ class BatchChain:
     * layerwise: ``masks`` (the output-side factor per stage, (B|1, n) or None), ``input_scale`` (gradient ×
       input: x), ``layer_stats``;
     * contrastive: ``clip`` (max(0, ·) of contrastive LRP; the stages are z⁺'s);
-    * deeplift: ``deltas[j]`` — (Δh⁺_j, Δh⁻_j) per boundary for ± pairs, what contributions are read with;
-      ``reference`` x⁰ (B, *input), ``reference_logits`` f(x⁰) (B, K), ``delta_input`` (Δx⁺, Δx⁻), ``variant``;
+    * deeplift: ``deltas[j]`` — Δh_j per boundary, (Δh⁺_j, Δh⁻_j) for ± pairs (``paired``), (B|1, 1, *shape_j):
+      what contributions are read with; ``reference`` x⁰ (B, *input), ``reference_logits`` f(x⁰) (B, K),
+      ``delta_input`` (Δx⁺, Δx⁻), ``variant``;
     * rectified: the stages' steps are :class:`~.rectified.Rectifier` s.
     """
 
@@ -142,8 +144,10 @@ class BatchChain:
         """The measured quantity of a signal X at boundary j: X itself, ×x at the input of gradient × input,
         DeepLIFT's contributions m⁺ ⊙ Δh⁺ + m⁻ ⊙ Δh⁻."""
         if self.space == "deeplift":
-            dp, dm = self.deltas[j]
             dt = X.dtype
+            if not self.paired:
+                return X * self.deltas[j].to(dt)
+            dp, dm = self.deltas[j]
             return X[:, :, 0] * dp.to(dt) + X[:, :, 1] * dm.to(dt)
         if j == 0 and self.input_scale is not None:
             X = X * self.input_scale.to(X.dtype)
@@ -158,8 +162,8 @@ class BatchChain:
         return out
 
     def start(self, targets) -> torch.Tensor:
-        """r_L per image for logit targets[b] (B,): f_k(x)·e_k (relevance), e_k (gradient), [e_k; e_k] (DeepLIFT
-        ± chains); shape (B, 1, K) ((B, 1, 2, K))."""
+        """r_L per image for logit targets[b] (B,): f_k(x)·e_k (relevance), e_k (gradient, DeepLIFT), [e_k; e_k]
+        (DeepLIFT ± chains); shape (B, 1, K) ((B, 1, 2, K))."""
         t = torch.as_tensor(np.asarray(targets), dtype=torch.int64).reshape(-1, 1)
         B, K = self.logits.shape
         e = torch.zeros((B, K), dtype=torch.float64).scatter_(1, t, 1.0)

@@ -4,8 +4,8 @@
 * :mod:`.layers` — the stage operator of one stage (rule terms, pools, leading activation);
 * :mod:`.residual` — a residual block as one stage operator (a sum over its branches);
 * :mod:`.layerwise` — the layer-rule method (composites, rule per stage);
-* :mod:`.deeplift`, :mod:`.rectified`, :mod:`.contrastive` — the whole-chain methods (DeepLIFT; guided BP,
-  deconv, RectGrad; contrastive LRP);
+* :mod:`.deeplift` (:mod:`.deeplift_pm`), :mod:`.rectified`, :mod:`.contrastive` — the whole-chain methods
+  (DeepLIFT as the deeplift package computes it, and its ± variant; guided BP, deconv, RectGrad; contrastive LRP);
 * :mod:`.methods` — the static table of whole-chain methods;
 * :mod:`.api` — :func:`extract` (one input → its chain) and :func:`extract_batch` (B inputs → a
   :class:`~chainlab.chain.BatchChain`): the same stage operators, built once per method at any batch size

@@ -83,9 +83,9 @@ def extract(model, x, rule, **options):
         "gamma", "zbox", "wsquare", "flat", "excitation-bp", "contrastive-excitation", "patternnet",
         "patternattribution", "smooth-gradient"), a composite name ("epsilon-plus", "lrp-cmp", "dtd",
         "lrp-cmp-sixt-a", "lrp-cmp-sixt-b", "contrastive-ebp"), a method ("deeplift-rescale",
-        "deeplift-revealcancel", "deeplift-ablation", "guided-bp", "deconv", "rectgrad", "contrastive-lrp",
-        "contrastive-lrp-nomax"), a Rule object, or a composite mapping layer index / module path / "first" /
-        "last" / layer type to rules.
+        "deeplift-revealcancel", "deeplift-ablation" — the deeplift package's rule — and their ± variants
+        "deeplift-rescale-pm", …, "guided-bp", "deconv", "rectgrad", "contrastive-lrp", "contrastive-lrp-nomax"),
+        a Rule object, or a composite mapping layer index / module path / "first" / "last" / layer type to rules.
     **options
         The common options (:mod:`chainlab.extraction.options`: bias, stabilizer, dtype, avgpool,
         materialize, residual — each method takes those it uses and refuses the rest) and the rule's

@@ -1,69 +1,61 @@
-"""DeepLIFT (Shrikumar et al. 2017) as a chain of 2×2 block operators (Sixt et al. 2020, eq. 13).
+"""DeepLIFT (Shrikumar et al. 2017) as the ``deeplift`` package computes it — the rule Sixt et al. ran.
 
-Reference x⁰ (option ``reference``: "zeros" (default), a tensor/array of x's shape, or "blur",
-a Gaussian blur of x with standard deviation ``sigma`` pixels).  Every neuron h carries the two
-parts of its difference Δh = h − h⁰ = Δh⁺ + Δh⁻ and two multipliers m⁺, m⁻; the backward signal
-at a layer boundary with n neurons is the stacked 2n vector [m⁺; m⁻] (+ first, then −).  The
-parts are *carried* through the net: at the input Δx⁺ = max(x − x⁰, 0), Δx⁻ = min(x − x⁰, 0);
-after that each layer produces the parts of its output from the parts of its input:
+Reference x⁰ (option ``reference``: "zeros" (default), a tensor/array of x's shape, or "blur", a Gaussian
+blur of x with standard deviation ``sigma`` pixels).  Δh = h − h⁰ at every neuron from the two forward
+passes.  Sixt et al.'s code (berleon/when-explanations-lie: ``when_explanations_lie.py`` ~437-444 calls
+innvestigate's ``deep_lift.wrapper``, i.e. the ``deeplift`` package, with nonlinear_mode "reveal_cancel" or
+"rescale"; ``deeplift_resnet.py`` adds the ResNet layers) computes, per layer (kundajelab/deeplift,
+``deeplift/layers``):
 
-* Linear / Conv2d z = Wx + b (BN folded; the bias cancels in Δ), W⁺ = max(W, 0), W⁻ = min(W, 0):
-      Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻ ≥ 0,   Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻ ≤ 0,
-      m_x⁺ = W⁺ᵀ m_z⁺ + W⁻ᵀ m_z⁻,   m_x⁻ = W⁻ᵀ m_z⁺ + W⁺ᵀ m_z⁻          (the coupled block)
-* activation h = f(z) (ReLU, or any monotone activation: softplus, …), multipliers S± = diag(s±),
-  Δh± = s± ⊙ Δz±, m_z± = s± ⊙ m_h±:
-      Rescale:       s⁺ = s⁻ = Δh/Δz  (f'(z), the gradient at x, where |Δz| < 1e-10, as captum)
-      RevealCancel:  Δh⁺ = ½[f(z⁰+Δz⁺) − f(z⁰)] + ½[f(z) − f(z⁰+Δz⁻)],
-                     Δh⁻ = ½[f(z⁰+Δz⁻) − f(z⁰)] + ½[f(z) − f(z⁰+Δz⁺)],   s± = Δh±/Δz±
-                     (where |Δz±| < 1e-10 the Rescale multiplier of the total is used)
-* Max-pool: captum's rule, on both parts: with y = max over window j at x, y⁰ at x⁰, winners a(j),
-  a⁰(j): M_ij = ([i = a(j)]·(max(y,y⁰) − y⁰)_j + [i = a⁰(j)]·(y − max(y,y⁰))_j) / Δx_i (summed over
-  overlapping windows; the gradient [i = a(j)] in rows with |Δx_i| < 1e-10).  Σ_i M_ij Δx_i = Δy_j,
-  so with Δy± = MᵀΔx± it is conservative.  Block diag(M S⁺, M S⁻).
-* Average pools are linear with non-negative weights P: the linear rule gives diag(P S⁺, P S⁻).
+* Linear / Conv2d z = Wx + b (BN folded; the bias cancels in Δ), W⁺ = max(W, 0), W⁻ = min(W, 0)
+  (core.py ``Dense`` ~539-589, convolutional.py ``Conv2D`` ~221-326): the parts of Δz come from the layer's
+  *total* input difference Δx split by sign — nothing is carried from layer to layer —
+      Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻,   Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻,
+  and both input multipliers get the same value, by the sign of Δx_i (P± = [Δx ≷ 0], P⁰ = [Δx = 0]):
+      m_x = P⁺(W⁺ᵀm⁺ + W⁻ᵀm⁻) + P⁻(W⁻ᵀm⁺ + W⁺ᵀm⁻) + P⁰ Wᵀ½(m⁺ + m⁻)        (Sixt et al. eq. 13)
+  with (m⁺, m⁻) the multipliers of Δz± (so a tied pair m⁺ = m⁻ = m gives m_x = Wᵀm).
+* The activation h = f(z) after it (activations.py ``Activation`` ~81-179), multipliers m_z± = s± m_h±:
+      Rescale:       s⁺ = s⁻ = Δh/Δz, the gradient at the reference f'(z⁰) where |Δz| < 1e-7
+      RevealCancel:  with pc(t) = t + 1e-7·sign0(t) where |t| < 0.5e-7 (helper_functions.py
+                     ``pseudocount_near_zero``; 1e-7 = util.py NEAR_ZERO_THRESHOLD),
+                     Δh⁺ = ½[f(z⁰+pc(Δz⁺)) − f(z⁰)] + ½[f(z⁰+pc(Δz⁻)+pc(Δz⁺)) − f(z⁰+pc(Δz⁻))],
+                     Δh⁻ = ½[f(z⁰+pc(Δz⁻)) − f(z⁰)] + ½[f(z⁰+pc(Δz⁺)+pc(Δz⁻)) − f(z⁰+pc(Δz⁺))],
+                     s± = Δh± / pc(Δz±).
+  The next layer gives h's two multipliers one value, so the signal at every layer boundary is one
+  multiplier per neuron; the pair (m_z⁺, m_z⁻) lives only between an activation and its linear layer.
+* Max-pool: the gradient at x for both multipliers (pooling.py ``MaxPool2D``, MaxPoolDeepLiftMode.gradient,
+  the package's only mode).  Average pools: their gradient.  Both assume a linear layer follows
+  (pooling.py's "Heads-up"); an activation directly after a pool, or before any linear map, gets the
+  Rescale multiplier here in every variant (for the leading one this is the package's RevealCancel of the
+  sign-split input up to its 1e-7 pseudocount).
+* Residual sum z = Σ_t z_t (deeplift_resnet.py ``Add`` ~137: a Dense layer of weights 1 over the summands):
+  Δz⁺ = Σ_t (Δz_t)⁺, Δz⁻ = Σ_t (Δz_t)⁻ from each summand's total difference; the activation after the sum
+  gets s± from them; summand t receives P_t⁺m⁺ + P_t⁻m⁻ + P_t⁰½(m⁺ + m⁻), P_t by the sign of Δz_t.
+* Contributions at a boundary: C = m ⊙ Δh (``_build_target_contrib_vars``, with equal ± multipliers), at the
+  input the explanation, Σ C = f_k(x) − f_k(x⁰) (summation-to-delta) wherever each step conserves — every
+  step but the max-pool, whose gradient rule is conservative only when the reference's values are equal
+  inside each window (for a zero reference: away from the image border).
 
-* Residual block z = Σ_t f_t(h), h_out = f(z): the parts are carried through every branch from the
-  block input's parts (an identity shortcut passes them unchanged); the addition is linear, so
-  Δz± = Σ_t Δz_t± (the sums of the branches' parts) and the multiplier at the sum passes unchanged
-  to every branch (the gradient of a sum, Sixt et al. 2020 eq. 3).  The activation after the sum
-  gets its multipliers S± from Δz± of the sum like any other (Rescale, RevealCancel, Rescale for
-  ablation), so the block is ONE operator
-      Σ_t P_t · diag(S⁺, S⁻),   P_t = the product of branch t's 2×2 block operators (I for the identity),
-  a :class:`~chainlab.linalg.ResidualOperator` with the multipliers as its step (for one input a
-  :class:`~chainlab.linalg.DeepLiftResidual`, kind "residual", applied factor by factor; its blocks
-  (BlockOperator @ BlockOperator stays blockwise) are multiplied out on demand).
+Variants (Sixt et al.'s methods): ``deeplift-rescale``, ``deeplift-revealcancel`` and
+``deeplift-ablation`` — Sixt et al. §2 remove "the intermixing" of eq. 13; their code does it with
+``cross_mxts=False`` (deeplift_resnet.py ~339-381, ~468-481), which keeps the pos→pos and neg→neg terms,
+      m_x = P⁺ W⁺ᵀm⁺ + P⁻ W⁺ᵀm⁻ + P⁰ Wᵀ½(m⁺ + m⁻),
+with Rescale multipliers (the paper's sentence "only W⁺ for the positive rule and W⁻ for the negative
+rule" names W⁻ where the code, and the eq. 13 terms left after removing the cross ones, have W⁺; this is
+the code's rule).  With BatchNorm folded the ablation differs from the package's separate BN layer on
+channels with γ < 0 (the fold turns W⁺ into W⁻ there); Rescale and RevealCancel are fold-invariant.
 
-The stages are the pair operators of :mod:`chainlab.linalg.pairs` at B inputs (the multipliers and parts
-per image): a batch propagates pairs (B, m, 2, *shape) through them, and for one input each becomes its
-2×2 :class:`~chainlab.linalg.BlockOperator`.
+Each Linear/Conv2d stage is a :class:`~chainlab.linalg.PairLinear` ("package" / "package-ablation") with the
+multipliers as its step (:class:`~chainlab.linalg.PairScale`); for one input its matrix is
+P⁺(W⁺ᵀS⁺ + W⁻ᵀS⁻) + P⁻(W⁻ᵀS⁺ + W⁺ᵀS⁻) + P⁰Wᵀ½(S⁺ + S⁻), a plain n_in × n_out operator, and the chain a
+:class:`~chainlab.chain.DeepLiftChain` of them (start vector e_k).
 
-So the operator of a Linear/Conv2d stage (ReLU after it) is, n_in × n_out blocks,
+Precision: every quantity is a difference of two forward passes or a multiplier (|s±| ≤ sup|f'| for ReLU:
+s± ∈ [0, 1]), so float32 keeps them to float32 accuracy; the multipliers are computed in float64 from the
+float32 pre-activations (f(z⁰ + 1e-7) − f(z⁰) has no digits left in float32 when |z⁰| ≳ 1).
 
-      [[W⁺ᵀS⁺, W⁻ᵀS⁻],
-       [W⁻ᵀS⁺, W⁺ᵀS⁻]]                                       shape (2 n_in, 2 n_out).
-
-The start vector of logit k is [e_k; e_k] (Δf_k = Δf_k⁺ + Δf_k⁻, both with multiplier 1) and the
-explanation is the contributions C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ in the shape of x, with
-Σ C = f_k(x) − f_k(x⁰) (summation-to-delta; every step above conserves Σ m⁺Δ⁺ + m⁻Δ⁻); the chain
-is a :class:`~chainlab.chain.DeepLiftChain`.
-
-Checks while building: the parts must add up, Δz⁺ + Δz⁻ = Δz at every stage, to a tolerance that
-scales with the parts (|Δz⁺|, |Δz⁻| grow ~13× per layer in deep random nets while Δz stays O(1), so
-their cancellation alone loses digits in proportion to them).
-
-Variants:
-
-* ``deeplift-rescale``: S⁺ = S⁻ = S.  The blocks *collapse*: A = D = W⁺ᵀS, B = C = W⁻ᵀS, so
-  A + B = C + D = WᵀS; the subspace {[v; v]} is invariant and the chain started at [e_k; e_k] is
-  the ordinary chain of WᵀS (captum's DeepLift).  ``DeepLiftChain.collapsed()`` returns it.
-* ``deeplift-revealcancel``: S⁺ ≠ S⁻ in general, the blocks are genuinely coupled.
-* ``deeplift-ablation`` (Sixt et al. §2, "DeepLIFT Ablation"): the intermixing is removed, only W⁺
-  in the + chain and only W⁻ in the − chain, with Rescale multipliers:
-      [[W⁺ᵀS, 0], [0, W⁻ᵀS]]   (pools: diag(PS, PS); the off-diagonal blocks are exact zeros).
-  Removing the cross terms drops W⁻Δx⁻ and W⁻Δx⁺ (resp. W⁺Δx⁻) from the forward accounting, so
-  ablation does NOT satisfy summation-to-delta in general (e.g. f(x) = x₁ − x₂ at x = (1, 1),
-  x⁰ = 0: Σ C = 1 ≠ 0).  It is the decoupled chain Sixt et al. study for convergence, not an
-  attribution method with completeness.
+The ``-pm`` variants (``deeplift-rescale-pm``, ``deeplift-revealcancel-pm``, ``deeplift-ablation-pm``) carry
+the (+, −) parts through the whole net with m⁺ ≠ m⁻ at every boundary: :mod:`.deeplift_pm`.
 """
 from __future__ import annotations
 
@@ -73,15 +65,19 @@ import torch.nn.functional as F
 
 from ..chain import BatchChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import DeltaMaxPoolOperator, DiagonalOperator, PairLinear, PairMap, PairScale, PoolOperator, \
-    ResidualOperator
-from ..linalg.pairs import DELTA_EPS
+from ..linalg import DiagonalOperator, GatherOperator, PairLinear, PairScale, PoolOperator, ResidualOperator, Scale
+from ..linalg.pairs import SignCombine
 from ..options import choice, number
+from ..trace import eval_mode, trace
+from .deeplift_pm import pm_stages
+from .layers import winner_rows
 
-__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur", "check_own", "DELTA_EPS"]
+__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur", "check_own",
+           "package_multipliers", "NEAR_ZERO"]
 
-VARIANTS = ("rescale", "revealcancel", "ablation")
+VARIANTS = ("rescale", "revealcancel", "ablation", "rescale-pm", "revealcancel-pm", "ablation-pm")
 OWN_OPTIONS = ("reference", "sigma")
+NEAR_ZERO = 1e-7          # deeplift.util.NEAR_ZERO_THRESHOLD
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,146 +152,129 @@ def check_own(variant: str, own: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# multipliers
+# the package's multipliers
 
 
-def multipliers(act, variant: str, z, z0, zp, zm):
-    """(s⁺, s⁻) of the activation ``act`` after a stage, all (B, n): pre-activations z (at x), z0 (at x⁰) and the
-    parts Δz± (module docstring).  Rescale: Δf/Δz, the gradient f'(z) where |Δz| < DELTA_EPS; RevealCancel:
-    Δh±/Δz±, Rescale's multiplier where |Δz±| < DELTA_EPS."""
+def pseudocount(t: torch.Tensor) -> torch.Tensor:
+    """pc(t) = t + 1e-7·sign0(t) where |t| < 0.5e-7, else t (the package's ``pseudocount_near_zero``)."""
+    small = t.abs() < 0.5 * NEAR_ZERO
+    return t + NEAR_ZERO * (small & (t >= 0)).to(t.dtype) - NEAR_ZERO * (small & (t < 0)).to(t.dtype)
+
+
+def package_multipliers(act, variant: str, z, z0, zp=None, zm=None):
+    """(s⁺, s⁻) of the activation ``act`` (module docstring): z at x, z0 at x⁰, Δz± the parts (RevealCancel), all
+    (B, n); computed in float64, returned in z's dtype (s⁻ is s⁺ for Rescale)."""
+    dt = z.dtype
+    z, z0 = z.to(torch.float64), z0.to(torch.float64)
+    if variant == "revealcancel":
+        ip, im = pseudocount(zp.to(torch.float64)), pseudocount(zm.to(torch.float64))
+        dhp = 0.5 * ((act(z0 + ip) - act(z0)) + (act(z0 + im + ip) - act(z0 + im)))
+        dhm = 0.5 * ((act(z0 + im) - act(z0)) + (act(z0 + ip + im) - act(z0 + ip)))
+        return (dhp / ip).to(dt), (dhm / im).to(dt)
     dz = z - z0
-    small = dz.abs() < DELTA_EPS
-    resc = torch.where(small, act.derivative(z), (act(z) - act(z0)) / torch.where(small, 1.0, dz))
-    if variant != "revealcancel":
-        return resc, resc
-    dhp = 0.5 * (act(z0 + zp) - act(z0)) + 0.5 * (act(z) - act(z0 + zm))
-    dhm = 0.5 * (act(z0 + zm) - act(z0)) + 0.5 * (act(z) - act(z0 + zp))
-    sp_ = torch.where(zp.abs() < DELTA_EPS, resc, dhp / torch.where(zp.abs() < DELTA_EPS, 1.0, zp))
-    sm_ = torch.where(zm.abs() < DELTA_EPS, resc, dhm / torch.where(zm.abs() < DELTA_EPS, 1.0, zm))
-    return sp_, sm_
-
-
-def _check_parts(st, plus, minus, delta, what):
-    """Δ⁺ + Δ⁻ = Δ up to rounding that scales with the parts (see the module docstring)."""
-    if not delta.numel():
-        return
-    err = float((plus + minus - delta).abs().max())
-    tol = 1e-8 * (1.0 + float(delta.abs().max())) + 1e-12 * float(plus.abs().max() + minus.abs().max())
-    if err > tol:
-        raise ExtractionError(f"DeepLIFT {what} of layer {st.describe()} do not add up (error {err:.3g} > {tol:.3g})")
-
-
-def _kind_name(st, rule) -> str:
-    if st.is_parametric:
-        kind = "linear-block"
-    elif st.kind == "residual":
-        kind = "residual"
-    else:
-        kind = {"maxpool2d": "maxpool-deeplift", "activation": "relu-deeplift"}.get(st.kind, "avgpool-linear")
-    return f"{rule}:{kind}"
+    near = dz.abs() < NEAR_ZERO
+    s = torch.where(near, act.derivative(z0), (act(z) - act(z0)) / torch.where(near, 1.0, dz)).to(dt)
+    return s, s
 
 
 # ---------------------------------------------------------------------------------------------
 # stages
 
 
-def _stage(st, rec, rec0, dp, dm, variant, rule):
-    """(stage operator, Δh⁺, Δh⁻) of one stage given the parts (Δx⁺, Δx⁻) (B, n_in) of its input."""
-    B = rec.x.shape[0]
-    flat = lambda t: t.reshape(t.shape[0], -1)    # noqa: E731
+def _flat(t):
+    return t.reshape(t.shape[0], -1)
+
+
+def _package_step(act, variant, z, z0, zp, zm, shape):
+    """The multipliers of the activation after a linear map or sum as a :class:`PairScale` (None without one)."""
+    if act is None:
+        return None
+    sp_, sm_ = package_multipliers(act, "revealcancel" if variant == "revealcancel" else "rescale", z, z0, zp, zm)
+    return PairScale(sp_, sm_, shape, keep_pairs=False)
+
+
+def _rescale_step(act, z, z0, shape):
+    """Rescale's multiplier as a :class:`Scale` (an activation after a pool; None without one)."""
+    if act is None:
+        return None
+    return Scale(package_multipliers(act, "rescale", _flat(z), _flat(z0))[0], shape)
+
+
+def _package_stage(st, rec, rec0, variant, dtype):
+    """The stage operator of one stage (module docstring) at the records at x and x⁰."""
     in_shape, out_shape = rec.in_shape, rec.out_shape
     act = st.activation if st.kind != "activation" else None
-    z, z0 = flat(rec.z), flat(rec0.z)
     if st.kind == "residual":
-        branches, names, rules = [], [], []
-        zp = zm = None
+        branches, cols, zp, zm = [], [], 0.0, 0.0
         for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
-            ops, bp, bm = [], dp, dm
-            for s, r, r0 in zip(b_st, b_rec, b_rec0):
-                op, bp, bm = _stage(s, r, r0, bp, bm, variant, rule)
-                ops.append(op)
-            zp = bp if zp is None else zp + bp      # Δz± of the sum: the sums of the branches' parts
-            zm = bm if zm is None else zm + bm
-            branches.append(ops)
-            names.append([s.name for s in b_st])
-            rules.append([_kind_name(s, rule) for s in b_st])
-        _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻ of the sum")
-        sp_, sm_ = _pair_multipliers(act, variant, z, z0, zp, zm)
-        op = ResidualOperator(branches, None, in_shape, out_shape, np.float64, st.name, PairScale(sp_, sm_, out_shape),
-                              names, rules)
-    else:
-        if st.is_parametric:
-            W = st.weight
-            a_p, a_m = dp.reshape(rec.x.shape), dm.reshape(rec.x.shape)
-            Wp, Wn = W.clamp(min=0), W.clamp(max=0)
-            zp = flat(st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn))
-            zm = flat(st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp))
-            lin = None
-        elif st.kind == "activation":
-            zp, zm, act = dp, dm, st.activation
-            z, z0 = flat(rec.x), flat(rec0.x)
-            lin = DiagonalOperator(None, in_shape, np.float64, st.name)
-        elif st.kind == "maxpool2d":
-            lin = DeltaMaxPoolOperator(rec, rec0, np.float64, st.name)
-            zp, zm = (flat(lin.lin_t(p.reshape((B, 1) + in_shape))) for p in (dp, dm))
-        elif st.kind in ("avgpool2d", "adaptiveavgpool2d"):
-            lin = PoolOperator(st.pool, None, None, in_shape, out_shape, np.float64, st.name)
-            zp, zm = (flat(st.pool.apply(p.reshape((B,) + in_shape))) for p in (dp, dm))
-        else:
-            raise ExtractionError(f"no DeepLIFT rule for stage {st.describe()}")
-        _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
-        sp_, sm_ = _pair_multipliers(act, variant, z, z0, zp, zm)
-        step = PairScale(sp_, sm_, out_shape)
-        if st.is_parametric:
-            mode = "decoupled" if variant == "ablation" else "coupled"
-            op = PairLinear(st.weight, in_shape, out_shape, st.conv, mode, np.float64, st.name, step)
-        else:
-            op = PairMap(lin, step)
-    dp, dm = sp_ * zp, sm_ * zm   # the parts carried to the next stage
-    _check_parts(st, dp, dm, flat(rec.out - rec0.out), "output parts Δh⁺ + Δh⁻")
-    return op, dp, dm
+            branches.append([_package_stage(s, r, r0, variant, dtype) for s, r, r0 in zip(b_st, b_rec, b_rec0)])
+            dzt = _flat(b_rec[-1].out - b_rec0[-1].out) if b_rec else _flat(rec.x - rec0.x)
+            zp, zm = zp + dzt.clamp(min=0), zm + dzt.clamp(max=0)
+            cols.append(SignCombine(torch.sign(dzt), out_shape))
+        step = _package_step(act, variant, _flat(rec.z), _flat(rec0.z), zp, zm, out_shape)
+        names = [[s.name for s in b] for b in st.branches]
+        return ResidualOperator(branches, cols, in_shape, out_shape, dtype, st.name, step, names)
+    dx = _flat(rec.x - rec0.x)
+    if st.is_parametric:
+        W = st.weight
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        a_p, a_m = dx.clamp(min=0).reshape(rec.x.shape), dx.clamp(max=0).reshape(rec.x.shape)
+        zp = _flat(st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn))
+        zm = _flat(st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp))
+        step = _package_step(act, variant, _flat(rec.z), _flat(rec0.z), zp, zm, out_shape)
+        mode = "package-ablation" if variant == "ablation" else "package"
+        return PairLinear(W, in_shape, out_shape, st.conv, mode, dtype, st.name, step, sigma=torch.sign(dx))
+    if st.kind == "activation":
+        s = package_multipliers(st.activation, "rescale", _flat(rec.x), _flat(rec0.x))[0]
+        return DiagonalOperator(s, in_shape, dtype, st.name)
+    step = _rescale_step(act, rec.z, rec0.z, out_shape)
+    if st.kind == "maxpool2d":
+        return GatherOperator(winner_rows(rec), in_shape, out_shape, dtype, st.name, step)
+    if st.kind in ("avgpool2d", "adaptiveavgpool2d"):
+        return PoolOperator(st.pool, None, None, in_shape, out_shape, dtype, st.name, step)
+    raise ExtractionError(f"no DeepLIFT rule for stage {st.describe()}")
 
 
-def _pair_multipliers(act, variant, z, z0, zp, zm):
-    """(s⁺, s⁻) of the activation after a stage (ones without one); s⁻ is s⁺ when they are one multiplier."""
-    if act is None:
-        ones = torch.ones_like(z)
-        return ones, ones
-    return multipliers(act, variant, z, z0, zp, zm)
+def _layer_rule(st, rule) -> str:
+    kind = {"maxpool2d": "maxpool-gradient", "avgpool2d": "avgpool-gradient", "adaptiveavgpool2d": "avgpool-gradient",
+            "activation": "activation-rescale", "residual": "residual-add"}.get(st.kind, "linear")
+    return f"{rule}:{kind}"
 
 
 def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> BatchChain:
-    """The DeepLIFT stage operators of ``variant`` ("rescale", "revealcancel", "ablation") at the inputs ``xt``.
-
-    The parts Δh± and the multipliers are computed in float64 whatever the forward's dtype (the parts grow
-    with depth while Δh stays small, so their float32 sum is noise); the signals are float64."""
+    """The DeepLIFT stage operators of ``variant`` (one of VARIANTS) at the inputs ``xt``: the package's rule in the
+    forward's dtype, the ``-pm`` variants in float64 (:mod:`.deeplift_pm`)."""
     rule = f"deeplift-{variant}"
     own = check_own(variant, own)
     reference, sigma = own["reference"], own["sigma"]
-    if records[-1].out.dtype != torch.float64:
-        net = net.astype(torch.float64)
+    pm = variant.endswith("-pm")
+    if pm and records[-1].out.dtype != torch.float64:      # traced again: the float32 net's weights are rounded
+        with eval_mode(model):
+            net = trace(model)
         xt = xt.to(torch.float64)
-        records = net.forward(xt)
+        with torch.no_grad():
+            records = net.forward(xt)
     x0 = make_reference(reference, xt, sigma, f"rule {rule!r}")
     with torch.no_grad():
         records0 = net.forward(x0)
     B = xt.shape[0]
-    dx = (xt - x0).reshape(B, -1)
-    dp, dm = dx.clamp(min=0), dx.clamp(max=0)
     shapes = net.shapes(records)
-    deltas = [(dp, dm)]
-    ops, layer_rules = [], []
-    for st, rec, rec0 in zip(net.stages, records, records0):
-        op, dp, dm = _stage(st, rec, rec0, dp, dm, variant, rule)
-        ops.append(op)
-        layer_rules.append(_kind_name(st, rule))
-        deltas.append((dp, dm))
-    deltas = [tuple(t.reshape((B, 1) + tuple(shapes[j])) for t in pair) for j, pair in enumerate(deltas)]
+    dtype = np.float32 if records[-1].out.dtype == torch.float32 else np.float64
+    if pm:
+        ops, layer_rules, deltas = pm_stages(net, records, records0, xt, x0, variant[:-len("-pm")])
+        deltas = [tuple(t.reshape((B, 1) + tuple(shapes[j])) for t in pair) for j, pair in enumerate(deltas)]
+        delta_input = deltas[0]
+    else:
+        ops = [_package_stage(st, rec, rec0, variant, dtype) for st, rec, rec0 in zip(net.stages, records, records0)]
+        layer_rules = [_layer_rule(st, rule) for st in net.stages]
+        outs = [(xt - x0)] + [rec.out - rec0.out for rec, rec0 in zip(records, records0)]
+        deltas = [d.reshape((B, 1) + tuple(shapes[j])) for j, d in enumerate(outs)]
+        delta_input = (deltas[0].clamp(min=0), deltas[0].clamp(max=0))
     ref_desc = reference if isinstance(reference, str) else f"array{tuple(x0[:1].shape)}"
     own_rec = {"reference": ref_desc, **({"sigma": sigma} if sigma is not None else {})}
     return BatchChain(
         ops, names=[st.name for st in net.stages], shapes=shapes, x=xt,
         logits=records[-1].out.reshape(B, -1).to(torch.float64), rule=rule, kind="deeplift", space="deeplift",
-        dtype=torch.float64, options={**opts.record(opts.given), **own_rec}, layer_rules=layer_rules, deltas=deltas,
-        paired=True, reference=x0, reference_logits=records0[-1].out.reshape(B, -1).to(torch.float64),
-        delta_input=(deltas[0][0], deltas[0][1]), variant=variant, meta={"model": net.source})
+        dtype=records[-1].out.dtype, options={**opts.record(opts.given), **own_rec}, layer_rules=layer_rules,
+        deltas=deltas, paired=pm, reference=x0, reference_logits=records0[-1].out.reshape(B, -1).to(torch.float64),
+        delta_input=delta_input, variant=variant, meta={"model": net.source})

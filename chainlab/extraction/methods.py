@@ -4,7 +4,8 @@ Each :class:`Method` names the common options it takes (those it would ignore ar
 options, and whether it handles residual blocks and implicit (``materialize=False``) operators.  Its
 ``build`` makes the method's stage operators at any number of inputs (a :class:`~chainlab.chain.BatchChain`):
 ``extract`` asks it for one input's chain, ``extract_batch`` uses it as it is.
-The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`),
+The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`, the
+deeplift package's rule) and their ± variants ``deeplift-*-pm`` (:mod:`.deeplift_pm`),
 ``guided-bp``, ``deconv``, ``rectgrad`` (:mod:`.rectified`), ``contrastive-lrp``,
 ``contrastive-lrp-nomax`` (:mod:`.contrastive`: the z⁺ chain with a contrastive explanation).
 Everything else — a layer-rule or composite name, a Rule, a Composite or a dict — is the layer-rule

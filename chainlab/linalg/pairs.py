@@ -7,13 +7,21 @@ signal (B, m, *shape) stands for the tied pair (X, X).  With s = X⁺ + X⁻ and
 * :class:`PairLinear` — a Linear/Conv2d layer W (W⁺ = max(W, 0), W⁻ = min(W, 0)), one of
       "coupled":    (W⁺ᵀX⁺ + W⁻ᵀX⁻, W⁻ᵀX⁺ + W⁺ᵀX⁻) = ½(Wᵀs + |W|ᵀd, Wᵀs − |W|ᵀd)   (Sixt et al. eq. 13 on pairs)
       "decoupled":  (W⁺ᵀX⁺, W⁻ᵀX⁻)                                                 (the ± ablation)
-  — two transposed convolutions, one when d = 0 (tied signals);
+  or, with the sign σ = sign(Δx) of the layer's *total* input difference (the ``deeplift`` package, one
+  multiplier per input neuron: P± = [σ ≷ 0], P⁰ = [σ = 0]),
+      "package":    P⁺(W⁺ᵀX⁺ + W⁻ᵀX⁻) + P⁻(W⁻ᵀX⁺ + W⁺ᵀX⁻) + P⁰ Wᵀ½(X⁺ + X⁻) = ½Wᵀs + ½σ ⊙ |W|ᵀd
+      "package-ablation":  P⁺W⁺ᵀX⁺ + P⁻W⁺ᵀX⁻ + P⁰ Wᵀ½(X⁺ + X⁻) = ½|σ| ⊙ W⁺ᵀs + ½σ ⊙ W⁺ᵀd + ½P⁰ ⊙ Wᵀs
+  — two transposed convolutions, one when d = 0 (tied signals; "package" is then WᵀX);
+* :class:`SignCombine` — the package's rule for the inputs of a sum (an Add is a Dense layer of weights 1):
+  (X⁺, X⁻) ↦ P⁺X⁺ + P⁻X⁻ + P⁰½(X⁺ + X⁻) with σ the sign of the summand's total difference;
 * :class:`PairMap` — the same linear map on both parts (pools, the identity);
 * :class:`DeltaMaxPoolOperator` — captum's DeepLIFT max-pool (conservative: Σ_i M_ij Δx_i = Δy_j).
 
-For one image (B = 1) ``materialize`` gives the 2×2 :class:`~.block.BlockOperator` of the stage,
+For one image (B = 1) ``materialize`` gives the 2×2 :class:`~.block.BlockOperator` of a ± stage,
 [[A, B], [C, D]] on stacked [m⁺; m⁻]: the coupled layer is [[W⁺ᵀS⁺, W⁻ᵀS⁻], [W⁻ᵀS⁺, W⁺ᵀS⁻]] (shared blocks
-A = D, B = C when S⁺ is S⁻), the decoupled [[W⁺ᵀS, 0], [0, W⁻ᵀS]], a pair map diag(P S⁺, P S⁻).
+A = D, B = C when S⁺ is S⁻), the decoupled [[W⁺ᵀS, 0], [0, W⁻ᵀS]], a pair map diag(P S⁺, P S⁻); a package
+stage (its multipliers S± = diag(s±) as its step) is the plain n_in × n_out matrix
+P⁺(W⁺ᵀS⁺ + W⁻ᵀS⁻) + P⁻(W⁻ᵀS⁺ + W⁺ᵀS⁻) + P⁰Wᵀ½(S⁺ + S⁻) (ablation P⁺W⁺ᵀS⁺ + P⁻W⁺ᵀS⁻ + P⁰Wᵀ½(S⁺ + S⁻)).
 """
 from __future__ import annotations
 
@@ -24,11 +32,11 @@ import torch
 from ..errors import InputError
 from .block import BlockOperator
 from .conv import ConvGeometry, conv_matrix
-from .implicit import TorchOperator, _transposed_map, _forward_map, flat_numpy, per_image
+from .implicit import LayerTerms, TermsOperator, TorchOperator, _transposed_map, flat_numpy, per_image
 from .operators import DenseOperator, Diagonal, SparseOperator, zero_operator
 
-__all__ = ["PairScale", "PairLinear", "PairMap", "DeltaMaxPoolOperator", "is_pair", "parts", "as_pair",
-           "DELTA_EPS", "sign_split"]
+__all__ = ["PairScale", "PairLinear", "PairMap", "SignCombine", "DeltaMaxPoolOperator", "is_pair", "parts",
+           "as_pair", "DELTA_EPS", "sign_split", "diag_block"]
 
 DELTA_EPS = 1e-10          # |Δ| below which DeepLIFT falls back to the gradient (as captum)
 
@@ -81,6 +89,28 @@ class PairScale:
         return p, (p if self.tied else flat_numpy(self.sm))
 
 
+class SignCombine:
+    """(X⁺, X⁻) ↦ P⁺ ⊙ X⁺ + P⁻ ⊙ X⁻ + P⁰ ⊙ ½(X⁺ + X⁻), P± = [σ ≷ 0], P⁰ = [σ = 0], σ per image (B|1, 1, *shape); a
+    plain (tied) signal passes unchanged (P⁺ + P⁻ + P⁰ = 1)."""
+
+    linear = True
+
+    def __init__(self, sigma, shape):
+        self.shape = tuple(shape)
+        self.sigma = per_image(sigma, shape)
+
+    @property
+    def batch(self) -> int:
+        return int(self.sigma.shape[0])
+
+    def __call__(self, X):
+        if not is_pair(X, self.shape):
+            return X
+        P, N = X[:, :, 0], X[:, :, 1]
+        s = self.sigma.to(X.dtype)
+        return torch.where(s > 0, P, torch.where(s < 0, N, 0.5 * (P + N)))
+
+
 class _PairStage(TorchOperator):
     """A DeepLIFT stage on pairs; its ``act`` is a :class:`PairScale` (or None)."""
 
@@ -112,20 +142,32 @@ def sign_split(M: sp.csc_matrix):
 
 
 class PairLinear(_PairStage):
-    """A Linear/Conv2d layer on pairs, ``mode`` "coupled" or "decoupled" (module docstring); the weight is shared
-    by the batch."""
+    """A Linear/Conv2d layer on pairs, ``mode`` one of MODES (module docstring); the weight is shared by the batch,
+    ``sigma`` (the package modes) is the sign of the total input difference per image (B|1, n_in)."""
 
-    MODES = ("coupled", "decoupled")
+    MODES = ("coupled", "decoupled", "package", "package-ablation")
 
-    def __init__(self, weight, in_shape, out_shape, conv=None, mode="coupled", dtype=np.float64, name="", act=None):
+    def __init__(self, weight, in_shape, out_shape, conv=None, mode="coupled", dtype=np.float64, name="", act=None,
+                 sigma=None):
         super().__init__(in_shape, out_shape, dtype, name, act)
         if mode not in self.MODES:
             raise InputError(f"PairLinear mode must be one of {', '.join(self.MODES)}, got {mode!r}")
+        if mode.startswith("package") and sigma is None:
+            raise InputError(f"PairLinear mode {mode!r} needs sigma, the sign of the input difference")
         self.weight, self.conv, self.mode = weight, conv, mode
+        self.sigma = per_image(sigma, self.in_shape)
+
+    def factors(self):
+        return [self.sigma]
 
     def _with(self, dtype=None, act=False):
         return PairLinear(self.weight, self.in_shape, self.out_shape, self.conv, self.mode,
-                          self.dtype if dtype is None else dtype, self.name, self.act_step if act is False else act)
+                          self.dtype if dtype is None else dtype, self.name, self.act_step if act is False else act,
+                          self.sigma)
+
+    @property
+    def paired_output(self) -> bool:
+        return not self.mode.startswith("package")
 
     def _t(self, phi, Y):
         """W_φᵀ Y for Y (B, m, *out)."""
@@ -142,13 +184,26 @@ class PairLinear(_PairStage):
 
     def lin(self, X):
         P, N = parts(X, self.out_shape)
+        tied = P is N or not bool((P != N).any())
         if self.mode == "decoupled":
             return as_pair(self._t(self._w("pos"), P), self._t(self._w("neg"), N))
+        if self.mode == "package-ablation":
+            sig = self._f(self.sigma, X.dtype)
+            ps = self._t(self._w("pos"), P if tied else P + N)
+            out = sig.abs() * ps if tied else 0.5 * sig.abs() * ps + 0.5 * sig * self._t(self._w("pos"), P - N)
+            zero = sig == 0
+            if bool(zero.any()):
+                out = out + zero * self._t(self._w("W"), P if tied else 0.5 * (P + N))
+            return out
+        if self.mode == "package" and tied:
+            return self._t(self._w("W"), P)
         s = self._t(self._w("W"), P + N)
-        if P is N or not bool((P != N).any()):
+        if tied:
             h = 0.5 * s
             return as_pair(h, h)
         d = self._t(self._w("abs"), P - N)
+        if self.mode == "package":
+            return 0.5 * s + 0.5 * self._f(self.sigma, X.dtype) * d
         return as_pair(0.5 * (s + d), 0.5 * (s - d))
 
     def _weight_blocks(self, s):
@@ -163,6 +218,29 @@ class PairLinear(_PairStage):
         M = conv_matrix(geom, np.ones((1, geom.n_in)), W[None], s[None, :], self.dtype)
         P, N = sign_split(M)
         return SparseOperator(P), SparseOperator(N)
+
+    def materialize(self):
+        """One image's stage: a BlockOperator (± modes) or the plain matrix of the package modes (module docstring)."""
+        if not self.mode.startswith("package"):
+            return super().materialize()
+        if self.batch != 1:
+            raise InputError(f"operator {self.name!r} holds the factors of {self.batch} images; only one image's "
+                             "operator has a matrix")
+        sp_, sm_ = self._act_diagonals()
+        sig = flat_numpy(self.sigma)
+        Pp, Pm, P0 = (sig > 0).astype(float), (sig < 0).astype(float), (sig == 0).astype(float)
+        W = self.weight.to(torch.float64)
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        mean = 0.5 * (sp_ + sm_)
+        if self.mode == "package":
+            terms = [(None, W, sp_)] if sm_ is sp_ else [(Pp, Wp, sp_), (Pp, Wn, sm_), (Pm, Wn, sp_), (Pm, Wp, sm_),
+                                                         (P0, W, mean)]
+        else:
+            terms = [(Pp, Wp, sp_), (Pm, Wp, sm_), (P0, W, mean)]
+        terms = [(None if a is None else torch.from_numpy(a), phi, torch.from_numpy(np.asarray(c, np.float64)))
+                 for a, phi, c in terms]
+        return TermsOperator(LayerTerms(terms), self.in_shape, self.out_shape, self.conv, self.dtype,
+                             self.name).materialize()
 
     def _blocks(self, sp_, sm_):
         Ap, Bp = self._weight_blocks(sp_)                       # W⁺ᵀS⁺, W⁻ᵀS⁺

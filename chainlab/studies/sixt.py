@@ -40,7 +40,8 @@ from ..rules.pattern_rules import resolve_patterns
 from ..trace import eval_mode, trace, walk_stages
 from .explanations import Traced, smoothgrad
 
-__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "AUTHORS", "explanations",
+__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "DEEPLIFT_PM", "AUTHORS",
+           "explanations",
            "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
            "prefix_columns", "prepared_rule", "available", "as_images"]
 
@@ -82,6 +83,8 @@ SIXT_METHODS = (
     SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0)) + AUTHORS),
     SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0)) + AUTHORS),
     SixtMethod("lrp-z", "LRP-z", "lrp-0", group="excepted"),
+    # DeepLIFT as the authors ran it: the deeplift package's rule (chainlab.extraction.deeplift; the ± rule with
+    # parts carried through the net is "deeplift-*-pm": DEEPLIFT_PM, measured beside)
     SixtMethod("deeplift-revealcancel", "DeepLIFT Rev.C.", "deeplift-revealcancel", group="excepted"),
     SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
     SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
@@ -104,6 +107,12 @@ PROPORTIONAL_VARIANTS = tuple(
 # SmoothGrad (the authors' table, Fig. 4 only: ['exclude_cos_sim'] in when_explanations_lie.py:435-436): the mean
 # gradient of the explained logit over n = 50 noisy copies x + N(0, σ²I), σ = 0.15 × the input range (:409-410).
 # A map, not a chain: no CSC; explanations by :func:`explanations`.
+# DeepLIFT's ± rule (the (+, −) parts carried through the net, two multipliers per neuron; extraction.deeplift_pm):
+# not the authors' rule, measured beside S3 (--extended) with tied and independent ± injections
+DEEPLIFT_PM = tuple(
+    dataclasses.replace(m, id=f"{m.id}-pm", label=f"{m.label} ±", rule=f"{m.rule}-pm", group="extra")
+    for m in SIXT_METHODS if m.id.startswith("deeplift-"))
+
 SMOOTHGRAD = SixtMethod("smoothgrad", "SmoothGrad", "smoothgrad", (("n", 50), ("noise_scale", 0.15)),
                         reduce="absmax", group="reference")
 
@@ -168,7 +177,7 @@ class PassResult:
     """What :func:`sixt_passes` measured for one method on N images.
 
     gaps[(k, mode)][j]: list of float32 arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
-    "tied" or "independent" (DeepLIFT's ± injection); d[j] channel dimension; names, shapes of the
+    "tied" or "independent" (the ± injection of DeepLIFT's -pm chains); d[j] channel dimension; names, shapes of the
     boundaries; explanations[name]: (N, *input) float64; predicted (N,), logits (N, K); seconds."""
 
     gaps: dict = field(default_factory=dict)
@@ -204,8 +213,9 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     (``side="pre"``; signals are then also read before each activation); every boundary j < k is read and
     the first ``pairs`` pairs of the signals give 1 − |cos| per location.  Signals are seeded by (seed,
     image id, k): every method sees the same ones.  targets: {name: (N,) logit indices} whose
-    explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
-    multipliers (mode "independent"); True for every image, a number n for the batches that start
+    explanations are returned.  independent: DeepLIFT's ± chains (the ``-pm`` variants: two multipliers per
+    neuron) also with independent signals for the + and − multipliers (mode "independent"; the package's rule
+    has one multiplier per neuron and no such mode); True for every image, a number n for the batches that start
     below image n.  image_ids: the images' global indices (default 0..N−1).
     rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
     progress: called with the number of images after each batch and method.  net: the model traced once."""

@@ -106,24 +106,40 @@ def shared_pass(ctx, net, role, seed: int = 0, methods=None) -> dict:
     return out
 
 
+def _pm_pass(ctx, net, role):
+    """--extended: the shared pass of DeepLIFT's ± rule (``deeplift-*-pm``, beside S3) with tied and independent ±
+    injections; {(role, pm id): {(inject, mode): {j: values}}}."""
+    ok, _ = M.methods_on(ctx, net)
+    have = {m.id for m in ok}
+    methods = [m for m in M.DEEPLIFT_PM if m.id[:-len("-pm")] in have]
+    if not methods:
+        return {}
+    sh = shared_pass(ctx, net, role, 0, methods=methods)
+    return {(role, mid): modes for mid, modes in sh["curves"].items()}
+
+
 def _csc_data(ctx):
-    """{seed: {"curves": {(role, mid): {j: values}}, "indep": …, "bounds": {role: …}, "ssim": {(role, mid): …}}},
-    the missing nets, the seconds of the passes run here."""
+    """{seed: {"curves": {(role, mid): {j: values}}, "pm": (the ± rule, tied), "indep": (its independent ±
+    injections), "bounds": {role: …}, "ssim": {(role, mid): …}}}, the missing nets, the seconds of the passes run
+    here."""
     have, missing = _nets(ctx, "csc")
     data, secs = {}, 0.0
     for seed, role, net in have:
         fresh = ("sixt-shared", net, None) not in ctx.cache
         sh = shared_pass(ctx, net, role, seed)
         secs += sh["seconds"] if fresh else 0.0
-        d = data.setdefault(seed, {"curves": {}, "indep": {}, "bounds": {}, "ssim": {}, "nets": {}})
+        d = data.setdefault(seed, {"curves": {}, "pm": {}, "indep": {}, "bounds": {}, "ssim": {}, "nets": {}})
         d["bounds"][role] = sh["bounds"]
         d["nets"][role] = net
         inj = sh["inject"][0]
         for mid, modes in sh["curves"].items():
             d["curves"][(role, mid)] = modes[(inj, "tied")]
-            if (inj, "independent") in modes:
-                d["indep"][(role, mid)] = modes[(inj, "independent")]
             d["ssim"][(role, mid)] = sh["ssim"][mid]
+        if ctx.s.extended and seed == 0:
+            for key, modes in _pm_pass(ctx, net, role).items():
+                d["pm"][key] = modes[(inj, "tied")]
+                if (inj, "independent") in modes:
+                    d["indep"][key] = modes[(inj, "independent")]
     return data, missing, secs
 
 

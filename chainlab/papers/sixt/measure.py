@@ -7,7 +7,8 @@ resumed or farmed out; the chunks are concatenated by :func:`per_image`.  Random
 (seed, image), SmoothGrad's noise by (seed, image)), so a chunked run gives the numbers of an unchunked one.
 
 * :func:`csc_pass` — the shared pass of S1, S2, S3, S5 on one net: per method, injection point and mode
-  ("tied"; DeepLIFT also "independent"), per boundary j the per-image median of |cos| over the pairs and
+  ("tied"; DeepLIFT's ± rule, ``deeplift-*-pm``, also "independent"), per boundary j the per-image median of
+  |cos| over the pairs and
   locations (and the counts and Fig. 5e–g histogram counts per image); the per-image SSIM between the maps of
   the ground-truth label and a random other logit; the channel-reduced true-label maps (reused by S7).
 * :func:`smoothgrad_ssim` — the same random-logit SSIM for SmoothGrad (no CSC: the authors' 'exclude_cos_sim').
@@ -31,8 +32,8 @@ from ...measures.maps import class_difference, reduce_channels, ssim_flipped
 from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
 from ...rules.pattern_rules import resolve_patterns
-from ...studies.sixt import (PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as_images, available, cascading,
-                             explanations, prefix_columns, prepared_rule, sixt_passes)
+from ...studies.sixt import (DEEPLIFT_PM, PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as_images, available,
+                             cascading, explanations, prefix_columns, prepared_rule, sixt_passes)
 from .protocol import _traced
 
 __all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade",
@@ -40,7 +41,7 @@ __all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image"
            "layer_hypotheses", "simulation", "learned_matrices", "fig3_layers", "fig3_ratios", "class_differences",
            "labels"]
 
-METHOD = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS)}
+METHOD = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS, *DEEPLIFT_PM)}
 
 
 def methods_on(ctx, net):

@@ -69,7 +69,8 @@ NETS = {
 EXTENDED = {
     "smoothgrad": "SmoothGrad (S5, S7): 50 noisy gradients per map — about as much work per net as the whole CSC "
                   "pass of the other methods",
-    "independent": "DeepLIFT's independent ± injections (S3, beside): a second CSC pass of three DeepLIFT methods "
+    "independent": "DeepLIFT's ± rule (deeplift-*-pm, S3, beside) with tied and independent ± injections: a second "
+                   "CSC pass of three DeepLIFT methods in float64 "
                    "that decides nothing",
     "app_f": "App. F's other injection points (S1, beside): one more CSC pass per injection point, no decision",
     "extras": "excitation BP, contrastive EBP and contrastive LRP (§5, beside): no decision rests on them",

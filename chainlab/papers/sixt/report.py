@@ -123,14 +123,19 @@ def beside_csc(ctx, data, spec) -> str:
 
 
 def beside_s3(ctx, data) -> str:
+    """--extended: DeepLIFT's ± rule (``deeplift-*-pm``: the parts carried through the net, not the authors' rule)
+    at the decided boundary, with the tied and with independent ± injections."""
     out = []
     for s, d in sorted(data.items()):
-        if not d["indep"]:
-            continue
-        vals, _ = D._at_boundary(d["indep"], d["bounds"])
-        items = [(k, D.estimate(v)) for k, v in sorted(vals.items())]
-        out.append(f"{_seed_prefix(data, s)}independent ± injections (excite m⁺ − m⁻, which converges through |W|ᵀS "
-                   f"whatever DeepLIFT does): {_listing(items)}")
+        for what, key in (("the ± rule (parts carried through the net, two multipliers per neuron; not the authors' "
+                           "deeplift package), tied injection", "pm"),
+                          ("the ± rule with independent ± injections (excite m⁺ − m⁻, which converges through "
+                           "|W|ᵀS whatever DeepLIFT does)", "indep")):
+            if not d.get(key):
+                continue
+            vals, _ = D._at_boundary(d[key], d["bounds"])
+            items = [(k, D.estimate(v)) for k, v in sorted(vals.items())]
+            out.append(f"{_seed_prefix(data, s)}{what}: {_listing(items)}.")
     return " ".join(out)
 
 
@@ -505,7 +510,7 @@ def plot_fig5(records, out):
                          "logits), band: its exact 95 % interval; log axis inverted (up = converged). Grey: the "
                          "gradient; dashed: random vectors of the same dimension; red dotted: CSC = 0.99; green "
                          "dotted: the decided boundary; grey bars: boundaries right below a max-pool (not eligible); "
-                         "orange dotted: DeepLIFT with independent ± injections."))
+                         "orange dotted: DeepLIFT's ± rule (-pm) with independent ± injections."))
     return made
 
 

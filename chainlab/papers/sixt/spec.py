@@ -19,7 +19,7 @@ the paper's Fig. 5e–g histograms are taken); the maximum over the eligible bou
 """
 from __future__ import annotations
 
-from ...studies.sixt import PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD
+from ...studies.sixt import DEEPLIFT_PM, PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD
 from ..spec import ClaimSpec, Scope, Threshold, code, ours, paper
 
 __all__ = ["SPECS", "ANY", "MIN_CHANNELS", "LEVEL", "GROUPS", "decided", "beside", "PAPER"]
@@ -29,7 +29,7 @@ ANY = "*"               # scope key of nets the paper never saw
 MIN_CHANNELS = 8
 LEVEL = 0.95            # every interval: 95 % (Fig. 4b's bands: 99 %, drawn as such)
 
-_M = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS)}
+_M = {m.id: m for m in (*SIXT_METHODS, SMOOTHGRAD, *PROPORTIONAL_VARIANTS, *DEEPLIFT_PM)}
 
 
 def _ids(*groups):
@@ -58,6 +58,17 @@ _SECTION6 = ours("excitation BP and the contrastive methods are discussed in §5
 _FIG4_VGG = code("the sanity checks run for model_names = ['resnet50', 'vgg16'] (the committed cell: ['vgg16'] only)",
                  "sanity_checks.ipynb:121, :330")
 _FIG1_VGG = paper("Class insensitivity of LRP α1β0 on VGG-16.", "Fig. 1 caption")
+_DEEPLIFT_PACKAGE = code("(\"DeepLIFT Rev.C.\", \"deep_lift.wrapper\", 'sum', [], "
+                         "{'nonlinear_mode': 'reveal_cancel'}), "
+                         "(\"DeepLIFT Resc.\", \"deep_lift.wrapper\", 'sum', [], {'nonlinear_mode': 'rescale'}) — "
+                         "innvestigate's deep_lift.wrapper runs the deeplift package (kundajelab/deeplift), which "
+                         "splits "
+                         "each Dense/Conv layer's total input difference by sign and gives both input multipliers one "
+                         "value; the ablation is deeplift_resnet.py's cross_mxts=False",
+                         "when_explanations_lie.py get_analyser_params; deeplift_resnet.py")
+_PM_RULE = ours("DeepLIFT's ± rule (the (+, −) parts carried through the whole net, two multipliers per neuron, "
+                "extraction.deeplift_pm, float64): not the authors' rule — reported beside (--extended) with tied and "
+                "independent ± injections")
 _FIG3_VGG = paper("σ1(A)/σ2(A) > 6 for almost all the VGG-16 patterns (see Figure 3a)", "§2.2")
 
 
@@ -162,8 +173,10 @@ S3 = ClaimSpec(
           "evaluation, we included this variant as DeepLIFT Ablation, and as predicted by the theory, it converges.",
           "§2.2"),
     "Fig. 5a–d",
-    "CSC of the DeepLIFT contributions (the authors' code reads m⁺⊙Δh⁺ + m⁻⊙Δh⁻) with the tied injection "
-    "m⁺ = m⁻ = v (the analogue of the gradient's start vector), per image the median over pairs and locations",
+    "CSC of the DeepLIFT contributions m ⊙ Δh of the deeplift package's rule, which the authors' code runs (the "
+    "total Δx of every Dense/Conv layer split by sign, both input multipliers equal: one multiplier m per neuron at "
+    "every layer boundary; extraction.deeplift), the N(0, I) vectors injected as the multipliers of the logits, per "
+    "image the median over pairs and locations",
     "median over images of the per-image medians at the lowest eligible boundary (as S1)",
     "exact order-statistic 95 % interval of the median; unit: images",
     "group 'not converging' (Rescale, RevealCancel): reproduced iff the interval lies below 0.99; group "
@@ -172,8 +185,11 @@ S3 = ClaimSpec(
                                              "least 0.99 cosine similarity", "§4")),
      Threshold("ablation_converges", 0.99, paper("as predicted by the theory, it converges", "§2.2; the 0.99 of §4"))),
     Scope({"sixt-cifar": DEEPLIFT + ABLATION, "vgg-cifar": DEEPLIFT + ABLATION, "resnet-cifar": DEEPLIFT + ABLATION,
-           ANY: DEEPLIFT + ABLATION}),
-    protocol=_FIG5_PROTOCOL + "; independent ± injections (--extended) beside: they excite m⁺ − m⁻, which "
+           ANY: DEEPLIFT + ABLATION},
+          {net: {m.id: _PM_RULE for m in DEEPLIFT_PM} for net in ("sixt-cifar", "vgg-cifar", "resnet-cifar")}),
+    protocol=_FIG5_PROTOCOL + "; DeepLIFT as the authors ran it: " + _DEEPLIFT_PACKAGE.text + " ("
+             + _DEEPLIFT_PACKAGE.where + "); the ± rule (deeplift-*-pm) with tied and with independent ± injections "
+             "(--extended) beside: independent injections excite m⁺ − m⁻, which "
              "propagates through the non-negative |W|ᵀS and converges whatever DeepLIFT does. The paper: 'For DeepLIFT "
              "Ablation, numerical instabilities result in a cosine similarity of 0 for the first layers of the "
              "ResNet-50' (§4) — an artefact of their implementation, not part of the claim")
