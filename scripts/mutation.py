@@ -12,6 +12,10 @@ True ↔ False, the outcome names R/N/U/X of chainlab.papers.verdict swapped, mi
 `return <expr>` → `return None`.  Docstrings, ``__all__``, f-string texts, decorators and dataclass field
 defaults are not mutated.
 
+A survivor that cannot change any result is argued where it lives: a ``# equivalent mutant: <reason>`` comment on
+its line is copied into the summary beside it (it still counts as a survivor in the score).  ``--only`` with an
+existing ``--output`` file replaces those targets' results and keeps the others'.
+
 Run (takes minutes; not part of CI):
     python scripts/mutation.py                       # the default targets and tests below
     python scripts/mutation.py --only chainlab/papers/verdict.py --tests tests/test_verdicts.py
@@ -250,20 +254,33 @@ def main(argv=None) -> int:
                 res = run(tmp, tests, a.timeout)
                 total += 1
                 if res == "survived":
-                    surv.append({"line": line, "change": desc})
+                    why = _equivalent(src, line)
+                    surv.append({"line": line, "change": desc, **({"equivalent": why} if why else {})})
                     print(f"  SURVIVED {target}:{line}: {desc}", flush=True)
                 else:
                     killed += 1
             (tmp / target).write_text(src)
             summary[target] = {"mutants": len(muts), "killed": len(muts) - len(surv), "survivors": surv}
             print(f"  {len(muts) - len(surv)}/{len(muts)} killed", flush=True)
+    if a.output and a.output.exists() and a.only:      # a rerun of some targets: keep the others' results
+        old = json.loads(a.output.read_text())["targets"]
+        summary = {**{t: v for t, v in old.items() if t not in summary}, **summary}
+    killed = sum(t["killed"] for t in summary.values())
+    total = sum(t["mutants"] for t in summary.values())
     score = killed / total if total else float("nan")
     print(f"mutation score: {killed}/{total} killed = {100 * score:.1f} % ({time.time() - t0:.0f} s)")
     if a.output:
         a.output.parent.mkdir(parents=True, exist_ok=True)
         a.output.write_text(json.dumps({"score": score, "killed": killed, "total": total, "targets": summary},
-                                       indent=1) + "\n")
+                                       indent=1, sort_keys=True) + "\n")
     return 0
+
+
+def _equivalent(src: str, line: int) -> str:
+    """The reason given on a source line marked ``# equivalent mutant: <reason>`` (a survivor that cannot change
+    any result, argued in place), else ''.  Marked survivors still count as survivors in the score."""
+    text = src.splitlines()[line - 1]
+    return text.split("# equivalent mutant:", 1)[1].strip() if "# equivalent mutant:" in text else ""
 
 
 if __name__ == "__main__":

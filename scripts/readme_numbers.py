@@ -99,7 +99,8 @@ def mutation(results: Path) -> str:
     lines = [f"Mutation score of the decision code: {m['killed']}/{m['total']} mutants killed "
              f"({100 * m['score']:.1f} %).", "", "| module | mutants | killed | survivors |", "|---|---:|---:|---|"]
     for target, t in m["targets"].items():
-        surv = "; ".join(f"{s['line']}: {s['change']}" for s in t["survivors"]) or "none"
+        surv = "; ".join(f"{s['line']}: {s['change']}" + (f" (equivalent: {s['equivalent']})" if s.get("equivalent")
+                                                             else "") for s in t["survivors"]) or "none"
         lines.append(f"| `{target}` | {t['mutants']} | {t['killed']} | {_cell(surv)} |")
     return "\n".join(lines) + "\n"
 

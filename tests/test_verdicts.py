@@ -329,3 +329,9 @@ def test_spearman_against_scipy():
         assert stats.spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
     assert stats.spearman([1, 1, 1], [1, 2, 3]) == 0.0
     assert stats.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_loglog_slope_of_equal_x_has_no_slope():
+    """All x equal: no slope (None), not a division by zero."""
+    assert stats.loglog_slope([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) is None
+    assert stats.loglog_slope([1.0, 4.0], [3.0, 48.0]) == pytest.approx(2.0)      # 48/3 = 4² → slope 2

@@ -50,12 +50,11 @@ def quantile_ci(values, q: float = 0.5, level: float = 0.95, unit: str = "units"
         return Estimate(None, None, None, level, 0, unit, method)
     alpha = 1.0 - level
     ks = np.arange(n + 2)
+    # 1-based ranks of the ends; rank 0 → −inf and rank n + 1 → +inf always qualify (P(B ≤ −1) = P(B ≥ n + 1) = 0)
     below = binom.cdf(ks - 1, n, q)                  # P(B ≤ k − 1) for k = 0 … n + 1
-    ok_lo = np.nonzero(below <= alpha / 2)[0]
-    lo_rank = int(ok_lo.max()) if ok_lo.size else 0   # 1-based rank of the lower end; 0 → −inf
+    lo_rank = int(np.nonzero(below <= alpha / 2)[0].max())
     above_ = binom.sf(ks - 1, n, q)                  # P(B ≥ k)
-    ok_hi = np.nonzero(above_ <= alpha / 2)[0]
-    hi_rank = int(ok_hi.min()) if ok_hi.size else n + 1
+    hi_rank = int(np.nonzero(above_ <= alpha / 2)[0].min())
     lo = -math.inf if lo_rank < 1 else float(x[lo_rank - 1])
     hi = math.inf if hi_rank > n else float(x[hi_rank - 1])
     return Estimate(float(np.quantile(x, q)), lo, hi, level, n, unit, method)
@@ -126,7 +125,7 @@ def loglog_slope(x, y) -> float | None:
     u, v = np.log(x), np.log(y)
     du = u - u.mean()
     den = float(du @ du)
-    if den <= 1e-24 * max(1.0, float(u @ u)):
+    if den <= 1e-24 * max(1.0, float(u @ u)):   # equivalent mutant: < vs <= differ only at den == that bound
         return None
     return float(du @ (v - v.mean()) / den)
 
