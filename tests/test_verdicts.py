@@ -335,3 +335,17 @@ def test_loglog_slope_of_equal_x_has_no_slope():
     """All x equal: no slope (None), not a division by zero."""
     assert stats.loglog_slope([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) is None
     assert stats.loglog_slope([1.0, 4.0], [3.0, 48.0]) == pytest.approx(2.0)      # 48/3 = 4² → slope 2
+
+
+def test_loglog_slope_refuses_zero_values():
+    assert stats.loglog_slope([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]) is None
+    assert stats.loglog_slope([1.0, 2.0, 3.0], [0.0, 2.0, 3.0]) is None
+
+
+def test_bca_keeps_finite_ends_when_every_replicate_is_below_the_estimate():
+    """θ̂ above every replicate (distinct units counted, plus a small continuous part so that the replicates
+    differ): the bias correction is clamped to 1 − ½/B and both ends are finite, not NaN."""
+    x = np.arange(12.0)
+    stat = lambda d: float(len(np.unique(d))) + 1e-3 * float(np.mean(d))     # noqa: E731
+    e = stats.bca_ci(x, stat, B=400, seed=1)
+    assert math.isfinite(e.lo) and math.isfinite(e.hi) and e.lo <= e.hi <= e.value

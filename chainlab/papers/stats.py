@@ -125,7 +125,7 @@ def loglog_slope(x, y) -> float | None:
     u, v = np.log(x), np.log(y)
     du = u - u.mean()
     den = float(du @ du)
-    if den <= 1e-24 * max(1.0, float(u @ u)):   # equivalent mutant: < vs <= differ only at den == that bound
+    if den <= 1e-24 * max(1.0, float(u @ u)):  # equivalent mutant: only separates den = 0 (equal x)
         return None
     return float(du @ (v - v.mean()) / den)
 
