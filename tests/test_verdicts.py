@@ -236,20 +236,24 @@ def test_bca_covers_the_mean_and_is_skewed_for_skewed_data():
 
 
 def _bca_by_hand(x, statistic, B, seed, level=0.95):
-    """Efron & Tibshirani (1993), §14.3: the same B resamples (numpy's default_rng(seed), one integers(0, n, n)
-    draw per replicate), z0 = Φ⁻¹(#{θ* < θ̂}/B) (no ties here), a = Σ(θ̄₋ − θ₋ᵢ)³ / (6 [Σ(θ̄₋ − θ₋ᵢ)²]^{3/2}) from the
-    jackknife, ends α_{1,2} = Φ(z0 + (z0 + z_α)/(1 − a(z0 + z_α)))."""
+    """Efron & Tibshirani (1993), §14.3, on the same B resamples (numpy's default_rng(seed), one integers(0, n, n)
+    draw per replicate): z0 = Φ⁻¹(p0) with p0 = (#{θ* < θ̂} + ½·#{θ* = θ̂}) / B (ties count half, as scipy.stats.
+    bootstrap counts them), clamped to [½/B, 1 − ½/B] (module docstring: z0 stays finite); the acceleration
+    a = Σ(θ̄₋ − θ₋ᵢ)³ / (6 [Σ(θ̄₋ − θ₋ᵢ)²]^{3/2}) from the jackknife (0 when every θ₋ᵢ is equal);
+    ends α_{1,2} = Φ(z0 + (z0 + z_α)/(1 − a(z0 + z_α)))."""
     from scipy.stats import norm
     n = len(x)
     rng = np.random.default_rng(seed)
     reps = np.array([statistic(x[rng.integers(0, n, n)]) for _ in range(B)])
     theta = statistic(x)
-    z0 = norm.ppf(np.mean(reps < theta))
+    p0 = (np.sum(reps < theta) + 0.5 * np.sum(reps == theta)) / B
+    z0 = norm.ppf(min(max(p0, 0.5 / B), 1 - 0.5 / B))
     jack = np.array([statistic(np.delete(x, i)) for i in range(n)])
     d = jack.mean() - jack
-    a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
+    ss = np.sum(d ** 2)
+    a = np.sum(d ** 3) / (6 * ss ** 1.5) if ss > 0 else 0.0
     ends = [norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in (norm.ppf((1 - level) / 2), norm.ppf((1 + level) / 2))]
-    return theta, np.quantile(reps, ends[0]), np.quantile(reps, ends[1]), a
+    return theta, min(np.quantile(reps, ends[0]), theta), max(np.quantile(reps, ends[1]), theta), a
 
 
 def test_bca_equals_the_textbook_formula_on_skewed_data():
@@ -344,8 +348,44 @@ def test_loglog_slope_refuses_zero_values():
 
 def test_bca_keeps_finite_ends_when_every_replicate_is_below_the_estimate():
     """θ̂ above every replicate (distinct units counted, plus a small continuous part so that the replicates
-    differ): the bias correction is clamped to 1 − ½/B and both ends are finite, not NaN."""
+    differ): the bias correction is clamped to 1 − ½/B and both ends are finite and the reference's."""
     x = np.arange(12.0)
     stat = lambda d: float(len(np.unique(d))) + 1e-3 * float(np.mean(d))     # noqa: E731
     e = stats.bca_ci(x, stat, B=400, seed=1)
+    theta, lo, hi, _ = _bca_by_hand(x, stat, 400, 1)
     assert math.isfinite(e.lo) and math.isfinite(e.hi) and e.lo <= e.hi <= e.value
+    assert (e.lo, e.hi) == (pytest.approx(lo, rel=1e-12), pytest.approx(hi, rel=1e-12))
+
+
+def test_bca_with_ties_and_a_constant_jackknife():
+    """Ties between replicates and the estimate count half (the median of small integers ties often); a statistic
+    whose jackknife values are all equal has acceleration 0 (no division by zero)."""
+    x = np.array([1, 2, 2, 3, 3, 3, 4, 4, 5, 9], dtype=float)
+    for stat in (np.median, lambda d: float(len(np.unique(d)))):
+        e = stats.bca_ci(x, stat, B=300, seed=2)
+        theta, lo, hi, _ = _bca_by_hand(x, stat, 300, 2)
+        assert (e.value, e.lo, e.hi) == (pytest.approx(theta), pytest.approx(lo, rel=1e-12), pytest.approx(hi, rel=1e-12))
+
+
+def test_bca_small_samples():
+    """One or two units: no interval (−inf, inf) around the estimate; three units: a finite one; none: no value."""
+    one = stats.bca_ci(np.array([4.0]), np.mean)
+    assert one.value == 4.0 and (one.lo, one.hi) == (-math.inf, math.inf) and one.n == 1
+    two = stats.bca_ci(np.array([1.0, 5.0]), np.mean)
+    assert (two.lo, two.hi) == (-math.inf, math.inf)
+    three = stats.bca_ci(np.array([1.0, 2.0, 7.0]), np.mean, B=200)
+    assert math.isfinite(three.lo) and math.isfinite(three.hi) and three.lo <= 10 / 3 <= three.hi
+    empty = stats.bca_ci(np.zeros((0,)), np.mean)
+    assert empty.value is None and empty.n == 0
+
+
+def test_empty_inputs_have_zero_units_and_spearman_of_a_constant_is_zero():
+    assert stats.mean_ci([]).n == 0
+    assert stats.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0
+    assert stats.spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    assert stats.spearman([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(0.8)   # 1 − 6·2/(4·15)
+
+
+def test_loglog_slope_of_two_points():
+    assert stats.loglog_slope([1.0, 2.0], [5.0, 20.0]) == pytest.approx(2.0)
+    assert stats.loglog_slope([2.0, 2.0, 4.0], [1.0, 1.0, 8.0]) == pytest.approx(3.0)

@@ -49,12 +49,12 @@ def quantile_ci(values, q: float = 0.5, level: float = 0.95, unit: str = "units"
     if n == 0:
         return Estimate(None, None, None, level, 0, unit, method)
     alpha = 1.0 - level
-    ks = np.arange(n + 2)
+    ks = np.arange(n + 2)                            # equivalent mutant: ranks beyond n + 1 never qualify first
     # 1-based ranks of the ends; rank 0 → −inf and rank n + 1 → +inf always qualify (P(B ≤ −1) = P(B ≥ n + 1) = 0)
     below = binom.cdf(ks - 1, n, q)                  # P(B ≤ k − 1) for k = 0 … n + 1
-    lo_rank = int(np.nonzero(below <= alpha / 2)[0].max())
+    lo_rank = int(np.nonzero(below <= alpha / 2)[0].max())  # equivalent mutant: ≤ vs < only at cdf == α/2
     above_ = binom.sf(ks - 1, n, q)                  # P(B ≥ k)
-    hi_rank = int(np.nonzero(above_ <= alpha / 2)[0].min())
+    hi_rank = int(np.nonzero(above_ <= alpha / 2)[0].min())  # equivalent mutant: ≤ vs < only at sf == α/2
     lo = -math.inf if lo_rank < 1 else float(x[lo_rank - 1])
     hi = math.inf if hi_rank > n else float(x[hi_rank - 1])
     return Estimate(float(np.quantile(x, q)), lo, hi, level, n, unit, method)
@@ -122,12 +122,11 @@ def loglog_slope(x, y) -> float | None:
         return None
     if np.any(x <= 0) or np.any(y <= 0):
         return None
+    if np.all(x == x[0]):
+        return None
     u, v = np.log(x), np.log(y)
     du = u - u.mean()
-    den = float(du @ du)
-    if den <= 1e-24 * max(1.0, float(u @ u)):  # equivalent mutant: only separates den = 0 (equal x)
-        return None
-    return float(du @ (v - v.mean()) / den)
+    return float(du @ (v - v.mean()) / float(du @ du))  # equivalent mutant: v + v.mean() (Σ du = 0)
 
 
 def slope_over_seeds(xs: dict, ys: dict, level: float = 0.95) -> tuple[Estimate, dict]:

@@ -188,8 +188,8 @@ def decay_factor(y, floor: float = FLOOR):
         return None
     k, ly = k[ok], np.log(y[ok])
     dk = k - k.mean()
-    b = float(dk @ (ly - ly.mean())) / float(dk @ dk)
-    return 1.0 if abs(b) < FLAT else float(math.exp(b))
+    b = float(dk @ ly) / float(dk @ dk)                     # Σ dk = 0: ly needs no centring
+    return 1.0 if abs(b) < FLAT else float(math.exp(b))  # equivalent mutant: < vs ≤ only at |b| == FLAT
 
 
 def decide_s6(prefix: dict, sim: dict, spec=SPECS["S6"]) -> Decision:
