@@ -12,18 +12,18 @@ The package's layers, bottom to top (each imports only from those below it):
 This module is the facade above them all.
 """
 from . import archive, linalg, measures, nets, rules, studies, trace
-from .chain import Chain, DeepLiftChain, RectifiedChain
+from .chain import BatchChain, Chain, DeepLiftChain, RectifiedChain
 from .errors import (ArchiveError, ChainlabError, ExtractionError, InputError, NotLinearError, OptionError,
                      UnsupportedLayerError)
-from .extraction import extract
+from .extraction import extract, extract_batch
 from .linalg import BlockOperator, DenseOperator, Operator, SparseOperator, as_operator
 from .nets import data, models, zoo
 from .rules import Composite, Rule, patterns
 from .version import __version__
 
 __all__ = [
-    "ArchiveError", "BlockOperator", "Chain", "ChainlabError", "Composite", "DeepLiftChain", "DenseOperator",
-    "ExtractionError", "InputError", "NotLinearError", "Operator", "OptionError", "RectifiedChain", "Rule",
-    "SparseOperator", "UnsupportedLayerError", "__version__", "archive", "as_operator", "data", "extract",
-    "linalg", "measures", "models", "nets", "patterns", "rules", "studies", "trace", "zoo",
+    "ArchiveError", "BatchChain", "BlockOperator", "Chain", "ChainlabError", "Composite", "DeepLiftChain",
+    "DenseOperator", "ExtractionError", "InputError", "NotLinearError", "Operator", "OptionError", "RectifiedChain",
+    "Rule", "SparseOperator", "UnsupportedLayerError", "__version__", "archive", "as_operator", "data", "extract",
+    "extract_batch", "linalg", "measures", "models", "nets", "patterns", "rules", "studies", "trace", "zoo",
 ]

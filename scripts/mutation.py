@@ -9,7 +9,8 @@ either a missing test or an equivalent mutant (say which in the README).
 Operators: comparisons (< ↔ ≤, > ↔ ≥, == ↔ !=, and the flipped direction), boolean and ↔ or, `not x` → x,
 arithmetic + ↔ −, * ↔ /, unary minus dropped, numeric constants (n → n + 1; a float c → c·1.5 and 0 → 1),
 True ↔ False, the outcome names R/N/U/X of chainlab.papers.verdict swapped, min ↔ max, any ↔ all, and
-`return <expr>` → `return None`.  Docstrings, ``__all__`` and f-string texts are not mutated.
+`return <expr>` → `return None`.  Docstrings, ``__all__``, f-string texts, decorators and dataclass field
+defaults are not mutated.
 
 Run (takes minutes; not part of CI):
     python scripts/mutation.py                       # the default targets and tests below
@@ -63,6 +64,13 @@ def _skipped(tree) -> set:
             skip.update(id(n) for n in ast.walk(node))
         if isinstance(node, ast.JoinedStr):
             skip.update(id(n) for n in ast.walk(node))
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):    # decorators (frozen=True …) configure, not decide
+            for dec in node.decorator_list:
+                skip.update(id(n) for n in ast.walk(dec))
+        if isinstance(node, ast.ClassDef):          # dataclass field defaults are data, not decisions
+            for st in node.body:
+                if isinstance(st, ast.AnnAssign) and st.value is not None:
+                    skip.update(id(n) for n in ast.walk(st.value))
     return skip
 
 

@@ -117,6 +117,7 @@ def test_verdict_properties_and_not_checked():
     assert v.claim == "Z1" and v.outcome is R and v.label == "reproduced"
     nc = not_checked(spec, "no weights")
     assert nc.outcome is X and nc.reason == "no weights" and "no weights" in nc.observed and nc.label == "not checked"
+    assert nc.seconds == 0.0 and nc.decision.notes == ("no weights",) and not_checked(spec, "r", 2.5).seconds == 2.5
 
 
 def test_estimate_text():

@@ -29,8 +29,13 @@ after that each layer produces the parts of its output from the parts of its inp
   gets its multipliers S± from Δz± of the sum like any other (Rescale, RevealCancel, Rescale for
   ablation), so the block is ONE operator
       Σ_t P_t · diag(S⁺, S⁻),   P_t = the product of branch t's 2×2 block operators (I for the identity),
-  a :class:`~chainlab.extraction.residual.DeepLiftResidual` (kind "residual"), applied factor by
-  factor; its blocks (BlockOperator @ BlockOperator stays blockwise) are multiplied out on demand.
+  a :class:`~chainlab.linalg.ResidualOperator` with the multipliers as its step (for one input a
+  :class:`~chainlab.linalg.DeepLiftResidual`, kind "residual", applied factor by factor; its blocks
+  (BlockOperator @ BlockOperator stays blockwise) are multiplied out on demand).
+
+The stages are the pair operators of :mod:`chainlab.linalg.pairs` at B inputs (the multipliers and parts
+per image): a batch propagates pairs (B, m, 2, *shape) through them, and for one input each becomes its
+2×2 :class:`~chainlab.linalg.BlockOperator`.
 
 So the operator of a Linear/Conv2d stage (ReLU after it) is, n_in × n_out blocks,
 
@@ -63,23 +68,20 @@ Variants:
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..chain import DeepLiftChain
+from ..chain import BatchChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import (BlockOperator, ConvGeometry, DenseOperator, Diagonal, SparseOperator, conv_matrix,
-                      zero_operator)
-from ..linalg.pool import column_weights, window_matrix
+from ..linalg import DeltaMaxPoolOperator, DiagonalOperator, PairLinear, PairMap, PairScale, PoolOperator, \
+    ResidualOperator
+from ..linalg.pairs import DELTA_EPS
 from ..options import choice, number
-from .residual import DeepLiftResidual
 
-__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur"]
+__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur", "check_own", "DELTA_EPS"]
 
 VARIANTS = ("rescale", "revealcancel", "ablation")
 OWN_OPTIONS = ("reference", "sigma")
-DELTA_EPS = 1e-10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,11 +89,11 @@ DELTA_EPS = 1e-10
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of an image batch (1, C, H, W) with std ``sigma`` pixels (reflect padding)."""
+    """Separable Gaussian blur of an image batch (B, C, H, W) with std ``sigma`` pixels (reflect padding)."""
     radius = max(1, int(np.ceil(3 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
+    k = (k / k.sum()).to(x.dtype)
     C = x.shape[1]
     mode = "reflect" if min(x.shape[2:]) > radius else "replicate"
     h = F.pad(x, (radius, radius, 0, 0), mode=mode)
@@ -101,7 +103,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def make_reference(reference, xt: torch.Tensor, sigma=None, where: str = "DeepLIFT") -> torch.Tensor:
-    """x⁰ as float64 with x's shape (1, …) from "zeros", "blur" (with sigma) or a tensor/array."""
+    """x⁰ with x's shape (B, …) and dtype from "zeros", "blur" (with sigma) or a tensor/array of one input's shape
+    (the same reference for every input)."""
     if isinstance(reference, str):
         if reference == "zeros":
             return torch.zeros_like(xt)
@@ -121,116 +124,18 @@ def make_reference(reference, xt: torch.Tensor, sigma=None, where: str = "DeepLI
         raise OptionError(f"option reference of {where} must be 'zeros', 'blur' or a tensor of x's shape, "
                           f"got {reference!r}")
     ref = torch.as_tensor(np.asarray(reference) if not isinstance(reference, torch.Tensor) else reference)
-    ref = ref.detach().to(torch.float64)
-    if tuple(ref.shape) == tuple(xt.shape[1:]):
+    ref = ref.detach().to(xt.dtype)
+    one = tuple(xt[:1].shape)
+    if tuple(ref.shape) == one[1:]:
         ref = ref.unsqueeze(0)
-    if tuple(ref.shape) != tuple(xt.shape):
+    if tuple(ref.shape) != one:
         raise OptionError(
-            f"option reference of {where} must have the input's shape {tuple(xt.shape)} (or {tuple(xt.shape[1:])}), "
+            f"option reference of {where} must have the input's shape {one} (or {one[1:]}), "
             f"got a reference of shape {tuple(ref.shape)}"
         )
     if not torch.isfinite(ref).all():
         raise OptionError(f"option reference of {where} must be finite; it contains NaN or infinite values")
-    return ref
-
-
-# ---------------------------------------------------------------------------------------------
-# per-stage pieces
-
-
-def _rescale_multiplier(f, z: np.ndarray, z0: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """Δf/Δz, or the gradient ``grad`` = f'(z) at x where |Δz| < DELTA_EPS."""
-    dz = z - z0
-    dh = f(z) - f(z0)
-    small = np.abs(dz) < DELTA_EPS
-    return np.where(small, grad, dh / np.where(small, 1.0, dz))
-
-
-def _revealcancel(f, z: np.ndarray, z0: np.ndarray, dzp: np.ndarray, dzm: np.ndarray, grad: np.ndarray):
-    """(s⁺, s⁻) of RevealCancel for an activation f with pre-activations z (at x), z0 (at x⁰) and parts Δz±."""
-    dhp = 0.5 * (f(z0 + dzp) - f(z0)) + 0.5 * (f(z) - f(z0 + dzm))
-    dhm = 0.5 * (f(z0 + dzm) - f(z0)) + 0.5 * (f(z) - f(z0 + dzp))
-    fallback = _rescale_multiplier(f, z, z0, grad)
-    sp_ = np.where(np.abs(dzp) < DELTA_EPS, fallback, dhp / np.where(np.abs(dzp) < DELTA_EPS, 1.0, dzp))
-    sm_ = np.where(np.abs(dzm) < DELTA_EPS, fallback, dhm / np.where(np.abs(dzm) < DELTA_EPS, 1.0, dzm))
-    return sp_, sm_
-
-
-def _sign_split(M: sp.csc_matrix):
-    """(positive part, negative part) of a CSC matrix, as CSC matrices without explicit zeros (one pass)."""
-    n_out = M.shape[1]
-    col = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(M.indptr))
-    out = []
-    for keep in (M.data > 0, M.data < 0):
-        indptr = np.zeros(n_out + 1, dtype=M.indptr.dtype)
-        np.cumsum(np.bincount(col[keep], minlength=n_out), out=indptr[1:])
-        P = sp.csc_matrix((M.data[keep], M.indices[keep], indptr), shape=M.shape, copy=False)
-        P.has_sorted_indices = M.has_sorted_indices
-        out.append(P)
-    return out[0], out[1]
-
-
-def _weight_blocks(st, rec, s: np.ndarray):
-    """(W⁺ᵀ diag(s), W⁻ᵀ diag(s)) of a Linear/Conv2d stage for s ≥ 0, as operators (n_in × n_out)."""
-    W = st.weight.numpy()
-    if st.kind == "linear":
-        Wt = W.T * s[None, :]
-        return DenseOperator(np.maximum(Wt, 0.0)), DenseOperator(np.minimum(Wt, 0.0))
-    c = st.conv
-    geom = ConvGeometry.of(rec.in_shape, rec.out_shape, W.shape[2:], c.stride, c.padding, c.dilation, c.groups)
-    M = conv_matrix(geom, np.ones((1, geom.n_in)), W[None], s[None, :])
-    P, N = _sign_split(M)
-    return SparseOperator(P), SparseOperator(N)
-
-
-def _maxpool_matrix(rec, rec0, dx: np.ndarray) -> sp.csc_matrix:
-    """captum's DeepLIFT max-pool multipliers as a CSC matrix M (n_in × n_out); see the module docstring."""
-    C, H, W = rec.in_shape
-    n_in, n_out = C * H * W, int(np.prod(rec.out_shape))
-    off = (np.arange(C, dtype=np.int64) * H * W)[:, None]
-    a = (rec.argmax.reshape(C, -1).numpy().astype(np.int64) + off).reshape(-1)
-    a0 = (rec0.argmax.reshape(C, -1).numpy().astype(np.int64) + off).reshape(-1)
-    y, y0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    ymax = np.maximum(y, y0)
-    cols = np.arange(n_out)
-    U = sp.coo_matrix((np.concatenate([ymax - y0, y - ymax]), (np.concatenate([a, a0]), np.concatenate([cols, cols]))),
-                      shape=(n_in, n_out)).tocsr()
-    U.sum_duplicates()
-    small = np.abs(dx) < DELTA_EPS
-    U = sp.diags(1.0 / np.where(small, 1.0, dx)) @ U
-    if small.any():  # gradient rows: [i = a(j)]
-        G = sp.coo_matrix((np.ones(n_out), (a, cols)), shape=(n_in, n_out)).tocsr()
-        keep = sp.diags((~small).astype(np.float64))
-        U = keep @ U + sp.diags(small.astype(np.float64)) @ G
-    U = U.tocsc()
-    U.eliminate_zeros()
-    return U
-
-
-def _pool_matrix(st, rec, rec0, dx: np.ndarray) -> sp.csc_matrix:
-    if st.kind == "maxpool2d":
-        return _maxpool_matrix(rec, rec0, dx)
-    n_in = int(np.prod(rec.in_shape))
-    w = column_weights(st.pool, rec.in_shape, rec.out_shape)
-    return window_matrix(st.pool, rec.in_shape, rec.out_shape, np.ones(n_in), w).tocsc()
-
-
-def _scale_cols(M: sp.spmatrix, s: np.ndarray) -> SparseOperator:
-    return SparseOperator((M @ sp.diags(s)).tocsc())
-
-
-def _check_parts(st, plus, minus, delta, what):
-    """Δ⁺ + Δ⁻ = Δ up to rounding that scales with the parts (see the module docstring)."""
-    if not delta.size:
-        return
-    err = float(np.abs(plus + minus - delta).max())
-    tol = 1e-8 * (1.0 + float(np.abs(delta).max())) + 1e-12 * float(np.abs(plus).max() + np.abs(minus).max())
-    if err > tol:
-        raise ExtractionError(f"DeepLIFT {what} of layer {st.describe()} do not add up (error {err:.3g} > {tol:.3g})")
-
-
-# ---------------------------------------------------------------------------------------------
-# the builder
+    return ref.expand_as(xt).clone()
 
 
 def check_own(variant: str, own: dict) -> dict:
@@ -250,50 +155,34 @@ def check_own(variant: str, own: dict) -> dict:
     return {"reference": reference, "sigma": sigma}
 
 
-def _multipliers(act, z, z0, zp, zm, variant):
-    """(s⁺, s⁻) of the activation ``act`` after a stage (ones without one); see the module docstring."""
-    if act is None:
-        ones = np.ones_like(z)
-        return ones, ones
-    f = (lambda v, a=act: a(torch.from_numpy(v)).numpy())
-    grad = act.derivative(torch.from_numpy(z)).numpy()
-    if variant == "revealcancel":
-        return _revealcancel(f, z, z0, zp, zm, grad)
-    s = _rescale_multiplier(f, z, z0, grad)
-    return s, s
+# ---------------------------------------------------------------------------------------------
+# multipliers
 
 
-def _diag_block(sp_, sm_) -> BlockOperator:
-    """diag(S⁺, S⁻) as a block operator (the multipliers of an activation after a residual sum)."""
-    P = Diagonal(sp_)
-    Q = P if sm_ is sp_ else Diagonal(sm_)
-    Z = zero_operator(sp_.size, sp_.size)
-    return BlockOperator(P, Z, Z, Q)
+def multipliers(act, variant: str, z, z0, zp, zm):
+    """(s⁺, s⁻) of the activation ``act`` after a stage, all (B, n): pre-activations z (at x), z0 (at x⁰) and the
+    parts Δz± (module docstring).  Rescale: Δf/Δz, the gradient f'(z) where |Δz| < DELTA_EPS; RevealCancel:
+    Δh±/Δz±, Rescale's multiplier where |Δz±| < DELTA_EPS."""
+    dz = z - z0
+    small = dz.abs() < DELTA_EPS
+    resc = torch.where(small, act.derivative(z), (act(z) - act(z0)) / torch.where(small, 1.0, dz))
+    if variant != "revealcancel":
+        return resc, resc
+    dhp = 0.5 * (act(z0 + zp) - act(z0)) + 0.5 * (act(z) - act(z0 + zm))
+    dhm = 0.5 * (act(z0 + zm) - act(z0)) + 0.5 * (act(z) - act(z0 + zp))
+    sp_ = torch.where(zp.abs() < DELTA_EPS, resc, dhp / torch.where(zp.abs() < DELTA_EPS, 1.0, zp))
+    sm_ = torch.where(zm.abs() < DELTA_EPS, resc, dhm / torch.where(zm.abs() < DELTA_EPS, 1.0, zm))
+    return sp_, sm_
 
 
-def _residual_block(st, rec, rec0, dp, dm, variant, rule):
-    """The operator Σ_t P_t diag(S⁺, S⁻) of a residual stage (see the module docstring) and its output parts."""
-    terms, names, rules = [], [], []
-    zp = zm = None
-    for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
-        ops, bp, bm = [], dp, dm
-        for s, r, r0 in zip(b_st, b_rec, b_rec0):
-            op, kind_name, bp, bm = _stage_block(s, r, r0, bp, bm, variant, rule)
-            ops.append(op)
-        if not ops and bp.size != rec.z.numel():
-            raise ExtractionError(f"identity branch of residual block {st.describe()} maps {bp.size} to "
-                                  f"{rec.z.numel()} values")
-        zp = bp.copy() if zp is None else zp + bp      # Δz± of the sum: the sums of the branches' parts
-        zm = bm.copy() if zm is None else zm + bm
-        terms.append(ops)
-        names.append([s.name for s in b_st])
-        rules.append([_kind_name(s, rule) for s in b_st])
-    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻ of the sum")
-    sp_, sm_ = _multipliers(st.activation, z, z0, zp, zm, variant)
-    D = _diag_block(sp_, sm_)
-    op = DeepLiftResidual([t + [D] for t in terms], names, rules)
-    return op, sp_ * zp, sm_ * zm
+def _check_parts(st, plus, minus, delta, what):
+    """Δ⁺ + Δ⁻ = Δ up to rounding that scales with the parts (see the module docstring)."""
+    if not delta.numel():
+        return
+    err = float((plus + minus - delta).abs().max())
+    tol = 1e-8 * (1.0 + float(delta.abs().max())) + 1e-12 * float(plus.abs().max() + minus.abs().max())
+    if err > tol:
+        raise ExtractionError(f"DeepLIFT {what} of layer {st.describe()} do not add up (error {err:.3g} > {tol:.3g})")
 
 
 def _kind_name(st, rule) -> str:
@@ -306,94 +195,107 @@ def _kind_name(st, rule) -> str:
     return f"{rule}:{kind}"
 
 
-def _stage_block(st, rec, rec0, dp, dm, variant, rule):
-    """(block operator, layer-rule name, Δh⁺, Δh⁻) of one stage given the parts (Δx⁺, Δx⁻) of its input."""
-    if st.kind == "residual":
-        op, dp, dm = _residual_block(st, rec, rec0, dp, dm, variant, rule)
-        _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
-        return op, _kind_name(st, rule), dp, dm
-    n_in = int(np.prod(rec.in_shape))
-    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    x_in = (rec.x - rec0.x).reshape(-1).numpy()
+# ---------------------------------------------------------------------------------------------
+# stages
+
+
+def _stage(st, rec, rec0, dp, dm, variant, rule):
+    """(stage operator, Δh⁺, Δh⁻) of one stage given the parts (Δx⁺, Δx⁻) (B, n_in) of its input."""
+    B = rec.x.shape[0]
+    flat = lambda t: t.reshape(t.shape[0], -1)    # noqa: E731
+    in_shape, out_shape = rec.in_shape, rec.out_shape
     act = st.activation if st.kind != "activation" else None
-    # forward of the parts through the linear map of the stage
-    if st.is_parametric:
-        W = st.weight
-        a_p = torch.from_numpy(dp).reshape(rec.x.shape)
-        a_m = torch.from_numpy(dm).reshape(rec.x.shape)
-        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
-        zp = (st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn)).reshape(-1).numpy()
-        zm = (st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp)).reshape(-1).numpy()
-        pool = None
-    elif st.kind == "activation":
-        zp, zm, pool = dp, dm, None
-        act = st.activation
-        z, z0 = rec.x.reshape(-1).numpy(), rec0.x.reshape(-1).numpy()
+    z, z0 = flat(rec.z), flat(rec0.z)
+    if st.kind == "residual":
+        branches, names, rules = [], [], []
+        zp = zm = None
+        for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
+            ops, bp, bm = [], dp, dm
+            for s, r, r0 in zip(b_st, b_rec, b_rec0):
+                op, bp, bm = _stage(s, r, r0, bp, bm, variant, rule)
+                ops.append(op)
+            zp = bp if zp is None else zp + bp      # Δz± of the sum: the sums of the branches' parts
+            zm = bm if zm is None else zm + bm
+            branches.append(ops)
+            names.append([s.name for s in b_st])
+            rules.append([_kind_name(s, rule) for s in b_st])
+        _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻ of the sum")
+        sp_, sm_ = _pair_multipliers(act, variant, z, z0, zp, zm)
+        op = ResidualOperator(branches, None, in_shape, out_shape, np.float64, st.name, PairScale(sp_, sm_, out_shape),
+                              names, rules)
     else:
-        pool = _pool_matrix(st, rec, rec0, x_in)
-        zp, zm = np.asarray(pool.T @ dp).reshape(-1), np.asarray(pool.T @ dm).reshape(-1)
-    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
-    # multipliers of the activation after the stage (identity without one)
-    sp_, sm_ = _multipliers(act, z, z0, zp, zm, variant)
-    # blocks
-    if st.is_parametric:
-        Ap, Bp = _weight_blocks(st, rec, sp_)     # W⁺ᵀS⁺, W⁻ᵀS⁺
-        if variant == "revealcancel":
-            Dm, Bm = _weight_blocks(st, rec, sm_)  # W⁺ᵀS⁻, W⁻ᵀS⁻
-            op = BlockOperator(Ap, Bm, Bp, Dm)
-        elif variant == "rescale":
-            op = BlockOperator(Ap, Bp, Bp, Ap)    # shared blocks: A = D, B = C
+        if st.is_parametric:
+            W = st.weight
+            a_p, a_m = dp.reshape(rec.x.shape), dm.reshape(rec.x.shape)
+            Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+            zp = flat(st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn))
+            zm = flat(st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp))
+            lin = None
+        elif st.kind == "activation":
+            zp, zm, act = dp, dm, st.activation
+            z, z0 = flat(rec.x), flat(rec0.x)
+            lin = DiagonalOperator(None, in_shape, np.float64, st.name)
+        elif st.kind == "maxpool2d":
+            lin = DeltaMaxPoolOperator(rec, rec0, np.float64, st.name)
+            zp, zm = (flat(lin.lin_t(p.reshape((B, 1) + in_shape))) for p in (dp, dm))
+        elif st.kind in ("avgpool2d", "adaptiveavgpool2d"):
+            lin = PoolOperator(st.pool, None, None, in_shape, out_shape, np.float64, st.name)
+            zp, zm = (flat(st.pool.apply(p.reshape((B,) + in_shape))) for p in (dp, dm))
         else:
-            Z = zero_operator(*Ap.shape)
-            op = BlockOperator(Ap, Z, Z, Bp)
-    else:
-        base = sp.identity(n_in, format="csc") if st.kind == "activation" else pool
-        P = _scale_cols(base, sp_)
-        Q = P if sm_ is sp_ else _scale_cols(base, sm_)
-        Z = zero_operator(*P.shape)
-        op = BlockOperator(P, Z, Z, Q)
+            raise ExtractionError(f"no DeepLIFT rule for stage {st.describe()}")
+        _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
+        sp_, sm_ = _pair_multipliers(act, variant, z, z0, zp, zm)
+        step = PairScale(sp_, sm_, out_shape)
+        if st.is_parametric:
+            mode = "decoupled" if variant == "ablation" else "coupled"
+            op = PairLinear(st.weight, in_shape, out_shape, st.conv, mode, np.float64, st.name, step)
+        else:
+            op = PairMap(lin, step)
     dp, dm = sp_ * zp, sm_ * zm   # the parts carried to the next stage
-    _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
-    return op, _kind_name(st, rule), dp, dm
+    _check_parts(st, dp, dm, flat(rec.out - rec0.out), "output parts Δh⁺ + Δh⁻")
+    return op, dp, dm
 
 
-def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> DeepLiftChain:
-    """Extract the DeepLIFT block chain of ``variant`` ("rescale", "revealcancel", "ablation")."""
+def _pair_multipliers(act, variant, z, z0, zp, zm):
+    """(s⁺, s⁻) of the activation after a stage (ones without one); s⁻ is s⁺ when they are one multiplier."""
+    if act is None:
+        ones = torch.ones_like(z)
+        return ones, ones
+    return multipliers(act, variant, z, z0, zp, zm)
+
+
+def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> BatchChain:
+    """The DeepLIFT stage operators of ``variant`` ("rescale", "revealcancel", "ablation") at the inputs ``xt``.
+
+    The parts Δh± and the multipliers are computed in float64 whatever the forward's dtype (the parts grow
+    with depth while Δh stays small, so their float32 sum is noise); the signals are float64."""
     rule = f"deeplift-{variant}"
     own = check_own(variant, own)
     reference, sigma = own["reference"], own["sigma"]
+    if records[-1].out.dtype != torch.float64:
+        net = net.astype(torch.float64)
+        xt = xt.to(torch.float64)
+        records = net.forward(xt)
     x0 = make_reference(reference, xt, sigma, f"rule {rule!r}")
     with torch.no_grad():
         records0 = net.forward(x0)
-
-    dx = (xt - x0).reshape(-1).numpy()
-    dp, dm = np.maximum(dx, 0.0), np.minimum(dx, 0.0)
-    delta_input = (dp.copy(), dm.copy())
-    ops, names, layer_rules = [], [], []
+    B = xt.shape[0]
+    dx = (xt - x0).reshape(B, -1)
+    dp, dm = dx.clamp(min=0), dx.clamp(max=0)
+    shapes = net.shapes(records)
+    deltas = [(dp, dm)]
+    ops, layer_rules = [], []
     for st, rec, rec0 in zip(net.stages, records, records0):
-        op, kind_name, dp, dm = _stage_block(st, rec, rec0, dp, dm, variant, rule)
+        op, dp, dm = _stage(st, rec, rec0, dp, dm, variant, rule)
         ops.append(op)
-        names.append(st.name)
-        layer_rules.append(kind_name)
-
-    if opts.np_dtype != np.float64:
-        ops = [op.astype(opts.np_dtype) for op in ops]
-    ref_desc = reference if isinstance(reference, str) else f"array{tuple(x0.shape)}"
+        layer_rules.append(_kind_name(st, rule))
+        deltas.append((dp, dm))
+    deltas = [tuple(t.reshape((B, 1) + tuple(shapes[j])) for t in pair) for j, pair in enumerate(deltas)]
+    ref_desc = reference if isinstance(reference, str) else f"array{tuple(x0[:1].shape)}"
     own_rec = {"reference": ref_desc, **({"sigma": sigma} if sigma is not None else {})}
-    return DeepLiftChain(
-        ops,
-        names=names,
-        shapes=net.shapes(records),
-        input_shape=tuple(xt.shape),
-        x=xt.reshape(-1).numpy(),
-        logits=records[-1].out.reshape(-1).numpy(),
-        rule=rule,
-        options={**opts.record(opts.given), **own_rec},
-        space="deeplift",
-        layer_rules=layer_rules,
-        meta={"model": net.source},
-        reference=x0.reshape(-1).numpy(),
-        reference_logits=records0[-1].out.reshape(-1).numpy(),
-        delta_input=delta_input,
-        variant=variant,
-    )
+    return BatchChain(
+        ops, names=[st.name for st in net.stages], shapes=shapes, x=xt,
+        logits=records[-1].out.reshape(B, -1).to(torch.float64), rule=rule, kind="deeplift", space="deeplift",
+        dtype=torch.float64, options={**opts.record(opts.given), **own_rec}, layer_rules=layer_rules, deltas=deltas,
+        paired=True, reference=x0, reference_logits=records0[-1].out.reshape(B, -1).to(torch.float64),
+        delta_input=(deltas[0][0], deltas[0][1]), variant=variant, meta={"model": net.source})

@@ -1,7 +1,9 @@
 """The whole-chain methods whose backward is not built from layer rules alone: a static table.
 
 Each :class:`Method` names the common options it takes (those it would ignore are refused), its own
-options, and whether it handles residual blocks and implicit (``materialize=False``) operators.
+options, and whether it handles residual blocks and implicit (``materialize=False``) operators.  Its
+``build`` makes the method's stage operators at any number of inputs (a :class:`~chainlab.chain.BatchChain`):
+``extract`` asks it for one input's chain, ``extract_batch`` uses it as it is.
 The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`),
 ``guided-bp``, ``deconv``, ``rectgrad`` (:mod:`.rectified`), ``contrastive-lrp``,
 ``contrastive-lrp-nomax`` (:mod:`.contrastive`: the z⁺ chain with a contrastive explanation).
@@ -29,7 +31,7 @@ __all__ = ["Method", "METHODS", "Request", "parse_request"]
 
 @dataclass(frozen=True)
 class Method:
-    """A whole-chain method: ``build(model, net, xt, records, opts, own) -> Chain``."""
+    """A whole-chain method: ``build(model, net, xt, records, opts, own) -> BatchChain``."""
 
     name: str
     build: Callable

@@ -54,7 +54,7 @@ class Gradient(Rule):
     space = "gradient"
 
     def groups(self, ctx: LayerContext):
-        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.derivative)]
+        return [Group([Term(torch.ones_like(ctx.x[:1]), ctx.weight)])]
 
     def mask(self, ctx: LayerContext):
         return ctx.derivative if ctx.stage.activation is not None else None

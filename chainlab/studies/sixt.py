@@ -4,7 +4,7 @@ The methods and how their maps are read are the paper's table (:data:`SIXT_METHO
 authors' code ``get_analyser_params``): a method is an id, the paper's label, the ``extract`` rule
 name with its options, the channel reduction of its maps (``absmax`` for gradient-type, ``sum`` for
 LRP-type and DeepLIFT) and its group in the paper's CSC statement.  Adding a method = adding a row
-(any name :func:`chainlab.extract` accepts; methods without a batched backward run one chain per image).
+(any name :func:`chainlab.extract` accepts: every one has the batched backward).
 
 * :func:`sixt_pass` — one pass of a method over N images in batches (:func:`chainlab.extraction.extract_batch`):
   CSC gaps 1 − |cos| for signals injected at the given boundaries (``vectors`` N(0, I) signals per image and
@@ -32,7 +32,7 @@ import torch.nn as nn
 from ..errors import InputError, UnsupportedLayerError
 from ..extraction import extract as _extract
 from ..extraction import method_names
-from ..extraction.batch import batch_supported, extract_batch, forward_batch
+from ..extraction import extract_batch, forward_batch
 from ..measures.csc import cosine_gaps, pair_list
 from ..measures.maps import reduce_channels, ssim_flipped
 from ..nets.data import INPUT_BOUNDS
@@ -116,63 +116,15 @@ def available(model, method: SixtMethod, net=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# batches: the batched backward, or one chain per image for methods without one
-
-
-class _PerImage:
-    """The :class:`~chainlab.extraction.batch.BatchChain` interface over one extracted chain per image
-    (whole-chain methods without a batched backward; signals read after the activation only)."""
-
-    def __init__(self, chains, dtype):
-        self.chains = chains
-        c0 = chains[0]
-        self.shapes, self.names, self.dtype = c0.shapes, c0.names, dtype
-        self.paired = c0.space == "deeplift"
-        self.logits = torch.as_tensor(np.stack([c.logits for c in chains]))
-        self.stages = list(range(len(c0)))
-
-    def __len__(self):
-        return len(self.chains[0])
-
-    @property
-    def predicted(self):
-        return self.logits.argmax(dim=1).numpy()
-
-    def inject(self, V, W=None):
-        V = V.to(torch.float64)
-        return torch.stack([V, V if W is None else W.to(torch.float64)], dim=2) if self.paired else V
-
-    def signals(self, R, k, *, inject="post", measure="post"):
-        B, m = R.shape[:2]
-        Xs = [R[b].reshape(m, -1).numpy().T for b in range(B)]
-        for j in range(k - 1, -1, -1):
-            Xs = [np.asarray(c.apply(X, start=j, stop=j + 1)) for c, X in zip(self.chains, Xs)]
-            if self.paired and j > 0:
-                continue
-            out = [c.contributions(X) if self.paired else X for c, X in zip(self.chains, Xs)]
-            yield j, torch.as_tensor(np.stack([o.T for o in out])).reshape((B, m) + self.shapes[j]).to(self.dtype)
-
-    def start(self, targets):
-        rows = [torch.as_tensor(c.start_vector(int(t))) for c, t in zip(self.chains, targets)]
-        R = torch.stack(rows).unsqueeze(1)
-        if self.paired:
-            K = R.shape[-1] // 2
-            return R.reshape(R.shape[0], 1, 2, K)
-        return R
-
-    def explain(self, targets):
-        return torch.as_tensor(np.stack([c.explain(int(t))[0] for c, t in zip(self.chains, targets)]))
+# batches: the batched backward of every method
 
 
 def _batch(model, X, method, rule, dtype, forward):
     """The batch chain of ``method`` on the images X (``rule``: a prepared rule object standing for the
-    method's rule); one extracted chain per image for methods without a batched backward."""
+    method's rule, or None)."""
     if rule is not None:
         return extract_batch(model, X, rule, dtype=dtype, forward=forward)
-    if batch_supported(method.rule):
-        return extract_batch(model, X, method.rule, dtype=dtype, forward=forward, **method.opts())
-    chains = [_extract(model, X[b:b + 1], method.rule, **method.opts()) for b in range(X.shape[0])]
-    return _PerImage(chains, torch.float64)
+    return extract_batch(model, X, method.rule, dtype=dtype, forward=forward, **method.opts())
 
 
 def prepared_rule(model, method: SixtMethod, net=None):
@@ -262,7 +214,6 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
             t0 = time.perf_counter()
             res = out[m.id]
             bc = _batch(model, xb, m, rules[m.id], dtype, fwd)
-            res.batched = not isinstance(bc, _PerImage)
             res.names, res.shapes = list(bc.names), list(bc.shapes)
             preds[m.id].append(bc.predicted)
             logits[m.id].append(bc.logits.numpy())
@@ -274,7 +225,7 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
                 if bc.paired and independent and (independent is True or s < int(independent)):
                     modes.append(("independent", bc.inject(V, _signals(seed, ids[s:s + B], k, bc.shapes[k],
                                                                        vectors, (1,)))))
-                plain = k == L and (side == "post" or isinstance(bc, _PerImage) or not bc.stages[L - 1].has_act)
+                plain = k == L and bc.linear_explain and (side == "post" or not bc.stages[L - 1].has_act)
                 for mode, R in modes:
                     extra = []
                     if mode == "tied" and plain and targets and not done:
@@ -402,8 +353,6 @@ def prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     bc = _batch(model, X, method, rule if rule is not None else prepared_rule(model, method), dtype,
                 forward_batch(model, X, dtype))
-    if isinstance(bc, _PerImage):
-        raise InputError(f"prefix columns need a batched backward; method {method.id!r} has none")
     B = X.shape[0]
     out = {}
     for k in range(1, len(bc) + 1):
