@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ...nets.specs import UNTRAINED
+from ...papers.spec import ClaimSpec, paper
 from ...papers.verdict import not_checked
 from ..verify import CLAIMS, ORDER
 
@@ -40,7 +41,6 @@ def verdicts(ctx, user, wanted, reasons):
 
 
 def _spec(c):
-    from ...papers.spec import ClaimSpec, paper
     return ClaimSpec(c, "", c, paper(c), "", "", "", "", "")
 
 
