@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from ...errors import InputError
 from ...nets.specs import ModelSpec
 from ...papers.context import Context, NetEntry, Settings
 from .. import distributed
+from .prepare import prepare
 
 __all__ = ["Source", "Call", "run_calls", "capture", "context_for", "worker_call"]
 
@@ -90,9 +92,6 @@ def context_for(user, settings: Settings) -> Context:
 
 @functools.lru_cache(maxsize=2)
 def _worker_context(source: Source) -> Context:
-    from ...errors import InputError
-    from .prepare import prepare
-
     user = prepare(source.spec.arg, source.images, weights=source.spec.weights,
                    preprocess=source.preprocess, n_images=source.n_images, labels=source.labels,
                    seed=source.spec.seed)
