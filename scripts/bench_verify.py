@@ -1,8 +1,16 @@
 """Speed of the Sixt protocol in one run: batched implicit CSC against one materialized chain per image, and
-the stage (claim) timings of ``chainlab verify``.
+the stage (claim) timings of ``chainlab verify``; with ``--model``, time and peak memory per claim of
+``chainlab verify --model … --images …`` on your own net (e.g. VGG-16 at 224×224).
 
     python scripts/bench_verify.py [--net sixt-cifar] [--images 50] [--baseline-images 4] [--threads 2]
                                    [--claims S1,S2,...] [--quick] [--skip-verify]
+    python scripts/bench_verify.py --model torchvision:vgg16 --n-images 4 [--image-dir DIR] [--claims S1,B1]
+
+The ``--model`` mode runs each claim in its own process (``chainlab.app.own.verify_own`` with that claim only, so
+each peak resident set is the claim's own) on ``--n-images`` images (default: 224×224 photographs-like random
+images written to a temporary folder, or ``--image-dir``), and prints per claim the probe's estimate, the seconds
+the run took, the peak RSS, and — the obvious alternative — the memory the materialized (sparse CSC, 12 bytes per
+stored entry) chain of one image would take, computed from the layers' shapes (nothing is materialized).
 
 1. CSC as S1 measures it (5 N(0, I) vectors per image injected at the logits, 10 pairs, every boundary) for
    LRP-α1β0 and the gradient: images/s of
@@ -38,8 +46,100 @@ def probe():
     return 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
 
 
+OWN_CHILD = """
+import json, sys, time
+from chainlab.app.own import verify_own
+a = json.loads(sys.argv[1])
+t = time.perf_counter()
+r = verify_own(model=a["model"], images=a["images"], weights=a.get("weights"), n_images=a["n"], claims=[a["claim"]],
+               output=a["output"], echo=lambda m: print(m, file=sys.stderr), progress=False)
+with open("/proc/self/status") as f:
+    hwm = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+v = r.verdicts[0]
+print(json.dumps({"seconds": time.perf_counter() - t, "measuring": r.estimate.get("measured", None), "peak_mib": hwm,
+                  "estimate": r.estimate["seconds"] + r.estimate["probe_seconds"], "outcome": v.outcome.value,
+                  "probe_peak_mib": r.estimate["peak_mib"]}))
+"""
+
+
+def sparse_chain_bytes(model, shape) -> int:
+    """Bytes of one image's chain stored as CSC matrices: Σ over Conv2d/Linear layers of nnz × 12 (8-byte value +
+    4-byte index) + the column pointers, nnz = output elements × (C_in/groups)·k_h·k_w (a conv's unrolled matrix;
+    padding taps counted, an upper bound) or in·out (dense layer)."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.Conv2d):
+            nnz = out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            nnz = m.in_features * m.out_features
+        total[0] += nnz * 12 + (out.numel() + 1) * 8
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros((1,) + tuple(shape)))
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def own_main(a):
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from chainlab.app.own import claims as C
+    from chainlab.app.own import prepare
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_verify_"))
+    images = a.image_dir
+    if images is None:
+        images = tmp / "images"
+        images.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(a.n_images):      # smooth random images (low-pass noise), 256×256 → centre crop 224
+            z = rng.standard_normal((16, 16, 3))
+            im = Image.fromarray(np.uint8(np.clip(128 + 40 * z, 0, 255))).resize((256, 256), Image.BICUBIC)
+            im.save(images / f"{i:03d}.png")
+    user = prepare(a.model, str(images), weights=a.weights, n_images=a.n_images)
+    shape = tuple(user.model.input_shape[1:])
+    sparse = sparse_chain_bytes(user.model, shape)
+    wanted = [c.strip().upper() for c in a.claims.split(",")] if a.claims else list(C.ORDER)
+    print(f"{user.info.description}: input {shape}, {user.macs / 1e9:.3g} G multiply-adds per image, "
+          f"{a.n_images} images; threads {torch.get_num_threads()}; conv probe {probe():.1f} GFLOP/s (float32)")
+    print(f"one image's chain materialized as CSC would take {sparse / 2**30:.1f} GB (computed, not built)")
+    print(f"{'claim':5s} {'outcome':15s} {'estimate s':>10s} {'run s':>8s} {'peak RSS GB':>11s} "
+          f"{'materialized/peak':>17s}")
+    rows = []
+    for claim in wanted:
+        if C.not_applicable(claim, user):
+            print(f"{claim:5s} not checked     ({C.not_applicable(claim, user)})")
+            continue
+        arg = json.dumps({"model": a.model, "weights": a.weights, "images": str(images), "n": a.n_images,
+                          "claim": claim, "output": str(tmp / f"out-{claim}")})
+        res = subprocess.run([sys.executable, "-c", OWN_CHILD, arg], capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"{claim:5s} failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else '?'}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append((claim, r))
+        print(f"{claim:5s} {r['outcome']:15s} {r['estimate']:10.0f} {r['seconds']:8.0f} {r['peak_mib'] / 1024:11.2f} "
+              f"{sparse / (r['peak_mib'] * 2**20):17.1f}", flush=True)
+    if rows:
+        print(f"total {sum(r['seconds'] for _, r in rows):.0f} s (each claim in its own process, start-up included); "
+              f"max peak RSS {max(r['peak_mib'] for _, r in rows) / 1024:.2f} GB; conv probe after: {probe():.1f} GFLOP/s")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="your net (chainlab verify --model SPEC): time and memory per claim")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--n-images", type=int, default=4)
+    ap.add_argument("--image-dir", default=None)
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--baseline-images", type=int, default=4)
@@ -49,6 +149,10 @@ def main():
     ap.add_argument("--skip-verify", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.model is not None:
+        if a.claims == ap.get_default("claims"):
+            a.claims = None
+        return own_main(a)
     print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
     net = chainlab.models.load(a.net)
     sc = chainlab.data.load_scenes("test", a.images, seed=0)
