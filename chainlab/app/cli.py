@@ -86,15 +86,30 @@ def _user_errors(fn):
 
 
 def parse_range(spec: str, n: int) -> list[int]:
-    """'0:5' → [0..4], '3' → [3], '1,4,7' → [1, 4, 7]; checked against n items, no repeats."""
+    """'0:5' → [0..4], '3' → [3], '1,4,7' → [1, 4, 7]; checked against n items, no repeats.
+
+    A 'start:stop' range is checked by its ends before any list is built (0:10**20 or 0:10**9 is one error
+    line, not an OverflowError or a list of a billion ints)."""
+    bad_format = InputError(f"bad image range {spec!r}: use 'start:stop', 'i' or 'i,j,k'")
     try:
         if ":" in spec:
-            a, b = spec.split(":", 1)
-            idx = list(range(int(a or 0), int(b) if b else n))
-        else:
-            idx = [int(v) for v in spec.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"bad image range {spec!r}: use 'start:stop', 'i' or 'i,j,k'") from None
+            a, _, b = spec.partition(":")
+            start, stop = int(a) if a.strip() else 0, int(b) if b.strip() else n
+            if start >= stop:
+                raise InputError(f"image range {spec!r} selects nothing; there are {n} test images (0..{n - 1})")
+            below = range(start, min(stop, 0))              # the selected indices outside 0..n-1, never listed whole
+            above = range(max(start, n), stop)
+            n_bad = max(min(stop, 0) - start, 0) + max(stop - max(start, n), 0)   # len() overflows beyond 2**63
+            if n_bad:
+                first = (list(below[:5]) + list(above[:5]))[:5]
+                shown = str(first)[:-1] + (f", … ({n_bad} in all)]" if n_bad > 5 else "]")
+                raise InputError(f"image range {spec!r} selects {shown}; there are {n} test images (0..{n - 1})")
+            return list(range(start, stop))
+        idx = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise bad_format from None
     bad = [i for i in idx if not 0 <= i < n]
     if not idx or bad:
         shown = (str(bad[:5])[:-1] + (f", … ({len(bad)} in all)]" if len(bad) > 5 else "]")) if bad else "nothing"
@@ -262,11 +277,11 @@ def extract_cmd(
     kwargs = {k: v for k, v in dict(bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool).items()
               if v is not None}
     _check_rule_options(rule, opts, kwargs)
+    _output_file(output, "output")
     if output.exists() and not (resume or overwrite):
         raise InputError(f"{output} exists; use --resume to add to it (skipping chains it has) or --overwrite")
     if resume and overwrite:
         raise InputError("give --resume (add to the archive) or --overwrite (replace it), not both")
-    _output_file(output, "output")
     _check_cluster(workers, scheduler)
 
     net = models.load(model, weights=weights) if weights is not None else models.load(model)
