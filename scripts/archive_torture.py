@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from chainlab import archive
 from chainlab.archive import ArchiveError
-from chainlab.archive.store import _index_image
+from chainlab.archive.store import index_image
 from chainlab.chain import Chain
 from chainlab.linalg import BlockOperator, DenseOperator, SparseOperator
 
@@ -252,7 +252,7 @@ def crafted(d: Path, rounds: int, seed: int):
         with archive.open(path) as r0:
             entries = dict(r0._entries)
         entries[key] = (entries[key][0], f.stat().st_size)
-        path.write_bytes(_index_image(entries, len(entries), path.name + ".chains"))
+        path.write_bytes(index_image(entries, len(entries), path.name + ".chains"))
         counts["cases"] += 1
         try:
             with archive.open(path) as r:

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _bench
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METHODS = ("gradient", "lrp-a1b0", "guided-bp", "rectgrad", "deeplift-rescale", "deeplift-revealcancel",
                    "contrastive-lrp")
@@ -89,11 +91,16 @@ def main():
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
-    ap.add_argument("--smoke", action="store_true", help="digits-cnn, 4 images, 3 methods")
+    _bench.add_options(ap)
     a = ap.parse_args()
     methods = a.methods.split(",")
-    if a.smoke:
-        a.net, a.images, methods = "digits-cnn", 4, ["lrp-a1b0", "rectgrad", "deeplift-revealcancel"]
+    if a.smoke:   # HEAD against the work tree: a fresh clone has HEAD whatever its branches are called
+        a.old, a.net, a.images, methods = "HEAD", "digits-cnn", 4, ["lrp-a1b0", "rectgrad", "deeplift-revealcancel"]
+    with _bench.printed_to(a.output):
+        compare(a, methods)
+
+
+def compare(a, methods):
     with tempfile.TemporaryDirectory(prefix="chainlab-old-") as tmp:
         old = run_child(export_tree(a.old, Path(tmp)), a, methods)
         new = run_child(ROOT, a, methods)

@@ -1,16 +1,8 @@
 """Speed of the Sixt protocol in one run: batched implicit CSC against one materialized chain per image, and
-the stage (claim) timings of ``chainlab verify``; with ``--model``, time and peak memory per claim of
-``chainlab verify --model … --images …`` on your own net (e.g. VGG-16 at 224×224).
+the stage (claim) timings of ``chainlab verify``.
 
     python scripts/bench_verify.py [--net sixt-cifar] [--images 50] [--baseline-images 4] [--threads 2]
-                                   [--claims S1,S2,...] [--quick] [--skip-verify]
-    python scripts/bench_verify.py --model torchvision:vgg16 --n-images 4 [--image-dir DIR] [--claims S1,B1]
-
-The ``--model`` mode runs each claim in its own process (``chainlab.app.own.verify_own`` with that claim only, so
-each peak resident set is the claim's own) on ``--n-images`` images (default: 224×224 photographs-like random
-images written to a temporary folder, or ``--image-dir``), and prints per claim the probe's estimate, the seconds
-the run took, the peak RSS, and — the obvious alternative — the memory the materialized (sparse CSC, 12 bytes per
-stored entry) chain of one image would take, computed from the layers' shapes (nothing is materialized).
+                                   [--claims S1,S2,...] [--quick] [--skip-verify] [--against REF [--only-stages]] [--output FILE]
 
 1. CSC as S1 measures it (5 N(0, I) vectors per image injected at the logits, 10 pairs, every boundary) for
    LRP-α1β0 and the gradient: images/s of
@@ -20,17 +12,32 @@ stored entry) chain of one image would take, computed from the layers' shapes (n
    with the ratio.  The same signals → the same medians up to float rounding (printed).
 2. The verify stage timings: seconds per claim of ``chainlab.app.verify.run`` (default: the Sixt claims).
 A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after says how busy the machine was.
+3. ``--against REF`` (e.g. ``main``): the same claims of the chainlab at git ref REF (exported with ``git archive``
+   into a temp dir) and of this working tree, each in a fresh process one after the other on the same machine:
+   seconds per claim, the total, peak RSS and the ratio new / REF — the comparison that is meaningful on a busy
+   machine.  ``--only-stages`` skips part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net
+   (a smaller protocol for a quicker comparison; the per-image work scales with N, the fixed work does not).
+
+``--smoke``: digits-cnn, 2 images (1 per image in the baseline), claim S4 of ``verify --quick`` (seconds).
 """
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import _bench
 import chainlab
 from chainlab import measures
 from chainlab.app import verify
-from chainlab.app.verify.sixt import NETS
+from chainlab.papers.sixt.protocol import NETS
 from chainlab.measures.csc import csc_summary
 from chainlab.studies.sixt import SIXT_METHODS, sixt_pass
 
@@ -46,117 +53,101 @@ def probe():
     return 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
 
 
-OWN_CHILD = """
-import json, sys, time
-from chainlab.app.own import verify_own
-a = json.loads(sys.argv[1])
+ROOT = Path(__file__).resolve().parent.parent
+_CHILD = """
+import dataclasses, json, resource, sys, time
+from chainlab.app import verify
+n = {images}
+if n:                      # a reduced protocol (the same for both trees): n images per net instead of 200
+    try:
+        from chainlab.app.verify import sixt as old
+        old._n_images = lambda ctx: n
+    except ImportError:
+        pass
+    try:
+        import chainlab.papers.sixt as new
+        from chainlab.papers.sixt import protocol
+        full = protocol.sizes
+        small = lambda ctx: dataclasses.replace(full(ctx), images=n, chunk=min(n, 50), two_object=n)
+        protocol.sizes = new.sizes = small
+    except ImportError:
+        pass
 t = time.perf_counter()
-r = verify_own(model=a["model"], images=a["images"], weights=a.get("weights"), n_images=a["n"], claims=[a["claim"]],
-               output=a["output"], echo=lambda m: print(m, file=sys.stderr), progress=False)
-with open("/proc/self/status") as f:
-    hwm = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
-v = r.verdicts[0]
-print(json.dumps({"seconds": time.perf_counter() - t, "measuring": r.estimate.get("measured", None), "peak_mib": hwm,
-                  "estimate": r.estimate["seconds"] + r.estimate["probe_seconds"], "outcome": v.outcome.value,
-                  "probe_peak_mib": r.estimate["peak_mib"]}))
+verdicts, records = verify.run(quick={quick}, claims={claims!r}, progress=False)
+out = {{"total": time.perf_counter() - t, "claims": {{v.claim: [v.label, v.seconds] for v in verdicts}},
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "records": len(records)}}
+sys.stdout.write("BENCH " + json.dumps(out))
 """
 
 
-def sparse_chain_bytes(model, shape) -> int:
-    """Bytes of one image's chain stored as CSC matrices: Σ over Conv2d/Linear layers of nnz × 12 (8-byte value +
-    4-byte index) + the column pointers, nnz = output elements × (C_in/groups)·k_h·k_w (a conv's unrolled matrix;
-    padding taps counted, an upper bound) or in·out (dense layer)."""
-    total = [0]
-
-    def hook(m, inp, out):
-        if isinstance(m, torch.nn.Conv2d):
-            nnz = out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            nnz = m.in_features * m.out_features
-        total[0] += nnz * 12 + (out.numel() + 1) * 8
-
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    with torch.no_grad():
-        model(torch.zeros((1,) + tuple(shape)))
-    for h in hs:
-        h.remove()
-    return total[0]
+def _export(ref: str, dest: Path) -> Path:
+    """The package of git ref ``ref`` as it would be installed (kernels/ → chainlab/kernels) under ``dest``."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    shutil.copytree(dest / "kernels", dest / "chainlab" / "kernels", dirs_exist_ok=True)
+    return dest
 
 
-def own_main(a):
-    import json
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    from PIL import Image
-
-    from chainlab.app.own import claims as C
-    from chainlab.app.own import prepare
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench_verify_"))
-    images = a.image_dir
-    if images is None:
-        images = tmp / "images"
-        images.mkdir()
-        rng = np.random.default_rng(0)
-        for i in range(a.n_images):      # smooth random images (low-pass noise), 256×256 → centre crop 224
-            z = rng.standard_normal((16, 16, 3))
-            im = Image.fromarray(np.uint8(np.clip(128 + 40 * z, 0, 255))).resize((256, 256), Image.BICUBIC)
-            im.save(images / f"{i:03d}.png")
-    user = prepare(a.model, str(images), weights=a.weights, n_images=a.n_images)
-    shape = tuple(user.model.input_shape[1:])
-    sparse = sparse_chain_bytes(user.model, shape)
-    wanted = [c.strip().upper() for c in a.claims.split(",")] if a.claims else list(C.ORDER)
-    print(f"{user.info.description}: input {shape}, {user.macs / 1e9:.3g} G multiply-adds per image, "
-          f"{a.n_images} images; threads {torch.get_num_threads()}; conv probe {probe():.1f} GFLOP/s (float32)")
-    print(f"one image's chain materialized as CSC would take {sparse / 2**30:.1f} GB (computed, not built)")
-    print(f"{'claim':5s} {'outcome':15s} {'estimate s':>10s} {'run s':>8s} {'peak RSS GB':>11s} "
-          f"{'materialized/peak':>17s}")
-    rows = []
-    for claim in wanted:
-        if C.not_applicable(claim, user):
-            print(f"{claim:5s} not checked     ({C.not_applicable(claim, user)})")
-            continue
-        arg = json.dumps({"model": a.model, "weights": a.weights, "images": str(images), "n": a.n_images,
-                          "claim": claim, "output": str(tmp / f"out-{claim}")})
-        res = subprocess.run([sys.executable, "-c", OWN_CHILD, arg], capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f"{claim:5s} failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else '?'}")
-            continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        rows.append((claim, r))
-        print(f"{claim:5s} {r['outcome']:15s} {r['estimate']:10.0f} {r['seconds']:8.0f} {r['peak_mib'] / 1024:11.2f} "
-              f"{sparse / (r['peak_mib'] * 2**20):17.1f}", flush=True)
-    if rows:
-        print(f"total {sum(r['seconds'] for _, r in rows):.0f} s (each claim in its own process, start-up included); "
-              f"max peak RSS {max(r['peak_mib'] for _, r in rows) / 1024:.2f} GB; conv probe after: {probe():.1f} GFLOP/s")
+def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(path), CHAINLAB_DATA=str(ROOT / "data"), OMP_NUM_THREADS=str(threads),
+               NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    p = subprocess.run([sys.executable, "-c", _CHILD.format(quick=quick, claims=list(claims), images=int(images))],
+                       cwd=path, env=env,
+                       capture_output=True, text=True)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if p.returncode != 0 or line is None:
+        raise SystemExit(f"bench: the run at {path} failed:\n{p.stderr[-3000:]}")
+    return json.loads(line[6:])
 
 
-def main():
+def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> None:
+    """Part 3 of the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="chainlab-bench-") as d:
+        old = _stages(_export(ref, Path(d)), quick, claims, threads, images)
+    new = _stages(ROOT, quick, claims, threads, images)
+    size = f"the Sixt claims on {images} images per net" if images else ("--quick" if quick else "default run")
+    print(f"\nverify stages, {ref} vs this tree ({size}; claims {','.join(claims)}; "
+          f"{threads} threads; run one after the other)")
+    print(f"  {'claim':5s} {ref[:14]:>14s} {'this tree':>12s}   verdict here")
+    for c in claims:
+        a, b = old["claims"].get(c, [None, None]), new["claims"].get(c, [None, None])
+        f = lambda x: "—" if x is None else f"{x:10.1f} s"  # noqa: E731
+        print(f"  {c:5s} {f(a[1]):>14s} {f(b[1]):>12s}   {b[0]}")
+    print(f"  total {old['total']:9.1f} s {new['total']:10.1f} s   ratio this tree / {ref}: "
+          f"{new['total'] / old['total']:.2f}")
+    print(f"  peak RSS {old['rss_mb']:.0f} MB vs {new['rss_mb']:.0f} MB; records {old['records']} vs {new['records']}")
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="your net (chainlab verify --model SPEC): time and memory per claim")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--n-images", type=int, default=4)
-    ap.add_argument("--image-dir", default=None)
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--baseline-images", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=_bench.threads())
     ap.add_argument("--claims", default="S1,S2,S3,S4,S5,S6,S7,S8")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-verify", action="store_true")
-    a = ap.parse_args()
+    ap.add_argument("--against", metavar="REF", help="compare the verify stages with git ref REF (e.g. main)")
+    ap.add_argument("--only-stages", action="store_true", help="with --against: skip the CSC throughput part")
+    ap.add_argument("--sixt-images", type=int, default=0,
+                    help="with --against: both trees run the Sixt claims on this many images per net (0: their own)")
+    _bench.add_options(ap)
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.net, a.images, a.baseline_images, a.claims, a.quick = "digits-cnn", 2, 1, "S4", True
+    with _bench.printed_to(a.output):
+        if a.against and a.only_stages:
+            against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
+        else:
+            run(a)
+
+
+def run(a):
     torch.set_num_threads(a.threads)
-    if a.model is not None:
-        if a.claims == ap.get_default("claims"):
-            a.claims = None
-        return own_main(a)
     print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
     net = chainlab.models.load(a.net)
-    sc = chainlab.data.load_scenes("test", a.images, seed=0)
-    X = chainlab.data.model_input(net, sc.x).double()
+    xs, _ = chainlab.data.test_set("digits" if a.net.startswith("digits") else "scenes", a.images)
+    X = chainlab.data.model_input(net, xs).double()
     P = NETS[a.net]
     with torch.no_grad():
         L = len(chainlab.extract(net, X[:1], "gradient"))
@@ -183,7 +174,7 @@ def main():
         c1 = float(np.median(np.concatenate(vals)))
         base = a.baseline_images / dt
         print(f"{mid:10s} {'one materialized chain/image':28s} {a.baseline_images:6d} {dt:8.2f} {base:9.2f} {c1:20.10f}")
-        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.1f}, float64 ×{rates['float64'] / base:.1f}"
+        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.3g}, float64 ×{rates['float64'] / base:.3g}"
               f"  (medians differ by sampling: other images/vectors in the baseline)")
     if a.skip_verify:
         return
@@ -195,6 +186,8 @@ def main():
     for v in verdicts:
         print(f"  {v.claim:3s} {v.label:15s} {v.seconds:8.1f} s")
     print(f"  total {total:.1f} s, {len(records)} records; conv probe after: {probe():.1f} GFLOP/s")
+    if a.against:
+        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ parameters.  The plain chains marked ``data_init`` start from a data-dependent i
 :func:`data_init`); sixt-cifar (trained first) did not need it.
 
 Accuracies printed and stored in the file's metadata are measured on the weights *as stored*
-(reloaded with chainlab.nets.storage._read_state, i.e. after int8 storage of sixt-cifar's fc1):
+(reloaded with chainlab.nets.storage.read_state, i.e. after int8 storage of sixt-cifar's fc1):
 ``train_accuracy`` on TRAIN_EVAL = load_scenes("train", 10000, seed=10**6) (fresh training-split
 scenes: training glyphs and background regions, images never trained on), ``test_accuracy`` on
 TEST = load_scenes("test", 10000, seed=0) (held-out glyphs and background regions).  Also printed:
@@ -35,7 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from chainlab.nets import models, scenes
-from chainlab.nets.storage import _read_state
+from chainlab.nets import manifest
+from chainlab.nets.storage import read_state
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 N_TRAIN = 20000
@@ -240,15 +241,21 @@ def train(name, seed, time_only=False):
     meta = finish(net, name, seed, cfg, train_time, xte, yte)
     for alias, src in SAME_RUN.items():
         if src == name:     # same weights, same measured accuracies
-            models.save(net, DATA / f"{alias}.npz", alias, **dict(meta, same_run_as=name))
+            save(net, DATA / f"{alias}.npz", alias, **dict(meta, same_run_as=name))
             print(f"{alias}: the same weights as {name}, written to {DATA / f'{alias}.npz'}", flush=True)
+
+
+def save(net, out, name, **meta):
+    """Write a shipped net and record its checksum in data/SHA256SUMS (read_state checks it)."""
+    models.save(net, out, name, **meta)
+    manifest.record(out)
 
 
 def finish(net, name, seed, cfg, train_time, xte, yte):
     out = DATA / f"{name}.npz"
-    models.save(net, out, name)
+    save(net, out, name)
     # the shipped net is the stored one: rebuild and load what was written
-    _, state, _ = _read_state(out)
+    _, state, _ = read_state(out)
     shipped = build(name, seed)
     shipped.load_state_dict(state)
     shipped.eval()
@@ -267,7 +274,7 @@ def finish(net, name, seed, cfg, train_time, xte, yte):
         norms = weight_norms(shipped)
         meta["weight_norm_product_spectral"] = float(np.prod([r[1] for r in norms]))
         meta["weight_norm_product_inf"] = float(np.prod([r[2] for r in norms]))
-    models.save(net, out, name, **meta)
+    save(net, out, name, **meta)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"{name}: {out} ({out.stat().st_size / 1e6:.2f} MB, {n_params} params), trained {train_time / 60:.1f} min; "
           f"stored weights: train acc {acc_train:.4f}, test acc {acc_test:.4f} (10000), {acc_2000:.4f} (2000); "

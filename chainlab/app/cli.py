@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import torch
 import typer
 from tqdm import tqdm
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from .. import archive, measures
 from ..errors import ChainlabError, InputError, MissingFileError, OptionError
 from ..extraction import COMMON, METHODS, extract
-from ..files import write_bytes
+from ..files import on_failure, write_bytes
 from ..measures import singular_values
 from ..nets import data as _data
 from ..nets import models
@@ -63,7 +64,9 @@ def _fail(msg: str, code: int):
 
 
 def _user_errors(fn):
-    """User errors of a command → one line on stderr and exit code 2; other exceptions are bugs (exit 3)."""
+    """User errors of a command → one line on stderr and exit code 2; other exceptions are bugs (exit 3 with the
+    --debug hint).  Every command carries it: this is the one place in chainlab that catches every exception, and it
+    decides nothing — it only reports."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -76,11 +79,12 @@ def _user_errors(fn):
                 raise
             msg = str(exc).strip()
             _fail(f"chainlab: error: {msg.splitlines()[0] if msg else type(exc).__name__}", 2)
-        except Exception as exc:  # noqa: BLE001 — the one place errors meet the user
+        except Exception as exc:  # noqa: BLE001 — the one place a bug meets the user: reported as one, never decided on
             if STATE["debug"]:
                 raise
-            _fail(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else ''} — rerun with --debug for the traceback", 3)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: {first} — "
+                  "rerun with --debug for the traceback", 3)
 
     return wrapper
 
@@ -301,7 +305,7 @@ def extract_cmd(
 
     # --overwrite: one writer for the whole run, committed only when complete
     replacing = archive.writer(output, replace=True, on_wait=note) if overwrite else None
-    try:
+    with on_failure(lambda: replacing is not None and replacing.close(commit=False)):
         store = _ChainStore(output, replacing, name, fp, req_id, note)
         todo = [i for i in idx if not store.has(i)]
         if len(todo) < len(idx):
@@ -330,10 +334,6 @@ def extract_cmd(
                 key = write(i, extract(net, x, rule, **options))
                 bar.set_postfix(key=key, image=i)
             mode = ""
-    except BaseException:
-        if replacing is not None:
-            replacing.close(commit=False)
-        raise
     if replacing is not None:
         replacing.close()
     typer.echo(f"{output}: {store.added} chain(s) added ({name}, {rule}, images {images}){mode}"
@@ -626,23 +626,21 @@ def verify_cmd(
 
 
 def main():
-    """Console entry point: run the app, turning errors into one line and an exit code."""
+    """Console entry point: run the app; usage errors as click shows them, errors raised outside a command (option
+    parsing) as one line (exit 2) — the commands report their own errors (:func:`_user_errors`)."""
     try:
         rc = app(standalone_mode=False)
-    except Exception as exc:  # noqa: BLE001 — the one place errors meet the user
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors of typer's click
-            exc.show()
-            sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Abort":
-            sys.exit(130)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (ChainlabError, OSError) as exc:
         if STATE["debug"]:
             raise
-        if isinstance(exc, (ChainlabError, OSError)):
-            print(f"chainlab: error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        print(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: {exc} — "
-              "rerun with --debug for the traceback", file=sys.stderr)
-        sys.exit(3)
+        msg = str(exc).strip()
+        print(f"chainlab: error: {msg.splitlines()[0] if msg else type(exc).__name__}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

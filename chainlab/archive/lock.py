@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from ..errors import ArchiveError
+from ..files import on_failure
 
 __all__ = ["ArchiveLock", "LOCK_TIMEOUT", "lock_path"]
 
@@ -101,7 +102,7 @@ class ArchiveLock:
         fd = self._open()
         start = time.monotonic()
         waited = False
-        try:
+        with on_failure(lambda: os.close(fd)):
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -124,9 +125,6 @@ class ArchiveLock:
             except OSError as exc:
                 raise ArchiveError(f"{self.path}: cannot write the writers' lock file {self.file}: {_reason(exc)}; "
                                    "the archive is unchanged") from None
-        except BaseException:
-            os.close(fd)
-            raise
         self._fd = fd
         _HELD.add(self._key)
         return self

@@ -79,7 +79,7 @@ import numpy as np
 
 from ..chain import Chain
 from ..errors import ArchiveError, ChainlabError
-from ..files import free_bytes, fsync_dir, write_bytes
+from ..files import free_bytes, fsync_dir, on_failure, write_bytes
 from ..version import __version__
 from .encoding import (CHAIN_ENCODING, LIBVER, READ_ERRORS, Corrupt, chain_fields, chain_file_image, chain_sizes,
                        check_archivable, check_claim, check_self_contained, child, int_attr, int_vector_attr,
@@ -188,7 +188,7 @@ def _open_plain(shown, where, folder: Path, name: str):
 
 
 # -- index files -----------------------------------------------------------------------------------
-def _index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
+def index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
     """The bytes of an index file listing ``entries`` (key → (file, size)), see the module docstring."""
     with h5py.File("index.h5", "w", driver="core", backing_store=False, libver=LIBVER) as f:
         set_str(f.attrs, "encoding-type", ENCODING)
@@ -442,7 +442,7 @@ class ArchiveReader:
                 if not is_corruption(exc):
                     raise
                 raise ArchiveError(f"{where}: its file {p} is not readable HDF5 (corrupt): {exc}") from None
-            try:
+            with on_failure(f.close):
                 opened = os.fstat(f.id.get_vfd_handle())
                 if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
                     raise ArchiveError(f"{where}: its file {p} was replaced while it was being opened")
@@ -451,9 +451,6 @@ class ArchiveReader:
                 got = text_attr(f, "key") if "key" in f.attrs else None
                 if enc != CHAIN_ENCODING or got != key:
                     raise ArchiveError(f"{where}: its file {p} holds chain {got!r} of encoding {enc!r}, not this one")
-            except BaseException:
-                f.close()
-                raise
         return f
 
     def _layer_sizes(self, key, g):
@@ -588,11 +585,8 @@ class Writer:
         self.chains_dir = self.chains_path.name
         self._written = []          # files this writer landed (removed again if a replace is abandoned)
         self._closed = False
-        try:
+        with on_failure(self._lock.release):
             self._start()
-        except BaseException:
-            self._lock.release()
-            raise
 
     # -- state -------------------------------------------------------------------------------------
     def _start(self):
@@ -712,7 +706,7 @@ class Writer:
         return f"{d.name}/{name}", len(image)
 
     def _write_index(self, entries, next_index):
-        image = _index_image(entries, next_index, self.chains_dir)
+        image = index_image(entries, next_index, self.chains_dir)
         check_space(self.path, len(image), "the archive index")
         try:
             write_bytes(self.real, image)
@@ -770,12 +764,12 @@ class Writer:
         image = chain_file_image(chain, key, where)
         file, size = self._land(key, image)
         self.entries[key] = (file, size)
-        try:
-            self._publish()
-        except BaseException:
+        def undo():
             self.entries.pop(key)
             self._unlink(file)
-            raise
+
+        with on_failure(undo):
+            self._publish()
         return key
 
     def delete(self, key: str) -> None:
@@ -785,11 +779,8 @@ class Writer:
         if key not in self.entries:
             raise ArchiveError(f"{self.path}: no chain {key!r} to delete; chains: {_list(self.keys())}")
         file, _ = self.entries.pop(key)
-        try:
+        with on_failure(lambda: self.entries.__setitem__(key, (file, _))):
             self._publish()
-        except BaseException:
-            self.entries[key] = (file, _)
-            raise
         self._unlink(file)
 
     def close(self, commit: bool = True) -> None:

@@ -27,7 +27,7 @@ from ..rules import LayerContext, Rule
 from ..trace import walk_stages
 from .layers import fixed_operator, fixed_rule_name, rule_operator, stage_stats
 from .options import COMMON
-from .residual import block_operator
+from .residual import alpha_beta_of, authors_bn_operator, block_operator
 
 __all__ = ["build_layerwise"]
 
@@ -67,6 +67,7 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict, *, kin
     space = spaces.pop() if spaces else "gradient"
     index_of = {id(s): i for i, s in leaves}
     derivative = _activation_derivative(rules, composite.name)
+    authors = opts.residual == "authors" and space == "relevance" and any(s.kind == "residual" for s in stages)
     masks = {}                           # id(stage) -> its output-side factor (top-level stages), (B|1, n)
     dtype = np.float32 if records[-1].out.dtype == torch.float32 else np.float64
 
@@ -75,12 +76,14 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict, *, kin
         if r is not None:
             ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=opts.bias,
                                stabilizer=opts.stabilizer)
-            op = rule_operator(r, ctx, dtype)
+            op = authors_bn_operator(r, ctx, model, dtype) if authors else None       # Sixt et al.'s ResNet rule
+            op = rule_operator(r, ctx, dtype) if op is None else op
             masks[id(st)] = None if op.act_step is None else op.act_step.d
             return op
         if st.kind == "residual":
             op = block_operator(st, rec, space=space, build=build, split=opts.residual,
-                                stabilizer=opts.stabilizer, dtype=dtype, rule_name=rule_name, derivative=derivative)
+                                stabilizer=opts.stabilizer, dtype=dtype, rule_name=rule_name, derivative=derivative,
+                                alpha_beta=lambda s: alpha_beta_of(rules[id(s)], f"layer {s.describe()}"))
         else:
             op = fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, dtype, False, derivative)
         if space == "gradient":   # the output-side factor: ρ'(z) after a pool or sum; diag(ρ'(x)) of a leading one

@@ -27,7 +27,7 @@ from .operators import (DenseOperator, Diagonal, Operator, Product, SparseOperat
                         scale_rows, zero_operator)
 from .pairs import DeltaMaxPoolOperator, PairLinear, PairMap, PairScale
 from .pool import PoolSpec
-from .residual import DeepLiftResidual, ResidualBlock, ResidualOperator
+from .residual import ClippedSplit, DeepLiftResidual, ResidualBlock, ResidualOperator
 from .products import DENSE_ABOVE, PrefixProduct, multiply, prefix_products, product, stream_apply
 from .spmat import channel_cosine, column_norms, dense_sparse, density, spgemm, spmm
 
@@ -35,7 +35,7 @@ __all__ = [
     "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DeepLiftResidual", "DeltaMaxPoolOperator",
     "DenseOperator", "Diagonal", "DiagonalOperator", "GatherOperator",
     "LayerTerms", "Operator", "PairLinear", "PairMap", "PairScale", "PoolOperator", "PoolSpec", "PrefixProduct",
-    "Product", "ResidualBlock", "ResidualOperator", "Scale", "SparseOperator", "Sum",
+    "Product", "ResidualBlock", "ResidualOperator", "ClippedSplit", "Scale", "SparseOperator", "Sum",
     "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine", "per_image",
     "column_norms", "conv_matrix", "dense_sparse", "density", "multiply", "prefix_products", "product",
     "scale_rows", "spgemm", "spmm", "stream_apply", "zero_operator",

@@ -340,6 +340,23 @@ class TermsOperator(TorchOperator):
             out = Y if out is None else out.add_(Y)
         return out
 
+    def abs_column_sums(self):
+        """Σ_i |M_ij| of one image's matrix without building it when the terms' weights φ_t have disjoint supports
+        (each weight entry non-zero in at most one term: one term, or α-β's φ⁺/φ⁻): an entry M_ij comes from one
+        weight entry (a Linear's w_ji; a Conv2d's one kernel tap linking input i and output j), so at most one
+        term is non-zero at (i, j) and |M|ᵀ1 = Σ_t |c_t ⊙ d| ⊙ |W_t|(|a_t|) — one forward product per term.
+        Otherwise the matrix is multiplied out."""
+        A, PHI, C = self._stacked(self._output_diag())
+        if int(np.max(np.count_nonzero(PHI, axis=0), initial=0)) > 1:
+            return super().abs_column_sums()
+        out = np.zeros(self.shape[1])
+        with torch.no_grad():
+            for a, phi, c in zip(A, PHI, C):
+                U = torch.from_numpy(np.abs(a)).reshape((1,) + self.in_shape)
+                Y = _forward_map(torch.from_numpy(np.abs(phi)), U, self.conv)
+                out += np.abs(c) * Y.reshape(-1).numpy()
+        return out
+
     def _stacked(self, d=None):
         """(A (T, n_in), Φ (T, *w), C (T, n_out)) as float64 numpy of one image, d folded into C."""
         n_in, n_out = self.shape
@@ -413,6 +430,11 @@ class GatherOperator(TorchOperator):
         return SparseOperator(gather_matrix(self.rows.reshape(-1).numpy(), col,
                                             self.shape[0], self.dtype))
 
+    def abs_column_sums(self):
+        """Column j holds one entry, d_j (at row rows_j; 1 without an output-side factor): its abs sum is |d_j|."""
+        d = self._output_diag()
+        return np.ones(self.shape[1]) if d is None else np.abs(d).astype(np.float64)
+
     def _count(self):
         d = self._output_diag()
         return self.shape[1] if d is None else int(np.count_nonzero(d))
@@ -453,6 +475,16 @@ class PoolOperator(TorchOperator):
         V = U if self.a is None else U * self._f(self.a, U.dtype)
         Y = self.spec.apply(V.reshape((B * M,) + self.in_shape)).reshape((B, M) + self.out_shape)
         return Y if self.c is None else Y * self._f(self.c, U.dtype)
+
+    def abs_column_sums(self):
+        """lin · diag(d) = diag(a) Aᵀ diag(c ⊙ d) with A ≥ 0 (pooling weights): Σ_i |M_ij| = |c_j d_j| (A|a|)_j
+        (one image)."""
+        a = np.ones(self.shape[0]) if self.a is None else flat_numpy(self.a)
+        c = np.ones(self.shape[1]) if self.c is None else flat_numpy(self.c)
+        d = self._output_diag()
+        with torch.no_grad():
+            Y = self.spec.apply(torch.from_numpy(np.abs(a)).reshape((1,) + self.in_shape)).reshape(-1).numpy()
+        return np.abs(c * (1.0 if d is None else d)) * Y.astype(np.float64)
 
     def _materialize_lin(self, d):
         w = column_weights(self.spec, self.in_shape, self.out_shape)

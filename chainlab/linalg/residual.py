@@ -21,11 +21,37 @@ import torch
 
 from ..errors import InputError, NotLinearError
 from .block import BlockSum
-from .implicit import Scale, TorchOperator
+from .implicit import Scale, TorchOperator, per_image
 from .operators import Diagonal, Product, Sum
 from .pairs import PairScale, diag_block
 
-__all__ = ["ResidualOperator", "ResidualBlock", "DeepLiftResidual"]
+__all__ = ["ResidualOperator", "ResidualBlock", "DeepLiftResidual", "ClippedSplit"]
+
+
+class ClippedSplit:
+    """Sixt et al.'s share of branch t at a residual sum (their monkey_patch_lrp_resnet.py:87-130: the Add as an
+    αβ layer over the concatenated branch outputs, each branch's relevance clipped to [0, 1000]):
+
+        X ↦ clip(p ⊙ X − q ⊙ X, 0, hi),    p = α z_t⁺ / sd(Σ_s z_s⁺),   q = β z_t⁻ / sd(Σ_s z_s⁻),
+
+    sd(d) = d + ε·1[d = 0] (innvestigate's SafeDivide, ε = 1e-7); p, q per image (B|1, 1, *shape).  Not linear (the
+    clip); :meth:`linear_part` is the map without it."""
+
+    linear = False
+
+    def __init__(self, p, q, shape, hi: float = 1000.0):
+        self.p, self.q = per_image(p, shape), per_image(q, shape)
+        self.shape, self.hi = tuple(shape), float(hi)
+
+    @property
+    def batch(self) -> int:
+        return max(int(self.p.shape[0]), int(self.q.shape[0]))
+
+    def __call__(self, X):
+        return (X * (self.p - self.q).to(X.dtype)).clamp(0.0, self.hi)
+
+    def linear_part(self) -> Scale:
+        return Scale(self.p - self.q, self.shape)
 
 
 class ResidualBlock(Sum):
@@ -120,11 +146,14 @@ class ResidualOperator(TorchOperator):
 
     def linear_part(self):
         """The block without any activation step, inside its branches too: Σ_t L_t1 ⋯ L_tK."""
-        return self._with(act=None, branches=[[s.linear_part() for s in b] for b in self.branches])
+        op = self._with(act=None, branches=[[s.linear_part() for s in b] for b in self.branches])
+        op.cols = [c.linear_part() if c is not None and not getattr(c, "linear", True) else c for c in self.cols]
+        return op
 
     @property
     def linear(self) -> bool:
-        return super().linear and all(s.linear for b in self.branches for s in b)
+        return (super().linear and all(s.linear for b in self.branches for s in b)
+                and all(getattr(c, "linear", True) for c in self.cols if c is not None))
 
     def lin(self, X):
         out = None

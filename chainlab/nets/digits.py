@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MissingFileError
+from .manifest import checked
 from .models import data_dir
 from .storage import read_npz
 
@@ -31,6 +32,7 @@ def load_digits(path=None) -> Digits:
     path = Path(path or data_dir() / "digits.npz")
     if not path.exists():
         raise MissingFileError(f"{path} is missing; run scripts/make_data.py to make it")
+    checked(path)
     z = read_npz(path, error=InputError, what="the digits file")
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
     if missing:

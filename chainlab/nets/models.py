@@ -37,9 +37,15 @@ ZOO_NAMES = tuple(zoo.ZOO)
 
 
 def data_dir() -> Path:
-    """The folder of shipped data: $CHAINLAB_DATA, else ``data/`` beside the package."""
+    """The folder of shipped data: $CHAINLAB_DATA; else ``chainlab/shipped/`` inside an installed package (a
+    wheel carries ``data/`` there, setup.cfg maps it); else ``data/`` beside the package (the source tree, an
+    editable install).  Its files are checked against their checksums when read (:mod:`.manifest`)."""
     env = os.environ.get("CHAINLAB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "data"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "shipped"
+    return installed if installed.is_dir() else package.parent / "data"
 
 
 def build(name: str, seed: int | None = None) -> nn.Module:

@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from ..errors import MissingFileError, ModelFileError
 from ..files import atomic_path
+from .manifest import checked
 
 __all__ = ["QUANTIZE_ABOVE", "NPZ_ERRORS", "quantize_rows", "dequantize_rows", "save_state", "read_npz",
            "read_state", "read_state_dict", "load_weights", "load_state", "state_fingerprint"]
@@ -115,7 +116,7 @@ def _tensor(path, key, a: np.ndarray) -> torch.Tensor:
 
 def read_state(path) -> tuple[str | None, dict, dict]:
     """(architecture name or None, state dict of float tensors, meta) of a ``.npz`` weights file."""
-    path = Path(path)
+    path = checked(Path(path))
     z = read_npz(path)
     arch = None
     if "__arch__" in z:

@@ -95,7 +95,9 @@ class Context:
         key = ("images", net)
         if key not in self.cache:
             if INPUT_SHAPES.get(net) == (1, 3, 32, 32):
-                x, y = data.test_set("scenes")
+                if "scenes" not in self.cache:          # made once per run, shared by every 32×32 net
+                    self.cache["scenes"] = data.test_set("scenes")
+                x, y = self.cache["scenes"]
             else:
                 x, y = self.digits.x_test, self.digits.y_test
             self.cache[key] = (data.model_input(net, x).to(torch.float64), np.asarray(y, dtype=np.int64))
@@ -103,6 +105,12 @@ class Context:
         if n > len(X):
             raise ValueError(f"{net}: {n} images asked, the held-out set has {len(X)}")
         return X[:n], y[:n]
+
+    def image_range(self, net, images: range) -> range:
+        """``images`` cut to the images the net has (a registered net may bring fewer than a setting asks for)."""
+        if net in self.registered:
+            return range(images.start, min(images.stop, len(self.registered[net].x)))
+        return images
 
     @property
     def digits(self):

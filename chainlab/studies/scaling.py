@@ -39,8 +39,12 @@ from ..trace import trace
 __all__ = ["scale_weights", "weight_scaling", "preserving_scales", "rescale_consecutive"]
 
 
-def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
-    """A deep copy with the l-th parametric layer scaled by c_l (scalar c: the same for all); returns (copy, c_l)."""
+def scale_weights(model: nn.Module, c, *, equivariant: bool = True) -> tuple[nn.Module, list[float]]:
+    """A deep copy with the l-th parametric layer scaled by c_l (scalar c: the same for all); returns (copy, c_l).
+
+    ``equivariant=False``: only the Linear/Conv2d weights are multiplied (W_l → c_l W_l; biases and BatchNorm
+    left as they are) — the weight norms change and nothing else is touched, so the function changes too
+    (the controlled experiment of Binder et al.'s claim; not an identity)."""
     net = trace(model)
     stages = [s for s in net.stages if s.is_parametric]
     cs = [float(c)] * len(stages) if np.isscalar(c) else [float(v) for v in c]
@@ -56,6 +60,8 @@ def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
             C *= cl
             main = out.get_submodule(st.members[0])
             main.weight.mul_(cl)
+            if not equivariant:
+                continue
             if main.bias is not None:
                 main.bias.mul_(C)
             for path in st.members[1:]:
