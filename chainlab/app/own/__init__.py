@@ -7,9 +7,9 @@ The run, in order (every check before anything is written; everything written in
    minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image);
 2. the claims that cannot run on one net are "not checked" with their reason (:func:`.claims.not_applicable`);
    the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
-3. the probe: the first image through every measure call (kept: with one image per chunk it is the run's
-   first chunk); the estimate of time (per (claim, net) group, seconds per image × images left) and memory
-   (the peak resident set so far) is printed before the rest starts;
+3. the probe: the first image through every measure call (kept: the run's chunks start with image 1 alone, so
+   the probe is the run's first chunk and nothing is measured twice); the estimate of time (per (claim, net) group, seconds per image × images left) and
+   memory (the peak resident set so far) is printed before the rest starts;
 4. every chunk computed (or loaded with ``--resume``) into the resumable store (:mod:`.store`), serially or on
    Dask workers (:mod:`.runner`), with a progress bar per claim and net;
 5. the claims decided by the papers' own code on the measured chunks; written as ``verify.md`` (naming the net,
@@ -18,7 +18,7 @@ The run, in order (every check before anything is written; everything written in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...errors import OptionError
@@ -28,7 +28,7 @@ from ...papers.verdict import Outcome
 from ..verify.write import tally, write_run
 from . import claims as C
 from .prepare import UserNet, prepare
-from .runner import Call, Source, context_for, run_calls
+from .runner import Call, Source, call_name, context_for, run_calls
 from .store import ChunkStore
 
 __all__ = ["verify_own", "OwnRun", "prepare", "UserNet", "estimate", "Call"]
@@ -78,13 +78,14 @@ def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
     """{"groups": {group: (seconds per image, images left)}, "seconds": total left, "per_image": …}: the probe's
     seconds per image of each (claim, net) group × the images its remaining calls cover, divided among the
     workers."""
-    per = {}
-    for c in probe_calls:
-        s = result["seconds"].get(c.name, result["stored_seconds"].get(c.name, 0.0))
+    per, count = {}, {}
+    for c in probe_calls:          # one image: the group's chunks of that image (several methods, scales, …)
+        s = result["seconds"].get(call_name(c), result["stored_seconds"].get(call_name(c), 0.0))
         per[c.group] = per.get(c.group, 0.0) + s / max(c.images, 1)
+        count[c.group] = count.get(c.group, 0) + 1
     left = {}
-    for c in calls:
-        left[c.group] = left.get(c.group, 0) + c.images
+    for c in calls:                # images left per group: the chunks' images over the group's chunks per image
+        left[c.group] = left.get(c.group, 0) + c.images / count.get(c.group, 1)
     groups = {g: (per.get(g, 0.0), left.get(g, 0)) for g in set(per) | set(left)}
     total = sum(s * n for s, n in groups.values()) / max(workers, 1)
     return {"groups": groups, "seconds": total}
@@ -92,7 +93,7 @@ def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
 
 def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, labels=None, claims=None,
                output="report", resume=False, workers=1, scheduler=None, extended=False, seed=0, echo=print,
-               progress=True) -> OwnRun:
+               progress=True, chunk=None) -> OwnRun:
     """The run of the module docstring; returns an :class:`OwnRun`."""
     t0 = time.perf_counter()
     wanted = _wanted(claims)
@@ -100,13 +101,14 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     user = prepare(str(model), str(images), weights=weights, preprocess=preprocess, n_images=n_images,
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
                    default_images=C.default_images)
-    settings = Settings(quick=False, extended=extended, seed=seed, progress=False)
+    n = len(user.images)
+    chunk = C.chunk_size(user) if chunk is None else int(chunk)
+    settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,
+                        first_alone=True)
     ctx = context_for(user, settings)
     reasons = {c: C.not_applicable(c, user) for c in wanted}
     runnable = [c for c in wanted if reasons[c] is None]
-    n = len(user.images)
-    chunk = C.chunk_size(user)
-    calls = C.plan(ctx, user.name, runnable, n, chunk)
+    calls = C.plan(ctx, runnable)
     imgs = user.images
     echo(f"net: {user.info.description}; {user.n_classes} classes; input {tuple(user.model.input_shape)}; "
          f"{user.macs / 1e9:.3g} G multiply-adds per image" + ("" if user.info.trained else f" — {UNTRAINED}"))
@@ -121,21 +123,33 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     store = ChunkStore(output, manifest, resume=resume)
     source = Source(user.spec, str(Path(images).resolve()), imgs.preprocess, n,
                     None if labels is None else str(Path(labels).resolve()), imgs.digest, user.name,
-                    tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed}.items())))
-    # the probe: image 0 through every measure call, in this process (its peak memory is this process's)
-    probe_calls = C.plan(ctx, user.name, runnable, 1, 1) if runnable else []
+                    tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed, "images": n,
+                                  "chunk": chunk, "first_alone": True}.items())))
+    # the probe: image 1 through every measure call, in this process (its peak memory is this process's); the
+    # run's chunks start with image 1 alone (Settings.first_alone), so the probe's chunks are the run's first
+    # chunks: measured (and recorded) once
     t_probe = time.perf_counter()
+    ctx.s = replace(settings, images=1, chunk=1)
+    probe_calls = C.plan(ctx, runnable)
+    ctx.s = settings
     res = run_calls(ctx, probe_calls, store, progress=False)
+    seen = {call_name(c) for c in probe_calls}
     probe_s = time.perf_counter() - t_probe
-    rest = [c for c in calls if not store.has(c.name)]
-    est = estimate(probe_calls, res, n, rest, workers if scheduler is None else 1)
-    est.update(probe_seconds=probe_s, peak_mib=_peak_mib(), probe_stored=res["stored"])
+    unknown = seen - {call_name(c) for c in calls}
+    if unknown:                 # the plan of one image must be the first chunks of the plan of n images
+        raise RuntimeError(f"{len(unknown)} probe chunk(s) are not chunks of the run")
+    calls = [c for c in calls if call_name(c) not in seen]
+    rest = [c for c in calls if not store.has(call_name(c))]
+    est = estimate(probe_calls, res, n, rest, workers if scheduler is None else 1) if runnable else {"seconds": 0.0}
+    est.update(probe_seconds=probe_s, peak_mib=_peak_mib(), probe_stored=res["stored"] if res else 0)
     if runnable:
-        echo(f"probe (image 1 of {n}{', from the store' if res['stored'] else ''}): "
+        first = "image 1"
+        echo(f"probe ({first} of {n}{', from the store' if est['probe_stored'] else ''}): "
              + "; ".join(f"{g} {_fmt_s(s)}/image" for g, (s, _) in sorted(est["groups"].items()))
              + f" → estimate {_fmt_s(est['seconds'])} for the {len(rest)} chunk(s) left"
+             + (" (an upper bound: image 1 includes one-time costs)" if first == "image 1" and rest else "")
              + (f" on {workers} workers" if workers > 1 else "")
-             + f", peak memory {est['peak_mib'] / 1024:.1f} GB so far"
+             + f"; peak memory {est['peak_mib'] / 1024:.1f} GB so far"
              + (" (each worker loads its own copy of the net)" if workers > 1 or scheduler else ""))
     t_run = time.perf_counter()
     run_calls(ctx, calls, store, source=source, workers=workers, scheduler=scheduler, progress=progress)
@@ -147,7 +161,8 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     rerun = (f"chainlab verify --model {user.spec.arg}" + (f" --weights {weights}" if weights else "")
              + f" --images {images} --preprocess {imgs.preprocess} --n-images {n}"
              + (f" --labels {labels}" if labels else "") + (f" --claims {','.join(wanted)}" if claims else "")
-             + (" --extended" if extended else "") + (f" --seed {seed}" if seed else "") + f" --output {output}")
+             + (" --extended" if extended else "") + (f" --seed {seed}" if seed else "") + f" --chunk {chunk}"
+             + f" --output {output}")
     md = write_run(verdicts, ctx.records, output, run_text=run_text, rerun=rerun,
                    title=f"chainlab verify — {user.name}", kind="own net", net=user.info.description,
                    trained=user.info.trained, images=n, claims=[v.claim for v in verdicts])

@@ -17,6 +17,7 @@ the measure code needs no change to be resumed or farmed out.  Progress: one bar
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sys
@@ -27,11 +28,12 @@ from tqdm import tqdm
 
 from ...errors import InputError
 from ...nets.specs import ModelSpec
-from ...papers.context import Context, NetEntry, Settings
+from ...papers.context import Chunk, Context, NetEntry, Settings
 from .. import distributed
 from .prepare import prepare
+from .store import encodable
 
-__all__ = ["Source", "Call", "run_calls", "capture", "context_for", "worker_call"]
+__all__ = ["Source", "Call", "call_name", "run_calls", "capture", "context_for", "worker_call"]
 
 
 @dataclass(frozen=True)
@@ -49,25 +51,15 @@ class Source:
     settings: tuple = ()
 
 
-@dataclass(frozen=True)
-class Call:
-    """One measure call ``fn(ctx, *args, **kwargs)`` on a chunk of ``images`` images; ``group`` labels its
-    progress bar (claim and net)."""
+Call = Chunk       # one measured chunk: chainlab.papers.context.Chunk
 
-    fn: object
-    args: tuple = ()
-    kwargs: tuple = ()
-    group: str = ""
-    images: int = 1
 
-    @property
-    def name(self) -> str:
-        """Stable identity of the call (the store's entry name)."""
-        text = f"{self.fn.__module__}:{self.fn.__qualname__}|{self.args!r}|{sorted(self.kwargs)!r}"
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def __call__(self, ctx):
-        return self.fn(ctx, *self.args, **dict(self.kwargs))
+def call_name(call: Chunk) -> str:
+    """Stable identity of a chunk across runs (the store's entry name): its function and arguments, as text."""
+    text = f"{call.fn.__module__}:{call.fn.__qualname__}|{call.args!r}|{sorted(call.kwargs)!r}"
+    if " at 0x" in text:
+        raise TypeError(f"chunk {call.fn.__qualname__} has an argument without a stable text form: {text[:200]}")
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def capture(ctx: Context, call: Call):
@@ -100,9 +92,14 @@ def _worker_context(source: Source) -> Context:
     return context_for(user, Settings(**dict(source.settings), progress=False))
 
 
-def worker_call(source: Source, call: Call):
-    """A Dask task: the call on the worker's context; (entries, records, seconds)."""
-    return capture(_worker_context(source), call)
+def worker_call(source: Source, call: Call, needed: dict):
+    """A Dask task: the call on the worker's context, after the cache entries ``needed`` (what the chunks it comes
+    after produced); (the entries it added that can be stored — derived models stay on the worker —, records,
+    seconds)."""
+    ctx = _worker_context(source)
+    ctx.cache.update(needed)
+    entries, records, dt = capture(ctx, call)
+    return {k: v for k, v in entries.items() if encodable(v)}, records, dt
 
 
 @dataclass
@@ -129,6 +126,20 @@ def _merge(ctx, entries, records):
     ctx.records.extend(records)
 
 
+def _waves(calls) -> list:
+    """The calls in waves: each call after every call of its ``after`` (which must be among ``calls``)."""
+    names = {call_name(c) for c in calls}
+    done, waves, left = set(), [], list(calls)
+    while left:
+        wave = [c for c in left if all(call_name(a) in done or call_name(a) not in names for a in c.after)]
+        if not wave:
+            raise ValueError("chunks that wait for each other")
+        waves.append(wave)
+        done |= {call_name(c) for c in wave}
+        left = [c for c in left if c not in wave]
+    return waves
+
+
 def run_calls(ctx: Context, calls, store, *, source: Source | None = None, workers: int = 1, scheduler=None,
               progress: bool = True) -> dict:
     """Every call's results in ``ctx`` (module docstring); {"stored": n loaded, "computed": n, "seconds": {call name:
@@ -138,13 +149,14 @@ def run_calls(ctx: Context, calls, store, *, source: Source | None = None, worke
     for c in calls:
         totals[c.group] = totals.get(c.group, 0) + c.images
     bars = _Bars(totals, progress)
-    seconds, loaded, todo, stored_seconds = {}, 0, [], {}
+    seconds, loaded, todo, stored_seconds, made = {}, 0, [], {}, {}
     try:
         for c in calls:
-            got = store.get(c.name) if store is not None else None
+            got = store.get(call_name(c)) if store is not None else None
             if got is not None:
                 _merge(ctx, got[0], got[1])
-                stored_seconds[c.name] = got[2]
+                made[call_name(c)] = got[0]
+                stored_seconds[call_name(c)] = got[2]
                 loaded += 1
                 bars.tick(c)
             else:
@@ -153,23 +165,61 @@ def run_calls(ctx: Context, calls, store, *, source: Source | None = None, worke
             for c in todo:
                 entries, records, dt = capture(ctx, c)
                 if store is not None:
-                    store.put(c.name, entries, records, dt)
-                seconds[c.name] = dt
+                    store.put(call_name(c), entries, records, dt)
+                seconds[call_name(c)] = dt
                 bars.tick(c)
         elif todo:
-            by_name = {c.name: c for c in todo}
-
-            def done(name, result):
-                entries, records, dt = result
-                if store is not None:
-                    store.put(name, entries, records, dt)
-                _merge(ctx, entries, records)
-                c = by_name[name]
-                seconds[c.name] = dt
-                bars.tick(c)
-
-            tasks = {c.name: (worker_call, (source, c)) for c in todo}
-            distributed.run(tasks, done, workers=workers, scheduler=scheduler, progress=False)
+            with _cluster(workers, scheduler) as client:
+                _run_waves(ctx, todo, store, source, client, made, seconds, bars)
     finally:
         bars.close()
     return {"stored": loaded, "computed": len(todo), "seconds": seconds, "stored_seconds": stored_seconds}
+
+
+@contextlib.contextmanager
+def _cluster(workers: int, scheduler):
+    """One Dask client for the whole run (the workers keep the net between waves): a LocalCluster of ``workers``
+    single-threaded processes, or the scheduler at ``scheduler``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot connect to the dask scheduler at {scheduler!r}: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _run_waves(ctx, todo, store, source, client, made, seconds, bars):
+    """The chunks ``todo`` on the Dask ``client``, wave after wave (a chunk after the chunks it reads); each result
+    stored and merged into ``ctx`` as it arrives."""
+    for wave in _waves(todo):
+        by_name = {call_name(c): c for c in wave}
+
+        def done(name, result):
+            entries, records, dt = result
+            if store is not None:
+                store.put(name, entries, records, dt)
+            _merge(ctx, entries, records)
+            made[name] = entries
+            seconds[name] = dt
+            bars.tick(by_name[name])
+
+        tasks = {}
+        for name, c in by_name.items():
+            needed = {}
+            for a in c.after:
+                needed.update(made.get(call_name(a), {}))
+            tasks[name] = (worker_call, (source, c, needed))
+        distributed.run(tasks, done, scheduler=client, progress=False)
