@@ -53,7 +53,7 @@ def measure_all(ctx) -> dict:
                 for q, arr in qs.items():
                     out["controlled"].setdefault(q, {}).setdefault(rule, {})[c] = arr
             out["cxs"][c] = D.net_value(got["gradient"]["weight_norm_product"])
-        if not ctx.s.quick:
+        if not ctx.s.quick and M.rescalable(ctx, cnet):
             out["rescaled"] = M.rescaled(ctx, cnet, images)
     for net in sz.sigma_bounds:
         if ctx.shipped(net) is not None:
@@ -80,7 +80,7 @@ def plan(ctx, claims) -> list:
     chunks = M.image_chunks(ctx, cnet, range(sz.controlled_images))
     group = f"B1–B3 · {cnet}"
     out = [Chunk(M.controlled_chunk, (cnet, c, r), (), group, len(r)) for c in P.SCALES for r in chunks]
-    if not ctx.s.quick:
+    if not ctx.s.quick and M.rescalable(ctx, cnet):
         out += [Chunk(M.rescaled_chunk, (cnet, r), (), group, len(r)) for r in chunks]
     return out
 
@@ -100,6 +100,10 @@ def _notes(d, ctx):
         notes.append("not shipped / no weights: " + ", ".join(d["missing"]))
     if d["controlled_net"] is None:
         notes.append(f"controlled group: not checked — no weights for {P.CONTROLLED}")
+    elif not ctx.s.quick and not M.rescalable(ctx, d["controlled_net"]):
+        notes.append(f"function-preserving rescaling of {d['controlled_net']}: none — no two consecutive "
+                     "Linear/Conv2d layers that positive scaling passes between (residual blocks, non-ReLU "
+                     "activations), so only W → c·W is measured")
     if not ctx.s.extended:
         notes.append(P.EXTENDED)
     return notes

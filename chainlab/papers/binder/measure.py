@@ -27,13 +27,13 @@ import torch
 from ... import measures
 from ...errors import UnsupportedLayerError
 from ...extraction import extract
-from ...studies import averages, rescale_consecutive, scale_weights, support_bounds
+from ...studies import averages, rescale_consecutive, rescaling_runs, scale_weights, support_bounds
 from ...studies.ranges import apriori_range
 from ..context import progress
 from . import protocol as P
 
 __all__ = ["QUANTITIES", "constants", "controlled", "rescaled", "averages_study", "sigma_bounds", "model_input",
-           "controlled_chunk", "rescaled_chunk", "derived_model", "image_chunks"]
+           "controlled_chunk", "rescaled_chunk", "derived_model", "image_chunks", "rescalable"]
 
 QUANTITIES = ("c_norm1", "c_emp", "c_apriori", "weight_norm_product")
 
@@ -108,6 +108,15 @@ def derived_model(ctx, net, kind, c):
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
         else:
             ctx.cache[key] = rescale_consecutive(base, c)[0]
+    return ctx.cache[key]
+
+
+def rescalable(ctx, net) -> bool:
+    """Whether ``net`` has a function-preserving (c, 1/c) rescaling: two consecutive Linear/Conv2d layers that
+    positive scaling passes between (:func:`chainlab.studies.rescaling_runs`; not across residual blocks)."""
+    key = ("binder-rescalable", net)
+    if key not in ctx.cache:
+        ctx.cache[key] = any(len(r) >= 2 for r in rescaling_runs(ctx.model(net)))
     return ctx.cache[key]
 
 

@@ -108,7 +108,9 @@ def m2_chunks(ctx, net) -> list:
     sz = P.sizes(ctx.s)
     n = ctx.image_range(net, range(sz.m2_images)).stop
     n_sg = min(sz.sg_images, n)
-    return [Chunk(m2_chunk, (net, r, n_sg), (), f"M2 · {net}", len(r)) for r in ctx.s.chunks(n)]
+    # min(r.stop, n_sg): the chunk's own SmoothGrad cut (what m2_chunk uses), so a chunk's identity does not depend
+    # on the run's image count (the probe's chunk of image 1 is the run's first chunk)
+    return [Chunk(m2_chunk, (net, r, min(r.stop, n_sg)), (), f"M2 · {net}", len(r)) for r in ctx.s.chunks(n)]
 
 
 def m3_chunks(ctx, net) -> list:
