@@ -154,6 +154,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     t_run = time.perf_counter()
     run_calls(ctx, calls, store, source=source, workers=workers, scheduler=scheduler, progress=progress)
     measured = time.perf_counter() - t_run
+    est["measured"] = measured          # the chunks after the probe (images 2…n)
     verdicts = C.verdicts(ctx, user, wanted, reasons)
     seconds = time.perf_counter() - t0
     peak = _peak_mib()

@@ -99,10 +99,12 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
 
 def derived_model(ctx, net, kind, c):
     """``net`` with its weights multiplied by c (``kind="scaled"``: W_l → c·W_l, biases and BatchNorm kept; c = 1
-    the net itself) or rescaled function-preservingly (``kind="rescaled"``: (c, 1/c) on consecutive layers) — made
-    once per run (``ctx.cache``; kept in memory, never stored)."""
+    the net itself) or rescaled function-preservingly (``kind="rescaled"``: (c, 1/c) on consecutive layers) — kept
+    in ``ctx.cache`` (in memory, never stored) until another derived copy is asked for."""
     key = ("binder-model", net, kind, float(c))
     if key not in ctx.cache:
+        for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("binder-model",)]:
+            del ctx.cache[k]            # one derived copy at a time (a VGG's copy is GBs; chunks come per scale)
         base = ctx.model(net)
         if kind == "scaled":
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
