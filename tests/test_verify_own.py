@@ -54,20 +54,25 @@ def test_sixt_cifar_model_file_and_png_scenes_give_the_built_in_numbers(tmp_path
               "--preprocess", "unit", "--labels", tmp_path / "labels.txt", "--claims", "S1,S5", "-o", out)
     assert res.exit_code == 0, res.output
     # the built-in run on the same images (the scenes as the PNGs hold them) and the same vectors
-    ctx = Context(Settings(progress=False, images=n))
+    # (in the own run's chunks: image 1 alone — its probe — then the rest; a float32 convolution of another batch
+    # size rounds differently, so other chunks would agree only to float32 rounding)
+    ctx = Context(Settings(progress=False, images=n, chunk=50, first_alone=True))
     ctx.cache["scenes"] = (q.astype(np.float32), np.asarray(y))
     sixt.shared_pass(ctx, "sixt-cifar", "sixt-cifar")
     for measure in ("csc_sixt_image", "ssim_sixt"):
         got = rows(out / "records" / f"{measure}.csv")
         want = [r for r in ctx.records if r["measure"] == measure]
         assert len(got) == len(want) > 0
-        key = lambda r: (r["rule"], str(r["image"]), str(r["layer"]))     # noqa: E731
+        def key(r):         # a CSV cell of None is empty
+            return tuple("" if r[c] is None else str(r[c]) for c in ("rule", "image", "layer", "quantity", "k"))
         got_v = {key(r): float(r["value"]) for r in got}
         want_v = {key(r): float(r["value"]) for r in want}
-        assert got_v.keys() == want_v.keys()
-        # the same images and vectors; the own run measures image 1 alone (its probe) and the rest as a chunk,
-        # the built-in run both in one batch: float64 sums in another order (≤ 1e-9 relative, not an other result)
-        assert all(np.isclose(got_v[k], want_v[k], rtol=1e-9, atol=0) for k in want_v), measure
+        assert got_v.keys() == want_v.keys() and len(got_v) == len(got)
+        # float32 passes (the authors' precision) agree to its rounding, not bit for bit (measured: CSC ≤ 2e-6,
+        # SSIM ≤ 1.5e-4 apart, values 0.2…1); another image or vector would differ by 100× the tolerance
+        tol = {"csc_sixt_image": 1e-5, "ssim_sixt": 1e-3}[measure]
+        assert max(abs(got_v[k] - want_v[k]) for k in want_v) < tol, measure
+        assert np.ptp(list(want_v.values())) > 100 * tol
         assert any(abs(got_v[k] - 0.5) > 0.01 for k in want_v)
     v = {d["id"]: d for d in json.loads((out / "verdicts.json").read_text())["verdicts"]}
     assert v["S1"]["outcome"] in ("reproduced", "not reproduced", "inconclusive")
