@@ -126,10 +126,18 @@ def _callable(target: str):
         finally:
             sys.dont_write_bytecode = before
     else:
+        # the user's module, found on sys.path and run like a file (never a module of chainlab's own)
         try:
-            module = importlib.import_module(path)
+            found = importlib.util.find_spec(path)
         except ModuleNotFoundError as exc:
             raise MissingFileError(f"--model {target}: cannot import {path!r} ({exc})") from None
+        if found is None or found.loader is None or path.split(".")[0] == "chainlab":
+            raise MissingFileError(f"--model {target}: cannot import {path!r} (no such module of yours)")
+        module = sys.modules.get(found.name)
+        if module is None:
+            module = importlib.util.module_from_spec(found)
+            sys.modules[found.name] = module
+            found.loader.exec_module(module)
     fn = getattr(module, func, None)
     if fn is None or not callable(fn):
         raise OptionError(f"--model {target}: {path} has no function or class {func!r}")
