@@ -18,6 +18,9 @@ A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after say
    machine.  ``--only-stages`` skips part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net
    (a smaller protocol for a quicker comparison; the per-image work scales with N, the fixed work does not).
 
+``--model SPEC …``: the time and memory per claim of ``chainlab verify --model SPEC --images …`` on your own net —
+the options of scripts/bench_verify_own.py, which it runs (e.g. ``--model torchvision:vgg16 --n-images 4``).
+
 ``--smoke``: digits-cnn, 2 images (1 per image in the baseline), claim S4 of ``verify --quick`` (seconds).
 """
 import argparse
@@ -119,6 +122,10 @@ def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> Non
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--model" or a.startswith("--model=") for a in argv):
+        import bench_verify_own
+        return bench_verify_own.main(argv)
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)

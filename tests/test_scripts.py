@@ -133,6 +133,23 @@ def check_bench_verify(out):
     rows(rf"^\s+S4\s+{LABEL}\s+{NUM} s$", out)
 
 
+def check_bench_verify_own(out):
+    rows(rf"^shipped net digits-cnn: input \(1, 8, 8\), {NUM} G multiply-adds per image, 2 images;", out)
+    mat = positive(rows(rf"^one image's chain materialized as CSC would take {NUM} GB", out))
+    found = rows(rf"^(S5|M2)\s+{LABEL}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", out, 2)
+    assert [f[0] for f in found] == ["S5", "M2"]
+    for f in found:
+        est, secs, peak, ratio = positive(f[2:], 4)
+        assert ratio == pytest.approx(mat[0] / peak, rel=0.02)           # the ratio is the two columns' ratio
+    total, n, first, later, fixed = rows(rf"^total {NUM} s for (\d+) images .*: image 1 {NUM} s, each further image "
+                                         rf"{NUM} s, the rest {NUM} s", out)[0]
+    assert int(n) == 2 and float(total) == pytest.approx(sum(float(f[3]) for f in found), abs=0.11)
+    assert float(first) + float(later) + float(fixed) == pytest.approx(float(total), abs=0.2)   # 2 images
+    assert float(first) > 0 and float(later) > 0 and float(fixed) > 0
+    default = rows(r"^default --n-images for this net: (\d+) → about", out)[0]
+    assert int(default) == 200                                          # a tiny net: the cap (Sixt's 200 images)
+
+
 def check_bench_batch(out):
     found = rows(rf"^([a-z0-9-]+)\s+{NUM}\s+{NUM}\s+{NUM}×\s+{NUM}\s+{NUM}", out, 1)
     for f in found:
@@ -198,6 +215,7 @@ CHECKS = {
     "bench_distributed.py": check_bench_distributed, "bench_extract.py": check_bench_extract,
     "bench_import.py": check_bench_import, "bench_load.py": check_bench_load, "bench_papers.py": check_bench_papers, "bench_products.py": check_bench_products,
     "bench_scale.py": check_bench_scale, "bench_spectral.py": check_bench_spectral, "bench_verify.py": check_bench_verify,
+    "bench_verify_own.py": check_bench_verify_own,
 }
 
 

@@ -2,8 +2,9 @@
 
 * shipped nets (``NAMES``): an architecture of :mod:`.architectures` with weights in
   ``data/<name>.npz`` (made by ``scripts/train_models.py``; see data/README.md);
-* zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): VGG-16, ResNet-50, a tiny ResNet — seeded random
-  init, or a state-dict file of your own (``weights=``).
+* zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): torchvision's VGG (11/13/16/19, ± BN) and ResNet
+  (18/34/50/101/152) with torchvision's module names, a tiny ResNet — seeded random init, or a state-dict
+  file of your own (``weights=``; a torchvision net takes its class count from the file).
 
 :func:`load` returns the eval-mode module with ``name`` (and ``meta`` for shipped nets) set;
 :func:`save` writes a model file (:func:`chainlab.nets.storage.save_state`).  Model files are
@@ -20,7 +21,7 @@ import torch.nn as nn
 from ..errors import MissingFileError, ModelFileError, OptionError
 from . import zoo
 from .architectures import ARCHITECTURES
-from .storage import load_weights, read_state, save_state
+from .storage import load_state, load_weights, read_state, read_state_dict, save_state
 
 __all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
 
@@ -100,6 +101,9 @@ def load(name_or_path, *, seed: int = 0, weights=None) -> nn.Module:
     if weights is not None:
         if name not in ARCHITECTURES and name not in zoo.ZOO:
             raise OptionError(f"weights= needs an architecture name ({', '.join(NAMES + ZOO_NAMES)}), got {name!r}")
+        if name in zoo.TORCHVISION:           # the class count comes from the file
+            state = read_state_dict(weights)
+            return load_state(zoo.torchvision(name, seed, state), state, weights)
         return load_weights(build(name, seed), weights)
     if name in zoo.ZOO:
         return build(name, seed).eval()

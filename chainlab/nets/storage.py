@@ -9,8 +9,8 @@
 * :func:`read_npz` — every member of a ``.npz`` as a plain array (``allow_pickle=False``), or a
   named error: an empty, truncated, corrupt or foreign file (a plain zip renamed ``.npz``, a
   ``.npy``) is never a TypeError or an uncaught numpy/zipfile error further on.
-* :func:`load_weights` — a state-dict file into a model, strictly (missing, unexpected and
-  mis-shaped keys are named).
+* :func:`load_weights` / :func:`load_state` — a state-dict file / a state dict into a model, strictly (missing,
+  unexpected and mis-shaped keys are named).
 * :func:`state_fingerprint` — sha256 over a module's state dict (names, dtypes, shapes, bytes).
 
 Untrusted files are data, never code: nothing here unpickles objects.
@@ -34,7 +34,7 @@ from ..files import atomic_path
 from .manifest import checked
 
 __all__ = ["QUANTIZE_ABOVE", "NPZ_ERRORS", "quantize_rows", "dequantize_rows", "save_state", "read_npz",
-           "read_state", "read_state_dict", "load_weights", "state_fingerprint"]
+           "read_state", "read_state_dict", "load_weights", "load_state", "state_fingerprint"]
 
 QUANTIZE_ABOVE = 1_000_000
 
@@ -199,7 +199,12 @@ def _last_line(exc) -> str:
 
 def load_weights(model: nn.Module, path) -> nn.Module:
     """Load the state dict in ``path`` into ``model`` (strict) and return the model in eval mode."""
-    state = read_state_dict(path)
+    return load_state(model, read_state_dict(path), path)
+
+
+def load_state(model: nn.Module, state: dict, source) -> nn.Module:
+    """Load the state dict ``state`` (read from ``source``, named in errors) into ``model``, strictly: missing,
+    unexpected and mis-shaped keys are a ModelFileError naming them; returns the model in eval mode."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -211,7 +216,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
         parts = [f"missing keys: {short(missing)}" if missing else "",
                  f"unexpected keys: {short(unexpected)}" if unexpected else "",
                  f"shape mismatches: {short(bad)}" if bad else ""]
-        raise ModelFileError(f"weights file {path} does not fit {getattr(model, 'name', type(model).__name__)}: "
+        raise ModelFileError(f"weights file {source} does not fit {getattr(model, 'name', type(model).__name__)}: "
                              + "; ".join(x for x in parts if x))
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model.eval()

@@ -22,7 +22,7 @@ from ..extraction import extract
 from ..nets import data, models
 from ..nets.architectures import INPUT_SHAPES
 
-__all__ = ["Settings", "Context", "NetEntry", "progress", "fmt", "one_thread", "on_one_thread"]
+__all__ = ["Settings", "Context", "NetEntry", "Chunk", "progress", "fmt", "one_thread", "on_one_thread"]
 
 
 @dataclass
@@ -34,6 +34,42 @@ class Settings:
     extended: bool = False
     seed: int = 0
     progress: bool = True
+    images: int | None = None     # a run on a user's net: at most this many images in any per-image measure
+    chunk: int | None = None      # … measured in chunks of this many images (the unit of resuming and of Dask tasks)
+    first_alone: bool = False     # … the first chunk image 0 alone (the run's probe, kept as its first chunk)
+
+    def cap(self, n: int) -> int:
+        """A protocol's image count ``n`` capped at ``images`` (a user's run); ``n`` otherwise."""
+        return n if self.images is None else min(int(n), int(self.images))
+
+    def chunks(self, n: int, default: int | None = None) -> list:
+        """The image ranges of ``n`` images in chunks of ``chunk`` (else ``default``; None: one chunk); with
+        ``first_alone`` the first range is image 0 alone and the chunks follow from image 1."""
+        size = self.chunk or default or max(n, 1)
+        start = 1 if self.first_alone and n > 1 and size > 1 else 0
+        return [range(0, 1)] * start + [range(lo, min(lo + size, n)) for lo in range(start, n, size)]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One per-image measurement of a claim on a chunk of images: ``fn(ctx, *args, **kwargs)``, a function of the
+    measure code that caches its result in ``ctx.cache`` and writes its records — the unit a run on a user's net
+    stores, resumes and farms out (``chainlab.app.own``).  ``group`` names the claim(s) and the net (a progress
+    bar), ``images`` how many images it measures, ``after`` the chunks whose cached results it reads."""
+
+    fn: object
+    args: tuple = ()
+    kwargs: tuple = ()
+    group: str = ""
+    images: int = 1
+    after: tuple = ()
+
+    def __call__(self, ctx):
+        return self.fn(ctx, *self.args, **dict(self.kwargs))
+
+    def __repr__(self):          # stable across processes (the chunk's identity in a run's store)
+        return (f"Chunk({self.fn.__module__}:{self.fn.__qualname__}, {self.args!r}, {self.kwargs!r}, "
+                f"{self.images})")
 
 
 @dataclass

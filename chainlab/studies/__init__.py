@@ -20,11 +20,11 @@ from .explanations import AUTHORS_GRADCAM, Traced, gradcam, predict, smoothgrad,
 from .faithfulness import deletion_insertion
 from .ranges import apriori_range, interval_bounds, support_bounds, support_box
 from .sanity import cascading_randomization, sanity
-from .scaling import preserving_scales, rescale_consecutive, scale_weights, weight_scaling
+from .scaling import preserving_scales, rescale_consecutive, rescaling_runs, scale_weights, weight_scaling
 from .spectral import explanation_spectra
 
 __all__ = ["PERTURBATIONS", "averages", "cascading_randomization", "hoeffding_samples", "perturb", "sanity",
            "scale_weights", "weight_scaling", "group_errors", "hoeffding_t", "empirical_constants", "rule_label",
            "rule_spec", "apriori_range", "interval_bounds", "support_bounds", "support_box", "preserving_scales",
-           "rescale_consecutive", "AUTHORS_GRADCAM", "Traced", "explanation_spectra", "gradcam", "predict",
+           "rescale_consecutive", "rescaling_runs", "AUTHORS_GRADCAM", "Traced", "explanation_spectra", "gradcam", "predict",
            "smoothgrad", "vanilla", "deletion_insertion"]

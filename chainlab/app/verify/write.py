@@ -141,12 +141,13 @@ def verdicts_json(verdicts, **run) -> str:
     return json.dumps(clean({"run": run, "verdicts": out}), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_run(verdicts, records, output: Path, *, run_text: str = "", rerun: str = "chainlab verify", **run) -> Path:
+def write_run(verdicts, records, output: Path, *, run_text: str = "", rerun: str = "chainlab verify",
+              title: str = "chainlab verify", **run) -> Path:
     """Write verify.md, verdicts.json and records/ into ``output``; returns the path of verify.md."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     write_tables(records, output / "records")
     write_bytes(output / "verdicts.json", verdicts_json(verdicts, **run).encode())
     md = output / "verify.md"
-    write_bytes(md, verify_markdown(verdicts, run=run_text, rerun=rerun).encode())
+    write_bytes(md, verify_markdown(verdicts, title=title, run=run_text, rerun=rerun).encode())
     return md

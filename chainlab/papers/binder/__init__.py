@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..context import on_one_thread
+from ..context import Chunk, on_one_thread
 from ..verdict import Verdict, not_checked
 from . import decide as D
 from . import measure as M
@@ -17,7 +17,7 @@ from . import protocol as P
 from . import report as R
 from .spec import BAND, DISTINCTION, SPECS
 
-__all__ = ["SPECS", "CLAIMS", "ORDER", "measure_all", "claim_b1", "claim_b2", "claim_b3"]
+__all__ = ["SPECS", "CLAIMS", "ORDER", "measure_all", "claim_b1", "claim_b2", "claim_b3", "plan"]
 
 
 def _add(table, seed, net, got):
@@ -53,7 +53,7 @@ def measure_all(ctx) -> dict:
                 for q, arr in qs.items():
                     out["controlled"].setdefault(q, {}).setdefault(rule, {})[c] = arr
             out["cxs"][c] = D.net_value(got["gradient"]["weight_norm_product"])
-        if not ctx.s.quick:
+        if not ctx.s.quick and M.rescalable(ctx, cnet):
             out["rescaled"] = M.rescaled(ctx, cnet, images)
     for net in sz.sigma_bounds:
         if ctx.shipped(net) is not None:
@@ -64,6 +64,24 @@ def measure_all(ctx) -> dict:
                 M.averages_study(ctx, seeds[0], range(sz.averages_images), study=net, seed=0)
     out["seconds"] = time.perf_counter() - t0
     ctx.cache["binder"] = out
+    return out
+
+
+def plan(ctx, claims) -> list:
+    """The chunks of the controlled experiment on a user's net (the scales c and the function-preserving rescaling,
+    per chunk of images) that :func:`measure_all` then finds in ``ctx.cache`` — for a run that stores, resumes or
+    farms them out (the study nets and the extended parts are measured by the claims themselves)."""
+    if not set(claims) & set(ORDER):
+        return []
+    cnet = P.controlled_net(ctx)
+    if cnet is None or cnet not in ctx.registered:
+        return []
+    sz = P.sizes(ctx.s)
+    chunks = M.image_chunks(ctx, cnet, range(sz.controlled_images))
+    group = f"B1–B3 · {cnet}"
+    out = [Chunk(M.controlled_chunk, (cnet, c, r), (), group, len(r)) for c in P.SCALES for r in chunks]
+    if not ctx.s.quick and M.rescalable(ctx, cnet):
+        out += [Chunk(M.rescaled_chunk, (cnet, r), (), group, len(r)) for r in chunks]
     return out
 
 
@@ -82,6 +100,10 @@ def _notes(d, ctx):
         notes.append("not shipped / no weights: " + ", ".join(d["missing"]))
     if d["controlled_net"] is None:
         notes.append(f"controlled group: not checked — no weights for {P.CONTROLLED}")
+    elif not ctx.s.quick and not M.rescalable(ctx, d["controlled_net"]):
+        notes.append(f"function-preserving rescaling of {d['controlled_net']}: none — no two consecutive "
+                     "Linear/Conv2d layers that positive scaling passes between (residual blocks, non-ReLU "
+                     "activations), so only W → c·W is measured")
     if not ctx.s.extended:
         notes.append(P.EXTENDED)
     return notes

@@ -25,13 +25,15 @@ import numpy as np
 import torch
 
 from ... import measures
+from ...errors import UnsupportedLayerError
 from ...extraction import extract
-from ...studies import averages, rescale_consecutive, scale_weights, support_bounds
+from ...studies import averages, rescale_consecutive, rescaling_runs, scale_weights, support_bounds
 from ...studies.ranges import apriori_range
 from ..context import progress
 from . import protocol as P
 
-__all__ = ["QUANTITIES", "constants", "controlled", "rescaled", "averages_study", "sigma_bounds", "model_input"]
+__all__ = ["QUANTITIES", "constants", "controlled", "rescaled", "averages_study", "sigma_bounds", "model_input",
+           "controlled_chunk", "rescaled_chunk", "derived_model", "image_chunks", "rescalable"]
 
 QUANTITIES = ("c_norm1", "c_emp", "c_apriori", "weight_norm_product")
 
@@ -78,8 +80,12 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
     for i in progress(images, f"constants {net}", ctx.s.progress):
         x = model_input(model, X, i)
         xb = x.detach().double().numpy()
-        bounds = [support_bounds(model, xb, pert, level) for pert, level in perturbations]
-        got = _image_constants(model, x, rules, perturbations, bounds)
+        try:
+            bounds = [support_bounds(model, xb, pert, level) for pert, level in perturbations]
+            perts = perturbations
+        except UnsupportedLayerError:      # no interval bounds through residual blocks: no support constants (B3)
+            bounds, perts = [], ()
+        got = _image_constants(model, x, rules, perts, bounds)
         for label, v in got.items():
             for q, val in v.items():
                 per[label].setdefault(q, []).append(np.nan if val is None else float(val))
@@ -91,15 +97,59 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
     return out
 
 
+def derived_model(ctx, net, kind, c):
+    """``net`` with its weights multiplied by c (``kind="scaled"``: W_l → c·W_l, biases and BatchNorm kept; c = 1
+    the net itself) or rescaled function-preservingly (``kind="rescaled"``: (c, 1/c) on consecutive layers) — kept
+    in ``ctx.cache`` (in memory, never stored) until another derived copy is asked for."""
+    key = ("binder-model", net, kind, float(c))
+    if key not in ctx.cache:
+        for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("binder-model",)]:
+            del ctx.cache[k]            # one derived copy at a time (a VGG's copy is GBs; chunks come per scale)
+        base = ctx.model(net)
+        if kind == "scaled":
+            ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
+        else:
+            ctx.cache[key] = rescale_consecutive(base, c)[0]
+    return ctx.cache[key]
+
+
+def rescalable(ctx, net) -> bool:
+    """Whether ``net`` has a function-preserving (c, 1/c) rescaling: two consecutive Linear/Conv2d layers that
+    positive scaling passes between (:func:`chainlab.studies.rescaling_runs`; not across residual blocks)."""
+    key = ("binder-rescalable", net)
+    if key not in ctx.cache:
+        ctx.cache[key] = any(len(r) >= 2 for r in rescaling_runs(ctx.model(net)))
+    return ctx.cache[key]
+
+
+def _concat(parts: list) -> dict:
+    """{rule: {quantity: per-image}} of consecutive chunks, concatenated."""
+    return {rule: {q: np.concatenate([p[rule][q] for p in parts]) for q in parts[0][rule]} for rule in parts[0]}
+
+
+def controlled_chunk(ctx, net, c, images, rules=None) -> dict:
+    """:func:`constants` of ``net`` × c on one chunk of images (``images``)."""
+    return constants(ctx, f"{net} ×{c:g}", images, model=derived_model(ctx, net, "scaled", c), source=net,
+                     rules=rules, role="controlled", study=net, scale=c)
+
+
+def rescaled_chunk(ctx, net, images, c=P.RESCALE_C, rules=None) -> dict:
+    """:func:`constants` of the function-preserving rescaling of ``net`` on one chunk of images."""
+    return constants(ctx, f"{net} rescaled", images, model=derived_model(ctx, net, "rescaled", c), source=net,
+                     rules=rules, role="rescaled", study=net, scale=c)
+
+
+def image_chunks(ctx, net, images) -> list:
+    """``images`` (a range from 0) cut to the net's images, in the run's chunks (one chunk unless a run on a user's
+    net sets ``ctx.s.chunk``)."""
+    images = ctx.image_range(net, images)
+    return ctx.s.chunks(images.stop)
+
+
 def controlled(ctx, net, images, scales=P.SCALES, rules=None) -> dict:
     """{c: constants(...)} of ``net`` with its weights multiplied by c (W_l → c·W_l, biases and BatchNorm kept)."""
-    base = ctx.model(net)
-    out = {}
-    for c in scales:
-        model = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
-        out[c] = constants(ctx, f"{net} ×{c:g}", images, model=model, source=net, rules=rules, role="controlled",
-                           study=net, scale=c)
-    return out
+    return {c: _concat([controlled_chunk(ctx, net, c, r, rules) for r in image_chunks(ctx, net, images)])
+            for c in scales}
 
 
 def rescaled(ctx, net, images, c=P.RESCALE_C, rules=None) -> dict:
@@ -107,16 +157,15 @@ def rescaled(ctx, net, images, c=P.RESCALE_C, rules=None) -> dict:
     consecutive Linear/Conv2d layers, biases and BatchNorm along: the same logits), plus "logit_change" (the
     largest relative change of the logits over the images) and "same_decision"."""
     base = ctx.model(net)
-    model, _ = rescale_consecutive(base, c)
+    model = derived_model(ctx, net, "rescaled", c)
     images = ctx.image_range(net, images)
     X, _ = ctx.images(net, images.stop)
     with torch.no_grad():
         a = np.concatenate([base(model_input(base, X, i)).double().numpy() for i in images])
         b = np.concatenate([model(model_input(model, X, i)).double().numpy() for i in images])
-    out = {"original": constants(ctx, f"{net} ×1", images, model=base, source=net, rules=rules, role="controlled",
-                                 study=net, scale=1.0),
-           "rescaled": constants(ctx, f"{net} rescaled", images, model=model, source=net, rules=rules, role="rescaled",
-                                 study=net, scale=c),
+    chunks = image_chunks(ctx, net, images)
+    out = {"original": _concat([controlled_chunk(ctx, net, 1.0, r, rules) for r in chunks]),
+           "rescaled": _concat([rescaled_chunk(ctx, net, r, c, rules) for r in chunks]),
            "logit_change": float(np.abs(a - b).max() / np.abs(a).max()),
            "same_decision": bool((a.argmax(1) == b.argmax(1)).all())}
     return out

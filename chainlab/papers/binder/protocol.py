@@ -19,7 +19,7 @@ box) and brightness ±0.2.  Images: the prefix of the run's fixed held-out set (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...studies import rule_label
 from ..seeds import family, seed_of
@@ -63,12 +63,18 @@ class Sizes:
 
 
 def sizes(s) -> Sizes:
+    """The sizes of the setting; a run on a user's net (``s.images``) caps the image counts at its images."""
     if s.quick:
-        return Sizes(images=4, controlled_images=6, sigma_bounds=QUICK)
-    if s.extended:
-        return Sizes(images=8, controlled_images=12, averages=True, averages_images=2, extra_rules=True,
-                     sigma_bounds=STUDY)
-    return Sizes(images=4, controlled_images=6)
+        z = Sizes(images=4, controlled_images=6, sigma_bounds=QUICK)
+    elif s.extended:
+        z = Sizes(images=8, controlled_images=12, averages=True, averages_images=2, extra_rules=True,
+                  sigma_bounds=STUDY)
+    else:
+        z = Sizes(images=4, controlled_images=6)
+    if s.images is None:
+        return z
+    return replace(z, images=s.cap(z.images), controlled_images=s.cap(z.controlled_images),
+                   averages_images=s.cap(z.averages_images))
 
 
 def study(ctx) -> tuple[dict, list]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import time
 
-from ..context import on_one_thread
+import numpy as np
+
+from ..context import Chunk, on_one_thread
 from ..verdict import Verdict, not_checked
 from . import decide as D
 from . import measure as M
@@ -18,7 +20,8 @@ from . import protocol as P
 from . import report as R
 from .spec import ACCURACY, COST, GAP, GROWTH, RISE, SPECS, TREND
 
-__all__ = ["SPECS", "CLAIMS", "ORDER", "study_spectra", "claim_m1", "claim_m2", "claim_m3", "claim_m4", "claim_m5"]
+__all__ = ["SPECS", "CLAIMS", "ORDER", "study_spectra", "claim_m1", "claim_m2", "claim_m3", "claim_m4", "claim_m5",
+           "plan", "m2_chunks", "m3_chunks"]
 
 VG = {"vanilla": {"kind": "vanilla"}}
 RECIPE = ("optimizer", "lr", "epochs", "weight_decay", "batch_size")     # the training recipe in a net's metadata
@@ -75,6 +78,57 @@ def claim_m1(ctx) -> list:
                     numbers=R.numbers(dec))]
 
 
+def _concat_spectra(parts: list) -> dict:
+    """:func:`measure.spectra` results of consecutive chunks, concatenated per metric and label (and the targets,
+    maps)."""
+    if not parts:
+        return {m: {} for m in M.METRICS}
+    out = {m: {lab: np.concatenate([p[m][lab] for p in parts]) for lab in parts[0][m]} for m in M.METRICS}
+    out["targets"] = np.concatenate([p["targets"] for p in parts])
+    if "maps" in parts[0]:
+        out["maps"] = {lab: np.concatenate([p["maps"][lab] for p in parts]) for lab in parts[0]["maps"]}
+    return out
+
+
+def m2_chunk(ctx, net, images, n_sg) -> dict:
+    """M2 on one chunk of images: the spectra of every method (SmoothGrad on the images below ``n_sg``) and the
+    faithfulness of the maps the decision needs; {"a", "b" (None without SmoothGrad images), "aucs"}."""
+    sz = P.sizes(ctx.s)
+    full, sg = P.methods(sz.sigmas, sz.sg_samples, ctx.s.seed, extended=ctx.s.extended)
+    a = M.spectra(ctx, net, images, full, keep=True, study="methods")
+    sg_images = range(images.start, min(images.stop, n_sg))
+    b = M.spectra(ctx, net, sg_images, sg, keep=True, study="methods") if len(sg_images) else None
+    maps = {lab: m for lab, m in {**a["maps"], **(b["maps"] if b is not None else {})}.items()
+            if sz.all_faithfulness or lab in P.DECIDED + P.BESIDE + ("vanilla",)}
+    return {"a": a, "b": b, "aucs": M.faithfulness(ctx, net, images, maps, a["targets"], steps=sz.steps)}
+
+
+def m2_chunks(ctx, net) -> list:
+    """The chunks of M2 on ``net`` (one chunk unless a run on a user's net sets ``ctx.s.chunk``)."""
+    sz = P.sizes(ctx.s)
+    n = ctx.image_range(net, range(sz.m2_images)).stop
+    n_sg = min(sz.sg_images, n)
+    # min(r.stop, n_sg): the chunk's own SmoothGrad cut (what m2_chunk uses), so a chunk's identity does not depend
+    # on the run's image count (the probe's chunk of image 1 is the run's first chunk)
+    return [Chunk(m2_chunk, (net, r, min(r.stop, n_sg)), (), f"M2 · {net}", len(r)) for r in ctx.s.chunks(n)]
+
+
+def m3_chunks(ctx, net) -> list:
+    """The chunks of M3 (the ReLU masks' EF rises) on ``net``."""
+    sz = P.sizes(ctx.s)
+    n = ctx.image_range(net, range(sz.m3_images)).stop
+    return [Chunk(M.mask_rises, (net, r), (), f"M3 · {net}", len(r)) for r in ctx.s.chunks(n)]
+
+
+def plan(ctx, claims) -> list:
+    """The per-image chunks of M2 and M3 on a user's net, for a run that stores, resumes or farms them out (M1, M4
+    and M5 need families of trained nets)."""
+    net = P.relu_net(ctx)
+    if net is None or net not in ctx.registered:
+        return []
+    return (m2_chunks(ctx, net) if "M2" in claims else []) + (m3_chunks(ctx, net) if "M3" in claims else [])
+
+
 def claim_m2(ctx) -> list:
     t0 = time.perf_counter()
     spec = SPECS["M2"]
@@ -82,13 +136,12 @@ def claim_m2(ctx) -> list:
     if net is None:
         return [not_checked(spec, f"no weights for {P.RELU_NET}", time.perf_counter() - t0)]
     sz = P.sizes(ctx.s)
-    full, sg = P.methods(sz.sigmas, sz.sg_samples, ctx.s.seed, extended=ctx.s.extended)
-    a = M.spectra(ctx, net, range(sz.m2_images), full, keep=True, study="methods")
-    b = M.spectra(ctx, net, range(min(sz.sg_images, sz.m2_images)), sg, keep=True, study="methods")
+    got = [c(ctx) for c in m2_chunks(ctx, net)]
+    a = _concat_spectra([g["a"] for g in got])
+    b = _concat_spectra([g["b"] for g in got if g["b"] is not None])
     ef = {m: {**a[m], **b[m]} for m in M.METRICS}
-    maps = {lab: m for lab, m in {**a["maps"], **b["maps"]}.items()
-            if sz.all_faithfulness or lab in P.DECIDED + P.BESIDE + ("vanilla",)}
-    aucs = M.faithfulness(ctx, net, range(sz.m2_images), maps, a["targets"], steps=sz.steps)
+    aucs = {lab: {k: np.concatenate([g["aucs"][lab][k] for g in got if lab in g["aucs"]]) for k in kinds}
+            for lab, kinds in got[0]["aucs"].items()}
     sigmas = {P.sg_label(s): s * P.PIXEL_STD for s in sz.sigmas}
     decided = tuple(lab for lab in P.DECIDED if lab in ef["EF_code"])
     besides = tuple(lab for lab in ef["EF_code"] if lab not in decided and lab != "vanilla")
@@ -118,7 +171,9 @@ def claim_m3(ctx) -> list:
     if net is None:
         return [not_checked(spec, f"no weights for {P.RELU_NET}", time.perf_counter() - t0)]
     sz = P.sizes(ctx.s)
-    rises = M.mask_rises(ctx, net, range(sz.m3_images))
+    parts = [c(ctx) for c in m3_chunks(ctx, net)]
+    rises = {k: {lay: np.concatenate([p[k][lay] for p in parts if lay in p.get(k, {})]) for lay in parts[0][k]}
+             for k in parts[0]} if parts else {}
     chain = rises.get(("chain", "dc-included"), {})
     if not chain:
         return [not_checked(spec, f"{net} has no ReLU mask with a 2-d signal", time.perf_counter() - t0)]

@@ -97,9 +97,14 @@ def baseline(ctx, net) -> np.ndarray:
 
 def faithfulness(ctx, net, images, maps: dict, targets, *, steps: int) -> dict:
     """{label: {"deletion": per-image AUC, "insertion": per-image AUC}} of every map set (n, H, W) against the
-    fixed baseline (:mod:`chainlab.studies.faithfulness`)."""
-    model = ctx.model(net)
+    fixed baseline (:mod:`chainlab.studies.faithfulness`), cached per (net, images, labels and their sizes,
+    steps)."""
     images = ctx.image_range(net, images)
+    key = ("mehrpanah-faithfulness", net, images.start, images.stop, tuple((lab, len(m)) for lab, m in maps.items()),
+           steps)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    model = ctx.model(net)
     X, _ = images_of(ctx, net, images)
     b = baseline(ctx, net)
     out = {}
@@ -111,6 +116,7 @@ def faithfulness(ctx, net, images, maps: dict, targets, *, steps: int) -> dict:
             for q, v in (("deletion_auc", d[j]), ("insertion_auc", i[j])):
                 ctx.record("faithfulness", net=net, rule=label, image=images.start + j, quantity=q, value=float(v),
                            steps=steps, baseline="held-out per-channel mean")
+    ctx.cache[key] = out
     return out
 
 

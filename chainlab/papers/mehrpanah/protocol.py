@@ -21,7 +21,7 @@ beside; SmoothGrad n = 64 at the authors' σ sweep 1e-3, 1e-2, 1e-1 (standardize
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...nets import models
 from ...studies import AUTHORS_GRADCAM
@@ -90,11 +90,17 @@ class Sizes:
 
 
 def sizes(s) -> Sizes:
+    """The sizes of the setting; a run on a user's net (``s.images``) caps the image counts at its images."""
     if s.quick:
-        return Sizes(6, 6, 6, 8, AUTHORS_SIGMAS[1:], 8, 5, all_betas=False)
-    if s.extended:
-        return Sizes(1000, 500, 200, 64, AUTHORS_SIGMAS, 32, 64, ablations=True, all_faithfulness=True)
-    return Sizes(64, 48, 16, 64, AUTHORS_SIGMAS, 10, 24)
+        z = Sizes(6, 6, 6, 8, AUTHORS_SIGMAS[1:], 8, 5, all_betas=False)
+    elif s.extended:
+        z = Sizes(1000, 500, 200, 64, AUTHORS_SIGMAS, 32, 64, ablations=True, all_faithfulness=True)
+    else:
+        z = Sizes(64, 48, 16, 64, AUTHORS_SIGMAS, 10, 24)
+    if s.images is None:
+        return z
+    return replace(z, m1_images=s.cap(z.m1_images), m2_images=s.cap(z.m2_images), sg_images=s.cap(z.sg_images),
+                   m3_images=s.cap(z.m3_images))
 
 
 def activation_study(ctx, betas=None) -> tuple[dict, list]:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from ...errors import MissingFileError, PatternError
-from ..context import on_one_thread, progress
+from ..context import Chunk, on_one_thread, progress
 from ..verdict import Verdict, not_checked
 from . import decide as D
 from . import measure as M
@@ -31,7 +31,8 @@ from . import report as R
 from .protocol import boundaries, first_conv_step, net_protocol, roles, seed_nets, sizes
 from .spec import SPECS, beside, decided
 
-__all__ = ["SPECS", "CLAIMS", "ORDER", "shared_pass"]
+__all__ = ["SPECS", "CLAIMS", "ORDER", "shared_pass", "plan", "pass_chunks", "prefix_chunks", "cascade_chunks",
+           "two_object_chunks"]
 
 EXTRA_IDS = ("excitation-bp", "contrastive-ebp", "contrastive-lrp")
 
@@ -55,7 +56,103 @@ def _nets(ctx, claim):
 def _chunks(ctx, n=None):
     Z = sizes(ctx)
     n = Z.images if n is None else n
+    if ctx.s.images is not None:            # a run on a user's net: its chunks (chainlab.app.own)
+        return ctx.s.chunks(n, default=Z.chunk)
     return [range(lo, min(lo + Z.chunk, n)) for lo in range(0, n, Z.chunk)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the chunks each claim measures (the claims run exactly these; a run on a user's net stores, resumes and farms
+# them out through plan())
+
+
+def _kw(**kw):
+    return tuple(kw.items())
+
+
+def pass_chunks(ctx, net, role, seed=0, methods=None) -> list:
+    """The chunks of the shared pass (S1, S2, S3, S5) on ``net``."""
+    P = net_protocol(ctx, net, role)
+    inject = tuple(P.inject if ctx.s.extended else P.inject[:1])
+    methods = tuple(_pass_methods(ctx, net, role, seed) if methods is None else methods)
+    return [Chunk(M.csc_pass, (net, r, methods), _kw(inject=inject, side=P.side, targets=True,
+                                                     independent=ctx.s.extended),
+                  f"S1/S3/S5 · {net}", len(r)) for r in _chunks(ctx)]
+
+
+def prefix_chunks(ctx, net, mid) -> list:
+    """The chunks of S6's prefix products (method ``mid``) on ``net``'s first theorem images."""
+    Z = sizes(ctx)
+    n = min(Z.theorem_images, len(ctx.images(net, Z.theorem_images)[0]))
+    return [Chunk(M.prefix_ratios, (net, r, M.METHOD[mid]), _kw(columns=Z.columns), f"S6 · {net}", len(r))
+            for r in ctx.s.chunks(n)]
+
+
+def cascade_chunk(ctx, net, images, method, steps, keep, pass_chunk=None):
+    """S7 on one chunk: the cascade of ``method`` with the original maps of the shared pass's chunk when there is
+    one (pattern methods: the frozen A⊙W rule recomputes them)."""
+    orig = None
+    if pass_chunk is not None and not method.rule.startswith("pattern"):
+        got = pass_chunk(ctx).get(method.id)
+        orig = None if got is None else got.get("maps")
+    return M.cascade(ctx, net, images, method, steps, original_maps=orig, keep=keep)
+
+
+def cascade_chunks(ctx, net, role, seed=0, with_pass=None) -> list:
+    """The chunks of S7 on ``net``: every cascaded method on every chunk, after the shared pass's chunk whose
+    maps it reuses when the run has the shared pass (``with_pass``; None: when it was measured already)."""
+    Z = sizes(ctx)
+    spec = SPECS["S7"]
+    P = net_protocol(ctx, net, role)
+    first = first_conv_step(ctx, net, P.cascade)
+    steps = tuple(P.cascade if ctx.s.extended else P.cascade[:first + 1])
+    if with_pass is None:
+        with_pass = ("sixt-shared", net, None) in ctx.cache
+    passes = ({c.args[1]: c for c in pass_chunks(ctx, net, role, seed)}
+              if with_pass and net in [n for _, _, n in _nets(ctx, "csc")[0]] else {})
+    out = []
+    for m in _cascade_methods(ctx, net, role, spec, seed):
+        for r in _chunks(ctx):
+            pc = passes.get(r)
+            out.append(Chunk(cascade_chunk, (net, r, m, steps, Z.heatmaps if r.start == 0 and seed == 0 else 0, pc),
+                             (), f"S7 · {net}", len(r), (pc,) if pc is not None else ()))
+    return out
+
+
+def two_object_chunks(ctx, net, methods) -> list:
+    """S8 on a user's net: the top-two-logit class difference on its own images, per chunk."""
+    Z = sizes(ctx)
+    return [Chunk(M.top_two_differences, (net, r, tuple(methods)), (), f"S8 · {net}", len(r))
+            for r in ctx.s.chunks(Z.two_object, default=Z.two_object)]
+
+
+def _s8_methods(ctx, net):
+    ok, _ = M.methods_on(ctx, net)
+    wanted = ("lrp-a1b0", "gradient")
+    return [m for m in ok if m.id != M.SMOOTHGRAD.id and (ctx.s.extended or m.id in wanted)
+            and (ctx.s.extended or m.id not in EXTRA_IDS)]
+
+
+def plan(ctx, claims) -> list:
+    """Every chunk the claims ``claims`` measure in this run (in the order they run), for a run that stores, resumes
+    or farms them out; the claims then find them in ``ctx.cache``."""
+    claims = set(claims)
+    out = []
+    if claims & {"S1", "S3", "S5"}:
+        for seed, role, net in _nets(ctx, "csc")[0]:
+            out += pass_chunks(ctx, net, role, seed)
+    if "S6" in claims:
+        for seed, role, net in _nets(ctx, "theorem")[0]:
+            out += prefix_chunks(ctx, net, "lrp-a1b0") + prefix_chunks(ctx, net, "gradient")
+            out.append(Chunk(M.layer_hypotheses, (net,), (), f"S6 · {net}", 1))
+    if "S7" in claims:
+        for seed, role, net in _nets(ctx, "cascade")[0]:
+            out += cascade_chunks(ctx, net, role, seed, with_pass=bool(claims & {"S1", "S3", "S5"}))
+    if "S8" in claims:
+        for seed, role, net in _nets(ctx, "two_object")[0]:
+            if net in ctx.registered:
+                out += two_object_chunks(ctx, net, _s8_methods(ctx, net))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,10 +183,8 @@ def shared_pass(ctx, net, role, seed: int = 0, methods=None) -> dict:
     P = net_protocol(ctx, net, role)
     inject = P.inject if ctx.s.extended else P.inject[:1]
     methods = _pass_methods(ctx, net, role, seed) if methods is None else list(methods)
-    chunks = []
-    for r in progress(_chunks(ctx), f"{net} · Sixt CSC/SSIM ({len(methods)} methods)", ctx.s.progress):
-        chunks.append(M.csc_pass(ctx, net, r, methods, inject=inject, side=P.side, targets=True,
-                                 independent=ctx.s.extended))
+    chunks = [c(ctx) for c in progress(pass_chunks(ctx, net, role, seed, methods),
+                                       f"{net} · Sixt CSC/SSIM ({len(methods)} methods)", ctx.s.progress)]
     bounds = boundaries(ctx, net)
     out = {"bounds": bounds, "inject": inject, "methods": methods, "curves": {}, "ssim": {}, "maps": {}, "hist": {}}
     for m in methods:
@@ -253,9 +348,10 @@ def claim_s6(ctx) -> list:
     have, missing = _nets(ctx, "theorem")
     prefix, texts = {}, []
     for seed, role, net in have:
-        n = min(Z.theorem_images, len(ctx.images(net, Z.theorem_images)[0]))
         for mid in ("lrp-a1b0", "gradient"):
-            pr = M.prefix_ratios(ctx, net, range(0, n), M.METHOD[mid], columns=Z.columns)
+            prs = [c(ctx) for c in prefix_chunks(ctx, net, mid)]
+            pr = {"ratio": np.concatenate([p["ratio"] for p in prs]),
+                  "hilbert": np.concatenate([p["hilbert"] for p in prs]), "names": prs[0]["names"]}
             prefix.setdefault(seed, {})[(role, mid)] = pr["ratio"]
             R.record_prefix(ctx, net, role, seed, mid, pr)
         hyp = M.layer_hypotheses(ctx, net)
@@ -311,16 +407,11 @@ def claim_s7(ctx) -> list:
         P = net_protocol(ctx, net, role)
         first = first_conv_step(ctx, net, P.cascade)
         steps = P.cascade if ctx.s.extended else P.cascade[:first + 1]
-        methods = _cascade_methods(ctx, net, role, spec, seed)
-        sh = ctx.cache.get(("sixt-shared", net, None))
         d = data.setdefault(seed, {"ssim": {}})
-        for m in progress(methods, f"{net} · cascading randomization", ctx.s.progress):
-            chunks = []
-            reuse = sh is not None and sh["maps"].get(m.id) is not None and not m.rule.startswith("pattern")
-            for r in _chunks(ctx):          # the shared pass's maps of the original net (pattern methods: the
-                orig = sh["maps"][m.id][r.start:r.stop] if reuse else None   # frozen A⊙W rule recomputes them)
-                chunks.append(M.cascade(ctx, net, r, m, steps, original_maps=orig,
-                                        keep=Z.heatmaps if r.start == 0 and seed == 0 else 0))
+        by_method = {}
+        for c in progress(cascade_chunks(ctx, net, role, seed), f"{net} · cascading randomization", ctx.s.progress):
+            by_method.setdefault(c.args[2].id, (c.args[2], []))[1].append(c(ctx))
+        for m, chunks in by_method.values():
             ssim = np.concatenate([c["ssim"] for c in chunks], axis=1)
             d["ssim"][(role, m.id)] = ssim[first]
             R.record_cascade(ctx, net, role, seed, m, chunks[0]["labels"], ssim, first, chunks[0])
@@ -344,23 +435,28 @@ def claim_s8(ctx) -> list:
     Z = sizes(ctx)
     have, missing = _nets(ctx, "two_object")
     data = {}
+    top_two = []
     for seed, role, net in have:
-        if tuple(ctx.images(net, 1)[0].shape[1:]) != (3, 32, 32):
+        methods = _s8_methods(ctx, net)
+        if net in ctx.registered:         # no two-object images of the user's: the two top logits of its own images
+            chunks = [c(ctx) for c in two_object_chunks(ctx, net, methods)]
+            diffs = {m.id: np.concatenate([c[m.id] for c in chunks]) for m in methods}
+            top_two.append(net)
+        elif tuple(ctx.images(net, 1)[0].shape[1:]) != (3, 32, 32):
             continue
-        ok, _ = M.methods_on(ctx, net)
-        wanted = ("lrp-a1b0", "gradient")
-        methods = [m for m in ok if m.id != M.SMOOTHGRAD.id and (ctx.s.extended or m.id in wanted)
-                   and (ctx.s.extended or m.id not in EXTRA_IDS)]
-        diffs = M.class_differences(ctx, net, Z.two_object, methods)
+        else:
+            diffs = M.class_differences(ctx, net, Z.two_object, methods)
         for mid, v in diffs.items():
             data.setdefault(seed, {})[(role, mid)] = v
         R.record_class_difference(ctx, net, role, seed, methods, diffs)
     if not data:
         return [not_checked(spec, R.missing_text(missing) or "no net takes two-object scenes")]
     dec, ps = D.over_seeds({s: D.decide_s8(v) for s, v in data.items()})
+    top = ((f"{', '.join(top_two)}: no two-object images given — the two labels are the net's two top logits on its "
+            "own images (the paper's Fig. 1: two objects of one image)",) if top_two else ())
     return [Verdict(spec, dec, R.observed_s8(data, spec, missing), time.perf_counter() - t0, figures=("sixt_fig1.png",),
                     paper_numbers=R.PAPER_NUMBERS["S8"], beside=R.beside_s8(data, spec),
-                    per_seed=ps if len(ps) > 1 else {}, caveats=R.extended_caveats(ctx, ("s8_all",)),
+                    per_seed=ps if len(ps) > 1 else {}, caveats=top + R.extended_caveats(ctx, ("s8_all",)),
                     numbers=R.numbers_s8(data))]
 
 

@@ -14,7 +14,7 @@ Settings (:func:`sizes`): the default run keeps the paper's 200 images × 5 vect
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -105,11 +105,19 @@ class Sizes:
 
 
 def sizes(ctx) -> Sizes:
+    """The sizes of the setting; a run on a user's net (``ctx.s.images``) caps every image count at its images and
+    measures in its chunks."""
     if ctx.s.quick:
         small = tuple((max(a // 16, 3), max(b // 16, 3)) for a, b in VGG16_SHAPES)
-        return Sizes(images=10, chunk=10, vectors=5, theorem_images=8, columns=32, draws=8, two_object=10,
-                     sim_shapes=small)
-    return Sizes(images=200, chunk=50, vectors=5, theorem_images=16, columns=64, draws=20, two_object=200)
+        Z = Sizes(images=10, chunk=10, vectors=5, theorem_images=8, columns=32, draws=8, two_object=10,
+                  sim_shapes=small)
+    else:
+        Z = Sizes(images=200, chunk=50, vectors=5, theorem_images=16, columns=64, draws=20, two_object=200)
+    s = ctx.s
+    if s.images is None:
+        return Z
+    return replace(Z, images=s.cap(Z.images), chunk=s.chunk or Z.chunk, theorem_images=s.cap(Z.theorem_images),
+                   two_object=s.cap(Z.two_object))
 
 
 def roles(ctx, claim: str) -> tuple:
@@ -124,9 +132,11 @@ def roles(ctx, claim: str) -> tuple:
         "cascade": ("digits-cnn",) if q else (("vgg-cifar", "resnet-cifar", "sixt-cifar") if x else ("vgg-cifar",)),
         "two_object": ("vgg-cifar",) if q else (("vgg-cifar", "sixt-cifar", "resnet-cifar") if x else ("vgg-cifar",)),
     }[claim]
-    own = tuple(n for n, e in ctx.registered.items() if e.extra.get("seed_of") is None and n not in table
-                and not re.fullmatch(r".+-seed[0-9]+", n))
-    return table + own
+    mine = tuple(n for n, e in ctx.registered.items() if e.extra.get("seed_of") is None
+                 and not re.fullmatch(r".+-seed[0-9]+", n))
+    if mine and ctx.s.images is not None:     # a run on the user's nets (verify --model): those only
+        return mine
+    return table + tuple(n for n in mine if n not in table)
 
 
 def seed_nets(ctx, role: str) -> dict:
