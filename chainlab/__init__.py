@@ -7,23 +7,34 @@
     >>> chain[0].shape, chain.to_dense().shape, chain.explain().shape
 
 The package's layers, bottom to top (each imports only from those below it):
-``kernels`` (numba) → ``errors``, ``options``, ``files``, ``version`` → ``linalg`` → ``chain`` →
-``trace`` → ``nets`` → ``rules`` → ``extraction`` → ``archive`` → ``measures`` → ``studies`` → ``app``.
-This module is the facade above them all.
+``kernels`` (numba) → ``errors``, ``options``, ``files``, ``version``, ``lazy`` → ``linalg`` → ``chain`` →
+``trace`` → ``nets`` → ``rules`` → ``extraction`` → ``archive`` → ``measures`` → ``studies`` → ``papers`` → ``app``.
+This module is the facade above them all.  It loads nothing but the errors and the version: every other
+name (``chainlab.extract``, ``chainlab.models``, ``chainlab.Chain``, ``chainlab.linalg``, …) imports its layer
+on first use (PEP 562, :mod:`chainlab.lazy`), so ``import chainlab`` costs little more than ``import torch``
+and numba, h5py, scipy.stats, scikit-image, scikit-learn, matplotlib, typer and dask load only where used.
 """
-from . import archive, linalg, measures, nets, rules, studies, trace
-from .chain import Chain, DeepLiftChain, RectifiedChain
+from . import lazy
 from .errors import (ArchiveError, ChainlabError, ExtractionError, InputError, NotLinearError, OptionError,
                      UnsupportedLayerError)
-from .extraction import extract
-from .linalg import BlockOperator, DenseOperator, Operator, SparseOperator, as_operator
-from .nets import data, models, zoo
-from .rules import Composite, Rule, patterns
 from .version import __version__
 
+__getattr__, __dir__, _LAZY = lazy.attach(
+    __name__,
+    submodules=["app", "archive", "chain", "extraction", "files", "kernels", "linalg", "measures", "nets",
+                "options", "papers", "rules", "studies", "trace"],
+    names={
+        ".chain": ["BatchChain", "Chain", "DeepLiftChain", "RectifiedChain"],
+        ".extraction": ["extract", "extract_batch"],
+        ".linalg": ["BlockOperator", "DenseOperator", "Operator", "SparseOperator", "as_operator"],
+        ".nets": ["data", "models", "zoo"],
+        ".rules": ["Composite", "Rule", "patterns"],
+    },
+)
+
 __all__ = [
-    "ArchiveError", "BlockOperator", "Chain", "ChainlabError", "Composite", "DeepLiftChain", "DenseOperator",
-    "ExtractionError", "InputError", "NotLinearError", "Operator", "OptionError", "RectifiedChain", "Rule",
-    "SparseOperator", "UnsupportedLayerError", "__version__", "archive", "as_operator", "data", "extract",
-    "linalg", "measures", "models", "nets", "patterns", "rules", "studies", "trace", "zoo",
+    "ArchiveError", "BatchChain", "BlockOperator", "Chain", "ChainlabError", "Composite", "DeepLiftChain",
+    "DenseOperator", "ExtractionError", "InputError", "NotLinearError", "Operator", "OptionError", "RectifiedChain",
+    "Rule", "SparseOperator", "UnsupportedLayerError", "__version__", "archive", "as_operator", "data", "extract",
+    "extract_batch", "linalg", "measures", "models", "nets", "patterns", "rules", "studies", "trace", "zoo",
 ]

@@ -15,6 +15,7 @@ code catching the built-in keeps working.
     ├── InputError           bad input data: shapes, non-finite values, targets, image ranges
     ├── MissingFileError     a file or directory that should exist does not
     ├── ModelFileError       a model/weights file that cannot be read or would run code
+    ├── ChecksumError        a shipped data file whose bytes differ from its recorded sha256
     ├── PatternError         pattern files or patterns that do not fit the model
     ├── UnsupportedLayerError  a layer or operation without an explicit backward matrix here
     ├── NotLinearError       a rule whose backward pass is not a product of matrices
@@ -27,8 +28,8 @@ code catching the built-in keeps working.
 from __future__ import annotations
 
 __all__ = [
-    "ChainlabError", "OptionError", "InputError", "MissingFileError", "ModelFileError", "PatternError",
-    "UnsupportedLayerError", "NotLinearError", "ExtractionError", "ArchiveError", "BoundViolationError",
+    "ChainlabError", "OptionError", "InputError", "MissingFileError", "ModelFileError", "ChecksumError",
+    "PatternError", "UnsupportedLayerError", "NotLinearError", "ExtractionError", "ArchiveError", "BoundViolationError",
     "ConeViolationError", "RunError",
 ]
 
@@ -51,6 +52,11 @@ class MissingFileError(ChainlabError, FileNotFoundError):
 
 class ModelFileError(ChainlabError, ValueError):
     """A model or weights file that cannot be read, does not fit, or would execute code on loading."""
+
+
+class ChecksumError(ChainlabError, ValueError):
+    """A shipped data file (net, patterns, digits) whose sha256 differs from the one its folder's SHA256SUMS
+    records: a damaged copy, or a file remade without recording it (:mod:`chainlab.nets.manifest`)."""
 
 
 class PatternError(ChainlabError, ValueError):

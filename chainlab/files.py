@@ -13,6 +13,9 @@ killed with SIGKILL cannot clean up after itself).
 ``write``/``fsync`` calls, so a full disk (ENOSPC) or a file-size limit (EFBIG) is an ``OSError`` here,
 the temp file is removed and the target is untouched.  :func:`free_bytes` is the space left for an
 unprivileged user on the file system of a path.
+
+``with on_failure(undo):`` runs ``undo()`` when the block exits by any exception (KeyboardInterrupt included) and
+lets the exception go on — the one way chainlab cleans up after a failure without catching anything.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["atomic_path", "free_bytes", "fsync_file", "fsync_dir", "stale_temps", "stale_temps_in", "temp_path",
-           "write_bytes"]
+__all__ = ["atomic_path", "free_bytes", "fsync_file", "fsync_dir", "on_failure", "stale_temps", "stale_temps_in",
+           "temp_path", "write_bytes"]
 
 _counter = itertools.count()
 
@@ -50,19 +53,32 @@ def fsync_dir(d) -> None:
 
 
 @contextlib.contextmanager
+def on_failure(undo):
+    """Run ``undo()`` if the block raises (any exception, which then propagates unchanged); nothing on success."""
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        if not done:
+            undo()
+
+
+def _remove(path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
 def atomic_path(target):
     """Yield a temp path beside ``target``; on success fsync it and rename it onto ``target`` (see module doc)."""
     target = Path(target)
     tmp = temp_path(target)
-    try:
+    with on_failure(lambda: _remove(tmp)):
         yield tmp
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_bytes(target, data, *, block: int = 64 << 20) -> None:

@@ -8,10 +8,18 @@ chain file.
 
 byte flips: an archive of a few chains of every storage kind (first written and appended); for every
 chain file, one flip at each attribute value and each data chunk (all must be detected: ArchiveError
-naming the file and the chain) and ``--flips`` random flips anywhere (detected or harmless — never a
-silently different chain).
+naming the index, the chain and the chain file's path) and ``--flips`` random flips anywhere (detected
+or harmless — never a silently different chain); then ``--flips`` random flips in the index.
 
-    .venv/bin/python scripts/archive_torture.py --kills 50 --flips 300
+crafted content (``--crafted`` rounds): what h5py lets anyone write, not only what a flipped byte
+makes — every attribute of every object of a chain file replaced in turn by a value of another type
+(an int, a float, an array, invalid UTF-8, JSON of the wrong type, JSON nested 100 000 deep, an
+integer of 5000 digits), every dataset replaced by one of another dtype, shape or by one whose chunks
+were never written, by a group, or deleted.  Each must give an ArchiveError (naming the chain file) or
+a chain (unchanged, or as edited where the new value is consistent — e.g. meta = {} — which is data,
+not damage): any other exception (a TypeError from a decoder, a MemoryError) is a failure.
+
+    .venv/bin/python scripts/archive_torture.py --kills 50 --flips 300 --crafted 1
 """
 import argparse
 import os
@@ -29,6 +37,7 @@ import scipy.sparse as sp
 
 from chainlab import archive
 from chainlab.archive import ArchiveError
+from chainlab.archive.store import index_image
 from chainlab.chain import Chain
 from chainlab.linalg import BlockOperator, DenseOperator, SparseOperator
 
@@ -160,7 +169,7 @@ def flips(d: Path, n_random: int, seed: int):
                         r.info(key)
                         got = r.load(key)
                 except ArchiveError as exc:
-                    assert str(path) in str(exc) and repr(key) in str(exc), exc
+                    assert str(path) in str(exc) and repr(key) in str(exc) and str(f) in str(exc), exc
                     counts[kind + "_detected"] += 1
                     continue
                 if kind == "targeted" or not same(got, expected[key]):
@@ -169,7 +178,128 @@ def flips(d: Path, n_random: int, seed: int):
         f.write_bytes(raw)
     print(f"byte flips over {len(files)} chain files: {counts['targeted']} at attribute values and data chunks, "
           f"{counts['targeted_detected']} detected; {counts['random']} random, {counts['random_detected']} detected, "
-          f"{counts['random_harmless']} harmless, 0 silent")
+          f"{counts['random_harmless']} harmless, 0 silent; every message named the chain file")
+    raw = path.read_bytes()
+    detected = harmless = 0
+    for pos in rng.choice(len(raw), n_random):
+        b = bytearray(raw)
+        b[pos] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(b))
+        try:
+            with archive.open(path) as r:
+                got = {k: r.load(k) for k in r.keys()}
+        except ArchiveError as exc:
+            assert str(path) in str(exc), exc
+            detected += 1
+            continue
+        if got.keys() != expected.keys() or not all(same(got[k], expected[k]) for k in keys):
+            raise AssertionError(f"index flip at byte {pos} went unnoticed")
+        harmless += 1
+    path.write_bytes(raw)
+    print(f"byte flips in the index: {n_random} random, {detected} detected, {harmless} harmless, 0 silent")
+
+
+def _variants(rng):
+    """Values of other types an attribute could be replaced by (what plain h5py lets anyone write)."""
+    out = [np.int64(7), np.float64(0.5), np.arange(3), np.bytes_(b"\xff\xfe not utf-8"), np.bytes_(b"[1, 2"),
+           np.bytes_(b"{}"), np.bytes_(b"[]"), np.bytes_(b"[[1], 2]"), np.bytes_(b"[-1]"), np.bytes_(b"null"),
+           np.bytes_(b"[" * 100_000 + b"]" * 100_000), np.bytes_(b"1" * 5000), np.bytes_(b'[[1e999]]'),
+           np.array([2**62, 2**62], dtype=np.int64), np.array([1.5, 2.5]), np.bool_(True), "a str"]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _dataset_variants(shape, dtype, attrs):
+    def make(kind):
+        def apply(parent, name):
+            del parent[name]
+            if kind == "group":
+                g = parent.create_group(name)
+            elif kind == "unwritten":
+                g = parent.create_dataset(name, shape=shape, dtype=dtype, chunks=True if shape else None)
+            elif kind == "int8":
+                g = parent.create_dataset(name, data=np.zeros(shape, np.int8))
+            elif kind == "str":
+                g = parent.create_dataset(name, data=np.array([b"x"] * max(int(np.prod(shape)), 1)))
+            elif kind == "2d":
+                g = parent.create_dataset(name, data=np.zeros((2, 2)))
+            elif kind == "longer":
+                g = parent.create_dataset(name, data=np.zeros(tuple(s + 1 for s in shape) or (1,)))
+            elif kind == "bigendian":
+                g = parent.create_dataset(name, data=np.zeros(shape, ">f8"))
+            elif kind == "compound":
+                g = parent.create_dataset(name, data=np.zeros(shape or (1,), [("a", "<f8"), ("b", "<i4")]))
+            else:
+                return
+            for k, v in attrs.items():
+                g.attrs[k] = v
+        return apply
+    return [(k, make(k)) for k in ("group", "unwritten", "int8", "str", "2d", "longer", "bigendian", "compound",
+                                    "deleted")]
+
+
+def crafted(d: Path, rounds: int, seed: int):
+    """Replace attributes and datasets of every chain file by values of other types (see the module docstring)."""
+    path = d / "crafted.h5"
+    archive.write(path, [synthetic(0), synthetic(1, block=True)])
+    with archive.open(path) as r:
+        keys = r.keys()
+        expected = {k: r.load(k) for k in keys}
+        files = {k: r.chain_file(k) for k in keys}
+    rng = np.random.default_rng(seed)
+    counts = dict(cases=0, refused=0, unchanged=0, edited=0)
+
+    def check(key, f):
+        with archive.open(path) as r0:
+            entries = dict(r0._entries)
+        entries[key] = (entries[key][0], f.stat().st_size)
+        path.write_bytes(index_image(entries, len(entries), path.name + ".chains"))
+        counts["cases"] += 1
+        try:
+            with archive.open(path) as r:
+                r.info(key)
+                got = r.load(key)
+                [r.load_layer(key, i) for i in range(len(got))]
+        except ArchiveError as exc:
+            assert str(f) in str(exc), exc
+            counts["refused"] += 1
+            return
+        counts["unchanged" if same(got, expected[key]) else "edited"] += 1   # a consistent edit is data, not damage
+
+    for _ in range(rounds):
+        for key, f in files.items():
+            raw = f.read_bytes()
+            with h5py.File(f, "r") as h:
+                objects = [("/", "")]
+                h.visititems(lambda name, obj: objects.append((name, type(obj).__name__)))
+                attrs = [(o, k) for o, _ in objects for k in h[o].attrs]
+                datasets = [(o, h[o].shape, h[o].dtype, dict(h[o].attrs)) for o, t in objects if t == "Dataset"]
+            for obj, name in attrs:
+                for value in _variants(rng)[:6]:
+                    f.write_bytes(raw)
+                    with h5py.File(f, "r+") as h:
+                        del h[obj].attrs[name]
+                        h[obj].attrs[name] = value
+                    check(key, f)
+                f.write_bytes(raw)
+                with h5py.File(f, "r+") as h:
+                    del h[obj].attrs[name]
+                check(key, f)
+            for obj, shape, dtype, attrs_of in datasets:
+                for kind, apply in _dataset_variants(shape, dtype, attrs_of):
+                    f.write_bytes(raw)
+                    with h5py.File(f, "r+") as h:
+                        parent, name = obj.rsplit("/", 1) if "/" in obj else ("/", obj)
+                        if kind == "deleted":
+                            del h[parent or "/"][name]
+                        else:
+                            apply(h[parent or "/"], name)
+                    check(key, f)
+            f.write_bytes(raw)
+            check(key, f)
+    print(f"crafted content: {counts['cases']} chain files changed with h5py (attributes of other types, datasets of "
+          f"other dtypes/shapes/unwritten, groups, deletions): {counts['refused']} refused with an ArchiveError "
+          f"naming the chain file, {counts['unchanged']} read back unchanged, {counts['edited']} read back as edited "
+          "(a consistent value of the right type, e.g. meta = {}), 0 other exceptions")
 
 
 def main(argv=None):
@@ -177,9 +307,12 @@ def main(argv=None):
     ap.add_argument("--kills", type=int, default=50)
     ap.add_argument("--flips", type=int, default=300, help="random flips per chain file")
     ap.add_argument("--size", type=int, default=400, help="the writer's dense chains are size × size")
+    ap.add_argument("--crafted", type=int, default=1, help="rounds of crafted attributes and datasets (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
+        if a.crafted:
+            crafted(Path(d), a.crafted, a.seed)
         flips(Path(d), a.flips, a.seed)
         kills(Path(d), a.kills, a.size, a.seed)
 

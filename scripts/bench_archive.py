@@ -12,6 +12,9 @@ Every file is fsynced, so the times include the disk.
     .venv/bin/python scripts/bench_archive.py                   # digits-cnn ×30, sixt-cifar ×5
     .venv/bin/python scripts/bench_archive.py --n 30 5 --dir /scratch
     .venv/bin/python scripts/bench_archive.py --formats [net] [rule]   # one chain: gzip levels vs np.savez
+    .venv/bin/python scripts/bench_archive.py --output results/bench_archive.txt
+
+``--smoke``: two appends of the digits-cnn chain, then the formats of that chain (seconds).
 """
 import argparse
 import os
@@ -24,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import _bench
 import chainlab
 from chainlab import archive
 from chainlab.app.cli import dataset_of
@@ -78,9 +82,9 @@ def bench_appends(chain, n, d: Path, label):
         to = time.perf_counter() - t
         wo = old.stat().st_size                         # the whole file is written again (copy + new chain)
         rows.append((tn, to))
-        print(f"{i:3d} {i:8d}  {tn:9.2f} {wn / 1e6:10.1f}  {to:13.2f} {wo / 1e6:10.1f}  {to / tn:6.2f}", flush=True)
+        print(f"{i:3d} {i:8d}  {tn:9.2f} {wn / 1e6:10.1f}  {to:13.2f} {wo / 1e6:10.1f}  {to / tn:6.3g}", flush=True)
     (tn0, to0), (tn1, to1) = rows[0], rows[-1]
-    print(f"last/first append: chainlab.archive {tn1 / tn0:.2f}, copy-append {to1 / to0:.2f}; "
+    print(f"last/first append: chainlab.archive {tn1 / tn0:.3g}, copy-append {to1 / to0:.3g}; "
           f"archive sizes {du(new) / 1e6:.1f} MB vs {old.stat().st_size / 1e6:.1f} MB")
     with archive.open(new) as r:
         assert len(r) == n
@@ -133,8 +137,8 @@ def bench_formats(net_name, rule, d: Path):
     base = rows[2]
     print(f"{'format':28s} {'write s':>8s} {'read s':>8s} {'MB':>8s}  write/savez  read/savez  size/savez")
     for label, tw, tr, size in rows:
-        print(f"{label:28s} {tw:8.2f} {tr:8.2f} {size / 1e6:8.1f}  {tw / base[1]:11.2f} {tr / base[2]:11.2f} "
-              f"{size / base[3]:11.2f}")
+        print(f"{label:28s} {tw:8.2f} {tr:8.2f} {size / 1e6:8.1f}  {tw / base[1]:11.3g} {tr / base[2]:11.3g} "
+              f"{size / base[3]:11.3g}")
 
 
 def main(argv=None):
@@ -144,8 +148,11 @@ def main(argv=None):
     ap.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp directory)")
     ap.add_argument("--formats", nargs="*", default=None, metavar="NET_RULE",
                     help="instead: compare storage formats for one chain (net, rule)")
+    _bench.add_options(ap)
     a = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=a.dir) as d:
+    if a.smoke:
+        a.n = (2, 0)
+    with tempfile.TemporaryDirectory(dir=a.dir) as d, _bench.printed_to(a.output):
         d = Path(d)
         if a.formats is not None:
             bench_formats(*(a.formats + ["sixt-cifar", "zplus"][len(a.formats):]), d)
@@ -158,6 +165,9 @@ def main(argv=None):
             chain = chain_of(net_name)
             print(f"\nextracted {net_name} zplus image 0 in {time.perf_counter() - t:.1f} s", flush=True)
             bench_appends(chain, n, d, f"{net_name} zplus")
+        if a.smoke:
+            print()
+            bench_formats("digits-cnn", "zplus", d)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """Benchmark: building each layer operator of sixt-cifar vs the obvious alternatives, in one run.
 
-For every layer (stage) of the shipped sixt-cifar net at one test digit:
+For every layer (stage) of the shipped sixt-cifar net (``--net``) at one test digit:
 
 * chainlab: time to build the layer's operator for the rule (numba kernel for convs, straight from
   the kernel weights) and the peak extra memory of doing so;
 * jacrev: ``torch.func.jacrev`` of the same layer function (dense float64 Jacobian), when the dense
   Jacobian fits the memory budget — otherwise the script says so;
 * straightforward: numpy index arithmetic for all (row, column, value) triples, then scipy
-  COO → CSR (the build one writes first), for every layer.
+  COO → CSR (the build one writes first), for the conv, linear and max-pool layers.
 
-Each measurement runs in a forked child so that its peak RSS is its own.  Run:
+Each measurement runs in a spawned child so that its peak RSS is its own.  Run:
 
-    python scripts/bench_extract.py [--rule gradient] [--jacrev-budget-gib 2] [--repeat 3]
+    python scripts/bench_extract.py [--rule gradient] [--jacrev-budget-gib 2] [--repeat 3] [--output FILE]
+
+``--smoke``: digits-cnn, measured in this process (no children, so the MiB columns are not per build).
 """
 from __future__ import annotations
 
@@ -23,17 +25,22 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+import _bench
 import chainlab
 from _memory import peak_mib, reset_peak, rss_mib
-from chainlab.extraction.layers import fixed_operator as _fixed_operator
-from chainlab.extraction.layers import rule_operator
+from chainlab.extraction.layers import fixed_operator, rule_operator
 from chainlab.rules import LayerContext, make_rule
 from chainlab.trace import trace
 
 
-def _child(q, what, rule_name, i, repeat):
-    torch.set_num_threads(2)
-    tnet, recs, rule = setup(rule_name)
+def _child(q, what, net, rule_name, i, repeat):
+    q.put(measure(what, net, rule_name, i, repeat))
+
+
+def measure(what, net, rule_name, i, repeat):
+    """(seconds, peak RSS growth in MiB, extra) of one build."""
+    torch.set_num_threads(_bench.threads())
+    tnet, recs, rule = setup(net, rule_name)
     if what == "chainlab":
         chainlab_build(tnet, recs, rule, i, 1)  # load the compiled kernels before measuring
     reset_peak()
@@ -45,16 +52,19 @@ def _child(q, what, rule_name, i, repeat):
             secs, extra = jacrev_build(tnet, recs, i)
         else:
             secs, extra = straightforward_build(tnet, recs, i)
-        q.put((secs, max(peak_mib() - base, 0.0), extra))
+        return secs, max(peak_mib() - base, 0.0), extra
     except Exception as exc:  # noqa: BLE001
-        q.put((float("nan"), float("nan"), f"failed: {exc}"))
+        return float("nan"), float("nan"), f"failed: {exc}"
 
 
-def in_child(what, rule_name, i, repeat=1):
-    """Measure one build in a fresh (spawned) process: (seconds, peak RSS growth in MiB, extra)."""
+def in_child(what, net, rule_name, i, repeat=1, fresh=True):
+    """Measure one build in a fresh (spawned) process unless ``fresh`` is False: (seconds, peak RSS growth in
+    MiB, extra)."""
+    if not fresh:
+        return measure(what, net, rule_name, i, repeat)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(q, what, rule_name, i, repeat))
+    p = ctx.Process(target=_child, args=(q, what, net, rule_name, i, repeat))
     p.start()
     p.join()
     if p.exitcode != 0:
@@ -62,9 +72,9 @@ def in_child(what, rule_name, i, repeat=1):
     return q.get()
 
 
-def setup(rule_name):
-    net = chainlab.models.load("sixt-cifar")
-    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1]).double()
+def setup(net_name, rule_name):
+    net = chainlab.models.load(net_name)
+    x = chainlab.data.model_input(net_name, chainlab.data.load_digits().x_test[:1]).double()
     tnet = trace(net)
     recs = tnet.forward(tnet.prepare_input(x))
     rule, _ = make_rule(rule_name, {})
@@ -79,7 +89,7 @@ def chainlab_build(tnet, recs, rule, i, repeat):
         if st.is_parametric:
             op = rule_operator(rule, LayerContext(st, rec, i, i == 0), np.float64, True)
         else:
-            op = _fixed_operator(st, rec, rule.space, "proportional", 1e-6, np.float64, True)
+            op = fixed_operator(st, rec, rule.space, "proportional", 1e-6, np.float64, True)
         best = min(best, time.perf_counter() - t0)
     return best, op.nnz
 
@@ -121,50 +131,67 @@ def straightforward_build(tnet, recs, i):
         M = sp.coo_matrix((vals, (rows, cols)), shape=(C * H * W, Co * OH * OW)).tocsr()
     elif st.kind == "linear":
         M = sp.coo_matrix(st.weight.numpy().T * mask[None, :]).tocsr()
-    else:  # max-pool: winner-take-all from torch's argmax
+    elif st.kind == "maxpool2d":  # winner-take-all from torch's argmax
         C, H, W = rec.in_shape
         arg = rec.argmax.reshape(C, -1).numpy()
         rows = (arg + np.arange(C)[:, None] * H * W).ravel()
         cols = np.arange(rows.size)
         M = sp.coo_matrix((mask, (rows, cols)), shape=(C * H * W, rows.size)).tocsr()
+    else:
+        return float("nan"), f"no straightforward build of {st.kind}"
     return time.perf_counter() - t0, int(M.nnz)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--net", default="sixt-cifar", help="a shipped net (default sixt-cifar), at test digit 0")
     ap.add_argument("--rule", default="gradient", help="rule of the chainlab build (default gradient)")
     ap.add_argument("--jacrev-budget-gib", type=float, default=2.0,
                     help="run jacrev only where the dense float64 Jacobian is below this size")
     ap.add_argument("--repeat", type=int, default=3, help="chainlab: best of this many builds")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    tnet, recs, rule = setup(args.rule)
+    _bench.add_options(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.net, args.repeat = "digits-cnn", 1
+    with _bench.printed_to(args.output):
+        run(args)
 
-    print(f"sixt-cifar, rule {args.rule!r}, one test digit, {torch.get_num_threads()} threads, float64")
+
+def run(args):
+    torch.set_num_threads(_bench.threads())
+    tnet, recs, rule = setup(args.net, args.rule)
+    fresh = not args.smoke
+
+    print(f"{args.net}, rule {args.rule!r}, one test digit, {torch.get_num_threads()} threads, float64")
     head = (f"{'layer':<7}{'shape':>17}{'nnz':>12} | {'chainlab s':>10}{'MiB':>7} | {'jacrev s':>9}{'MiB':>8}"
-            f"{'ratio':>8} | {'straightfwd s':>13}{'MiB':>7}{'ratio':>7}")
+            f"{'ratio':>9} | {'straightfwd s':>13}{'MiB':>7}{'ratio':>9}")
     print(head, flush=True)
     print("-" * len(head))
     tot_c = tot_s = 0.0
     notes = []
     for i, (st, rec) in enumerate(zip(tnet.stages, recs)):
         n_in, n_out = int(np.prod(rec.in_shape)), int(np.prod(rec.out_shape))
-        c_s, c_mb, nnz = in_child("chainlab", args.rule, i, args.repeat)
+        c_s, c_mb, nnz = in_child("chainlab", args.net, args.rule, i, args.repeat, fresh)
         dense_gib = n_in * n_out * 8 / 2**30
         if dense_gib <= args.jacrev_budget_gib:
-            j_s, j_mb, _ = in_child("jacrev", args.rule, i)
-            jac = f"{j_s:9.3f}{j_mb:8.0f}{j_s / c_s:7.0f}×"
+            j_s, j_mb, _ = in_child("jacrev", args.net, args.rule, i, 1, fresh)
+            jac = f"{j_s:9.3f}{j_mb:8.0f} {j_s / c_s:7.3g}×"
         else:
-            jac = f"{'—':>9}{'—':>8}{'—':>8}"
+            jac = f"{'—':>9}{'—':>8}{'—':>9}"
             notes.append(f"{st.name}: jacrev would need a dense {n_out}×{n_in} float64 Jacobian = {dense_gib:.1f} GiB "
                          f"(budget {args.jacrev_budget_gib:g} GiB): not run")
-        s_s, s_mb, _ = in_child("straightforward", args.rule, i)
-        tot_c += c_s
-        tot_s += s_s
-        print(f"{st.name:<7}{f'{n_in}×{n_out}':>17}{nnz:>12,} | {c_s:10.3f}{c_mb:7.0f} | {jac} | "
-              f"{s_s:13.3f}{s_mb:7.0f}{s_s / c_s:6.0f}×", flush=True)
+        s_s, s_mb, s_what = in_child("straightforward", args.net, args.rule, i, 1, fresh)
+        if s_s == s_s:                                             # not NaN: built
+            tot_c += c_s
+            tot_s += s_s
+            straight = f"{s_s:13.3f}{s_mb:7.0f} {s_s / c_s:7.3g}×"
+        else:
+            straight = f"{'—':>13}{'—':>7}{'—':>9}"
+            notes.append(f"{st.name}: {s_what}")
+        print(f"{st.name:<7}{f'{n_in}×{n_out}':>17}{nnz:>12,} | {c_s:10.3f}{c_mb:7.0f} | {jac} | {straight}",
+              flush=True)
     print("-" * len(head))
-    print(f"{'all eight':<36} | {tot_c:10.3f}{'':7} | {'':25} | {tot_s:13.3f}{'':7}{tot_s / tot_c:6.0f}×")
+    print(f"{'all built both ways':<36} | {tot_c:10.3f}{'':7} | {'':26} | {tot_s:13.3f}{'':7} {tot_s / tot_c:7.3g}×")
     for n in notes:
         print("note:", n)
     print("(chainlab: best of", args.repeat, "builds; MiB: peak RSS growth of the child process doing the build;"

@@ -1,6 +1,6 @@
 """Benchmark: chain products of sixt-cifar with chainlab's kernels vs scipy.sparse, numpy dgemm and autograd.
 
-For the shipped sixt-cifar net at one test digit and each rule (default "zplus" and "gradient"):
+For the shipped sixt-cifar net (``--net``) at one test digit and each rule (default "zplus" and "gradient"):
 
 1. SpMM per sparse layer: M @ V (V: n_out × c random, c in --spmm-cols; c = 1 is a vector) with
    ``chainlab.linalg.spmm`` vs scipy's ``M @ V`` on the same operands (results compared), ratio of the
@@ -18,6 +18,10 @@ For the shipped sixt-cifar net at one test digit and each rule (default "zplus" 
 Timings print; nothing is asserted.  Run:
 
     python scripts/bench_products.py [--rules zplus gradient] [--vectors 1000] [--autograd-vectors 1000]
+                                     [--output results/bench_products.txt]
+
+``--smoke``: digits-cnn, the gradient only, small SpMM widths, 8 vectors, a small dgemm and bandwidth probe, autograd in this
+process (seconds; the numbers mean nothing).
 """
 from __future__ import annotations
 
@@ -31,9 +35,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+import _bench
 import chainlab
 from _memory import peak_mib, reset_peak, rss_mib
 from chainlab import linalg as pr
+from chainlab.linalg.products import DENSIFY_FOR_DENSE, DENSIFY_FOR_SPARSE
 
 
 def rel(a, b) -> float:
@@ -115,8 +121,8 @@ def spmm_table(chain, widths, repeat):
             ref, t_ref = median_time(lambda: M @ V, repeat)
             ours_r, t_ours_r = median_time(lambda: pr.spmm(Mr, V), repeat)
             ref_r, t_ref_r = median_time(lambda: Mr @ V, repeat)
-            print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {c:4d} {t_ours:10.4f} {t_ref:8.4f} {t_ref / t_ours:6.1f} "
-                  f"{t_ours_r:10.4f} {t_ref_r:8.4f} {t_ref_r / t_ours_r:6.1f} "
+            print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {c:4d} {t_ours:10.4f} {t_ref:8.4f} {t_ref / t_ours:6.3g} "
+                  f"{t_ours_r:10.4f} {t_ref_r:8.4f} {t_ref_r / t_ours_r:6.3g} "
                   f"{max(rel(ours, ref), rel(ours_r, ref)):9.1e} {streamed(M, c) / t_ours_r / 1e9:5.1f}")
 
 
@@ -124,7 +130,7 @@ def sweep_table(chain, peak_gflops):
     print("  prefix sweep step by step: P_k = P_(k-1) M_k, same operands (scipy: all-sparse csr sweep)")
     print(f"  {'k':>2s} {'layer':7s} {'step':22s} {'density':>8s} {'chainlab s':>11s} {'scipy s':>9s} {'ratio':>7s} "
           f"{'rel diff':>9s} {'GFLOP/s':>8s}")
-    P = pr._start(chain[0], pr.DENSE_ABOVE)
+    P = pr.product([chain[0]])                       # P_1 = M_1, stored as the products policy stores it
     tot_ours = tot_ref = 0.0
     for k in range(1, len(chain)):
         op = chain[k]
@@ -137,20 +143,20 @@ def sweep_table(chain, peak_gflops):
         tot_ours += t_ours
         tot_ref += t_ref
         m = P.shape[0]
-        if op.kind == "dense" and (not was_sparse or d_in > pr.DENSIFY_FOR_DENSE):
+        if op.kind == "dense" and (not was_sparse or d_in > DENSIFY_FOR_DENSE):
             kind, gf = "dense x dense (BLAS)", 2.0 * m * op.shape[0] * op.shape[1] / t_ours / 1e9
         elif op.kind == "dense":
             kind, gf = "sparse x dense (spmm)", 2.0 * P.nnz * op.shape[1] / t_ours / 1e9
-        elif was_sparse and d_in <= pr.DENSIFY_FOR_SPARSE:
+        elif was_sparse and d_in <= DENSIFY_FOR_SPARSE:
             kind, gf = "sparse x sparse (spgemm)", None
         else:
             kind, gf = "dense x sparse", 2.0 * m * op.nnz / t_ours / 1e9
         kind += "->" + ("csc" if sp.issparse(new) else "dense")
         gfs = f"{gf:8.1f}" if gf is not None else f"{'':8s}"
         print(f"  {k + 1:2d} {chain.names[k]:7s} {kind:22s} {pr.density(new):8.3f} {t_ours:11.3f} {t_ref:9.3f} "
-              f"{t_ref / t_ours:7.1f} {rel(new, ref):9.1e} {gfs}")
+              f"{t_ref / t_ours:7.3g} {rel(new, ref):9.1e} {gfs}")
         P = new
-    print(f"  sum of steps: chainlab {tot_ours:.2f} s, scipy {tot_ref:.2f} s, ratio {tot_ref / tot_ours:.1f}; "
+    print(f"  sum of steps: chainlab {tot_ours:.3g} s, scipy {tot_ref:.3g} s, ratio {tot_ref / tot_ours:.3g}; "
           f"numpy dgemm in this run: {peak_gflops:.1f} GFLOP/s")
 
 
@@ -168,10 +174,11 @@ def full_sweep(chain):
     return secs
 
 
-def _autograd_child(q, R):
-    torch.set_num_threads(2)
-    model = chainlab.models.load("sixt-cifar").float().eval()
-    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
+def autograd_time(R, net) -> float:
+    """Seconds of R.shape[1] autograd backward passes through the float32 model, one forward, retain_graph."""
+    torch.set_num_threads(_bench.threads())
+    model = chainlab.models.load(net).float().eval()
+    x = chainlab.data.model_input(net, chainlab.data.load_digits().x_test[:1])
     xt = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
     out = model(xt)
     Rt = torch.as_tensor(R.T, dtype=torch.float32)
@@ -179,36 +186,42 @@ def _autograd_child(q, R):
     t = time.perf_counter()
     for j in range(Rt.shape[0]):
         torch.autograd.grad(out, xt, Rt[j:j + 1], retain_graph=True)
-    q.put(time.perf_counter() - t)
+    return time.perf_counter() - t
 
 
-def autograd_seconds(R) -> float:
+def _autograd_child(q, R, net):
+    q.put(autograd_time(R, net))
+
+
+def autograd_seconds(R, net, fresh=True) -> float:
     """R.shape[1] autograd backward passes through the float32 model, timed in a fresh process (no numba
-    threads around that could compete with torch's)."""
+    threads around that could compete with torch's) unless ``fresh`` is False."""
+    if not fresh:
+        return autograd_time(R, net)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_autograd_child, args=(q, R))
+    p = ctx.Process(target=_autograd_child, args=(q, R, net))
     p.start()
     secs = q.get()
     p.join()
     return secs
 
 
-def propagation(chain, model, x, n_vec, n_auto):
+def propagation(chain, model, x, n_vec, n_auto, net, fresh=True):
     rng = np.random.default_rng(2)
     R = rng.normal(size=(chain.n_output, n_vec))
-    t_torch = autograd_seconds(R[:, :n_auto]) * n_vec / n_auto
+    t_torch = autograd_seconds(R[:, :n_auto], net, fresh) * n_vec / n_auto
     note = "" if n_auto == n_vec else f" (extrapolated from {n_auto})"
     auto_res, t_auto = timed(chain.apply, R)
     stream_res, t_stream = timed(chain.apply, R, basis=False)
     implicit = chainlab.extract(model, x, chain.rule, materialize=False)
     imp_res, t_imp = timed(implicit.apply, R, basis=False)
     print(f"  propagate {n_vec} random vectors from the top (float64), vs torch autograd {n_vec} backward passes "
-          f"(float32, one forward, separate process) {t_torch:.2f} s{note}:")
+          f"(float32, one forward, {'separate process' if fresh else 'this process'}) {t_torch:.2f} s{note}:")
     for what, secs in [("chain.apply, automatic association (propagate I_10, then x R)", t_auto),
                        ("chain.apply, streamed through every sparse layer", t_stream),
                        ("implicit chain (materialize=False), batched torch conv", t_imp)]:
-        print(f"    {what:62s} {secs:7.2f} s   autograd/chainlab {t_torch / secs:6.1f}")
+        print(f"    {what:62s} {secs:7.2f} s   autograd/chainlab {t_torch / secs:6.3g}")
     print(f"    rel diff auto vs streamed {rel(auto_res, stream_res):.1e}, implicit vs streamed {rel(imp_res, stream_res):.1e}")
     if chain.rule == "gradient":
         m64 = model.double()
@@ -220,32 +233,41 @@ def propagation(chain, model, x, n_vec, n_auto):
     model.float()
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--net", default="sixt-cifar", help="a shipped net (default sixt-cifar), at test digit 0")
     ap.add_argument("--rules", nargs="+", default=["zplus", "gradient"])
     ap.add_argument("--spmm-cols", type=int, nargs="+", default=[1, 32, 256])
     ap.add_argument("--repeat", type=int, default=5, help="runs per SpMM timing (the median is printed)")
     ap.add_argument("--vectors", type=int, default=1000)
     ap.add_argument("--autograd-vectors", type=int, default=1000)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, torch threads "
-          f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
-    warm_up()
-    gflops, _ = dgemm_gflops()
-    bw1, bw = read_bandwidth()
-    print(f"memory read bandwidth: {bw1:.1f} GB/s one thread, {bw:.1f} GB/s all threads (a vector SpMM moves at "
-          "least its matrix once: GB/s column = that minimum / CSR time)")
-    model = chainlab.models.load("sixt-cifar")
-    x = chainlab.data.model_input("sixt-cifar", chainlab.data.load_digits().x_test[:1])
-    for rule in args.rules:
-        chain, t_ex = timed(chainlab.extract, model, x, rule)
-        print(f"\n== sixt-cifar, rule {rule!r}: {len(chain)} operators, extracted in {t_ex:.1f} s")
-        spmm_table(chain, args.spmm_cols, args.repeat)
-        sweep_table(chain, gflops)
-        full_sweep(chain)
-        propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors))
-    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    _bench.add_options(ap)
+    args = ap.parse_args(argv)
+    probes = {"dgemm": dict(), "bandwidth": dict()}
+    if args.smoke:
+        args.net, args.rules, args.spmm_cols, args.repeat = "digits-cnn", ["gradient"], [1, 4], 1
+        args.vectors = args.autograd_vectors = 8
+        probes = {"dgemm": dict(m=256, k=256, n=256), "bandwidth": dict(mib=8, repeat=1)}
+    with _bench.printed_to(args.output):
+        torch.set_num_threads(_bench.threads())
+        print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, torch threads "
+              f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
+        warm_up()
+        gflops, _ = dgemm_gflops(**probes["dgemm"])
+        bw1, bw = read_bandwidth(**probes["bandwidth"])
+        print(f"numpy dgemm {gflops:.1f} GFLOP/s; memory read bandwidth: {bw1:.1f} GB/s one thread, {bw:.1f} GB/s all "
+              "threads (a vector SpMM moves at least its matrix once: GB/s column = that minimum / CSR time)")
+        model = chainlab.models.load(args.net)
+        x = chainlab.data.model_input(args.net, chainlab.data.load_digits().x_test[:1])
+        for rule in args.rules:
+            chain, t_ex = timed(chainlab.extract, model, x, rule)
+            print(f"\n== {args.net}, rule {rule!r}: {len(chain)} operators, extracted in {t_ex:.1f} s")
+            spmm_table(chain, args.spmm_cols, args.repeat)
+            sweep_table(chain, gflops)
+            full_sweep(chain)
+            propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors), args.net,
+                        fresh=not args.smoke)
+        print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ with ``--compare``); ``--csc N``
 CSC of N images at two injection layers (``chainlab.measures.csc``).
 
     python scripts/bench_scale.py [--net vgg16|resnet50] [--rule gradient] [--dtype float32] [--method lanczos|svds] [--tol 1e-3]
-                                  [--compare] [--prefix 3] [--csc 2] [--layers 1,5]
+                                  [--compare] [--prefix 3] [--csc 2] [--layers 1,5] [--size 224] [--output FILE]
+
+``--smoke``: the tiny zoo ResNet (8×8 input) with every option (compare, a prefix, CSC of 2 images; seconds).
 """
 from __future__ import annotations
 
@@ -26,10 +28,9 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+import _bench
 import chainlab
-from chainlab.measures import csc, prefix_power, singular_values
-from chainlab.measures.svd import lanczos_singular_values
-from chainlab.measures.prefix import implicit_prefix
+from chainlab.measures import csc, implicit_prefix, lanczos_singular_values, prefix_power, singular_values
 from _memory import peak_mib
 
 
@@ -56,9 +57,10 @@ class Counting(spla.LinearOperator):
     _rmatvec = lambda self, u: self._rmatmat(u.reshape(-1, 1))        # noqa: E731
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--net", default="vgg16", choices=["vgg16", "resnet50"])
+    ap.add_argument("--net", default="vgg16", choices=list(chainlab.models.ZOO_NAMES))
+    ap.add_argument("--size", type=int, default=None, help="input height and width (default: the net's, 224)")
     ap.add_argument("--rule", default="gradient")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--method", default="lanczos", choices=["lanczos", "svds"],
@@ -73,15 +75,23 @@ def main():
     ap.add_argument("--csc", type=int, default=0, help="images for CSC (0: skip)")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--layers", type=str, default=None, help="comma-separated 1-based layer numbers (default: all)")
-    args = ap.parse_args()
+    _bench.add_options(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.net, args.compare, args.prefix, args.power_iters, args.csc = "resnet-tiny", True, [2], 5, 2
+    with _bench.printed_to(args.output):
+        run(args)
 
+
+def run(args):
     t0 = time.perf_counter()
     net = chainlab.models.build(args.net)
-    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed))
+    args.size = args.size or net.input_shape[-1]
+    x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
     t = time.perf_counter()
     chain = chainlab.extract(net, x, args.rule, materialize=False, dtype=args.dtype)
     t_ext = time.perf_counter() - t
-    print(f"{args.net} 224×224, rule {args.rule}, {args.dtype}, {len(chain)} operators "
+    print(f"{args.net} {args.size}×{args.size}, rule {args.rule}, {args.dtype}, {len(chain)} operators "
           f"({', '.join(sorted({op.kind for op in chain}))}); torch threads {torch.get_num_threads()}")
     print(f"model build {t - t0:.1f} s, extraction (implicit) {t_ext:.1f} s, peak memory {peak_gb():.2f} GB")
 
@@ -160,7 +170,7 @@ def main():
     if args.csc:
         chains = [chain]
         for j in range(1, args.csc):
-            xj = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed + j))
+            xj = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed + j))
             chains.append(chainlab.extract(net, xj, args.rule, materialize=False, dtype=args.dtype))
         L = len(chain)
         layers = [L // 2, L - 1]

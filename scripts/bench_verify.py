@@ -2,7 +2,7 @@
 the stage (claim) timings of ``chainlab verify``.
 
     python scripts/bench_verify.py [--net sixt-cifar] [--images 50] [--baseline-images 4] [--threads 2]
-                                   [--claims S1,S2,...] [--quick] [--skip-verify]
+                                   [--claims S1,S2,...] [--quick] [--skip-verify] [--against REF [--only-stages]] [--output FILE]
 
 1. CSC as S1 measures it (5 N(0, I) vectors per image injected at the logits, 10 pairs, every boundary) for
    LRP-α1β0 and the gradient: images/s of
@@ -12,17 +12,35 @@ the stage (claim) timings of ``chainlab verify``.
    with the ratio.  The same signals → the same medians up to float rounding (printed).
 2. The verify stage timings: seconds per claim of ``chainlab.app.verify.run`` (default: the Sixt claims).
 A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after says how busy the machine was.
+3. ``--against REF`` (e.g. ``main``): the same claims of the chainlab at git ref REF (exported with ``git archive``
+   into a temp dir) and of this working tree, each in a fresh process one after the other on the same machine:
+   seconds per claim, the total, peak RSS and the ratio new / REF — the comparison that is meaningful on a busy
+   machine.  ``--only-stages`` skips part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net
+   (a smaller protocol for a quicker comparison; the per-image work scales with N, the fixed work does not).
+
+``--model SPEC …``: the time and memory per claim of ``chainlab verify --model SPEC --images …`` on your own net —
+the options of scripts/bench_verify_own.py, which it runs (e.g. ``--model torchvision:vgg16 --n-images 4``).
+
+``--smoke``: digits-cnn, 2 images (1 per image in the baseline), claim S4 of ``verify --quick`` (seconds).
 """
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import _bench
 import chainlab
 from chainlab import measures
 from chainlab.app import verify
-from chainlab.app.verify.sixt import NETS
+from chainlab.papers.sixt.protocol import NETS
 from chainlab.measures.csc import csc_summary
 from chainlab.studies.sixt import SIXT_METHODS, sixt_pass
 
@@ -38,21 +56,105 @@ def probe():
     return 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
 
 
-def main():
+ROOT = Path(__file__).resolve().parent.parent
+_CHILD = """
+import dataclasses, json, resource, sys, time
+from chainlab.app import verify
+n = {images}
+if n:                      # a reduced protocol (the same for both trees): n images per net instead of 200
+    try:
+        from chainlab.app.verify import sixt as old
+        old._n_images = lambda ctx: n
+    except ImportError:
+        pass
+    try:
+        import chainlab.papers.sixt as new
+        from chainlab.papers.sixt import protocol
+        full = protocol.sizes
+        small = lambda ctx: dataclasses.replace(full(ctx), images=n, chunk=min(n, 50), two_object=n)
+        protocol.sizes = new.sizes = small
+    except ImportError:
+        pass
+t = time.perf_counter()
+verdicts, records = verify.run(quick={quick}, claims={claims!r}, progress=False)
+out = {{"total": time.perf_counter() - t, "claims": {{v.claim: [v.label, v.seconds] for v in verdicts}},
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "records": len(records)}}
+sys.stdout.write("BENCH " + json.dumps(out))
+"""
+
+
+def _export(ref: str, dest: Path) -> Path:
+    """The package of git ref ``ref`` as it would be installed (kernels/ → chainlab/kernels) under ``dest``."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    shutil.copytree(dest / "kernels", dest / "chainlab" / "kernels", dirs_exist_ok=True)
+    return dest
+
+
+def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(path), CHAINLAB_DATA=str(ROOT / "data"), OMP_NUM_THREADS=str(threads),
+               NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    p = subprocess.run([sys.executable, "-c", _CHILD.format(quick=quick, claims=list(claims), images=int(images))],
+                       cwd=path, env=env,
+                       capture_output=True, text=True)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if p.returncode != 0 or line is None:
+        raise SystemExit(f"bench: the run at {path} failed:\n{p.stderr[-3000:]}")
+    return json.loads(line[6:])
+
+
+def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> None:
+    """Part 3 of the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="chainlab-bench-") as d:
+        old = _stages(_export(ref, Path(d)), quick, claims, threads, images)
+    new = _stages(ROOT, quick, claims, threads, images)
+    size = f"the Sixt claims on {images} images per net" if images else ("--quick" if quick else "default run")
+    print(f"\nverify stages, {ref} vs this tree ({size}; claims {','.join(claims)}; "
+          f"{threads} threads; run one after the other)")
+    print(f"  {'claim':5s} {ref[:14]:>14s} {'this tree':>12s}   verdict here")
+    for c in claims:
+        a, b = old["claims"].get(c, [None, None]), new["claims"].get(c, [None, None])
+        f = lambda x: "—" if x is None else f"{x:10.1f} s"  # noqa: E731
+        print(f"  {c:5s} {f(a[1]):>14s} {f(b[1]):>12s}   {b[0]}")
+    print(f"  total {old['total']:9.1f} s {new['total']:10.1f} s   ratio this tree / {ref}: "
+          f"{new['total'] / old['total']:.2f}")
+    print(f"  peak RSS {old['rss_mb']:.0f} MB vs {new['rss_mb']:.0f} MB; records {old['records']} vs {new['records']}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--model" or a.startswith("--model=") for a in argv):
+        import bench_verify_own
+        return bench_verify_own.main(argv)
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="sixt-cifar")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--baseline-images", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=_bench.threads())
     ap.add_argument("--claims", default="S1,S2,S3,S4,S5,S6,S7,S8")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-verify", action="store_true")
-    a = ap.parse_args()
+    ap.add_argument("--against", metavar="REF", help="compare the verify stages with git ref REF (e.g. main)")
+    ap.add_argument("--only-stages", action="store_true", help="with --against: skip the CSC throughput part")
+    ap.add_argument("--sixt-images", type=int, default=0,
+                    help="with --against: both trees run the Sixt claims on this many images per net (0: their own)")
+    _bench.add_options(ap)
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.net, a.images, a.baseline_images, a.claims, a.quick = "digits-cnn", 2, 1, "S4", True
+    with _bench.printed_to(a.output):
+        if a.against and a.only_stages:
+            against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
+        else:
+            run(a)
+
+
+def run(a):
     torch.set_num_threads(a.threads)
     print(f"threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
     net = chainlab.models.load(a.net)
-    sc = chainlab.data.load_scenes("test", a.images, seed=0)
-    X = chainlab.data.model_input(net, sc.x).double()
+    xs, _ = chainlab.data.test_set("digits" if a.net.startswith("digits") else "scenes", a.images)
+    X = chainlab.data.model_input(net, xs).double()
     P = NETS[a.net]
     with torch.no_grad():
         L = len(chainlab.extract(net, X[:1], "gradient"))
@@ -79,7 +181,7 @@ def main():
         c1 = float(np.median(np.concatenate(vals)))
         base = a.baseline_images / dt
         print(f"{mid:10s} {'one materialized chain/image':28s} {a.baseline_images:6d} {dt:8.2f} {base:9.2f} {c1:20.10f}")
-        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.1f}, float64 ×{rates['float64'] / base:.1f}"
+        print(f"{'':10s} ratio batched/per-image: float32 ×{rates['float32'] / base:.3g}, float64 ×{rates['float64'] / base:.3g}"
               f"  (medians differ by sampling: other images/vectors in the baseline)")
     if a.skip_verify:
         return
@@ -91,6 +193,8 @@ def main():
     for v in verdicts:
         print(f"  {v.claim:3s} {v.label:15s} {v.seconds:8.1f} s")
     print(f"  total {total:.1f} s, {len(records)} records; conv probe after: {probe():.1f} GFLOP/s")
+    if a.against:
+        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 
 import chainlab
 from chainlab import patterns
+from chainlab.nets import manifest
 from chainlab.nets.architectures import INPUT_SHAPES
 
 PATTERN_NETS = ("digits-mlp", "digits-cnn", "sixt-cifar", "vgg-cifar", "resnet-cifar")
@@ -52,6 +53,7 @@ def main():
         P = patterns.fit(net, X, kind=args.kind, batch_size=128, net_name=name)
         path = chainlab.models.data_dir() / f"patterns-{name}.npz"
         P.save(path, quantize_above=QUANTIZE_ABOVE.get(name, patterns.QUANTIZE_ABOVE))
+        manifest.record(path)                  # data/SHA256SUMS: patterns.load checks the file against it
         Q = patterns.load(path)
         print(f"{name}: fitted on {P.n_samples} images in {time.time() - t:.1f} s -> {path} "
               f"({path.stat().st_size / 1e6:.2f} MB); dead units (pattern 0): {P.degenerate}")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chainlab.nets import manifest
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
@@ -25,6 +27,7 @@ def main():
     idx_test.sort()
     np.savez_compressed(args.out, x_train=X[idx_train], y_train=y[idx_train], x_test=X[idx_test], y_test=y[idx_test],
                         train_index=idx_train, test_index=idx_test)
+    manifest.record(args.out)                  # data/SHA256SUMS
     print(f"wrote {args.out}: {len(idx_train)} train, {len(idx_test)} test images")
 
 

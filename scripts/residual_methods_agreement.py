@@ -6,9 +6,10 @@ relative error max|ours − theirs| / max|theirs| over the logits it checks:
 
 * guided-bp, deconv: captum's GuidedBackprop / Deconvolution (on the captum copy: one nn.ReLU per call);
 * rectgrad: the direct RectGrad of tests/test_nonlinear.py (Kim et al.'s rectifier as an autograd function);
-* deeplift-rescale: captum's DeepLift (ResNet-18: with the stem pool made MaxPool2d(2, 2), since captum's DeepLift
+* deeplift-rescale (the ± rule, ``deeplift-rescale-pm``, whose max-pool rule is captum's): captum's DeepLift
+  (ResNet-18: with the stem pool made MaxPool2d(2, 2), since captum's DeepLift
   un-pools overlapping windows wrongly — the row "resnet18 (3×3/2 pool)" shows captum's own summation error);
-* sum-to-delta: |Σ C − (f_k(x) − f_k(0))| / |f_k(x) − f_k(0)| for Rescale and RevealCancel.
+* sum-to-delta: |Σ C − (f_k(x) − f_k(0))| / |f_k(x) − f_k(0)| for Rescale and RevealCancel (± rule).
 
     python scripts/residual_methods_agreement.py            # about 1.5 CPU-minutes
 """
@@ -44,9 +45,9 @@ def row(label, net, x, ks, methods):
     out = {}
     for m in methods:
         t = time.perf_counter()
-        rule = "deeplift-rescale" if m in ("deeplift-rescale", "sum-rescale") else m
+        rule = "deeplift-rescale-pm" if m in ("deeplift-rescale", "sum-rescale") else m
         if m == "sum-revealcancel":
-            rule = "deeplift-revealcancel"
+            rule = "deeplift-revealcancel-pm"
         ch = chainlab.extract(net, x, rule)
         errs = []
         for k in ks:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chainlab.nets import scenes
+from chainlab.nets import manifest, scenes
 
 
 def power_law_field(n, beta, rng, size=256, crop=32):
@@ -115,6 +115,7 @@ def main():
           f"per channel {np.round(s.x.mean((0, 2, 3)), 3).tolist()}")
 
     write_grid(args.out)
+    manifest.record(args.out)                  # data/SHA256SUMS
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KB)")
 
 

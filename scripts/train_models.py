@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from chainlab import data, models
+from chainlab.nets import manifest
 
 import train_scenes
 
@@ -57,10 +58,12 @@ def train(name, seed):
                   f" ({time.time() - t0:.0f}s)", flush=True)
     out = models.data_dir() / f"{name}.npz"
     models.save(net.eval(), out, name)
+    manifest.record(out)                       # data/SHA256SUMS: models.load checks the file against it
     shipped = models.load(name)
     acc_train, acc_test = accuracy(shipped, xtr, ytr), accuracy(shipped, xte, yte)
     models.save(net.eval(), out, name, seed=seed, epochs=EPOCHS[name], train_accuracy=acc_train,
                 test_accuracy=acc_test, torch_version=torch.__version__)
+    manifest.record(out)
     print(f"{name}: shipped weights in {out}: train accuracy {acc_train:.4f}, test accuracy {acc_test:.4f}")
 
 

@@ -8,7 +8,7 @@ parameters.  The plain chains marked ``data_init`` start from a data-dependent i
 :func:`data_init`); sixt-cifar (trained first) did not need it.
 
 Accuracies printed and stored in the file's metadata are measured on the weights *as stored*
-(reloaded with chainlab.nets.storage._read_state, i.e. after int8 storage of sixt-cifar's fc1):
+(reloaded with chainlab.nets.storage.read_state, i.e. after int8 storage of sixt-cifar's fc1):
 ``train_accuracy`` on TRAIN_EVAL = load_scenes("train", 10000, seed=10**6) (fresh training-split
 scenes: training glyphs and background regions, images never trained on), ``test_accuracy`` on
 TEST = load_scenes("test", 10000, seed=0) (held-out glyphs and background regions).  Also printed:
@@ -48,8 +48,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from chainlab.nets import models, scenes
+from chainlab.nets import manifest
 from chainlab.nets.architectures import seed_name
-from chainlab.nets.storage import _read_state
+from chainlab.nets.storage import read_state
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 N_TRAIN = 20000
@@ -299,10 +300,16 @@ def train(name, seed, time_only=False, probe_epochs=None, overrides=None):
     for alias, src in SAME_RUN.items():
         alias_name = seed_name(alias, seed)
         if src == name and alias_name in models.NAMES:     # same weights, same measured accuracies
-            models.save(net, DATA / f"{alias_name}.npz", alias, float16=float16_storage(alias, seed),
-                        **dict(meta, same_run_as=out_name))
+            save(net, DATA / f"{alias_name}.npz", alias, float16=float16_storage(alias, seed),
+                 **dict(meta, same_run_as=out_name))
             print(f"{alias_name}: the same weights as {out_name}, written to {DATA / f'{alias_name}.npz'}",
                   flush=True)
+
+
+def save(net, out, name, *, float16=False, **meta):
+    """Write a shipped net and record its checksum in data/SHA256SUMS (read_state checks it)."""
+    models.save(net, out, name, float16=float16, **meta)
+    manifest.record(out)
 
 
 def cfg_text(cfg):
@@ -313,9 +320,9 @@ def finish(net, name, seed, cfg, train_time, xte, yte, load):
     out_name = seed_name(name, seed)
     out = DATA / f"{out_name}.npz"
     half = float16_storage(name, seed)
-    models.save(net, out, name, float16=half)
+    save(net, out, name, float16=half)
     # the shipped net is the stored one: rebuild and load what was written
-    _, state, _ = _read_state(out)
+    _, state, _ = read_state(out)
     shipped = build(name, seed)
     shipped.load_state_dict(state)
     shipped.eval()
@@ -335,7 +342,7 @@ def finish(net, name, seed, cfg, train_time, xte, yte, load):
         norms = weight_norms(shipped)
         meta["weight_norm_product_spectral"] = float(np.prod([r[1] for r in norms]))
         meta["weight_norm_product_inf"] = float(np.prod([r[2] for r in norms]))
-    models.save(net, out, name, float16=half, **meta)
+    save(net, out, name, float16=half, **meta)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"{out_name}: {out} ({out.stat().st_size / 1e6:.2f} MB, {n_params} params), trained {train_time / 60:.1f} min; "
           f"mean load {load:.1f}; stored weights: train acc {acc_train:.4f}, test acc {acc_test:.4f} (10000), {acc_2000:.4f} (2000); "

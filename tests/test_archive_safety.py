@@ -150,7 +150,7 @@ def _tamper(path, key, fn):
     entries[key] = (entries[key][0], f.stat().st_size)
     with h5py.File(path, "r") as h:
         nxt, d = int(h.attrs["next_index"]), h.attrs["chains_dir"].decode()
-    path.write_bytes(store._index_image(entries, nxt, d))
+    path.write_bytes(store.index_image(entries, nxt, d))
 
 
 def test_claimed_sizes_are_checked_against_the_chains_metadata_before_allocating(tmp_path, monkeypatch):

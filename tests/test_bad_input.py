@@ -191,3 +191,145 @@ def test_half_precision_model_is_refused_with_the_conversion_to_use():
     net = mlp().half()
     with pytest.raises(chainlab.InputError, match=r"float16.*float32 or float64.*model\.float\(\)"):
         chainlab.extract(net, torch.rand(1, 7).half(), "gradient")
+
+
+# -- bad files and arguments on the command line (issue 22): one `chainlab: error:` line, exit 2 -------------
+import pickle  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+import zipfile  # noqa: E402
+
+from typer.testing import CliRunner  # noqa: E402
+
+from chainlab.app.cli import app, parse_range  # noqa: E402
+from chainlab.errors import InputError, ModelFileError, OptionError  # noqa: E402
+from chainlab.nets import models  # noqa: E402
+from chainlab.nets.storage import read_state_dict  # noqa: E402
+
+CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
+
+
+def one_error_line(output, *fragments):
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("chainlab: error: "), output[-1500:]
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 2, (res.exit_code, res.output[-1500:], res.exception)
+    return res.output
+
+
+def test_image_ranges_are_checked_before_a_list_is_built():
+    """Stops beyond every index were an OverflowError (0:10^20) or a list of 10^9 ints built before the check."""
+    for spec in ("0:100000000000000000000", "0:1000000000", "5:400", "-1:3", "3:1", "400", "1,2,999", "",
+                 "-100000000000000000000:0"):
+        with pytest.raises(InputError, match=r"there are 360 test images"):
+            parse_range(spec, 360)
+    for spec in ("a:b", "1:2:3", "1.5", "1;2"):
+        with pytest.raises(InputError, match="bad image range"):
+            parse_range(spec, 360)
+    assert parse_range("355:", 360) == [355, 356, 357, 358, 359] and parse_range(":2", 360) == [0, 1]
+    one_error_line(cli("extract", "-m", "digits-mlp", "-r", "gradient", "--images", "0:100000000000000000000",
+                       "-o", "never.h5"), "0:100000000000000000000", "360")
+
+
+def test_a_huge_image_range_under_a_memory_limit_is_one_error_line(tmp_path):
+    """The issue's case: `--images 0:1000000000` under a 3 GB address-space limit (MemoryError, exit 3, before)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    p = subprocess.run(CHAINLAB + ["extract", "-m", "digits-mlp", "-r", "gradient", "--images", "0:1000000000",
+                                   "-o", str(tmp_path / "x.h5")], capture_output=True, text=True, preexec_fn=limit,
+                       timeout=300)
+    assert p.returncode == 2, (p.returncode, p.stderr[-1500:])
+    one_error_line(p.stderr, "0:1000000000")
+
+
+def test_empty_and_zip_files_as_weights_or_models_are_named(tmp_path):
+    """An empty --weights file was an IndexError; a plain zip renamed .npz a TypeError (bytes, not an array)."""
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    plain = tmp_path / "plain.npz"
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("hello.txt", "hi")
+    strings = tmp_path / "strings.npz"                   # real arrays, but of strings
+    np.savez(strings, __arch__=np.array("digits-mlp"), **{"fc1.weight": np.array(["a", "b"])})
+    for f in (empty, tmp_path / "empty.npz", plain, strings):
+        if not f.exists():
+            f.write_bytes(b"")
+        for load in (lambda: models.load("digits-mlp", weights=f), lambda: read_state_dict(f)):
+            with pytest.raises(ModelFileError, match=f.name):
+                load()
+        one_error_line(cli("extract", "-m", "digits-mlp", "--weights", f, "-r", "gradient", "-o", tmp_path / "o.h5"),
+                       f.name)
+        if f.suffix == ".npz":
+            with pytest.raises(ModelFileError, match=f.name):
+                models.load(str(f))
+            one_error_line(cli("extract", "-m", f, "-r", "gradient", "-o", tmp_path / "o.h5"), f.name)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_protocol_4_pickle_as_weights_is_one_line_without_torchs_warning(tmp_path):
+    p4 = tmp_path / "p4.pth"
+    with open(p4, "wb") as fh:
+        pickle.dump({"fc1.weight": [1.0, 2.0]}, fh, protocol=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ModelFileError, match="p4.pth"):
+            read_state_dict(p4)
+    assert not caught, [str(w.message) for w in caught]
+    p = subprocess.run(CHAINLAB + ["extract", "-m", "digits-mlp", "--weights", str(p4), "-r", "gradient",
+                                   "-o", str(tmp_path / "o.h5")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, (p.returncode, p.stderr[-1500:])
+    one_error_line(p.stderr, "p4.pth")
+
+
+@pytest.mark.parametrize("case", ["object arrays", "missing entry", "wrong shape", "labels out of range",
+                                  "not a zip"])
+def test_a_bad_digits_file_in_chainlab_data_is_named(tmp_path, monkeypatch, case):
+    """CHAINLAB_DATA pointing at a folder whose digits.npz holds object arrays was an uncaught ValueError."""
+    src = models.data_dir()
+    shutil.copy(src / "digits-mlp.npz", tmp_path / "digits-mlp.npz")
+    with np.load(src / "digits.npz") as z:
+        good = {k: z[k] for k in z.files}
+    bad = dict(good)
+    if case == "object arrays":
+        bad["x_test"] = np.array([np.zeros(64, np.uint8)] * 3 + [None], dtype=object)
+    elif case == "missing entry":
+        del bad["y_test"]
+    elif case == "wrong shape":
+        bad["x_test"] = np.zeros((5, 7), np.uint8)
+    elif case == "labels out of range":
+        bad["y_test"] = np.full_like(good["y_test"], 12)
+    if case == "not a zip":
+        (tmp_path / "digits.npz").write_text("hello")
+    else:
+        np.savez(tmp_path / "digits.npz", **bad)
+    monkeypatch.setenv("CHAINLAB_DATA", str(tmp_path))
+    with pytest.raises(InputError, match="digits.npz"):
+        chainlab.data.load_digits()
+    one_error_line(cli("extract", "-m", "digits-mlp", "-r", "gradient", "-o", tmp_path / "o.h5"), "digits.npz")
+
+
+def test_zbox_low_above_high_is_refused():
+    net = chainlab.models.load("digits-mlp")
+    x = chainlab.data.model_input("digits-mlp", chainlab.data.load_digits().x_test[:1])
+    for low, high in ((5, -5), (0.5, 0.4), (np.zeros(64), np.r_[np.ones(63), -1.0])):
+        with pytest.raises(OptionError, match=r"zbox.*low.*high"):
+            chainlab.extract(net, x, "zbox", low=low, high=high)
+    with pytest.raises(OptionError, match="broadcast"):
+        chainlab.extract(net, x, "zbox", low=np.zeros(3), high=np.ones(4))
+    one_error_line(cli("extract", "-m", "digits-mlp", "-r", "zbox", "-O", "low=5", "-O", "high=-5", "-o", "never.h5"),
+                   "low", "high")
+    assert chainlab.extract(net, x, "zbox", low=0.0, high=1.0) is not None     # the shipped box is fine
+
+
+def test_output_that_is_a_directory_says_so(tmp_path):
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        one_error_line(cli("extract", "-m", "digits-mlp", "-r", "gradient", "-o", tmp_path, *extra),
+                       str(tmp_path), "is a directory")

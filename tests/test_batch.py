@@ -4,6 +4,10 @@ Oracles: the per-image chain (itself checked against autograd and captum elsewhe
 for injections at the logits and at an inner boundary, on a net with conv, stride, padding, dilation,
 BatchNorm, a no-bias layer and max/avg/adaptive pools, and on a residual net; autograd for signals
 injected and read at pre-activation outputs; DeepLIFT's summation-to-delta at every boundary.
+
+The per-image chains are built by the same stage operators with B = 1 and, materialized, applied as
+explicit matrices (numpy/scipy products): the comparison pits the batched torch propagation against the
+matrices, and the matrices are what the captum/zennit/autograd tests check.
 """
 import numpy as np
 import pytest
@@ -18,7 +22,9 @@ from conftest import conv_net, mlp
 LAYER_RULES = [("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}), ("lrp-0", {}),
                ("gamma", {"gamma": 0.25}), ("dtd", {"low": -3.0, "high": 3.0}), ("gradient-x-input", {})]
 WHOLE = [("guided-bp", {}), ("deconv", {}), ("rectgrad", {"q": 90}), ("deeplift-rescale", {}),
-         ("deeplift-revealcancel", {}), ("deeplift-ablation", {})]
+         ("deeplift-revealcancel", {}), ("deeplift-ablation", {}), ("deeplift-rescale-pm", {}),
+         ("deeplift-revealcancel-pm", {}), ("deeplift-ablation-pm", {}), ("contrastive-lrp", {}),
+         ("contrastive-lrp-nomax", {})]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +53,10 @@ def _compare(net, X, rule, opts, ks):
             refs = [np.vstack([r, r]) for r in refs]
         for j, S in bc.signals(bc.inject(V), k):
             refs = [ch.apply(r, start=j, stop=j + 1) for ch, r in zip(chains, refs)]     # one layer at a time
-            if bc.paired and j > 0:
+            if bc.space == "deeplift" and j > 0:      # a chain reads contributions at its input only
                 continue
             for b, ch in enumerate(chains):
-                ref = ch.contributions(refs[b]) if bc.paired else refs[b]
+                ref = ch.contributions(refs[b]) if bc.space == "deeplift" else refs[b]
                 got = S[b].reshape(3, -1).numpy().T
                 assert np.abs(got - ref).max() <= 1e-10 * max(1.0, np.abs(ref).max()), (rule, k, j)
     t = bc.predicted
@@ -67,17 +73,24 @@ OPTIONS = {"zbox": BOX, "dtd": BOX, "lrp-cmp": BOX, "alpha-beta": {"alpha": 2.0,
 EVERY_LAYER_RULE = [(r, OPTIONS.get(r, {})) for r in chainlab.rules.rule_names()]     # every rule and composite
 
 
-def test_unbatchable_rules_are_refused(nets):
-    """smooth-gradient's soft masks are per image: extract_batch refuses it with an OptionError naming the
-    rule (while the per-image extraction works)."""
+def test_every_rule_and_method_is_batched():
+    """One path: every name extract accepts has the batched backward (smooth-gradient's per-image soft masks and
+    contrastive LRP included); an unknown name has none."""
+    assert all(batch_supported(r) for r in chainlab.extraction.method_names())
+    assert not batch_supported("no-such-rule")
+    with pytest.raises(chainlab.OptionError, match="unknown rule 'no-such-rule'"):
+        extract_batch(torch.nn.Linear(2, 2), torch.zeros(1, 2), "no-such-rule")
+
+
+def test_smooth_gradient_batch_with_per_unit_beta_and_sigma(nets):
+    """smooth-gradient's β per unit (a mapping) and per image (sigma: β_j = 1/(σ‖w_j‖)) broadcast over the batch:
+    the batched signals equal one chain per image."""
     net, X, _ = nets["conv"]
-    chainlab.extract(net, X[:1], "smooth-gradient", beta=3.0)
-    assert not batch_supported("smooth-gradient")
-    with pytest.raises(chainlab.OptionError, match="smooth-gradient"):
-        extract_batch(net, X, "smooth-gradient", beta=3.0)
+    assert _compare(net, X, "smooth-gradient", {"beta": {"conv1": np.linspace(0.5, 4.0, 4), "fc1": 2.0}}, ks=(5,))
+    assert _compare(net, X, "smooth-gradient", {"sigma": 0.3, "activation": "gaussian"}, ks=(5,))
 
 
-@pytest.mark.parametrize("rule,opts", [(r, o) for r, o in EVERY_LAYER_RULE + WHOLE if batch_supported(r)])
+@pytest.mark.parametrize("rule,opts", EVERY_LAYER_RULE + WHOLE)
 def test_batched_signals_equal_per_image_chains(nets, rule, opts):
     net, X, pats = nets["conv"]
     opts = {"patterns": pats} if opts is None else opts
@@ -129,15 +142,22 @@ def test_pre_activation_injection_and_reading_are_gradients_of_the_pre_activatio
 
 
 def test_deeplift_contributions_sum_to_delta_at_every_boundary(nets):
-    """Rescale and RevealCancel conserve: Σ contributions at every boundary = f_t(x) − f_t(0)."""
-    net, X, _ = nets["conv"]
-    for rule in ("deeplift-rescale", "deeplift-revealcancel"):
-        bc = extract_batch(net, X, rule)
-        t = bc.predicted
-        with torch.no_grad():
-            delta = (net(X) - net(torch.zeros_like(X)))[np.arange(2), t].numpy()
-        for j, S in bc.signals(bc.start(t), len(bc)):
-            np.testing.assert_allclose(S.reshape(2, -1).sum(1).numpy(), delta, rtol=1e-9, atol=1e-12)
+    """Rescale and RevealCancel conserve: Σ contributions at every boundary = f_t(x) − f_t(0) — the ± rule with captum's
+    max-pool on the conv net (an overlapping max-pool), the package's rule on the residual net (no max-pool; up to
+    its 1e-7 pseudocount)."""
+    for net_name, rules, rtol in (("conv", ("deeplift-rescale-pm", "deeplift-revealcancel-pm"), 1e-9),
+                                  ("resnet", ("deeplift-rescale", "deeplift-revealcancel"), 1e-6)):
+        net, X, _ = nets[net_name]
+        for rule in rules:
+            bc = extract_batch(net, X, rule)
+            t = bc.predicted
+            with torch.no_grad():
+                delta = (net(X) - net(torch.zeros_like(X)))[np.arange(2), t].numpy()
+            n = 0
+            for j, S in bc.signals(bc.start(t), len(bc)):
+                np.testing.assert_allclose(S.reshape(2, -1).sum(1).numpy(), delta, rtol=rtol, atol=1e-12)
+                n += 1
+            assert n == len(bc)
 
 
 def test_shared_forward_and_refused_options(nets):
@@ -150,3 +170,13 @@ def test_shared_forward_and_refused_options(nets):
         extract_batch(net, X, "zplus", alpha=2.0)
     with pytest.raises(chainlab.OptionError):
         extract_batch(net, X, "zplus", dtype="float16")
+
+
+def test_readme_batch_example_runs():
+    """The README's extract_batch example runs as printed (its last line asserts that the B = 1 chain of the
+    batched path explains like the batch)."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### One input or many", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md (extract_batch example)", "exec"), {"print": lambda *a: None})

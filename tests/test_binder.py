@@ -1,9 +1,9 @@
-"""Binder et al. as measurements: empirical constants, a-priori ranges, averages, trends and the B1–B3 verdicts.
+"""Binder et al. as measurements: empirical constants, a-priori ranges, averages — and the IDENTITIES beside the
+claims (regression tests, not claims: they hold by algebra for any correct implementation).
 
 Oracles: autograd Jacobians (the gradient, and gradient × input = LRP-0 on bias-free ReLU nets), sampled copies
-for the interval and range bounds, loop references for the group errors, power laws for the trends.  The
-verdict tests run the verdict code on families of nets whose weight norms differ by a known factor, and
-include the NEGATIVE CONTROLS of every claim.
+for the interval and range bounds, loop references for the group errors.  The claims' decisions and controls are
+tests/test_decide_binder.py and tests/test_controls_binder.py.
 """
 import importlib
 import math
@@ -16,24 +16,22 @@ import torch.nn as nn
 import chainlab
 from chainlab import measures as ms
 from chainlab import studies
-from chainlab.app.verify import binder
-from chainlab.app.verify.core import Verdict
+from chainlab.papers import binder
+from chainlab.papers.binder import report as figs
+from chainlab.papers.context import one_thread
 from conftest import conv_net, mlp
+from test_controls_binder import build
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Batch-1 work on small nets: one thread (on a shared machine more threads only spin)."""
-    with binder.one_thread():
+    with one_thread():
         yield
 
 
 def _rand(shape, seed):
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def _label(ok):
-    return Verdict("B", "", "", "", ok).label
 
 
 # -- empirical constants -----------------------------------------------------------------------------------
@@ -198,104 +196,83 @@ def test_identity_function_preserving_rescaling():
                             rel_tol=1e-6)
 
 
-# -- trends ----------------------------------------------------------------------------------------------------
-def test_trends_recover_known_power_laws():
-    x = {"a": 1.0, "b": 10.0, "c": 100.0, "d": 1000.0}
-    assert math.isclose(ms.loglog_slope(list(x.values()), [v ** 0.7 for v in x.values()]), 0.7)
-    rng = np.random.default_rng(1)
-    vals = {g: {u: x[g] ** 0.7 * math.exp(0.1 * rng.normal()) for u in range(30)} for g in x}
-    res = ms.bootstrap_slope(vals, x, reduce="median", n_boot=300)
-    assert res["lo"] < 0.7 < res["hi"] and res["hi"] - res["lo"] < 0.1 and res["n_units"] == 30
-    flat = ms.replicate_slope({g: 1.0 for g in x}, {g: list(1 + 0.01 * rng.normal(size=50)) for g in x}, x)
-    assert abs(flat["slope"]) < 1e-12 and flat["lo"] < 0 < flat["hi"]
+def test_identity_exact_scaling_of_the_constants():
+    """IDENTITY: W_l → c·W_l with biases and BatchNorm along (the same decisions): the gradient's bound constant
+    Π‖M_l‖₁ is multiplied by Π c_l exactly, the z⁺ and α-β constants do not move (0-homogeneous up to the
+    stabilizer) — on a net with conv, stride, padding, BN, no-bias layers and pools."""
+    net = conv_net(6)
+    x = _rand((1, 2, 7, 7), 6)
+    rows = studies.weight_scaling(net, x, rules=("gradient", "zplus", ("alpha-beta", {"alpha": 2.0, "beta": 1.0})),
+                                  c=2.0, avgpool="gradient", stabilizer=1e-12)
+    v = {(r["rule"], r["quantity"]): r["value"] for r in rows}
+    prod_c = v[("gradient", "prod_c")]
+    assert prod_c == 2.0 ** 5
+    assert v[("gradient", "constant_ratio")] == pytest.approx(prod_c, rel=1e-9)
+    assert v[("zplus", "constant_ratio")] == pytest.approx(1.0, rel=1e-9)
+    assert v[("alpha-beta", "constant_ratio")] == pytest.approx(1.0, rel=1e-9)
+    assert v[("zplus", "map_change")] == pytest.approx(0.0, abs=1e-9)
 
 
-# -- the verdicts and their negative controls ------------------------------------------------------------------
-SCALES = (0.5, 1.0, 2.0, 4.0)     # every layer × c: Π‖W_l‖_∞ × c^4 (4 Linear layers), spans 8^4
+def test_weights_only_scaling_touches_only_the_weights():
+    """The controlled experiment's scaling: W_l → c·W_l, biases and BatchNorm as they were (not an identity)."""
+    net = conv_net(7)
+    scaled, cs = studies.scale_weights(net, 3.0, equivariant=False)
+    for (name, a), (_, b) in zip(net.named_parameters(), scaled.named_parameters()):
+        owner = name.rsplit(".", 1)[0]
+        is_weight = name.endswith("weight") and isinstance(net.get_submodule(owner), (nn.Conv2d, nn.Linear))
+        assert torch.equal(b, 3.0 * a if is_weight else a), name
+    for (_, a), (_, b) in zip(net.named_buffers(), scaled.named_buffers()):
+        assert torch.equal(a, b)
+    x = _rand((1, 2, 7, 7), 7)
+    assert not torch.allclose(scaled(x), 3.0 ** 5 * net(x))       # the function changed, not only its scale
 
 
-@pytest.fixture(scope="module")
-def family():
-    """Copies of one MLP with every layer's weights scaled by c (logits × c^4, decision unchanged): the gradient
-    constant scales exactly with Π‖W_l‖_∞, the z⁺/αβ constants do not (0-homogeneous)."""
-    base = mlp(7)
-    return {f"mlp×{c:g}": studies.scale_weights(base, c)[0] for c in SCALES}
+def test_identity_lrp_epsilon_bound_constant_grows_as_epsilon_shrinks():
+    """IDENTITY behind B2's 1/ε beside: every column abs sum Σ_i |x_i w_ij| / (|z_j| + ε) grows as ε falls, so the
+    bound's constant Π‖M_l‖₁ does — strictly, on any net with a non-zero column."""
+    net = conv_net(8)
+    x = _rand((1, 2, 7, 7), 8)
+    c = []
+    for eps in (1.0, 0.1, 0.01, 0.001):
+        ch = chainlab.extract(net, x, "lrp-epsilon", epsilon=eps, avgpool="gradient")
+        c.append(next(r["value"] for r in ms.constants(ch, norms=True) if r["quantity"] == "c_norm1"))
+    assert all(a < b for a, b in zip(c, c[1:])), c
 
 
-@pytest.fixture(scope="module")
-def constant_rows(family):
-    rules = [("gradient", {}), ("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0}),
-             ("lrp-epsilon", {"epsilon": 1e-9}), ("lrp-epsilon", {"epsilon": 1e-10}),
-             ("lrp-epsilon", {"epsilon": 1e-11})]
-    xs = [_rand((1, 7), 10 + i) for i in range(6)]
-    rows = []
-    for name, m in family.items():
-        rows += studies.empirical_constants(m, xs, rules, perturbation="noise", level=0.05, copies=1, norms=1,
-                                            net=name, stabilizer=1e-12)
-    return rows
+def test_identity_the_averages_premise_and_rate():
+    """IDENTITIES (B3's old premise and rate): no perturbed copy leaves the a-priori range B, and the sup-error of
+    an i.i.d. mean falls like N^(−½) (the CLT rate of any mean): slope of log e(N) on log N near −½."""
+    net = mlp(1)
+    x = _rand((1, 7), 1)
+    for rule in ("alpha-beta", "lrp-epsilon"):        # (this MLP's gradient is constant near x, its z⁺ map zero)
+        rows = studies.averages(net, x, rule, perturbation="noise", level=0.3, n=32, n_ref=512, n_boot=0, seed=3)
+        v = {r["quantity"]: r["value"] for r in rows if r["k"] is None}
+        assert v["range_exceeded"] == 0 and v["exceed_fraction"] == 0
+        assert -0.75 <= v["rate_slope"] <= -0.3, (rule, v["rate_slope"])
+    A = np.random.default_rng(0).normal(size=(4096, 3))
+    e = [studies.group_errors(A, n).mean() for n in (1, 4, 16, 64)]
+    assert np.polyfit(np.log([1, 4, 16, 64]), np.log(e), 1)[0] == pytest.approx(-0.5, abs=0.1)
 
 
-def test_b1_verdict_and_negative_control(constant_rows):
-    """B1 on a family whose weight norms differ: z⁺/αβ flat, the gradient follows — reproduced.  NEGATIVE CONTROL:
-    the same verdict code with the gradient in the place of the β rules must say "not reproduced"."""
-    ok, text, res = binder.b1_verdict(constant_rows, n_boot=200)
-    assert _label(ok) == "reproduced", text
-    assert abs(res["zplus"]["slope"]) < 1e-6 and math.isclose(res["gradient"]["slope"], 1.0, rel_tol=1e-6)
-    bad, text, _ = binder.b1_verdict(constant_rows, beta=("gradient",), follow=(), n_boot=200)
-    assert _label(bad) == "not reproduced", text
-    bad, text, _ = binder.b1_verdict(constant_rows, beta=(), follow=("zplus",), n_boot=200)
-    assert _label(bad) == "not reproduced", text
-    few, text, _ = binder.b1_verdict(constant_rows, nets=("mlp×1", "mlp×2"), n_boot=50)
-    assert _label(few) == "not checked" and "not decisive" in text
+def test_support_bounds_computed_once_give_the_same_range():
+    net = conv_net(9)
+    x = _rand((1, 2, 7, 7), 9).numpy()
+    ch = chainlab.extract(net, x, "lrp-epsilon", epsilon=0.1, avgpool="gradient", materialize=False)
+    ib = studies.support_bounds(net, x, "brightness", 0.2)
+    a = studies.apriori_range(net, ch, "brightness", 0.2)
+    b = studies.apriori_range(net, ch, "brightness", 0.2, bounds=ib)
+    assert a["B"] == b["B"] and a["C"] == b["C"] == math.prod(a["constants"]) and a["B"] == a["C"] * a["F"]
 
 
-def test_b2_negative_controls_constants_that_do_not_grow(constant_rows):
-    """NEGATIVE CONTROL: constants that do not grow (z⁺ against the weight norms; LRP-ε over a grid of ε far below
-    every pre-activation, where it does not change) must give "not reproduced"; the gradient alone grows."""
-    eps = tuple(studies.rule_label(("lrp-epsilon", {"epsilon": e})) for e in (1e-9, 1e-10, 1e-11))
-    ok, text, _ = binder.b2_verdict(constant_rows, grow=("gradient",), eps_rules=eps, n_boot=200)
-    assert _label(ok) == "not reproduced" and "in 1/ε" in text
-    ok, text, d = binder.b2_verdict(constant_rows, grow=("zplus",), eps_rules=(), n_boot=200)
-    assert _label(ok) == "not reproduced", text
-    ok, text, d = binder.b2_verdict(constant_rows, grow=("gradient",), eps_rules=(), n_boot=200)
-    assert _label(ok) == "reproduced", text
-
-
-@pytest.fixture(scope="module")
-def average_rows(family):
-    x = _rand((1, 7), 3)
-    rows = []
-    for name, m in family.items():
-        for rule, kw in (("gradient", {}), ("zplus", {})):
-            rows += studies.averages(m, x, rule, perturbation="noise", level=0.3, n=8, n_ref=40, n_boot=50,
-                                     net=name, image=0, label=studies.rule_label((rule, kw)), stabilizer=1e-12, **kw)
-    return rows
-
-
-def test_b3_verdict_and_negative_controls(family, average_rows):
-    """B3: the z⁺ constant per unit of logit does not move with the weights, the gradient's does.  NEGATIVE
-    CONTROLS: a range B chosen too small is caught ("not reproduced"); swapping the rules is "not reproduced"."""
-    ok, text, det = binder.b3_verdict(average_rows, beta=("zplus",), move=("gradient",))
-    assert _label(ok) == "reproduced", text
-    assert abs(det[("noise", "zplus")]["slope"]) < 1e-6
-    bad, text, _ = binder.b3_verdict(average_rows, beta=("gradient",), move=("zplus",))
-    assert _label(bad) == "not reproduced", text
-    x = _rand((1, 7), 3)
-    small = []
-    for name, m in family.items():
-        small += studies.averages(m, x, "zplus", perturbation="noise", level=0.3, n=8, n_ref=40, n_boot=50,
-                                  net=name, image=0, B=1e-3)
-    bad, text, _ = binder.b3_verdict(small, beta=("zplus",), move=())
-    assert _label(bad) == "not reproduced" and "premise violated" in text
-
-
-def test_binder_figures(constant_rows, average_rows, tmp_path):
+def test_binder_figures(tmp_path):
+    """The report's figures draw from the claims' records (a registered family: tests/test_controls_binder.py)."""
     from matplotlib.image import imread
 
-    from chainlab.app.report import binder as figs
-
-    for fn, rows in ((figs.plot_constants, constant_rows), (figs.plot_rates, average_rows),
-                     (figs.plot_fitted_constants, average_rows), (figs.plot_tightness, constant_rows)):
+    ctx = build((0.2, 1.0, 5.0), seeds=(0,), w=0.3)
+    binder.measure_all(ctx)
+    rows = list(ctx.records) + studies.averages(mlp(0), _rand((1, 7), 0), "zplus", perturbation="noise", level=0.2,
+                                                n=4, n_ref=12, n_boot=0, net="mlp", image=0)
+    for fn in figs.FIGURES:
         name, caption = fn(rows, tmp_path)
         assert np.var(imread(tmp_path / name)[..., :3]) > 0 and caption
     assert figs.plot_constants([], tmp_path) is None and figs.plot_rates([], tmp_path) is None

@@ -360,3 +360,20 @@ def test_report_error_leaves_no_partial_directory(tmp_path):
 def _write(rows, path):
     report.write_records(rows, path)
     return path
+
+
+@pytest.mark.parametrize("bug", [ZeroDivisionError, KeyError, TypeError])
+def test_a_bug_in_a_claim_reaches_the_user_as_a_bug_not_as_a_verdict(tmp_path, monkeypatch, bug):
+    """An injected bug in a claim's measure code must propagate: exit 3 with 'internal error' and the --debug hint,
+    no verdict written (a bug must never turn into 'not reproduced' or 'not checked')."""
+    from chainlab.papers.sixt import measure
+
+    def broken(*a, **k):
+        raise bug("injected")
+
+    monkeypatch.setattr(measure, "fig3_ratios", broken)
+    res = run("verify", "--quick", "--claims", "S4", "-o", tmp_path / "rep")
+    assert res.exit_code == 3, (res.exit_code, res.output)
+    out = err_of(res)
+    assert "internal error" in out and "--debug" in out
+    assert not (tmp_path / "rep" / "verdicts.json").exists()

@@ -116,6 +116,22 @@ def test_failures_are_reported_after_the_others_are_written(cluster):
     assert got == {0: 0, 1: 1, 3: 3} and list(err.value.report.failed) == [2]
 
 
+def buggy(key):
+    if key == 1:
+        return {}["no such key"]              # a bug in the task (KeyError), not a failed input
+    return key
+
+
+def test_a_bug_in_a_task_propagates_instead_of_being_counted_as_a_failed_task(cluster):
+    """Negative control of the retry-and-record path: only input/machine errors (chainlab's user errors, I/O, memory,
+    torch's RuntimeError) are retried and reported per task; a KeyError is a bug and stops the run as itself."""
+    tasks = {k: (buggy, (k,)) for k in range(3)}
+    with pytest.raises(KeyError):
+        distributed.run(tasks, {}.__setitem__, retries=1, progress=False)
+    with pytest.raises(KeyError):
+        distributed.run(tasks, {}.__setitem__, scheduler=cluster.scheduler_address, retries=0, progress=False)
+
+
 def count_calls(log, key):
     with open(log, "a") as f:
         f.write(f"{key}\n")

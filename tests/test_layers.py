@@ -2,6 +2,11 @@
 
 The order is the one the README's Layout section draws (bottom first).  Modules of one layer may
 import each other (without circles); the root ``chainlab/__init__.py`` is the facade above all.
+
+The one documented lazy import: a package ``__init__`` may export names that load on first use through
+``chainlab.lazy.attach(__name__, submodules=[...], names={...})`` (PEP 562).  Its tables must be literal,
+and each entry counts here as a module-level import of that package (layer order and circles apply).  No
+other import with a computed name (``importlib.import_module``, ``__import__``) is allowed in chainlab.
 """
 import ast
 from pathlib import Path
@@ -11,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [                                   # bottom → top
     ("kernels",),
-    ("errors", "options", "files", "version"),
+    ("errors", "options", "files", "version", "lazy"),
     ("linalg",),
     ("chain",),
     ("trace",),
@@ -21,6 +26,7 @@ LAYERS = [                                   # bottom → top
     ("archive",),
     ("measures",),
     ("studies",),
+    ("papers",),
     ("app",),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -38,8 +44,31 @@ def modules():
     return out
 
 
+def resolve(pkg, module, level):
+    """The absolute name of ``from <level dots><module> import …`` written in package ``pkg``."""
+    if not level:
+        return module or ""
+    base = pkg.split(".")
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
+def lazy_tables(call):
+    """(submodules, {module: names}) of a ``lazy.attach(__name__, submodules=..., names=...)`` call, or None
+    when the call is not ``attach``.  Non-literal tables raise ValueError."""
+    f = call.func
+    if not ((isinstance(f, ast.Name) and f.id == "attach") or (isinstance(f, ast.Attribute) and f.attr == "attach")):
+        return None
+    kw = {k.arg: k.value for k in call.keywords}
+    submodules = ast.literal_eval(kw["submodules"]) if "submodules" in kw else ()
+    names = ast.literal_eval(kw["names"]) if "names" in kw else {}
+    if len(call.args) != 1 or not (isinstance(call.args[0], ast.Name) and call.args[0].id == "__name__"):
+        raise ValueError("attach must be called as attach(__name__, submodules=[...], names={...})")
+    return submodules, names
+
+
 def imports(name, path):
-    """[(imported chainlab module, line, inside a function)] of one module."""
+    """[(imported chainlab module, line, inside a function)] of one module (lazy tables included)."""
     tree = ast.parse(path.read_text())
     pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
@@ -50,21 +79,34 @@ def imports(name, path):
             if isinstance(child, ast.Import):
                 found.extend((a.name, child.lineno, f) for a in child.names if a.name.split(".")[0] == "chainlab")
             elif isinstance(child, ast.ImportFrom):
-                if child.level:
-                    base = pkg.split(".")
-                    base = base[: len(base) - (child.level - 1)]
-                    mod = ".".join(base + ([child.module] if child.module else []))
-                else:
-                    mod = child.module or ""
+                mod = resolve(pkg, child.module, child.level)
                 if mod.split(".")[0] == "chainlab":
                     if child.module is None or mod in ("chainlab",):   # from . import x  /  from .. import x
                         found.extend((f"{mod}.{a.name}", child.lineno, f) for a in child.names)
                     else:
                         found.append((mod, child.lineno, f))
+            elif isinstance(child, ast.Call) and (tables := lazy_tables(child)) is not None:
+                submodules, names = tables
+                found.extend((f"{pkg}.{s}", child.lineno, f) for s in submodules)
+                for rel in names:
+                    level = len(rel) - len(rel.lstrip("."))
+                    found.append((resolve(pkg, rel.lstrip(".") or None, level), child.lineno, f))
             visit(child, f)
 
     visit(tree, False)
     return found
+
+
+def computed_imports(path):
+    """Lines of imports whose module name is computed at run time (``import_module``, ``__import__``)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if fname in ("import_module", "__import__"):
+                lines.append(node.lineno)
+    return lines
 
 
 def layer_of(mod):
@@ -91,6 +133,33 @@ def test_imports_point_down_and_are_at_module_level(name):
         assert target <= own, (f"{name}:{line} imports {mod}, layer {LAYERS[target]} above its own "
                                f"{LAYERS[own]}")
         assert not in_func, f"{name}:{line} imports {mod} inside a function (dodging a circle?)"
+
+
+@pytest.mark.parametrize("name", sorted(MODS))
+def test_no_import_with_a_computed_name_but_the_lazy_one(name):
+    if name == "chainlab.lazy":
+        return                                                   # the documented mechanism (PEP 562)
+    lines = computed_imports(MODS[name])
+    assert not lines, (f"{name}: import with a computed name at line(s) {lines}; export lazily with "
+                       "chainlab.lazy.attach (literal tables) or import at module level")
+
+
+def test_lazy_exports_are_modules_of_the_package_or_below():
+    """Each lazily exported name exists where its table says (nothing is hidden behind a typo)."""
+    import importlib
+    for name, path in MODS.items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and (tables := lazy_tables(node)) is not None:
+                submodules, names = tables
+                for s in submodules:
+                    assert f"{name}.{s}" in MODS, f"{name} lazily exports {s}, which is not a module of it"
+                for rel, attrs in names.items():
+                    level = len(rel) - len(rel.lstrip("."))
+                    mod = importlib.import_module(resolve(name, rel.lstrip(".") or None, level))
+                    missing = [a for a in attrs if not hasattr(mod, a)]
+                    assert not missing, f"{name} lazily exports {missing} from {mod.__name__}, which has none of that name"
 
 
 def test_no_import_circles():
@@ -131,6 +200,24 @@ def test_the_checker_sees_upward_hidden_and_relative_imports(tmp_path):
     got = imports("chainlab.linalg.conv", p)
     assert got == [("chainlab.measures", 1, False), ("chainlab.app.cli", 2, False), ("chainlab.linalg.operators", 5, True)]
     assert [layer_of(m) > layer_of("chainlab.linalg.conv") for m, _, _ in got] == [True, True, False]
+
+
+def test_the_checker_reads_lazy_tables_and_sees_computed_imports(tmp_path):
+    """Negative controls: a lazy table of linalg naming a layer above counts as an upward import; a
+    non-literal table is refused; import_module / __import__ anywhere are found."""
+    p = tmp_path / "__init__.py"
+    p.write_text("from .. import lazy\n__getattr__, __dir__, _ = lazy.attach(\n    __name__, submodules=['spmat'],\n"
+                 "    names={'..measures': ['svd'], '.conv': ['conv_matrix']})\n")
+    got = imports("chainlab.linalg", p)
+    assert got == [("chainlab.lazy", 1, False), ("chainlab.linalg.spmat", 2, False), ("chainlab.measures", 2, False),
+                   ("chainlab.linalg.conv", 2, False)]
+    assert layer_of("chainlab.measures") > layer_of("chainlab.linalg")
+    p.write_text("from .. import lazy\nMODS = ['spmat']\nlazy.attach(__name__, submodules=MODS)\n")
+    with pytest.raises(ValueError):
+        imports("chainlab.linalg", p)
+    p.write_text("import importlib\ndef f():\n    return importlib.import_module('chainlab.app')\n"
+                 "g = __import__('chainlab.measures')\n")
+    assert sorted(computed_imports(p)) == [3, 4]
 
 
 def test_setup_cfg_lists_every_package():

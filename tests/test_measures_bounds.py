@@ -67,3 +67,20 @@ def test_nonlinear_chain_needs_matrices():
         with pytest.raises(chainlab.NotLinearError, match="not linear"):
             fn(ch)
     assert ms.measure(ch, what=["csc"], pairs=3)
+
+
+@pytest.mark.parametrize("rule,kw", RULES + [("gamma", dict(gamma=0.25)), ("alpha-beta", dict(alpha=1.5, beta=0.5))])
+@pytest.mark.parametrize("avgpool", ["gradient", "proportional"])
+def test_abs_column_sums_of_implicit_operators_equal_the_materialized_matrix(rule, kw, avgpool):
+    """‖M_l‖₁ without multiplying the operator out (one product per term when the terms' weights have disjoint
+    supports, else the matrix) equals the column abs sums of the explicit matrix, layer by layer, on a net with
+    conv, stride, padding, dilation, BN, no-bias layers, max/avg/adaptive pools; and for α-β (two terms)."""
+    net = conv_net(4)
+    x = torch.rand((1, 2, 7, 7), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    ch = chainlab.extract(net, x, rule, materialize=False, avgpool=avgpool, **kw)
+    for op in ch:
+        want = np.abs(op.to_dense()).sum(axis=0)
+        got = op.abs_column_sums()
+        assert got.shape == want.shape
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-300 + 1e-14 * np.abs(want).max()), (rule, op)
+        assert ms.norm1(op) == pytest.approx(float(want.max()), rel=1e-12, abs=1e-300)

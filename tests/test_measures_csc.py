@@ -125,6 +125,7 @@ def test_deeplift_space_chain_measures_each_sign_chain():
     A = np.random.default_rng(3).normal(size=(n, 4))
     blk = np.block([[A, 0 * A], [0 * A, A]])                   # (2n, 2·4): [+; −] rows
     ch = make_chain([blk], shapes=[(C, H, W), (4,)], space="deeplift")
+    ch.paired = True                                           # a ± chain: stacked (+, −) signals
     (r,) = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "csc"]
     assert r["d"] == C and r["n_values"] == 3 * 2 * H * W and r["n_dropped"] == 0
     base = [x for x in ms.csc([ch], pairs=3) if x["quantity"] == "baseline"][0]
@@ -145,6 +146,7 @@ def test_deeplift_injection_is_tied():
             seen.append(V)
             return blk @ V
     ch = make_chain([blk], shapes=[(n,), (3,)], space="deeplift")
+    ch.paired = True                                           # a ± chain: stacked (+, −) signals
     ch.operators[0] = Spy()
     ms.csc_values(ch, 1, pairs=3)
     V = seen[0]

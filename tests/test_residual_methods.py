@@ -2,8 +2,9 @@
 
 Oracles: captum's GuidedBackprop, Deconvolution and DeepLift (Rescale); the direct RectGrad of
 tests/test_nonlinear.py (every nn.ReLU replaced by Kim et al.'s rectifying autograd function); a
-float64 DeepLIFT written here from Shrikumar et al. 2017 on dense unrolled layers (RevealCancel and
-ablation, which captum does not have); f_k(x) − f_k(x⁰) from the model (summation-to-delta).
+float64 DeepLIFT of the ± rule (``-pm``) written here from Shrikumar et al. 2017 on dense unrolled layers
+(RevealCancel and ablation, which captum does not have); f_k(x) − f_k(x⁰) from the model (summation-to-delta).
+The package's rule through blocks is checked against its numpy re-implementation in tests/test_deeplift.py.
 
 Nets: chainlab.nets.zoo.resnet_tiny (basic and bottleneck blocks, 1×1 conv + BN shortcuts that
 downsample, identity shortcuts), a hand-made net with an identity shortcut, conv with stride and
@@ -210,16 +211,38 @@ def test_deeplift_summation_to_delta_and_captum_rescale(name):
     x0s = {"zeros": torch.zeros_like(x), "random": 0.5 * rand_input(x.shape, seed=7)}
     for ref_name, x0 in x0s.items():
         delta = model_delta(net, x, x0)
-        for variant in ("rescale", "revealcancel"):
+        for variant in ("rescale-pm", "revealcancel-pm"):
             ch = chainlab.extract(net, x, f"deeplift-{variant}", reference=x0)
             assert [op.kind for op in ch].count("residual") >= 1
             assert all(isinstance(op, DeepLiftResidual) for op in ch if op.kind == "residual")
             for k in range(5):
                 C = ch.explain(k)
                 assert abs(C.sum() - delta[k]) <= 1e-10 * abs(delta[k]), (name, ref_name, variant, k)
-                if variant == "rescale":
+                if variant == "rescale-pm":
                     theirs = DeepLift(cap).attribute(x.clone(), baselines=x0, target=k).detach().numpy()
                     assert rel_err(C, theirs) < 1e-10, (name, ref_name, k)
+
+
+@pytest.mark.parametrize("name", ["basic", "bottleneck"])
+def test_package_deeplift_through_blocks(name):
+    """The package's rule through residual blocks (the authors' Add: a Dense layer of weights 1): summation-to-delta
+    up to its 1e-7 pseudocount (no max-pool in these nets), Rescale = captum's DeepLift, and a plain chain whose blocks
+    are Sums of Products (one multiplier per neuron)."""
+    from captum.attr import DeepLift
+    net, x = net_and_input(name)
+    cap = captum_copy(net)
+    x0 = 0.5 * rand_input(x.shape, seed=7)
+    delta = model_delta(net, x, x0)
+    for variant in ("rescale", "revealcancel", "ablation"):
+        ch = chainlab.extract(net, x, f"deeplift-{variant}", reference=x0)
+        assert not ch.paired and [op.kind for op in ch].count("residual") >= 1
+        for k in range(5):
+            C = ch.explain(k)
+            if variant != "ablation":
+                assert abs(C.sum() - delta[k]) <= 1e-6 * np.abs(C).sum(), (name, variant, k)
+            if variant == "rescale":
+                theirs = DeepLift(cap).attribute(x.clone(), baselines=x0, target=k).detach().numpy()
+                assert rel_err(C, theirs) < 1e-9, (name, k)
 
 
 # -- an independent float64 DeepLIFT (Shrikumar et al. 2017) on dense unrolled layers ------------------
@@ -327,10 +350,11 @@ def deeplift_reference(net, x, x0, variant):
 
 @pytest.mark.parametrize("variant", ["rescale", "revealcancel", "ablation"])
 def test_deeplift_equals_dense_float64_reference(variant):
+    """The ± rule (``-pm``) against the dense float64 reference above."""
     net = tiny("basic", seed=2)
     x = rand_input(net.input_shape, seed=3)
     x0 = 0.3 * rand_input(net.input_shape, seed=4)
-    ch = chainlab.extract(net, x, f"deeplift-{variant}", reference=x0)
+    ch = chainlab.extract(net, x, f"deeplift-{variant}-pm", reference=x0)
     C = deeplift_reference(net, x, x0, variant)
     for k in range(5):
         ref = C[:, k]
@@ -346,12 +370,12 @@ def test_deeplift_residual_blocks():
     """Rescale collapses through blocks (collapsed chain × Δx = contributions); RevealCancel does not; the
     multiplied-out blocks equal the factor-by-factor application."""
     net, x = net_and_input("bottleneck")
-    rs = chainlab.extract(net, x, "deeplift-rescale")
+    rs = chainlab.extract(net, x, "deeplift-rescale-pm")
     dx = rs.x - rs.reference
     col = rs.collapsed()
     for k in (0, 3):
         assert rel_err(col.explain(k).reshape(-1) * dx, rs.explain(k).reshape(-1)) < 1e-12
-    rc = chainlab.extract(net, x, "deeplift-revealcancel")
+    rc = chainlab.extract(net, x, "deeplift-revealcancel-pm")
     i = rc.names.index("layer2.0")
     op = rc[i]
     assert op.kind == "residual" and len(op.branches) == 2 and len(op.terms[0]) == 4   # 3 convs + diag(S⁺, S⁻)
@@ -363,7 +387,7 @@ def test_deeplift_residual_blocks():
     with pytest.raises(ValueError, match="does not collapse"):
         rc.collapsed()
     assert rel_err(rc.to_dense()[:, 0], rc.apply(np.eye(rc.n_output)[:, 0])) < 1e-12
-    c32 = chainlab.extract(net, x, "deeplift-revealcancel", dtype="float32")
+    c32 = chainlab.extract(net, x, "deeplift-revealcancel-pm", dtype="float32")
     assert c32[i].dtype == np.float32 and rel_err(c32.explain(1), rc.explain(1)) < 1e-5
 
 
@@ -418,7 +442,7 @@ def test_resnet18_deeplift_rescale_equals_captum_with_a_non_overlapping_stem_poo
     net, x = resnet18
     net = copy.deepcopy(net)
     net.maxpool = nn.MaxPool2d(2, 2)           # captum un-pools overlapping windows wrongly (module docstring)
-    ch = chainlab.extract(net, x, "deeplift-rescale")
+    ch = chainlab.extract(net, x, "deeplift-rescale-pm")
     delta = model_delta(net, x, torch.zeros_like(x))
     C = ch.explain(3)
     assert abs(C.sum() - delta[3]) <= 1e-10 * abs(delta[3])
@@ -439,7 +463,7 @@ def test_captum_deeplift_overlapping_maxpool_convention():
         net = nn.Sequential(*layers).double().eval()
         cap = nn.Sequential(*layers[:2], Clone(), *layers[2:]).double().eval()
         delta = model_delta(net, x, torch.zeros_like(x))[1]
-        ours = chainlab.extract(net, x, "deeplift-rescale").explain(1)
+        ours = chainlab.extract(net, x, "deeplift-rescale-pm").explain(1)
         theirs = DeepLift(cap).attribute(x.clone(), baselines=torch.zeros_like(x), target=1).detach().numpy()
         out[pool.kernel_size] = (abs(ours.sum() - delta) / abs(delta), abs(theirs.sum() - delta) / abs(delta),
                                  rel_err(ours, theirs))
@@ -451,7 +475,7 @@ def test_residual_deeplift_chain_archives_as_blocks(tmp_path):
     """A DeepLIFT residual block is written as its four multiplied-out blocks; the loaded chain applies the same."""
     from chainlab import archive
     net, x = net_and_input("identity")
-    ch = chainlab.extract(net, x, "deeplift-revealcancel")
+    ch = chainlab.extract(net, x, "deeplift-revealcancel-pm")
     key = archive.append(tmp_path / "a.h5", ch)
     with archive.open(tmp_path / "a.h5") as r:
         back = r.load(key)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import torch
 import typer
 from tqdm import tqdm
@@ -28,7 +31,7 @@ from tqdm import tqdm
 from .. import archive, measures
 from ..errors import ChainlabError, InputError, MissingFileError, OptionError
 from ..extraction import COMMON, METHODS, extract
-from ..files import write_bytes
+from ..files import on_failure, write_bytes
 from ..measures import singular_values
 from ..nets import data as _data
 from ..nets import models
@@ -37,7 +40,7 @@ from ..nets.storage import state_fingerprint
 from ..options import check_known
 from ..rules import resolve
 from ..studies import averages, sanity
-from . import distributed, report, verify
+from . import distributed, own, report, verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="The backward pass of a trained PyTorch network as an explicit chain of matrices.")
@@ -63,7 +66,9 @@ def _fail(msg: str, code: int):
 
 
 def _user_errors(fn):
-    """User errors of a command → one line on stderr and exit code 2; other exceptions are bugs (exit 3)."""
+    """User errors of a command → one line on stderr and exit code 2; other exceptions are bugs (exit 3 with the
+    --debug hint).  Every command carries it: this is the one place in chainlab that catches every exception, and it
+    decides nothing — it only reports."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -76,25 +81,41 @@ def _user_errors(fn):
                 raise
             msg = str(exc).strip()
             _fail(f"chainlab: error: {msg.splitlines()[0] if msg else type(exc).__name__}", 2)
-        except Exception as exc:  # noqa: BLE001 — the one place errors meet the user
+        except Exception as exc:  # noqa: BLE001 — the one place a bug meets the user: reported as one, never decided on
             if STATE["debug"]:
                 raise
-            _fail(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else ''} — rerun with --debug for the traceback", 3)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: {first} — "
+                  "rerun with --debug for the traceback", 3)
 
     return wrapper
 
 
 def parse_range(spec: str, n: int) -> list[int]:
-    """'0:5' → [0..4], '3' → [3], '1,4,7' → [1, 4, 7]; checked against n items, no repeats."""
+    """'0:5' → [0..4], '3' → [3], '1,4,7' → [1, 4, 7]; checked against n items, no repeats.
+
+    A 'start:stop' range is checked by its ends before any list is built (0:10**20 or 0:10**9 is one error
+    line, not an OverflowError or a list of a billion ints)."""
+    bad_format = InputError(f"bad image range {spec!r}: use 'start:stop', 'i' or 'i,j,k'")
     try:
         if ":" in spec:
-            a, b = spec.split(":", 1)
-            idx = list(range(int(a or 0), int(b) if b else n))
-        else:
-            idx = [int(v) for v in spec.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"bad image range {spec!r}: use 'start:stop', 'i' or 'i,j,k'") from None
+            a, _, b = spec.partition(":")
+            start, stop = int(a) if a.strip() else 0, int(b) if b.strip() else n
+            if start >= stop:
+                raise InputError(f"image range {spec!r} selects nothing; there are {n} test images (0..{n - 1})")
+            below = range(start, min(stop, 0))              # the selected indices outside 0..n-1, never listed whole
+            above = range(max(start, n), stop)
+            n_bad = max(min(stop, 0) - start, 0) + max(stop - max(start, n), 0)   # len() overflows beyond 2**63
+            if n_bad:
+                first = (list(below[:5]) + list(above[:5]))[:5]
+                shown = str(first)[:-1] + (f", … ({n_bad} in all)]" if n_bad > 5 else "]")
+                raise InputError(f"image range {spec!r} selects {shown}; there are {n} test images (0..{n - 1})")
+            return list(range(start, stop))
+        idx = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise bad_format from None
     bad = [i for i in idx if not 0 <= i < n]
     if not idx or bad:
         shown = (str(bad[:5])[:-1] + (f", … ({len(bad)} in all)]" if len(bad) > 5 else "]")) if bad else "nothing"
@@ -262,11 +283,11 @@ def extract_cmd(
     kwargs = {k: v for k, v in dict(bias=bias, dtype=dtype, stabilizer=stabilizer, avgpool=avgpool).items()
               if v is not None}
     _check_rule_options(rule, opts, kwargs)
+    _output_file(output, "output")
     if output.exists() and not (resume or overwrite):
         raise InputError(f"{output} exists; use --resume to add to it (skipping chains it has) or --overwrite")
     if resume and overwrite:
         raise InputError("give --resume (add to the archive) or --overwrite (replace it), not both")
-    _output_file(output, "output")
     _check_cluster(workers, scheduler)
 
     net = models.load(model, weights=weights) if weights is not None else models.load(model)
@@ -286,7 +307,7 @@ def extract_cmd(
 
     # --overwrite: one writer for the whole run, committed only when complete
     replacing = archive.writer(output, replace=True, on_wait=note) if overwrite else None
-    try:
+    with on_failure(lambda: replacing is not None and replacing.close(commit=False)):
         store = _ChainStore(output, replacing, name, fp, req_id, note)
         todo = [i for i in idx if not store.has(i)]
         if len(todo) < len(idx):
@@ -315,10 +336,6 @@ def extract_cmd(
                 key = write(i, extract(net, x, rule, **options))
                 bar.set_postfix(key=key, image=i)
             mode = ""
-    except BaseException:
-        if replacing is not None:
-            replacing.close(commit=False)
-        raise
     if replacing is not None:
         replacing.close()
     typer.echo(f"{output}: {store.added} chain(s) added ({name}, {rule}, images {images}){mode}"
@@ -525,6 +542,14 @@ def report_cmd(
     typer.echo(f"{md}: report with {len(list(output.glob('*.png')))} plot(s)")
 
 
+def _run_facts(kind: str, measuring: float, total: float, load: float) -> dict:
+    """What a verify run cost: seconds of measuring and in all (with the report), peak RSS of this process and its
+    children (MiB), the cores and the load average at the start — the README's run line is generated from it."""
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"kind": kind, "seconds_measuring": round(measuring, 1), "seconds_total": round(total, 1),
+            "peak_rss_mib": round(peak / 1024), "cores": os.cpu_count(), "load_at_start": round(load, 2)}
+
+
 @app.command("verify")
 @_user_errors
 def verify_cmd(
@@ -534,8 +559,33 @@ def verify_cmd(
                                   "points, Figs. 1/4b on every net, all DeepLIFT ± injections)."),
     claims: Optional[str] = typer.Option(None, "--claims", help="Comma-separated subset, e.g. S1,S3,B1."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a claim is not reproduced."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Your net instead of the shipped ones: a shipped "
+                                        "net's name, torchvision:NAME (vgg11…vgg19[_bn], resnet18…resnet152), a "
+                                        "chainlab model file, or FILE.py:FUNCTION returning the nn.Module."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict file (.pt/.pth/.npz) for --model "
+                                           "(read as data: torch.load(weights_only=True)); without it an "
+                                           "architecture is randomly initialized (seed --seed)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="With --model: a folder of PNG/JPEG images "
+                                          "(sorted by name) or a .npy array (N, C, H, W)."),
+    preprocess: Optional[str] = typer.Option(None, "--preprocess", help="imagenet (resize 256, centre crop 224, "
+                                             "ImageNet mean/std), unit (pixels/255) or none. Default: imagenet for "
+                                             "torchvision:NAME, none for .npy, unit otherwise."),
+    n_images: Optional[int] = typer.Option(None, "--n-images", help="How many of the images (the first N); default: "
+                                           "as many as fit about 15 minutes on 2 cores (from the net's size), at "
+                                           "most the paper's number."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels of the images (.npy or one integer "
+                                          "per line); default: the net's predictions."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random init (no --weights) and of the claims' draws."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Images per stored chunk (the unit of --resume and of a "
+                                        "Dask task); default: 1 for nets above 0.2 G multiply-adds, else 50."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted --model run in --output."),
+    workers: int = typer.Option(1, "--workers", help="N > 1: measure image chunks on a dask LocalCluster of N "
+                                "worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler "
+                                            "(tcp://host:port); its workers must see the same files."),
 ):
-    """The main job: reproduce the papers' claims (S1–S8, B1–B3, M1–M3) on the shipped nets; writes report/verify.md."""
+    """The main job: reproduce the papers' claims (S1–S8, B1–B3, M1–M3) on the shipped nets, or with --model and
+    --images on your own net; writes <output>/verify.md."""
     if output.exists() and not output.is_dir():
         raise InputError(f"report output {output} exists and is not a directory")
     wanted = None
@@ -543,42 +593,71 @@ def verify_cmd(
         wanted = [c.strip() for c in claims.split(",") if c.strip()]
         if not wanted:
             raise OptionError("--claims names no claim; leave it out to check every claim")
+    own_opts = {"--weights": weights, "--images": images, "--preprocess": preprocess, "--n-images": n_images,
+           "--labels": labels, "--chunk": chunk, "--resume": resume or None, "--workers": workers if workers != 1 else None,
+           "--scheduler": scheduler}
+    if model is None:
+        given = [k for k, v in own_opts.items() if v is not None]
+        if given:
+            raise OptionError(f"{', '.join(given)} belong to a run on your own net: give --model (and --images)")
+    else:
+        if images is None:
+            raise OptionError("--model needs --images: a folder of PNG/JPEG images or a .npy array")
+        if quick:
+            raise OptionError("--quick runs the shipped digits nets; leave it out with --model")
+        if n_images is not None and n_images < 1:
+            raise OptionError(f"--n-images must be at least 1, got {n_images}")
+        if chunk is not None and chunk < 1:
+            raise OptionError(f"--chunk must be at least 1, got {chunk}")
+        _check_cluster(workers, scheduler)
+        res = own.verify_own(model=model, images=images, weights=weights, preprocess=preprocess, n_images=n_images,
+                         labels=labels, claims=wanted, output=output, resume=resume, workers=workers, chunk=chunk,
+                         scheduler=scheduler, extended=extended, seed=seed, echo=typer.echo)
+        if strict and any(v.outcome is not verify.Outcome.REPRODUCED for v in res.verdicts
+                          if v.outcome is not verify.Outcome.NOT_CHECKED):
+            raise typer.Exit(1)
+        return
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     verdicts, records = verify.run(quick=quick, claims=wanted, progress=True, extended=extended)
     seconds = time.perf_counter() - t0
-    output.mkdir(parents=True, exist_ok=True)
     # the verdicts and records first: a failure while drawing the plots must not lose an hour of measuring
-    measures.write_csv(records, output / "records.csv")
-    md = output / "verify.md"
-    write_bytes(md, verify.verdict_table(verdicts, quick=quick, seconds=seconds, extended=extended).encode())
+    kind = "--quick run" if quick else "--extended run" if extended else "full run"
+    flags = " --quick" if quick else " --extended" if extended else ""
+    md = verify.write_run(verdicts, records, output, run_text=f"Run: {kind}, {seconds:.0f} s of measuring.",
+                          rerun=f"chainlab verify{flags}" + (f" --claims {claims}" if claims else ""),
+                          kind=kind, claims=[v.claim for v in verdicts])
     width = max(len(v.label) for v in verdicts)
     for v in verdicts:
         typer.echo(f"{v.claim}  {v.label:<{width}}  {v.observed[:160]}")
-    n_ok = sum(v.reproduced is True for v in verdicts)
-    typer.echo(f"{n_ok}/{len(verdicts)} claims reproduced in {seconds:.0f} s; verdicts in {md}")
-    report.make_report(records, output, source=output / "records.csv", progress=True)
-    if strict and n_ok < len(verdicts):
+    c = verify.tally(verdicts)
+    typer.echo(f"papers' claims: {c.get(verify.Outcome.REPRODUCED, 0)} reproduced, "
+               f"{c.get(verify.Outcome.NOT_REPRODUCED, 0)} not reproduced, {c.get(verify.Outcome.INCONCLUSIVE, 0)} "
+               f"inconclusive, {c.get(verify.Outcome.NOT_CHECKED, 0)} not checked in {seconds:.0f} s; verdicts in {md}")
+    report.make_report(records, output, source=output / "records", progress=True)
+    write_bytes(output / "run.json", json.dumps(_run_facts(kind, seconds, time.perf_counter() - t0, load),
+                                                indent=1, sort_keys=True).encode() + b"\n")
+    n_ok = c.get(verify.Outcome.REPRODUCED, 0)
+    if strict and n_ok < sum(c.values()):
         raise typer.Exit(1)
 
 
 def main():
-    """Console entry point: run the app, turning errors into one line and an exit code."""
+    """Console entry point: run the app; usage errors as click shows them, errors raised outside a command (option
+    parsing) as one line (exit 2) — the commands report their own errors (:func:`_user_errors`)."""
     try:
         rc = app(standalone_mode=False)
-    except Exception as exc:  # noqa: BLE001 — the one place errors meet the user
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors of typer's click
-            exc.show()
-            sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Abort":
-            sys.exit(130)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (ChainlabError, OSError) as exc:
         if STATE["debug"]:
             raise
-        if isinstance(exc, (ChainlabError, OSError)):
-            print(f"chainlab: error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        print(f"chainlab: internal error (a bug in chainlab, please report it): {type(exc).__name__}: {exc} — "
-              "rerun with --debug for the traceback", file=sys.stderr)
-        sys.exit(3)
+        msg = str(exc).strip()
+        print(f"chainlab: error: {msg.splitlines()[0] if msg else type(exc).__name__}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from ..errors import InputError, RunError
+from ..errors import ChainlabError, InputError, RunError
 from ..extraction import extract
 from ..nets import models
 
@@ -139,12 +139,18 @@ def _bar(total, progress):
     return tqdm(total=total, unit="task", dynamic_ncols=True)
 
 
+# errors a task may meet for reasons of its input or its machine (reported per task, the others written): chainlab's
+# user errors, I/O and memory, and torch's RuntimeError (allocation failures, a worker's lost tensors); anything
+# else (TypeError, KeyError, …) is a bug and stops the run
+TASK_ERRORS = (ChainlabError, OSError, MemoryError, TimeoutError, RuntimeError)
+
+
 def _run_serial(todo, on_result, retries, report, bar):
     for key, (fn, args) in todo.items():
         for attempt in range(retries + 1):
             try:
                 result = fn(*args)
-            except Exception:  # a task's own error: retry, then record
+            except TASK_ERRORS:               # the task's input or its machine: retry, then record; a bug propagates
                 if attempt == retries:
                     report.failed[key] = traceback.format_exc()
                 continue
@@ -158,6 +164,7 @@ def _run_serial(todo, on_result, retries, report, bar):
 def _run_dask(todo, on_result, workers, scheduler, retries, report, bar):
     import dask
     from distributed import Client, LocalCluster, as_completed
+    from distributed.scheduler import KilledWorker
 
     cluster = None
     own_client = True
@@ -186,6 +193,8 @@ def _run_dask(todo, on_result, workers, scheduler, retries, report, bar):
             key = futures.pop(fut)
             if fut.status == "error":
                 exc, tb = fut.exception(), fut.traceback()
+                if not isinstance(exc, TASK_ERRORS + (KilledWorker,)):
+                    raise exc                 # a bug in the task: not a failed image to retry later
                 report.failed[key] = "".join(traceback.format_exception(type(exc), exc, tb))
             elif fut.status == "cancelled":
                 report.failed[key] = "cancelled (the cluster went away)\n"

@@ -4,7 +4,7 @@ Layout of an archive ``a.h5`` (schema version 2)::
 
     a.h5                         the index, HDF5 (latest format: checksummed superblock and object headers)
         attrs: encoding-type = "chainlab-archive", encoding-version = "2.0.0", schema_version = 2,
-               chainlab_version, next_index, chains_dir = "a.h5.chains"
+               chainlab_version, next_index, chains_dir = "a.h5.chains" (informative: never read)
         chains/<key>             HDF5 external link → ("a.h5.chains/<file>", "/"): plain h5py follows it,
                                  ``h5py.File("a.h5")["chains/000003/layers/0000/matrix"]`` reads a layer
         catalog                  (n,) compound dataset key, file, size (fletcher32-checksummed): the
@@ -12,6 +12,22 @@ Layout of an archive ``a.h5`` (schema version 2)::
     a.h5.chains/<key>-<token>.h5 one chain per file; its root group is the chain (encoded as
                                  :mod:`.encoding` describes) with attrs encoding-type = "chainlab-chain", key
     a.h5.lock                    the writers' lock (:mod:`.lock`); kept between runs
+
+An archive is untrusted input: data, never paths to follow.  ``a.h5`` is resolved to its real path
+once (so ``latest.h5 → c.h5`` is the archive c.h5: its lock, its index — replaced in place, the
+symlink kept — and its chain folder); the chain folder is ``<real name>.chains`` beside the real
+index, derived from the name and never read from the file.  Every catalog row must name
+``<that folder>/<plain file name>`` (no other folder, no separator, no ``..``, no absolute path; no
+two rows one file), every link ``chains/<key>`` must point exactly at its row's file and ``/``, and
+the index must hold nothing else that points outside it.  The folder and the chain files must not
+be symlinks (opened with ``O_NOFOLLOW`` and checked to be the file h5py then reads).  A chain file
+may hold only hard links and datasets whose bytes it holds itself; every claimed size is checked
+against the chain's metadata, the file's bytes and the memory available before anything is read
+(:mod:`.encoding`).  A writer removes only names of chainlab's own patterns for *this* archive
+(``<key>-<8 hex>.h5`` and temp names of dead processes in its folder, the index's temp names beside
+it) that no catalog row names.  An index that breaks any of these rules is refused — by readers and
+by the next writer, which neither follows nor silently rewrites it; ``--overwrite`` may replace it
+(deleting nothing it names).
 
 Why this design.  An append writes only the new chain's file plus a new index (one external link and
 one catalog row per chain, ~100 bytes each: 36 kB for 360 chains), never the chains already there, so
@@ -41,17 +57,20 @@ Readers take no lock: the index they open is always complete (it is only ever re
 place).  A chain deleted or overwritten by a writer after the reader opened the index is reported as
 missing.  A truncated, corrupt (checksum failure), foreign, inconsistent (a link, catalog row, file
 size or chain key that disagree; a layer whose stored size differs from the chain's own metadata)
-or newer-schema archive raises :class:`ArchiveError` naming the file and, where known, the chain and
-the layer — before anything of the claimed size is allocated.  Schema-1 archives (all chains inside
+or newer-schema archive raises :class:`ArchiveError` naming the index and, where known, the chain,
+the layer and the chain file — before anything of the claimed size is allocated.  Only the errors
+damaged content produces count (:func:`.encoding.is_corruption`); any other exception is a bug and
+propagates.  Schema-1 archives (all chains inside
 one file) are still read; the first write to one converts it to this layout.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
+import os
 import re
 import secrets
+import stat
 from collections import OrderedDict
 from pathlib import Path
 
@@ -60,11 +79,12 @@ import numpy as np
 
 from ..chain import Chain
 from ..errors import ArchiveError, ChainlabError
-from ..files import free_bytes, fsync_dir, stale_temps, stale_temps_in, write_bytes
+from ..files import free_bytes, fsync_dir, on_failure, write_bytes
 from ..version import __version__
-from .encoding import (CHAIN_ENCODING, LIBVER, attr, chain_fields, chain_file_image, chain_sizes,
-                       check_archivable, read_matrix, set_str)
-from .lock import ArchiveLock
+from .encoding import (CHAIN_ENCODING, LIBVER, READ_ERRORS, Corrupt, chain_fields, chain_file_image, chain_sizes,
+                       check_archivable, check_claim, check_self_contained, child, int_attr, int_vector_attr,
+                       is_corruption, json_attr, link_kind, read_array, read_matrix, set_str, text_attr)
+from .lock import ArchiveLock, real_path
 
 __all__ = ["ArchiveReader", "SCHEMA_VERSION", "Writer", "append", "check_space", "delete", "open", "write",
            "writer"]
@@ -73,9 +93,9 @@ SCHEMA_VERSION = 2
 ENCODING = "chainlab-archive"
 INDEX_ROW_BYTES = 160           # upper bound of the index bytes per chain (link + catalog row), for space checks
 SPACE_MARGIN = 1 << 20          # bytes kept free beyond what a write needs
-# what h5py, the HDF5 library and the decoding raise on unreadable or inconsistent content
-_READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, IndexError, TypeError, json.JSONDecodeError)
-_FILE_NAME = re.compile(r"[^/\\]+\.chains/[A-Za-z0-9_][A-Za-z0-9_.-]*\.h5")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,250}\.h5")       # a chain file a catalog row may name
+_OWN_CHAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}\.h5")   # the names Writer._land gives
+_OWN_CHAIN_TEMP = re.compile(r"(?P<target>.+)\.tmp-(?P<pid>\d+)-\d+\.h5")     # files.temp_path of such a name
 _KEEP_OPEN = 8                  # chain files a reader keeps open
 
 
@@ -99,7 +119,7 @@ def _mb(n) -> str:
 def check_space(path, nbytes: int, what: str) -> None:
     """Raise ArchiveError unless ``nbytes`` (plus a 1 MB margin) fit in the free space beside archive ``path``."""
     path = Path(path)
-    free = free_bytes(path.parent)
+    free = free_bytes(real_path(path).parent)
     if nbytes + SPACE_MARGIN > free:
         raise ArchiveError(f"{path}: not enough disk space for {what}: it needs about {_mb(nbytes)}, "
                            f"{_mb(free)} are free on the file system of {path.parent}")
@@ -112,8 +132,63 @@ def _os_error(path, exc, what):
                         "the archive is unchanged")
 
 
+# -- where an archive's files are (derived from the index's real path, never read from a file) -------
+def chains_folder(real: Path) -> Path:
+    """The chain folder of the archive whose index is at the real path ``real``: ``<name>.chains`` beside it."""
+    return real.with_name(real.name + ".chains")
+
+
+def _folder_exists(shown, folder: Path) -> bool:
+    """Whether the chain folder exists; ArchiveError if it is a symlink or not a folder."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise ArchiveError(f"{shown}: its chain folder {folder} is a symbolic link (→ {os.readlink(folder)}); "
+                           "chainlab reads and writes chain files only in a real folder beside the index — replace "
+                           "the link by the folder itself")
+    if not stat.S_ISDIR(st.st_mode):
+        raise ArchiveError(f"{shown}: {folder} should be the archive's chain folder but is not a folder")
+    return True
+
+
+def _open_plain(shown, where, folder: Path, name: str):
+    """``os.stat_result`` of the regular file ``folder/name``, opened without following a symlink in the folder
+    or the file; ArchiveError (naming the path) if either is a symlink, or the file is missing or not regular."""
+    p = folder / name
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        dfd = os.open(folder, flags | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            _folder_exists(shown, folder)           # names the symlink / the non-folder
+        if exc.errno == errno.ENOENT:
+            raise ArchiveError(f"{where}: its file {p} is missing (its folder {folder} does not exist)") from None
+        raise ArchiveError(f"{where}: cannot open the chain folder {folder}: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(name, flags, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArchiveError(f"{where}: its file {p} is a symbolic link (→ {os.readlink(p)}); chainlab reads only "
+                               "chain files inside the archive's folder, never through a link") from None
+        if exc.errno == errno.ENOENT:
+            raise ArchiveError(f"{where}: its file {p} is missing (deleted, or the archive was changed by another "
+                               "process after this reader opened it)") from None
+        raise ArchiveError(f"{where}: cannot open its file {p}: {exc.strerror or exc}") from None
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ArchiveError(f"{where}: its file {p} is not a regular file")
+    return st
+
+
 # -- index files -----------------------------------------------------------------------------------
-def _index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
+def index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
     """The bytes of an index file listing ``entries`` (key → (file, size)), see the module docstring."""
     with h5py.File("index.h5", "w", driver="core", backing_store=False, libver=LIBVER) as f:
         set_str(f.attrs, "encoding-type", ENCODING)
@@ -134,62 +209,122 @@ def _index_image(entries: dict, next_index: int, chains_dir: str) -> bytes:
         return f.id.get_file_image()
 
 
-def _read_index(f, path):
-    """(entries key → (file, size), next_index, chains_dir) of an open schema-2 index, checked: catalog rows,
-    links and file names agree (ValueError / KeyError otherwise)."""
-    cat = f["catalog"][()]
-    entries = OrderedDict()
-    for row in cat:
-        key, file, size = row["key"].decode(), row["file"].decode(), int(row["size"])
-        if key in entries or not _FILE_NAME.fullmatch(file) or size <= 0:
-            raise ValueError(f"bad catalog row {key!r} → {file!r} ({size} bytes)")
-        entries[key] = (file, size)
-    links = set(f["chains"].keys())
-    if links != set(entries):
-        raise ValueError(f"the chains group ({len(links)} links) and the catalog ({len(entries)} rows) disagree: "
-                         f"{_list(sorted(links ^ set(entries)))}")
-    return entries, int(f.attrs["next_index"]), attr(f, "chains_dir") or f"{path.name}.chains"
+def _read_index(f, shown, folder_name: str):
+    """(entries key → (file, size), next_index) of an open schema-2 index, checked (ArchiveError / Corrupt
+    otherwise): nothing in the index is a link but ``chains/<key>``, each an external link to exactly its catalog
+    row's file and ``/``; every catalog row names ``<folder_name>/<plain file name>``, no two rows one file.
+    Nothing is followed: the links are read as links, before any object is opened by name."""
+    links = {}
+
+    def external(g, name, link):
+        if g.name != "/chains":
+            raise ArchiveError(f"{shown}: link {g.name.rstrip('/')}/{name} is {link_kind(link)} "
+                               f"{_target(link)}; an index holds no links but chains/<key> (an archive is data, "
+                               "never paths to follow)")
+        if not isinstance(link, h5py.ExternalLink):
+            raise ArchiveError(f"{shown}: link chains/{name} is {link_kind(link)} {_target(link)}, expected an "
+                               "external link to its chain file")
+        links[name] = (link.filename, link.path)
+
+    check_self_contained(f, external=external)
+    chains = child(f, "chains", h5py.Group)
+    cat = child(f, "catalog", h5py.Dataset)
+    dt = cat.dtype
+    if cat.ndim != 1 or dt.names is None or set(dt.names) != {"key", "file", "size"} or \
+            dt["key"].kind != "S" or dt["file"].kind != "S" or dt["size"].kind not in "iu":
+        raise Corrupt(f"catalog has shape {cat.shape} and dtype {dt}, expected (n,) rows of (key, file, size)")
+    check_claim(cat, cat.shape[0] * dt.itemsize, "catalog")
+    entries, by_file = OrderedDict(), {}
+    for row in cat[()]:
+        key = _check_key(row["key"].decode("utf-8"), shown)
+        file, size = row["file"].decode("utf-8"), int(row["size"])
+        folder, sep, name = file.partition("/")
+        if folder != folder_name or not _PLAIN_NAME.fullmatch(name):
+            raise ArchiveError(f"{shown}: catalog row {key!r} names {file!r}; every chain file must be a plain file "
+                               f"name in the archive's own folder, {folder_name}/<name>.h5 (no other folder, no "
+                               "separator, no '..', no absolute path) — the index was edited or belongs to "
+                               "another archive")
+        if key in entries:
+            raise ArchiveError(f"{shown}: catalog has two rows for chain {key!r}")
+        if name in by_file:
+            raise ArchiveError(f"{shown}: catalog rows {by_file[name]!r} and {key!r} name the same file {file!r}")
+        if size <= 0:
+            raise ArchiveError(f"{shown}: catalog row {key!r} says its file has {size} bytes")
+        entries[key], by_file[name] = (file, size), key
+    for name in sorted(links):
+        if name not in entries:
+            raise ArchiveError(f"{shown}: link chains/{name} has no catalog row")
+        got, want = links[name], (entries[name][0], "/")
+        if got != want:
+            raise ArchiveError(f"{shown}: link chains/{name} points to {got[0]}:{got[1]} but its catalog row to "
+                               f"{want[0]}:{want[1]}; the index was edited — chainlab follows neither (rebuild the "
+                               "archive, e.g. extract --overwrite)")
+    if set(links) != set(entries) or set(chains) != set(entries):
+        raise ArchiveError(f"{shown}: the links of chains/ and the catalog disagree: "
+                           f"{_list(sorted((set(links) | set(chains)) ^ set(entries)))}")
+    next_index = int_attr(f, "next_index")
+    if next_index < 0:
+        raise Corrupt(f"next_index is {next_index}")
+    return entries, next_index
+
+
+def _target(link) -> str:
+    if isinstance(link, h5py.ExternalLink):
+        return f"→ {link.filename}:{link.path}"
+    if isinstance(link, h5py.SoftLink):
+        return f"→ {link.path}"
+    return ""
 
 
 class _Index:
-    """An open index file: validated root attributes, schema version, and (schema 2) the entries."""
+    """An open index file: validated root attributes, schema version, and (schema 2) the entries.
 
-    def __init__(self, path: Path):
-        self.path = path
-        if not path.exists():
-            raise ArchiveError(f"{path}: no such archive file")
-        if path.is_dir():
-            raise ArchiveError(f"{path}: is a directory, not an archive file")
+    ``real`` is the index's real path (every read goes there), ``shown`` the path as the caller spelled it."""
+
+    def __init__(self, real: Path, shown=None):
+        self.path = real
+        shown = real if shown is None else shown
+        self.folder = chains_folder(real)
+        if not real.exists():
+            raise ArchiveError(f"{shown}: no such archive file")
+        if real.is_dir():
+            raise ArchiveError(f"{shown}: is a directory, not an archive file")
         try:
-            self.file = h5py.File(path, "r")
-        except _READ_ERRORS as exc:
+            self.file = h5py.File(real, "r")
+        except READ_ERRORS as exc:
+            if not is_corruption(exc):
+                raise
             raise ArchiveError(
-                f"{path}: not a readable HDF5 file (truncated, corrupt or not HDF5 at all): {exc}") from None
+                f"{shown}: not a readable HDF5 file (truncated, corrupt or not HDF5 at all): {exc}") from None
         try:
-            enc = attr(self.file, "encoding-type")
+            enc = text_attr(self.file, "encoding-type") if "encoding-type" in self.file.attrs else None
             if enc != ENCODING:
-                raise ArchiveError(f"{path}: an HDF5 file but not a chainlab archive (root encoding-type {enc!r}, "
+                raise ArchiveError(f"{shown}: an HDF5 file but not a chainlab archive (root encoding-type {enc!r}, "
                                    f"expected {ENCODING!r})")
-            ver = int(self.file.attrs.get("schema_version", -1))
+            ver = int_attr(self.file, "schema_version", -1)
             if ver > SCHEMA_VERSION:
-                raise ArchiveError(f"{path}: archive schema version {ver} is newer than this chainlab reads "
+                raise ArchiveError(f"{shown}: archive schema version {ver} is newer than this chainlab reads "
                                    f"(≤ {SCHEMA_VERSION}); upgrade chainlab")
             if ver < 1 or "chains" not in self.file or (ver >= 2 and "catalog" not in self.file):
-                raise ArchiveError(f"{path}: damaged chainlab archive (schema version {ver}, chains group "
+                raise ArchiveError(f"{shown}: damaged chainlab archive (schema version {ver}, chains group "
                                    f"{'present' if 'chains' in self.file else 'missing'})")
             self.version = ver
             if ver == 1:
+                check_self_contained(self.file)       # every chain is inside the index: hard links only
+                child(self.file, "chains", h5py.Group)
                 self.entries = None
-                self.next_index = int(self.file.attrs.get("next_index", 0))
-                self.chains_dir = f"{path.name}.chains"
+                self.next_index = max(int_attr(self.file, "next_index", 0), 0)
             else:
-                self.entries, self.next_index, self.chains_dir = _read_index(self.file, path)
+                _folder_exists(shown, self.folder)
+                self.entries, self.next_index = _read_index(self.file, shown, self.folder.name)
         except ArchiveError:
             self.file.close()
             raise
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             self.file.close()
-            raise ArchiveError(f"{path}: corrupt archive index (root metadata or catalog unreadable): "
+            if not is_corruption(exc):
+                raise
+            raise ArchiveError(f"{shown}: corrupt archive index (root metadata or catalog unreadable): "
                                f"{type(exc).__name__}: {exc}") from None
 
     def close(self):
@@ -211,29 +346,41 @@ class ArchiveReader:
     """
 
     def __init__(self, path, *, _entries=None):
-        self.path = Path(path)
+        self.path = Path(path)                # as the caller spells it (messages)
+        self.real = real_path(self.path)      # where everything is read
+        self.folder = chains_folder(self.real)
         self._open = OrderedDict()          # key -> open h5py.File of its chain (schema 2)
         self._sizes = {}                    # key -> (n_layers, [(n_in, n_out)])
         if _entries is not None:            # a writer's view (entries not yet in an index)
             self._index, self.version, self._entries = None, SCHEMA_VERSION, _entries
             return
-        self._index = _Index(self.path)
+        self._index = _Index(self.real, self.path)
         self.version = self._index.version
         self._entries = self._index.entries
 
+    def _where(self, key=None, layer=None, name=None) -> str:
+        where = f"{self.path}"
+        if key is not None:
+            where += f": chain {key!r}"
+        if layer is not None:
+            where += f", layer {layer}" + (f" ({name!r})" if name else "")
+        return where
+
     @contextlib.contextmanager
     def _guard(self, key=None, layer=None, name=None):
+        """Turn what damaged content raises (:func:`.encoding.is_corruption`) into an ArchiveError naming the index,
+        chain, layer and chain file; let everything else (a bug) propagate."""
         try:
             yield
         except ChainlabError:
             raise
-        except _READ_ERRORS as exc:
-            where = f"{self.path}"
-            if key is not None:
-                where += f": chain {key!r}"
-            if layer is not None:
-                where += f", layer {layer}" + (f" ({name!r})" if name else "")
-            raise ArchiveError(f"{where}: corrupt or unreadable: {type(exc).__name__}: {exc}") from exc
+        except READ_ERRORS as exc:
+            if not is_corruption(exc):
+                raise
+            what = str(exc) if isinstance(exc, Corrupt) else f"corrupt or unreadable: {type(exc).__name__}: {exc}"
+            file = self.chain_file(key) if key is not None else None
+            raise ArchiveError(f"{self._where(key, layer, name)}: {what}"
+                               + (f"; file {file}" if file is not None else "")) from exc
 
     # -- listing ---------------------------------------------------------------------------------
     def keys(self) -> list[str]:
@@ -258,7 +405,7 @@ class ArchiveReader:
         """The file holding chain ``key`` (None for a schema-1 archive, where it is the index itself)."""
         if self._entries is None:
             return None
-        return self.path.parent / self._entries[str(key)][0]
+        return self.folder / self._entries[str(key)][0].split("/", 1)[1]
 
     def _group(self, key):
         key = str(key)
@@ -266,37 +413,45 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: no chain {key!r}; chains: {_list(self.keys())}")
         if self._entries is None:
             with self._guard(key):
-                return self._index.file["chains"][key]
+                return child(child(self._index.file, "chains", h5py.Group), key, h5py.Group)
         if key in self._open:
             self._open.move_to_end(key)
             return self._open[key]["/"]
-        file, size = self._entries[key]
-        p = self.path.parent / file
-        try:
-            actual = p.stat().st_size
-        except FileNotFoundError:
-            raise ArchiveError(f"{self.path}: chain {key!r}: its file {p} is missing (deleted, or the archive "
-                               "was changed by another process after this reader opened it)") from None
-        if actual != size:
-            raise ArchiveError(f"{self.path}: chain {key!r}: its file {p} has {actual} bytes, the index says {size} "
-                               "(truncated or replaced)")
-        with self._guard(key):
-            try:
-                f = h5py.File(p, "r")
-            except _READ_ERRORS as exc:
-                raise ArchiveError(f"{self.path}: chain {key!r}: its file {p} is not readable HDF5 (corrupt): "
-                                   f"{exc}") from None
-            try:
-                if attr(f, "encoding-type") != CHAIN_ENCODING or attr(f, "key") != key:
-                    raise ArchiveError(f"{self.path}: chain {key!r}: its file {p} holds chain "
-                                       f"{attr(f, 'key')!r} of encoding {attr(f, 'encoding-type')!r}, not this one")
-            except BaseException:
-                f.close()
-                raise
+        f = self._open_chain(key)
         self._open[key] = f
         while len(self._open) > _KEEP_OPEN:
             self._open.popitem(last=False)[1].close()
         return f["/"]
+
+    def _open_chain(self, key) -> h5py.File:
+        """The chain file of ``key``, opened after checking that it is a regular file inside the folder (no
+        symlink), of the size the catalog says, that h5py opened that very file, that it holds nothing that
+        points elsewhere, and that it is this chain's."""
+        file, size = self._entries[key]
+        name = file.split("/", 1)[1]
+        p = self.folder / name
+        where = self._where(key)
+        st = _open_plain(self.path, where, self.folder, name)
+        if st.st_size != size:
+            raise ArchiveError(f"{where}: its file {p} has {st.st_size} bytes, the index says {size} "
+                               "(truncated or replaced)")
+        with self._guard(key):
+            try:
+                f = h5py.File(p, "r")
+            except READ_ERRORS as exc:
+                if not is_corruption(exc):
+                    raise
+                raise ArchiveError(f"{where}: its file {p} is not readable HDF5 (corrupt): {exc}") from None
+            with on_failure(f.close):
+                opened = os.fstat(f.id.get_vfd_handle())
+                if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                    raise ArchiveError(f"{where}: its file {p} was replaced while it was being opened")
+                check_self_contained(f)
+                enc = text_attr(f, "encoding-type") if "encoding-type" in f.attrs else None
+                got = text_attr(f, "key") if "key" in f.attrs else None
+                if enc != CHAIN_ENCODING or got != key:
+                    raise ArchiveError(f"{where}: its file {p} holds chain {got!r} of encoding {enc!r}, not this one")
+        return f
 
     def _layer_sizes(self, key, g):
         if key not in self._sizes:
@@ -304,27 +459,29 @@ class ArchiveReader:
                 self._sizes[key] = chain_sizes(g)
         return self._sizes[key]
 
+    def _layer(self, g, i):
+        return child(child(g, "layers", h5py.Group), f"{i:04d}", h5py.Group)
+
     def info(self, key) -> dict:
         """The chain's metadata without its matrices: net, fingerprint, input_hash, rule, options, space,
         meta, image, names, layer_rules, shapes, input_shape, n_layers, dtype, logits, predicted, kinds."""
         key = str(key)
         g = self._group(key)
-        n, _ = self._layer_sizes(key, g)
+        n, sizes = self._layer_sizes(key, g)
         with self._guard(key):
-            a = {k: attr(g, k) for k in g.attrs}
-            meta = json.loads(a["meta"])
-            logits = g["logits"][()]
-            layers = g["layers"]
-            kinds = [attr(layers[f"{i:04d}"], "kind") for i in range(n)]
+            meta = json_attr(g, "meta", dict)
+            logits = read_array(g["logits"], g["logits"].shape, "logits")
+            kinds = [text_attr(self._layer(g, i), "kind") for i in range(n)]
+            shapes = [tuple(s) for s in json_attr(g, "shapes", list)]
             return {
-                "key": key, "net": a["net"] or None, "fingerprint": a["fingerprint"] or None,
-                "input_hash": a["input_hash"], "rule": a["rule"], "space": a["space"],
-                "options": json.loads(a["options"]), "meta": meta, "image": meta.get("image"),
-                "names": json.loads(a["names"]), "layer_rules": json.loads(a["layer_rules"]),
-                "shapes": [tuple(s) for s in json.loads(a["shapes"])],
-                "input_shape": tuple(json.loads(a["input_shape"])), "n_layers": n,
-                "dtype": a["dtype"], "logits": logits, "predicted": int(np.argmax(logits)) if logits.size else None,
-                "kinds": kinds,
+                "key": key, "net": text_attr(g, "net") or None, "fingerprint": text_attr(g, "fingerprint") or None,
+                "input_hash": text_attr(g, "input_hash"), "rule": text_attr(g, "rule"),
+                "space": text_attr(g, "space"), "options": json_attr(g, "options", dict), "meta": meta,
+                "image": meta.get("image"), "names": json_attr(g, "names", list),
+                "layer_rules": json_attr(g, "layer_rules", list), "shapes": shapes,
+                "input_shape": tuple(json_attr(g, "input_shape", list)), "n_layers": n,
+                "dtype": text_attr(g, "dtype"), "logits": logits,
+                "predicted": int(np.argmax(logits)) if logits.size else None, "kinds": kinds,
             }
 
     def load_layer(self, key, i: int):
@@ -337,22 +494,21 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: chain {key!r} has {n} layers; no layer {i}")
         i %= n
         with self._guard(key, i):
-            lg = g["layers"][f"{i:04d}"]
-            name = attr(lg, "name")
+            lg = self._layer(g, i)
+            name = text_attr(lg, "name")
         with self._guard(key, i, name):
-            kind = attr(lg, "kind")
+            kind = text_attr(lg, "kind")
             want = sizes[i] if kind != "block" else (2 * sizes[i][0], 2 * sizes[i][1])
-            shape = tuple(int(v) for v in lg.attrs["shape"])
+            shape = int_vector_attr(lg, "shape")
             if shape != want:
-                raise ValueError(f"layer attribute says shape {shape}, the chain's metadata {want}")
+                raise Corrupt(f"layer attribute says shape {shape}, the chain's metadata {want}")
+            if "matrix" not in lg:
+                raise Corrupt(f"{lg.name}/matrix is missing")
             op = read_matrix(lg["matrix"], want)
             if "bias_relevance" in lg:
-                br = lg["bias_relevance"]
-                if br.shape != (want[1],):
-                    raise ValueError(f"bias relevance of shape {br.shape}, expected {(want[1],)}")
-                op.bias_relevance = br[()]
+                op.bias_relevance = read_array(lg["bias_relevance"], (want[1],), "bias relevance")
             if getattr(op, "kind", None) != kind:
-                raise ValueError(f"stored matrix is of kind {getattr(op, 'kind', None)!r}, layer says {kind!r}")
+                raise Corrupt(f"stored matrix is of kind {getattr(op, 'kind', None)!r}, layer says {kind!r}")
             return op
 
     def load(self, key) -> Chain:
@@ -366,18 +522,14 @@ class ArchiveReader:
         masks = []
         for i in range(n):
             with self._guard(key, i):
-                lg = g["layers"][f"{i:04d}"]
-                if "mask" not in lg:
-                    masks.append(None)
-                    continue
-                if lg["mask"].shape != (ops[i].shape[1],):
-                    raise ValueError(f"mask of shape {lg['mask'].shape}, expected {(ops[i].shape[1],)}")
-                masks.append(lg["mask"][()])
-        with self._guard(key):
-            try:
-                return Chain(ops, **fields, masks=masks)
-            except ValueError as exc:
-                raise ArchiveError(f"{self.path}: chain {key!r}: stored layers do not form a chain: {exc}") from None
+                lg = self._layer(g, i)
+                masks.append(read_array(lg["mask"], (ops[i].shape[1],), "mask") if "mask" in lg else None)
+        try:
+            return Chain(ops, **fields, masks=masks)
+        except ValueError as exc:
+            file = self.chain_file(key)
+            raise ArchiveError(f"{self.path}: chain {key!r}: stored layers do not form a chain: {exc}"
+                               + (f"; file {file}" if file is not None else "")) from None
 
     def __getitem__(self, key) -> Chain:
         return self.load(key)
@@ -419,76 +571,91 @@ class Writer:
     error commits the new index, which then replaces the old archive in one rename (the old chain files
     are removed after it).  Closing after an error (or being killed) leaves the old archive as it was.
     ``timeout``/``on_wait``: see :class:`.lock.ArchiveLock`.
+
+    The archive is the real path of ``path``, resolved once by the lock: the index is replaced there (a
+    symlink ``path`` stays a symlink), the chain folder is beside it (see the module docstring).
     """
 
     def __init__(self, path, *, replace: bool = False, timeout: float | None = None, on_wait=None):
         self.path = Path(path)
         self.replace = bool(replace)
         self._lock = ArchiveLock(self.path, timeout=timeout, on_wait=on_wait).acquire()
+        self.real = self._lock.real
+        self.chains_path = chains_folder(self.real)
+        self.chains_dir = self.chains_path.name
         self._written = []          # files this writer landed (removed again if a replace is abandoned)
         self._closed = False
-        try:
+        with on_failure(self._lock.release):
             self._start()
-        except BaseException:
-            self._lock.release()
-            raise
 
     # -- state -------------------------------------------------------------------------------------
     def _start(self):
+        _folder_exists(self.path, self.chains_path)          # a symlinked folder is refused, whatever the index
         on_disk = None
-        if self.path.exists() and self.replace:
+        if self.real.exists() and self.replace:
             try:                      # replacing a damaged or foreign file is allowed; nothing of it is cleaned
-                _Index(self.path).close()
+                _Index(self.real, self.path).close()
             except ArchiveError:
-                self.chains_dir = f"{self.path.name}.chains"
                 self._committed, self._old = {}, {}
                 self.entries, self.next_index = OrderedDict(), 0
                 return
-        if self.path.exists():
-            idx = _Index(self.path)
+        if self.real.exists():
+            idx = _Index(self.real, self.path)
             try:
                 if idx.version == 1 and not self.replace:
                     self._migrate(idx)
                     idx.close()
-                    idx = _Index(self.path)
+                    idx = _Index(self.real, self.path)
                 on_disk = idx
-                self.chains_dir = idx.chains_dir
                 entries = OrderedDict(idx.entries or {})
                 next_index = idx.next_index
             finally:
                 idx.close()
         else:
-            self.chains_dir = f"{self.path.name}.chains"
             entries, next_index = OrderedDict(), 0
+        self._check_files(entries)
         self._committed = dict(entries)            # what the index on disk lists
-        self._clean(set(v[0] for v in entries.values()) if on_disk is not None else set())
+        self._clean({v[0].split("/", 1)[1] for v in entries.values()} if on_disk is not None else set())
         if self.replace:
             self._old = dict(entries)
-            self.chains_dir = f"{self.path.name}.chains"
             entries, next_index = OrderedDict(), 0
         else:
             self._old = {}
         self.entries, self.next_index = entries, next_index
 
-    @property
-    def chains_path(self) -> Path:
-        return self.path.parent / self.chains_dir
+    def _check_files(self, entries):
+        """Refuse an archive whose chain files are symlinks (the index itself was validated by _Index)."""
+        for key, (file, _) in entries.items():
+            p = self.chains_path / file.split("/", 1)[1]
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.lstat(p).st_mode):
+                    raise ArchiveError(f"{self.path}: chain {key!r}: its file {p} is a symbolic link "
+                                       f"(→ {os.readlink(p)}); chainlab writes only archives whose chain files are "
+                                       "inside their folder")
 
     def _clean(self, referenced: set):
-        """Remove temp files of dead writers and chain files that no index refers to (we hold the lock)."""
-        for p in stale_temps(self.path):
-            with contextlib.suppress(OSError):
-                p.unlink()
-        d = self.chains_path
-        if not d.is_dir():
-            return
-        stale = set(stale_temps_in(d))
-        for p in d.iterdir():
-            rel = f"{self.chains_dir}/{p.name}"
-            temp = ".tmp-" in p.name
-            if (temp and p in stale) or (not temp and p.suffix == ".h5" and rel not in referenced):
+        """Remove what dead writers left of *this* archive (we hold the lock): the index's temp files beside it and,
+        in its chain folder, temps of ``*.h5`` files of dead processes and chain files (named as :meth:`_land`
+        names them) that no catalog row names.  Nothing else is touched: no other name, no symlink, no folder."""
+        own_temp = re.compile(re.escape(self.real.name) + r"\.tmp-(\d+)-\d+(?:" + re.escape(self.real.suffix) + ")?")
+        for entry in _scan(self.real.parent):
+            m = own_temp.fullmatch(entry.name)
+            if m and entry.is_file(follow_symlinks=False) and _dead(int(m.group(1))):
                 with contextlib.suppress(OSError):
-                    p.unlink()
+                    os.unlink(entry.path)
+        if not _folder_exists(self.path, self.chains_path):
+            return
+        for entry in _scan(self.chains_path):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            t = _OWN_CHAIN_TEMP.fullmatch(entry.name)
+            if t:
+                stale = _PLAIN_NAME.fullmatch(t.group("target")) and _dead(int(t.group("pid")))
+            else:
+                stale = _OWN_CHAIN.fullmatch(entry.name) and entry.name not in referenced
+            if stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
     def _migrate(self, idx):
         """Convert a schema-1 archive (all chains in one file) to this layout: one file per chain, then the index."""
@@ -511,20 +678,25 @@ class Writer:
                         g.copy(g[name], f, name=name)
                     f.flush()
                     image = f.id.get_file_image()
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
+                if not is_corruption(exc):
+                    raise
                 raise ArchiveError(f"{self.path}: chain {key!r}: cannot convert the schema-1 archive: {exc}") from None
-            entries[key] = self._land(key, image)
-        self._write_index(entries, idx.next_index, f"{self.path.name}.chains")
+            entries[_check_key(key, self.path)] = self._land(key, image)
+        self._write_index(entries, idx.next_index)
 
     def _land(self, key, image) -> tuple[str, int]:
         """Write one chain file (atomically) into the chains directory; returns its (file, size) entry."""
         check_space(self.path, len(image) + INDEX_ROW_BYTES * (len(getattr(self, "entries", ())) + 1),
                     f"chain {key!r}")
-        d = self.path.parent / (getattr(self, "chains_dir", None) or f"{self.path.name}.chains")
-        if not d.is_dir():
-            d.mkdir()
+        d = self.chains_path
+        if not _folder_exists(self.path, d):
+            try:
+                d.mkdir()
+            except OSError as exc:
+                raise _os_error(self.path, exc, f"the chain folder {d}") from None
             fsync_dir(d.parent)
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:64].lstrip(".") or "chain"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:64].lstrip(".-") or "chain"
         name = f"{safe}-{secrets.token_hex(4)}.h5"
         try:
             write_bytes(d / name, image)
@@ -533,18 +705,22 @@ class Writer:
         self._written.append(d / name)
         return f"{d.name}/{name}", len(image)
 
-    def _write_index(self, entries, next_index, chains_dir):
-        image = _index_image(entries, next_index, chains_dir)
+    def _write_index(self, entries, next_index):
+        image = index_image(entries, next_index, self.chains_dir)
         check_space(self.path, len(image), "the archive index")
         try:
-            write_bytes(self.path, image)
+            write_bytes(self.real, image)
         except OSError as exc:
             raise _os_error(self.path, exc, "the archive index") from None
         self._committed = dict(entries)
 
     def _publish(self):
         if not self.replace:
-            self._write_index(self.entries, self.next_index, self.chains_dir)
+            self._write_index(self.entries, self.next_index)
+
+    def _unlink(self, file):
+        with contextlib.suppress(OSError):
+            os.unlink(self.chains_path / file.split("/", 1)[1])
 
     # -- operations --------------------------------------------------------------------------------
     def _check_open(self):
@@ -588,13 +764,12 @@ class Writer:
         image = chain_file_image(chain, key, where)
         file, size = self._land(key, image)
         self.entries[key] = (file, size)
-        try:
-            self._publish()
-        except BaseException:
+        def undo():
             self.entries.pop(key)
-            with contextlib.suppress(OSError):
-                (self.path.parent / file).unlink()
-            raise
+            self._unlink(file)
+
+        with on_failure(undo):
+            self._publish()
         return key
 
     def delete(self, key: str) -> None:
@@ -604,13 +779,9 @@ class Writer:
         if key not in self.entries:
             raise ArchiveError(f"{self.path}: no chain {key!r} to delete; chains: {_list(self.keys())}")
         file, _ = self.entries.pop(key)
-        try:
+        with on_failure(lambda: self.entries.__setitem__(key, (file, _))):
             self._publish()
-        except BaseException:
-            self.entries[key] = (file, _)
-            raise
-        with contextlib.suppress(OSError):
-            (self.path.parent / file).unlink()
+        self._unlink(file)
 
     def close(self, commit: bool = True) -> None:
         """Release the lock; with ``replace=True`` commit the new archive first (``commit=False``: abandon it)."""
@@ -621,7 +792,7 @@ class Writer:
                 done = False
                 try:
                     if commit:
-                        self._write_index(self.entries, self.next_index, self.chains_dir)
+                        self._write_index(self.entries, self.next_index)
                         done = True
                 finally:
                     if not done:        # abandoned or failed: remove what this writer landed
@@ -632,8 +803,7 @@ class Writer:
                     keep = {v[0] for v in self.entries.values()}
                     for file, _ in self._old.values():
                         if file not in keep:
-                            with contextlib.suppress(OSError):
-                                (self.path.parent / file).unlink()
+                            self._unlink(file)
         finally:
             self._closed = True
             self._lock.release()
@@ -646,6 +816,27 @@ class Writer:
             self.close(commit=False)
         else:
             self.close()
+
+
+def _scan(folder: Path):
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
+def _dead(pid: int) -> bool:
+    """Whether ``pid`` is another process that no longer runs (its temp files are stale)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 def write(path, chains, *, timeout: float | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError, NotLinearError
-from ..linalg import Operator, as_operator, products
+from ..linalg import BlockOperator, Operator, as_operator, products
 
 __all__ = ["Chain", "as_columns", "check_target"]
 
@@ -57,6 +57,8 @@ class Chain(Sequence):
     logits : ndarray              f(x), (n_output,), float64
     rule : str                    rule or composite name;  options : dict of every option used
     space : "relevance" | "gradient" | "deeplift"
+    paired : bool                 signals are stacked (+, −) pairs [m⁺; m⁻] of 2n rows (DeepLIFT's ± chains of
+                                  2×2 block operators; default: inferred from the operators)
     layer_stats : list[dict]      per operator what the a-priori bounds need and extraction knows:
                                   ``weight_norm_inf`` (max row abs sum of the layer weight, Linear/Conv2d)
                                   and ``input_norm_inf`` (max |x_l| of the layer input); {} elsewhere
@@ -73,7 +75,7 @@ class Chain(Sequence):
     not_linear_reason = "this chain's backward pass is not a product of matrices"
 
     def __init__(self, operators, *, names, shapes, input_shape, x, logits, rule, options, space,
-                 layer_rules=None, meta=None, layer_stats=None, masks=None):
+                 layer_rules=None, meta=None, layer_stats=None, masks=None, paired=None):
         self.operators: list[Operator] = list(operators)
         for k in range(len(self.operators) - 1):
             a, b = self.operators[k], self.operators[k + 1]
@@ -90,6 +92,8 @@ class Chain(Sequence):
         self.layer_rules = list(layer_rules) if layer_rules is not None else [rule] * len(self.operators)
         self.meta = dict(meta or {})
         self.layer_stats = [dict(s) for s in layer_stats] if layer_stats is not None else [{} for _ in self.operators]
+        self.paired = (space == "deeplift" and bool(self.operators) and isinstance(self.operators[-1], BlockOperator)
+                       if paired is None else bool(paired))
         self.masks = [None] * len(self.operators) if masks is None else [
             None if m is None else np.asarray(m, dtype=np.float64).reshape(-1) for m in masks]
         if len(self.masks) != len(self.operators):

@@ -18,11 +18,28 @@ why it is offered as an explanation computed from the linear z⁺ chain, not as 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..errors import InputError
 from .base import Chain, check_target
 
-__all__ = ["ContrastiveChain"]
+__all__ = ["ContrastiveChain", "contrast"]
+
+
+def contrast(r_k: torch.Tensor, r_other: torch.Tensor, clip: bool) -> torch.Tensor:
+    """max(0, n(r_k) − n(r_¬k)) (without the max for ``clip=False``) per image: r_k, r_other (B, *shape), n(r) = r/Σr
+    over each image's map.  A map summing to 0 (or not finite) has no normalization: InputError."""
+    out = []
+    for r, what in ((r_k, "the target logit"), (r_other, "the other logits")):
+        total = r.reshape(r.shape[0], -1).sum(dim=1)
+        bad = (total == 0) | ~torch.isfinite(total)
+        if bool(bad.any()):
+            b = int(torch.nonzero(bad)[0, 0])
+            raise InputError(f"contrastive LRP normalizes each map by its sum, but the z⁺ map of {what} sums to "
+                             f"{float(total[b])!r}" + (f" (image {b})" if r.shape[0] > 1 else ""))
+        out.append(r / total.reshape((-1,) + (1,) * (r.ndim - 1)))
+    c = out[0] - out[1]
+    return torch.clamp(c, min=0.0) if clip else c
 
 
 class ContrastiveChain(Chain):
@@ -53,14 +70,7 @@ class ContrastiveChain(Chain):
         """max(0, n(r_k) − n(r_¬k)) (or without the max, ``clip=False``) in the shape of x."""
         if of != "logit":
             raise InputError(f"contrastive LRP contrasts the z⁺ maps of the logits (of='logit'), not {of!r}")
-        normalized = []
-        for r, what in zip(self.maps(target), ("the target logit", "the other logits")):
-            total = float(r.sum())
-            if total == 0.0 or not np.isfinite(total):
-                raise InputError(f"contrastive LRP normalizes each map by its sum, but the z⁺ map of {what} sums "
-                                 f"to {total!r}")
-            normalized.append(r / total)
-        c = normalized[0] - normalized[1]
-        if self.clip:
-            c = np.maximum(c, 0.0)
-        return c.reshape(self.input_shape)
+        r_k, r_other = self.maps(target)
+        c = contrast(torch.from_numpy(np.asarray(r_k, np.float64))[None], torch.from_numpy(np.asarray(r_other,
+                     np.float64))[None], self.clip)
+        return c[0].numpy().reshape(self.input_shape)

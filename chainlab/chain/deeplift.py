@@ -1,11 +1,17 @@
-"""DeepLIFT chains: 2×2 block operators on stacked (+, −) multipliers (Sixt et al. 2020, eq. 13).
+"""DeepLIFT chains: multipliers of the difference from a reference, explanations as contributions.
 
-Every neuron h carries the two parts of its difference from the reference, Δh = Δh⁺ + Δh⁻, and
-two multipliers m⁺, m⁻; the backward signal at a boundary with n neurons is the stacked 2n vector
-[m⁺; m⁻] (+ first).  The start vector of logit k is [e_k; e_k] (Δf_k = Δf_k⁺ + Δf_k⁻, both with
-multiplier 1) and the explanation is the contributions C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ in the shape of x,
-with Σ C = f_k(x) − f_k(x⁰) (summation-to-delta) for Rescale and RevealCancel.  How the blocks are
-built: :mod:`chainlab.extraction.deeplift`.
+Two kinds (:mod:`chainlab.extraction.deeplift`):
+
+* the ``deeplift`` package's rule (Sixt et al.'s methods): one multiplier m per neuron at every layer
+  boundary, plain n_in × n_out operators; the start vector of logit k is e_k and the explanation the
+  contributions C = m ⊙ Δx;
+* the ± variants (``-pm``): every neuron carries the two parts of its difference, Δh = Δh⁺ + Δh⁻, and two
+  multipliers; the signal at a boundary with n neurons is the stacked 2n vector [m⁺; m⁻] (+ first), the
+  operators are 2×2 :class:`~chainlab.linalg.BlockOperator` s (Sixt et al. 2020, eq. 13), the start vector
+  [e_k; e_k] (Δf_k = Δf_k⁺ + Δf_k⁻, both with multiplier 1) and C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻.
+
+Σ C = f_k(x) − f_k(x⁰) (summation-to-delta) wherever every layer conserves (see the extraction modules).
+``chain.paired`` tells the kinds apart.
 """
 from __future__ import annotations
 
@@ -18,11 +24,11 @@ __all__ = ["DeepLiftChain"]
 
 
 class DeepLiftChain(Chain):
-    """A DeepLIFT chain of :class:`~chainlab.linalg.BlockOperator` s (``space == "deeplift"``).
-
-    Signals are stacked pairs [m⁺; m⁻] (2n rows, + first); ``shapes`` are the unpaired signal shapes.
-    Extra attributes: ``reference`` (x⁰ flat), ``reference_logits`` (f(x⁰)), ``delta_input``
-    ((Δx⁺, Δx⁻) flat), ``variant``.
+    """A DeepLIFT chain (``space == "deeplift"``): plain operators on multipliers, or
+    :class:`~chainlab.linalg.BlockOperator` s on stacked pairs [m⁺; m⁻] (``paired``; 2n rows, + first).  ``shapes``
+    are the unpaired signal shapes.
+    Extra attributes: ``reference`` (x⁰ flat), ``reference_logits`` (f(x⁰)), ``delta_input`` ((Δx⁺, Δx⁻) flat),
+    ``variant``.
     """
 
     def __init__(self, *args, reference, reference_logits, delta_input, variant, **kw):
@@ -32,33 +38,41 @@ class DeepLiftChain(Chain):
         self.delta_input = tuple(np.asarray(d, dtype=np.float64).reshape(-1) for d in delta_input)
         self.variant = variant
 
+    @property
+    def n_logits(self) -> int:
+        return self.logits.size
+
     def start_vector(self, target: int | None = None, of: str = "logit") -> np.ndarray:
-        """[e_k; e_k] (2 n_logits): the multiplier of Δf_k with respect to both of its parts is 1."""
+        """e_k (n_logits), or [e_k; e_k] (2 n_logits) for pairs: the multiplier of Δf_k (of both its parts) is 1."""
         if of != "logit":
             raise InputError(f"DeepLIFT explains the difference of a logit from the reference (of='logit'), not {of!r}")
-        K = self.logits.size
+        K = self.n_logits
         k = check_target(target, K, self.predicted)
-        r = np.zeros(2 * K, dtype=self.dtype)
-        r[k] = r[K + k] = 1.0
+        r = np.zeros(2 * K if self.paired else K, dtype=self.dtype)
+        r[k] = 1.0
+        if self.paired:
+            r[K + k] = 1.0
         return r
 
     def multipliers(self, target: int | None = None):
-        """(m⁺, m⁻) at the input, each flat (n,)."""
+        """(m⁺, m⁻) at the input, each flat (n,) (one array twice for the package's rule)."""
         m = self.apply(self.start_vector(target))
         n = self.x.size
-        return m[:n], m[n:]
+        return (m[:n], m[n:]) if self.paired else (m, m)
 
     def contributions(self, M: np.ndarray) -> np.ndarray:
-        """C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ for stacked input signals M (2n × k) or (2n,): (n × k) or (n,)."""
+        """C = m ⊙ Δx, or m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ for stacked pairs, of input signals M ((2)n × k) or ((2)n,): (n × k) or
+        (n,)."""
         M = np.asarray(M)
         n = self.x.size
         dp, dm = self.delta_input
+        P, N = (M[:n], M[n:]) if self.paired else (M, M)
         if M.ndim == 1:
-            return M[:n] * dp + M[n:] * dm
-        return M[:n] * dp[:, None] + M[n:] * dm[:, None]
+            return P * dp + N * dm
+        return P * dp[:, None] + N * dm[:, None]
 
     def explain(self, target: int | None = None, of: str = "logit") -> np.ndarray:
-        """Contributions C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ in the shape of x (batch dimension included)."""
+        """Contributions C in the shape of x (batch dimension included)."""
         return self.contributions(self.apply(self.start_vector(target, of))).reshape(self.input_shape)
 
     def delta(self, target: int | None = None) -> float:
@@ -67,12 +81,10 @@ class DeepLiftChain(Chain):
         return float(self.logits[k] - self.reference_logits[k])
 
     def collapsed(self) -> Chain:
-        """For Rescale: the ordinary chain of the collapsed operators A + B = WᵀS (multipliers; gradient-like).
-
-        ``collapsed().explain(k) * (x − x⁰)`` equals ``explain(k)``.  Raises InputError if a block
-        does not collapse (RevealCancel, ablation).
-        """
-        ops = [op.collapse(atol=0.0) for op in self.operators]
+        """The ordinary chain of the multipliers (gradient-like): for a pair chain the collapsed operators A + B = WᵀS
+        (Rescale; raises InputError if a block does not collapse: RevealCancel, ablation), for the package's rule
+        its own operators.  ``collapsed().explain(k) * (x − x⁰)`` equals ``explain(k)``."""
+        ops = [op.collapse(atol=0.0) for op in self.operators] if self.paired else list(self.operators)
         return Chain(ops, names=self.names, shapes=self.shapes, input_shape=self.input_shape, x=self.x,
                      logits=self.logits, rule=self.rule + "-collapsed", options=self.options, space="gradient",
                      layer_rules=self.layer_rules, meta=self.meta)

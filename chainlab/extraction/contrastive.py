@@ -7,11 +7,12 @@ on every Linear/Conv2d, the fixed matrices of :mod:`.layers` on pools, residual 
 
     max(0, n(r^{z⁺}(x | r_L = y ⊙ m_k)) − n(r^{z⁺}(x | r_L = y ⊙ (1 − m_k)))),   n(r) = r / Σ r
 
-(without the max for ``-nomax``).  The operators are exactly those of ``extract(model, x, "zplus", …)``.
+(without the max for ``-nomax``).  The operators are exactly those of ``extract(model, x, "zplus", …)``; a batch
+(:func:`~.batch.extract_batch`) propagates through the same z⁺ stages and contrasts the maps per image.
 """
 from __future__ import annotations
 
-from ..chain import ContrastiveChain
+from ..chain import BatchChain
 from ..rules import Composite, ZPlus
 from .layerwise import build_layerwise
 
@@ -20,7 +21,7 @@ __all__ = ["VARIANTS", "build_contrastive"]
 VARIANTS = {"contrastive-lrp": True, "contrastive-lrp-nomax": False}   # name -> apply max(0, ·)
 
 
-def build_contrastive(model, net, xt, records, opts, own: dict, rule: str) -> ContrastiveChain:
-    """The z⁺ chain of ``net`` at ``xt`` with the contrastive explanation of ``rule`` (a key of VARIANTS)."""
-    base = build_layerwise(model, net, xt, records, opts, Composite(default=ZPlus(), name=rule), {})
-    return ContrastiveChain.of(base, rule=rule, clip=VARIANTS[rule])
+def build_contrastive(model, net, xt, records, opts, own: dict, rule: str) -> BatchChain:
+    """The z⁺ stages of ``net`` at ``xt`` with the contrastive explanation of ``rule`` (a key of VARIANTS)."""
+    return build_layerwise(model, net, xt, records, opts, Composite(default=ZPlus(), name=rule), {},
+                           kind="contrastive", clip=VARIANTS[rule], name=rule)

@@ -1,85 +1,83 @@
-"""DeepLIFT (Shrikumar et al. 2017) as a chain of 2×2 block operators (Sixt et al. 2020, eq. 13).
+"""DeepLIFT (Shrikumar et al. 2017) as the ``deeplift`` package computes it — the rule Sixt et al. ran.
 
-Reference x⁰ (option ``reference``: "zeros" (default), a tensor/array of x's shape, or "blur",
-a Gaussian blur of x with standard deviation ``sigma`` pixels).  Every neuron h carries the two
-parts of its difference Δh = h − h⁰ = Δh⁺ + Δh⁻ and two multipliers m⁺, m⁻; the backward signal
-at a layer boundary with n neurons is the stacked 2n vector [m⁺; m⁻] (+ first, then −).  The
-parts are *carried* through the net: at the input Δx⁺ = max(x − x⁰, 0), Δx⁻ = min(x − x⁰, 0);
-after that each layer produces the parts of its output from the parts of its input:
+Reference x⁰ (option ``reference``: "zeros" (default), a tensor/array of x's shape, or "blur", a Gaussian
+blur of x with standard deviation ``sigma`` pixels).  Δh = h − h⁰ at every neuron from the two forward
+passes.  Sixt et al.'s code (berleon/when-explanations-lie: ``when_explanations_lie.py`` ~437-444 calls
+innvestigate's ``deep_lift.wrapper``, i.e. the ``deeplift`` package, with nonlinear_mode "reveal_cancel" or
+"rescale"; ``deeplift_resnet.py`` adds the ResNet layers) computes, per layer (kundajelab/deeplift,
+``deeplift/layers``):
 
-* Linear / Conv2d z = Wx + b (BN folded; the bias cancels in Δ), W⁺ = max(W, 0), W⁻ = min(W, 0):
-      Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻ ≥ 0,   Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻ ≤ 0,
-      m_x⁺ = W⁺ᵀ m_z⁺ + W⁻ᵀ m_z⁻,   m_x⁻ = W⁻ᵀ m_z⁺ + W⁺ᵀ m_z⁻          (the coupled block)
-* activation h = f(z) (ReLU, or any monotone activation: softplus, …), multipliers S± = diag(s±),
-  Δh± = s± ⊙ Δz±, m_z± = s± ⊙ m_h±:
-      Rescale:       s⁺ = s⁻ = Δh/Δz  (f'(z), the gradient at x, where |Δz| < 1e-10, as captum)
-      RevealCancel:  Δh⁺ = ½[f(z⁰+Δz⁺) − f(z⁰)] + ½[f(z) − f(z⁰+Δz⁻)],
-                     Δh⁻ = ½[f(z⁰+Δz⁻) − f(z⁰)] + ½[f(z) − f(z⁰+Δz⁺)],   s± = Δh±/Δz±
-                     (where |Δz±| < 1e-10 the Rescale multiplier of the total is used)
-* Max-pool: captum's rule, on both parts: with y = max over window j at x, y⁰ at x⁰, winners a(j),
-  a⁰(j): M_ij = ([i = a(j)]·(max(y,y⁰) − y⁰)_j + [i = a⁰(j)]·(y − max(y,y⁰))_j) / Δx_i (summed over
-  overlapping windows; the gradient [i = a(j)] in rows with |Δx_i| < 1e-10).  Σ_i M_ij Δx_i = Δy_j,
-  so with Δy± = MᵀΔx± it is conservative.  Block diag(M S⁺, M S⁻).
-* Average pools are linear with non-negative weights P: the linear rule gives diag(P S⁺, P S⁻).
+* Linear / Conv2d z = Wx + b (BN folded; the bias cancels in Δ), W⁺ = max(W, 0), W⁻ = min(W, 0)
+  (core.py ``Dense`` ~539-589, convolutional.py ``Conv2D`` ~221-326): the parts of Δz come from the layer's
+  *total* input difference Δx split by sign — nothing is carried from layer to layer —
+      Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻,   Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻,
+  and both input multipliers get the same value, by the sign of Δx_i (P± = [Δx ≷ 0], P⁰ = [Δx = 0]):
+      m_x = P⁺(W⁺ᵀm⁺ + W⁻ᵀm⁻) + P⁻(W⁻ᵀm⁺ + W⁺ᵀm⁻) + P⁰ Wᵀ½(m⁺ + m⁻)        (Sixt et al. eq. 13)
+  with (m⁺, m⁻) the multipliers of Δz± (so a tied pair m⁺ = m⁻ = m gives m_x = Wᵀm).
+* The activation h = f(z) after it (activations.py ``Activation`` ~81-179), multipliers m_z± = s± m_h±:
+      Rescale:       s⁺ = s⁻ = Δh/Δz, the gradient at the reference f'(z⁰) where |Δz| < 1e-7
+      RevealCancel:  with pc(t) = t + 1e-7·sign0(t) where |t| < 0.5e-7 (helper_functions.py
+                     ``pseudocount_near_zero``; 1e-7 = util.py NEAR_ZERO_THRESHOLD),
+                     Δh⁺ = ½[f(z⁰+pc(Δz⁺)) − f(z⁰)] + ½[f(z⁰+pc(Δz⁻)+pc(Δz⁺)) − f(z⁰+pc(Δz⁻))],
+                     Δh⁻ = ½[f(z⁰+pc(Δz⁻)) − f(z⁰)] + ½[f(z⁰+pc(Δz⁺)+pc(Δz⁻)) − f(z⁰+pc(Δz⁺))],
+                     s± = Δh± / pc(Δz±).
+  The next layer gives h's two multipliers one value, so the signal at every layer boundary is one
+  multiplier per neuron; the pair (m_z⁺, m_z⁻) lives only between an activation and its linear layer.
+* Max-pool: the gradient at x for both multipliers (pooling.py ``MaxPool2D``, MaxPoolDeepLiftMode.gradient,
+  the package's only mode).  Average pools: their gradient.  Both assume a linear layer follows
+  (pooling.py's "Heads-up"); an activation directly after a pool, or before any linear map, gets the
+  Rescale multiplier here in every variant (for the leading one this is the package's RevealCancel of the
+  sign-split input up to its 1e-7 pseudocount).
+* Residual sum z = Σ_t z_t (deeplift_resnet.py ``Add`` ~137: a Dense layer of weights 1 over the summands):
+  Δz⁺ = Σ_t (Δz_t)⁺, Δz⁻ = Σ_t (Δz_t)⁻ from each summand's total difference; the activation after the sum
+  gets s± from them; summand t receives P_t⁺m⁺ + P_t⁻m⁻ + P_t⁰½(m⁺ + m⁻), P_t by the sign of Δz_t.
+* Contributions at a boundary: C = m ⊙ Δh (``_build_target_contrib_vars``, with equal ± multipliers), at the
+  input the explanation, Σ C = f_k(x) − f_k(x⁰) (summation-to-delta) wherever each step conserves — every
+  step but the max-pool, whose gradient rule is conservative only when the reference's values are equal
+  inside each window (for a zero reference: away from the image border).
 
-* Residual block z = Σ_t f_t(h), h_out = f(z): the parts are carried through every branch from the
-  block input's parts (an identity shortcut passes them unchanged); the addition is linear, so
-  Δz± = Σ_t Δz_t± (the sums of the branches' parts) and the multiplier at the sum passes unchanged
-  to every branch (the gradient of a sum, Sixt et al. 2020 eq. 3).  The activation after the sum
-  gets its multipliers S± from Δz± of the sum like any other (Rescale, RevealCancel, Rescale for
-  ablation), so the block is ONE operator
-      Σ_t P_t · diag(S⁺, S⁻),   P_t = the product of branch t's 2×2 block operators (I for the identity),
-  a :class:`~chainlab.extraction.residual.DeepLiftResidual` (kind "residual"), applied factor by
-  factor; its blocks (BlockOperator @ BlockOperator stays blockwise) are multiplied out on demand.
+Variants (Sixt et al.'s methods): ``deeplift-rescale``, ``deeplift-revealcancel`` and
+``deeplift-ablation`` — Sixt et al. §2 remove "the intermixing" of eq. 13; their code does it with
+``cross_mxts=False`` (deeplift_resnet.py ~339-381, ~468-481), which keeps the pos→pos and neg→neg terms,
+      m_x = P⁺ W⁺ᵀm⁺ + P⁻ W⁺ᵀm⁻ + P⁰ Wᵀ½(m⁺ + m⁻),
+with Rescale multipliers (the paper's sentence "only W⁺ for the positive rule and W⁻ for the negative
+rule" names W⁻ where the code, and the eq. 13 terms left after removing the cross ones, have W⁺; this is
+the code's rule).  With BatchNorm folded the ablation differs from the package's separate BN layer on
+channels with γ < 0 (the fold turns W⁺ into W⁻ there); Rescale and RevealCancel are fold-invariant.
 
-So the operator of a Linear/Conv2d stage (ReLU after it) is, n_in × n_out blocks,
+Each Linear/Conv2d stage is a :class:`~chainlab.linalg.PairLinear` ("package" / "package-ablation") with the
+multipliers as its step (:class:`~chainlab.linalg.PairScale`); for one input its matrix is
+P⁺(W⁺ᵀS⁺ + W⁻ᵀS⁻) + P⁻(W⁻ᵀS⁺ + W⁺ᵀS⁻) + P⁰Wᵀ½(S⁺ + S⁻), a plain n_in × n_out operator, and the chain a
+:class:`~chainlab.chain.DeepLiftChain` of them (start vector e_k).
 
-      [[W⁺ᵀS⁺, W⁻ᵀS⁻],
-       [W⁻ᵀS⁺, W⁺ᵀS⁻]]                                       shape (2 n_in, 2 n_out).
+Precision: every quantity is a difference of two forward passes or a multiplier (|s±| ≤ sup|f'| for ReLU:
+s± ∈ [0, 1]), so float32 keeps them to float32 accuracy; the multipliers are computed in float64 from the
+float32 pre-activations (f(z⁰ + 1e-7) − f(z⁰) has no digits left in float32 when |z⁰| ≳ 1).
 
-The start vector of logit k is [e_k; e_k] (Δf_k = Δf_k⁺ + Δf_k⁻, both with multiplier 1) and the
-explanation is the contributions C = m⁺ ⊙ Δx⁺ + m⁻ ⊙ Δx⁻ in the shape of x, with
-Σ C = f_k(x) − f_k(x⁰) (summation-to-delta; every step above conserves Σ m⁺Δ⁺ + m⁻Δ⁻); the chain
-is a :class:`~chainlab.chain.DeepLiftChain`.
-
-Checks while building: the parts must add up, Δz⁺ + Δz⁻ = Δz at every stage, to a tolerance that
-scales with the parts (|Δz⁺|, |Δz⁻| grow ~13× per layer in deep random nets while Δz stays O(1), so
-their cancellation alone loses digits in proportion to them).
-
-Variants:
-
-* ``deeplift-rescale``: S⁺ = S⁻ = S.  The blocks *collapse*: A = D = W⁺ᵀS, B = C = W⁻ᵀS, so
-  A + B = C + D = WᵀS; the subspace {[v; v]} is invariant and the chain started at [e_k; e_k] is
-  the ordinary chain of WᵀS (captum's DeepLift).  ``DeepLiftChain.collapsed()`` returns it.
-* ``deeplift-revealcancel``: S⁺ ≠ S⁻ in general, the blocks are genuinely coupled.
-* ``deeplift-ablation`` (Sixt et al. §2, "DeepLIFT Ablation"): the intermixing is removed, only W⁺
-  in the + chain and only W⁻ in the − chain, with Rescale multipliers:
-      [[W⁺ᵀS, 0], [0, W⁻ᵀS]]   (pools: diag(PS, PS); the off-diagonal blocks are exact zeros).
-  Removing the cross terms drops W⁻Δx⁻ and W⁻Δx⁺ (resp. W⁺Δx⁻) from the forward accounting, so
-  ablation does NOT satisfy summation-to-delta in general (e.g. f(x) = x₁ − x₂ at x = (1, 1),
-  x⁰ = 0: Σ C = 1 ≠ 0).  It is the decoupled chain Sixt et al. study for convergence, not an
-  attribution method with completeness.
+The ``-pm`` variants (``deeplift-rescale-pm``, ``deeplift-revealcancel-pm``, ``deeplift-ablation-pm``) carry
+the (+, −) parts through the whole net with m⁺ ≠ m⁻ at every boundary: :mod:`.deeplift_pm`.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..chain import DeepLiftChain
+from ..chain import BatchChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import (BlockOperator, ConvGeometry, DenseOperator, Diagonal, SparseOperator, conv_matrix,
-                      zero_operator)
-from ..linalg.pool import column_weights, window_matrix
+from ..linalg import DiagonalOperator, GatherOperator, PairLinear, PairScale, PoolOperator, ResidualOperator, Scale
+from ..linalg.pairs import SignCombine
 from ..options import choice, number
-from .residual import DeepLiftResidual
+from ..trace import eval_mode, trace
+from .deeplift_pm import pm_stages
+from .layers import winner_rows
 
-__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur"]
+__all__ = ["VARIANTS", "OWN_OPTIONS", "make_reference", "build_deeplift", "gaussian_blur", "check_own",
+           "package_multipliers", "NEAR_ZERO"]
 
-VARIANTS = ("rescale", "revealcancel", "ablation")
+VARIANTS = ("rescale", "revealcancel", "ablation", "rescale-pm", "revealcancel-pm", "ablation-pm")
 OWN_OPTIONS = ("reference", "sigma")
-DELTA_EPS = 1e-10
+NEAR_ZERO = 1e-7          # deeplift.util.NEAR_ZERO_THRESHOLD
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,11 +85,11 @@ DELTA_EPS = 1e-10
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of an image batch (1, C, H, W) with std ``sigma`` pixels (reflect padding)."""
+    """Separable Gaussian blur of an image batch (B, C, H, W) with std ``sigma`` pixels (reflect padding)."""
     radius = max(1, int(np.ceil(3 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
+    k = (k / k.sum()).to(x.dtype)
     C = x.shape[1]
     mode = "reflect" if min(x.shape[2:]) > radius else "replicate"
     h = F.pad(x, (radius, radius, 0, 0), mode=mode)
@@ -101,7 +99,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def make_reference(reference, xt: torch.Tensor, sigma=None, where: str = "DeepLIFT") -> torch.Tensor:
-    """x⁰ as float64 with x's shape (1, …) from "zeros", "blur" (with sigma) or a tensor/array."""
+    """x⁰ with x's shape (B, …) and dtype from "zeros", "blur" (with sigma) or a tensor/array of one input's shape
+    (the same reference for every input)."""
     if isinstance(reference, str):
         if reference == "zeros":
             return torch.zeros_like(xt)
@@ -121,116 +120,18 @@ def make_reference(reference, xt: torch.Tensor, sigma=None, where: str = "DeepLI
         raise OptionError(f"option reference of {where} must be 'zeros', 'blur' or a tensor of x's shape, "
                           f"got {reference!r}")
     ref = torch.as_tensor(np.asarray(reference) if not isinstance(reference, torch.Tensor) else reference)
-    ref = ref.detach().to(torch.float64)
-    if tuple(ref.shape) == tuple(xt.shape[1:]):
+    ref = ref.detach().to(xt.dtype)
+    one = tuple(xt[:1].shape)
+    if tuple(ref.shape) == one[1:]:
         ref = ref.unsqueeze(0)
-    if tuple(ref.shape) != tuple(xt.shape):
+    if tuple(ref.shape) != one:
         raise OptionError(
-            f"option reference of {where} must have the input's shape {tuple(xt.shape)} (or {tuple(xt.shape[1:])}), "
+            f"option reference of {where} must have the input's shape {one} (or {one[1:]}), "
             f"got a reference of shape {tuple(ref.shape)}"
         )
     if not torch.isfinite(ref).all():
         raise OptionError(f"option reference of {where} must be finite; it contains NaN or infinite values")
-    return ref
-
-
-# ---------------------------------------------------------------------------------------------
-# per-stage pieces
-
-
-def _rescale_multiplier(f, z: np.ndarray, z0: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """Δf/Δz, or the gradient ``grad`` = f'(z) at x where |Δz| < DELTA_EPS."""
-    dz = z - z0
-    dh = f(z) - f(z0)
-    small = np.abs(dz) < DELTA_EPS
-    return np.where(small, grad, dh / np.where(small, 1.0, dz))
-
-
-def _revealcancel(f, z: np.ndarray, z0: np.ndarray, dzp: np.ndarray, dzm: np.ndarray, grad: np.ndarray):
-    """(s⁺, s⁻) of RevealCancel for an activation f with pre-activations z (at x), z0 (at x⁰) and parts Δz±."""
-    dhp = 0.5 * (f(z0 + dzp) - f(z0)) + 0.5 * (f(z) - f(z0 + dzm))
-    dhm = 0.5 * (f(z0 + dzm) - f(z0)) + 0.5 * (f(z) - f(z0 + dzp))
-    fallback = _rescale_multiplier(f, z, z0, grad)
-    sp_ = np.where(np.abs(dzp) < DELTA_EPS, fallback, dhp / np.where(np.abs(dzp) < DELTA_EPS, 1.0, dzp))
-    sm_ = np.where(np.abs(dzm) < DELTA_EPS, fallback, dhm / np.where(np.abs(dzm) < DELTA_EPS, 1.0, dzm))
-    return sp_, sm_
-
-
-def _sign_split(M: sp.csc_matrix):
-    """(positive part, negative part) of a CSC matrix, as CSC matrices without explicit zeros (one pass)."""
-    n_out = M.shape[1]
-    col = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(M.indptr))
-    out = []
-    for keep in (M.data > 0, M.data < 0):
-        indptr = np.zeros(n_out + 1, dtype=M.indptr.dtype)
-        np.cumsum(np.bincount(col[keep], minlength=n_out), out=indptr[1:])
-        P = sp.csc_matrix((M.data[keep], M.indices[keep], indptr), shape=M.shape, copy=False)
-        P.has_sorted_indices = M.has_sorted_indices
-        out.append(P)
-    return out[0], out[1]
-
-
-def _weight_blocks(st, rec, s: np.ndarray):
-    """(W⁺ᵀ diag(s), W⁻ᵀ diag(s)) of a Linear/Conv2d stage for s ≥ 0, as operators (n_in × n_out)."""
-    W = st.weight.numpy()
-    if st.kind == "linear":
-        Wt = W.T * s[None, :]
-        return DenseOperator(np.maximum(Wt, 0.0)), DenseOperator(np.minimum(Wt, 0.0))
-    c = st.conv
-    geom = ConvGeometry.of(rec.in_shape, rec.out_shape, W.shape[2:], c.stride, c.padding, c.dilation, c.groups)
-    M = conv_matrix(geom, np.ones((1, geom.n_in)), W[None], s[None, :])
-    P, N = _sign_split(M)
-    return SparseOperator(P), SparseOperator(N)
-
-
-def _maxpool_matrix(rec, rec0, dx: np.ndarray) -> sp.csc_matrix:
-    """captum's DeepLIFT max-pool multipliers as a CSC matrix M (n_in × n_out); see the module docstring."""
-    C, H, W = rec.in_shape
-    n_in, n_out = C * H * W, int(np.prod(rec.out_shape))
-    off = (np.arange(C, dtype=np.int64) * H * W)[:, None]
-    a = (rec.argmax.reshape(C, -1).numpy().astype(np.int64) + off).reshape(-1)
-    a0 = (rec0.argmax.reshape(C, -1).numpy().astype(np.int64) + off).reshape(-1)
-    y, y0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    ymax = np.maximum(y, y0)
-    cols = np.arange(n_out)
-    U = sp.coo_matrix((np.concatenate([ymax - y0, y - ymax]), (np.concatenate([a, a0]), np.concatenate([cols, cols]))),
-                      shape=(n_in, n_out)).tocsr()
-    U.sum_duplicates()
-    small = np.abs(dx) < DELTA_EPS
-    U = sp.diags(1.0 / np.where(small, 1.0, dx)) @ U
-    if small.any():  # gradient rows: [i = a(j)]
-        G = sp.coo_matrix((np.ones(n_out), (a, cols)), shape=(n_in, n_out)).tocsr()
-        keep = sp.diags((~small).astype(np.float64))
-        U = keep @ U + sp.diags(small.astype(np.float64)) @ G
-    U = U.tocsc()
-    U.eliminate_zeros()
-    return U
-
-
-def _pool_matrix(st, rec, rec0, dx: np.ndarray) -> sp.csc_matrix:
-    if st.kind == "maxpool2d":
-        return _maxpool_matrix(rec, rec0, dx)
-    n_in = int(np.prod(rec.in_shape))
-    w = column_weights(st.pool, rec.in_shape, rec.out_shape)
-    return window_matrix(st.pool, rec.in_shape, rec.out_shape, np.ones(n_in), w).tocsc()
-
-
-def _scale_cols(M: sp.spmatrix, s: np.ndarray) -> SparseOperator:
-    return SparseOperator((M @ sp.diags(s)).tocsc())
-
-
-def _check_parts(st, plus, minus, delta, what):
-    """Δ⁺ + Δ⁻ = Δ up to rounding that scales with the parts (see the module docstring)."""
-    if not delta.size:
-        return
-    err = float(np.abs(plus + minus - delta).max())
-    tol = 1e-8 * (1.0 + float(np.abs(delta).max())) + 1e-12 * float(np.abs(plus).max() + np.abs(minus).max())
-    if err > tol:
-        raise ExtractionError(f"DeepLIFT {what} of layer {st.describe()} do not add up (error {err:.3g} > {tol:.3g})")
-
-
-# ---------------------------------------------------------------------------------------------
-# the builder
+    return ref.expand_as(xt).clone()
 
 
 def check_own(variant: str, own: dict) -> dict:
@@ -250,150 +151,130 @@ def check_own(variant: str, own: dict) -> dict:
     return {"reference": reference, "sigma": sigma}
 
 
-def _multipliers(act, z, z0, zp, zm, variant):
-    """(s⁺, s⁻) of the activation ``act`` after a stage (ones without one); see the module docstring."""
-    if act is None:
-        ones = np.ones_like(z)
-        return ones, ones
-    f = (lambda v, a=act: a(torch.from_numpy(v)).numpy())
-    grad = act.derivative(torch.from_numpy(z)).numpy()
+# ---------------------------------------------------------------------------------------------
+# the package's multipliers
+
+
+def pseudocount(t: torch.Tensor) -> torch.Tensor:
+    """pc(t) = t + 1e-7·sign0(t) where |t| < 0.5e-7, else t (the package's ``pseudocount_near_zero``)."""
+    small = t.abs() < 0.5 * NEAR_ZERO
+    return t + NEAR_ZERO * (small & (t >= 0)).to(t.dtype) - NEAR_ZERO * (small & (t < 0)).to(t.dtype)
+
+
+def package_multipliers(act, variant: str, z, z0, zp=None, zm=None):
+    """(s⁺, s⁻) of the activation ``act`` (module docstring): z at x, z0 at x⁰, Δz± the parts (RevealCancel), all
+    (B, n); computed in float64, returned in z's dtype (s⁻ is s⁺ for Rescale)."""
+    dt = z.dtype
+    z, z0 = z.to(torch.float64), z0.to(torch.float64)
     if variant == "revealcancel":
-        return _revealcancel(f, z, z0, zp, zm, grad)
-    s = _rescale_multiplier(f, z, z0, grad)
+        ip, im = pseudocount(zp.to(torch.float64)), pseudocount(zm.to(torch.float64))
+        dhp = 0.5 * ((act(z0 + ip) - act(z0)) + (act(z0 + im + ip) - act(z0 + im)))
+        dhm = 0.5 * ((act(z0 + im) - act(z0)) + (act(z0 + ip + im) - act(z0 + ip)))
+        return (dhp / ip).to(dt), (dhm / im).to(dt)
+    dz = z - z0
+    near = dz.abs() < NEAR_ZERO
+    s = torch.where(near, act.derivative(z0), (act(z) - act(z0)) / torch.where(near, 1.0, dz)).to(dt)
     return s, s
 
 
-def _diag_block(sp_, sm_) -> BlockOperator:
-    """diag(S⁺, S⁻) as a block operator (the multipliers of an activation after a residual sum)."""
-    P = Diagonal(sp_)
-    Q = P if sm_ is sp_ else Diagonal(sm_)
-    Z = zero_operator(sp_.size, sp_.size)
-    return BlockOperator(P, Z, Z, Q)
+# ---------------------------------------------------------------------------------------------
+# stages
 
 
-def _residual_block(st, rec, rec0, dp, dm, variant, rule):
-    """The operator Σ_t P_t diag(S⁺, S⁻) of a residual stage (see the module docstring) and its output parts."""
-    terms, names, rules = [], [], []
-    zp = zm = None
-    for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
-        ops, bp, bm = [], dp, dm
-        for s, r, r0 in zip(b_st, b_rec, b_rec0):
-            op, kind_name, bp, bm = _stage_block(s, r, r0, bp, bm, variant, rule)
-            ops.append(op)
-        if not ops and bp.size != rec.z.numel():
-            raise ExtractionError(f"identity branch of residual block {st.describe()} maps {bp.size} to "
-                                  f"{rec.z.numel()} values")
-        zp = bp.copy() if zp is None else zp + bp      # Δz± of the sum: the sums of the branches' parts
-        zm = bm.copy() if zm is None else zm + bm
-        terms.append(ops)
-        names.append([s.name for s in b_st])
-        rules.append([_kind_name(s, rule) for s in b_st])
-    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻ of the sum")
-    sp_, sm_ = _multipliers(st.activation, z, z0, zp, zm, variant)
-    D = _diag_block(sp_, sm_)
-    op = DeepLiftResidual([t + [D] for t in terms], names, rules)
-    return op, sp_ * zp, sm_ * zm
+def _flat(t):
+    return t.reshape(t.shape[0], -1)
 
 
-def _kind_name(st, rule) -> str:
+def _package_step(act, variant, z, z0, zp, zm, shape):
+    """The multipliers of the activation after a linear map or sum as a :class:`PairScale` (None without one)."""
+    if act is None:
+        return None
+    sp_, sm_ = package_multipliers(act, "revealcancel" if variant == "revealcancel" else "rescale", z, z0, zp, zm)
+    return PairScale(sp_, sm_, shape, keep_pairs=False)
+
+
+def _rescale_step(act, z, z0, shape):
+    """Rescale's multiplier as a :class:`Scale` (an activation after a pool; None without one)."""
+    if act is None:
+        return None
+    return Scale(package_multipliers(act, "rescale", _flat(z), _flat(z0))[0], shape)
+
+
+def _package_stage(st, rec, rec0, variant, dtype):
+    """The stage operator of one stage (module docstring) at the records at x and x⁰."""
+    in_shape, out_shape = rec.in_shape, rec.out_shape
+    act = st.activation if st.kind != "activation" else None
+    if st.kind == "residual":
+        branches, cols, zp, zm = [], [], 0.0, 0.0
+        for b_st, b_rec, b_rec0 in zip(st.branches, rec.branches, rec0.branches):
+            branches.append([_package_stage(s, r, r0, variant, dtype) for s, r, r0 in zip(b_st, b_rec, b_rec0)])
+            dzt = _flat(b_rec[-1].out - b_rec0[-1].out) if b_rec else _flat(rec.x - rec0.x)
+            zp, zm = zp + dzt.clamp(min=0), zm + dzt.clamp(max=0)
+            cols.append(SignCombine(torch.sign(dzt), out_shape))
+        step = _package_step(act, variant, _flat(rec.z), _flat(rec0.z), zp, zm, out_shape)
+        names = [[s.name for s in b] for b in st.branches]
+        return ResidualOperator(branches, cols, in_shape, out_shape, dtype, st.name, step, names)
+    dx = _flat(rec.x - rec0.x)
     if st.is_parametric:
-        kind = "linear-block"
-    elif st.kind == "residual":
-        kind = "residual"
-    else:
-        kind = {"maxpool2d": "maxpool-deeplift", "activation": "relu-deeplift"}.get(st.kind, "avgpool-linear")
+        W = st.weight
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        a_p, a_m = dx.clamp(min=0).reshape(rec.x.shape), dx.clamp(max=0).reshape(rec.x.shape)
+        zp = _flat(st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn))
+        zm = _flat(st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp))
+        step = _package_step(act, variant, _flat(rec.z), _flat(rec0.z), zp, zm, out_shape)
+        mode = "package-ablation" if variant == "ablation" else "package"
+        return PairLinear(W, in_shape, out_shape, st.conv, mode, dtype, st.name, step, sigma=torch.sign(dx))
+    if st.kind == "activation":
+        s = package_multipliers(st.activation, "rescale", _flat(rec.x), _flat(rec0.x))[0]
+        return DiagonalOperator(s, in_shape, dtype, st.name)
+    step = _rescale_step(act, rec.z, rec0.z, out_shape)
+    if st.kind == "maxpool2d":
+        return GatherOperator(winner_rows(rec), in_shape, out_shape, dtype, st.name, step)
+    if st.kind in ("avgpool2d", "adaptiveavgpool2d"):
+        return PoolOperator(st.pool, None, None, in_shape, out_shape, dtype, st.name, step)
+    raise ExtractionError(f"no DeepLIFT rule for stage {st.describe()}")
+
+
+def _layer_rule(st, rule) -> str:
+    kind = {"maxpool2d": "maxpool-gradient", "avgpool2d": "avgpool-gradient", "adaptiveavgpool2d": "avgpool-gradient",
+            "activation": "activation-rescale", "residual": "residual-add"}.get(st.kind, "linear")
     return f"{rule}:{kind}"
 
 
-def _stage_block(st, rec, rec0, dp, dm, variant, rule):
-    """(block operator, layer-rule name, Δh⁺, Δh⁻) of one stage given the parts (Δx⁺, Δx⁻) of its input."""
-    if st.kind == "residual":
-        op, dp, dm = _residual_block(st, rec, rec0, dp, dm, variant, rule)
-        _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
-        return op, _kind_name(st, rule), dp, dm
-    n_in = int(np.prod(rec.in_shape))
-    z, z0 = rec.z.reshape(-1).numpy(), rec0.z.reshape(-1).numpy()
-    x_in = (rec.x - rec0.x).reshape(-1).numpy()
-    act = st.activation if st.kind != "activation" else None
-    # forward of the parts through the linear map of the stage
-    if st.is_parametric:
-        W = st.weight
-        a_p = torch.from_numpy(dp).reshape(rec.x.shape)
-        a_m = torch.from_numpy(dm).reshape(rec.x.shape)
-        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
-        zp = (st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn)).reshape(-1).numpy()
-        zm = (st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp)).reshape(-1).numpy()
-        pool = None
-    elif st.kind == "activation":
-        zp, zm, pool = dp, dm, None
-        act = st.activation
-        z, z0 = rec.x.reshape(-1).numpy(), rec0.x.reshape(-1).numpy()
-    else:
-        pool = _pool_matrix(st, rec, rec0, x_in)
-        zp, zm = np.asarray(pool.T @ dp).reshape(-1), np.asarray(pool.T @ dm).reshape(-1)
-    _check_parts(st, zp, zm, z - z0, "parts Δz⁺ + Δz⁻")
-    # multipliers of the activation after the stage (identity without one)
-    sp_, sm_ = _multipliers(act, z, z0, zp, zm, variant)
-    # blocks
-    if st.is_parametric:
-        Ap, Bp = _weight_blocks(st, rec, sp_)     # W⁺ᵀS⁺, W⁻ᵀS⁺
-        if variant == "revealcancel":
-            Dm, Bm = _weight_blocks(st, rec, sm_)  # W⁺ᵀS⁻, W⁻ᵀS⁻
-            op = BlockOperator(Ap, Bm, Bp, Dm)
-        elif variant == "rescale":
-            op = BlockOperator(Ap, Bp, Bp, Ap)    # shared blocks: A = D, B = C
-        else:
-            Z = zero_operator(*Ap.shape)
-            op = BlockOperator(Ap, Z, Z, Bp)
-    else:
-        base = sp.identity(n_in, format="csc") if st.kind == "activation" else pool
-        P = _scale_cols(base, sp_)
-        Q = P if sm_ is sp_ else _scale_cols(base, sm_)
-        Z = zero_operator(*P.shape)
-        op = BlockOperator(P, Z, Z, Q)
-    dp, dm = sp_ * zp, sm_ * zm   # the parts carried to the next stage
-    _check_parts(st, dp, dm, (rec.out - rec0.out).reshape(-1).numpy(), "output parts Δh⁺ + Δh⁻")
-    return op, _kind_name(st, rule), dp, dm
-
-
-def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> DeepLiftChain:
-    """Extract the DeepLIFT block chain of ``variant`` ("rescale", "revealcancel", "ablation")."""
+def build_deeplift(model, net, xt, records, opts, own: dict, variant: str) -> BatchChain:
+    """The DeepLIFT stage operators of ``variant`` (one of VARIANTS) at the inputs ``xt``: the package's rule in the
+    forward's dtype, the ``-pm`` variants in float64 (:mod:`.deeplift_pm`)."""
     rule = f"deeplift-{variant}"
     own = check_own(variant, own)
     reference, sigma = own["reference"], own["sigma"]
+    pm = variant.endswith("-pm")
+    if pm and records[-1].out.dtype != torch.float64:      # traced again: the float32 net's weights are rounded
+        with eval_mode(model):
+            net = trace(model)
+        xt = xt.to(torch.float64)
+        with torch.no_grad():
+            records = net.forward(xt)
     x0 = make_reference(reference, xt, sigma, f"rule {rule!r}")
     with torch.no_grad():
         records0 = net.forward(x0)
-
-    dx = (xt - x0).reshape(-1).numpy()
-    dp, dm = np.maximum(dx, 0.0), np.minimum(dx, 0.0)
-    delta_input = (dp.copy(), dm.copy())
-    ops, names, layer_rules = [], [], []
-    for st, rec, rec0 in zip(net.stages, records, records0):
-        op, kind_name, dp, dm = _stage_block(st, rec, rec0, dp, dm, variant, rule)
-        ops.append(op)
-        names.append(st.name)
-        layer_rules.append(kind_name)
-
-    if opts.np_dtype != np.float64:
-        ops = [op.astype(opts.np_dtype) for op in ops]
-    ref_desc = reference if isinstance(reference, str) else f"array{tuple(x0.shape)}"
+    B = xt.shape[0]
+    shapes = net.shapes(records)
+    dtype = np.float32 if records[-1].out.dtype == torch.float32 else np.float64
+    if pm:
+        ops, layer_rules, deltas = pm_stages(net, records, records0, xt, x0, variant[:-len("-pm")])
+        deltas = [tuple(t.reshape((B, 1) + tuple(shapes[j])) for t in pair) for j, pair in enumerate(deltas)]
+        delta_input = deltas[0]
+    else:
+        ops = [_package_stage(st, rec, rec0, variant, dtype) for st, rec, rec0 in zip(net.stages, records, records0)]
+        layer_rules = [_layer_rule(st, rule) for st in net.stages]
+        outs = [(xt - x0)] + [rec.out - rec0.out for rec, rec0 in zip(records, records0)]
+        deltas = [d.reshape((B, 1) + tuple(shapes[j])) for j, d in enumerate(outs)]
+        delta_input = (deltas[0].clamp(min=0), deltas[0].clamp(max=0))
+    ref_desc = reference if isinstance(reference, str) else f"array{tuple(x0[:1].shape)}"
     own_rec = {"reference": ref_desc, **({"sigma": sigma} if sigma is not None else {})}
-    return DeepLiftChain(
-        ops,
-        names=names,
-        shapes=net.shapes(records),
-        input_shape=tuple(xt.shape),
-        x=xt.reshape(-1).numpy(),
-        logits=records[-1].out.reshape(-1).numpy(),
-        rule=rule,
-        options={**opts.record(opts.given), **own_rec},
-        space="deeplift",
-        layer_rules=layer_rules,
-        meta={"model": net.source},
-        reference=x0.reshape(-1).numpy(),
-        reference_logits=records0[-1].out.reshape(-1).numpy(),
-        delta_input=delta_input,
-        variant=variant,
-    )
+    return BatchChain(
+        ops, names=[st.name for st in net.stages], shapes=shapes, x=xt,
+        logits=records[-1].out.reshape(B, -1).to(torch.float64), rule=rule, kind="deeplift", space="deeplift",
+        dtype=records[-1].out.dtype, options={**opts.record(opts.given), **own_rec}, layer_rules=layer_rules,
+        deltas=deltas, paired=pm, reference=x0, reference_logits=records0[-1].out.reshape(B, -1).to(torch.float64),
+        delta_input=delta_input, variant=variant, meta={"model": net.source})

@@ -1,8 +1,7 @@
-"""The operator of one stage at one input: a rule's terms, or the fixed matrix of a pool or activation.
+"""The stage operator of one stage at B inputs: a rule's terms, or the fixed map of a pool or activation.
 
-* Linear/Conv2d with a rule: M = Σ_t diag(a_t) φ_tᵀ diag(c_t) from ``rule.terms`` — a
-  :class:`~chainlab.linalg.TermsOperator` (implicit), materialized (dense for Linear, CSC built from
-  the kernel for Conv2d) unless ``materialize=False``.
+* Linear/Conv2d with a rule: M = Σ_t diag(a_t) φ_tᵀ diag(c_t) · diag(d) from ``rule.terms`` — a
+  :class:`~chainlab.linalg.TermsOperator`, d the rule's mask as its ``act`` step.
 * Max-pool: winner-take-all, M_ij = ρ'(z_j) if i is torch's argmax of window j (ρ' the derivative of an
   activation after the pool in gradient space, else 1).
 * Average pools, in relevance space with ``avgpool="proportional"`` (zennit's Norm):
@@ -12,7 +11,8 @@
 * A leading activation (before any linear map): diag(ρ'(x)) in gradient space, the identity in
   relevance space.
 
-:func:`stage_stats` gives what the a-priori value bounds need of a stage (``Chain.layer_stats``).
+Every factor is per image (the record's batch); with ``materialize`` (one input) the explicit matrix is
+returned.  :func:`stage_stats` gives what the a-priori value bounds need of a stage (``Chain.layer_stats``).
 """
 from __future__ import annotations
 
@@ -20,59 +20,67 @@ import numpy as np
 import torch
 
 from ..errors import ExtractionError
-from ..linalg import Diagonal, GatherOperator, Operator, PoolOperator, TermsOperator
+from ..linalg import DiagonalOperator, GatherOperator, Operator, PoolOperator, Scale, TermsOperator
 from ..rules import LayerContext, stabilize
 from ..trace import Record, Stage
 
-__all__ = ["rule_operator", "fixed_operator", "fixed_rule_name", "stage_stats", "output_derivative"]
+__all__ = ["rule_operator", "fixed_operator", "fixed_rule_name", "stage_stats", "output_derivative",
+           "winner_rows"]
 
 
 def _finish(op: Operator, materialize: bool) -> Operator:
     return op.materialize() if materialize else op
 
 
-def rule_operator(rule, ctx: LayerContext, dtype, materialize: bool) -> Operator:
-    """The operator of a Linear/Conv2d stage under ``rule`` at the input recorded in ``ctx``."""
+def rule_operator(rule, ctx: LayerContext, dtype=np.float64, materialize: bool = False) -> Operator:
+    """The operator of a Linear/Conv2d stage under ``rule`` at the inputs recorded in ``ctx``."""
     st, rec = ctx.stage, ctx.record
     op = TermsOperator(rule.terms(ctx), rec.in_shape, rec.out_shape, st.conv, dtype, st.name)
     return _finish(op, materialize)
 
 
-def output_derivative(st: Stage, rec: Record, space: str, derivative=None) -> np.ndarray:
-    """ρ'(z) of the activation after the stage in gradient space (ones otherwise), flat float64.
+def output_derivative(st: Stage, rec: Record, space: str, derivative=None) -> torch.Tensor | None:
+    """ρ'(z) (B, n_out) of the activation after the stage in gradient space; None otherwise (no factor).
 
     ``derivative(stage, z) -> tensor`` replaces ρ' (a rule's :meth:`~chainlab.rules.Rule.activation_derivative`,
     e.g. smooth-gradient's soft mask); None: the activation's own derivative."""
-    z = rec.z.reshape(-1)
-    if space == "gradient" and st.activation is not None and st.kind != "activation":
-        d = st.activation.derivative(z) if derivative is None else derivative(st, rec.z).reshape(-1)
-        return d.to(torch.float64).numpy()
-    return np.ones(z.numel())
+    if space != "gradient" or st.activation is None or st.kind == "activation":
+        return None
+    B = rec.z.shape[0]
+    d = st.activation.derivative(rec.z) if derivative is None else derivative(st, rec.z)
+    return d.reshape(B, -1)
 
 
-def fixed_operator(st: Stage, rec: Record, space: str, avgpool: str, stabilizer: float, dtype,
-                   materialize: bool, derivative=None) -> Operator:
-    """Matrices of pooling stages and of a leading activation (no rule applies to them); ``derivative`` as in
+def winner_rows(rec: Record) -> torch.Tensor:
+    """Flat input index (over (C, H, W)) of each max-pool window's winner, per image: (B, n_out) int64."""
+    C, H, W = rec.in_shape
+    B = rec.argmax.shape[0]
+    off = (torch.arange(C, dtype=torch.int64) * (H * W)).reshape(1, C, 1)
+    return (rec.argmax.reshape(B, C, -1).to(torch.int64) + off).reshape(B, -1)
+
+
+def fixed_operator(st: Stage, rec: Record, space: str, avgpool: str, stabilizer: float, dtype=np.float64,
+                   materialize: bool = False, derivative=None) -> Operator:
+    """Operators of pooling stages and of a leading activation (no rule applies to them); ``derivative`` as in
     :func:`output_derivative`."""
     d = output_derivative(st, rec, space, derivative)
     in_shape, out_shape = rec.in_shape, rec.out_shape
+    act = None if d is None else Scale(d, out_shape)
+    B = rec.x.shape[0]
     if st.kind == "maxpool2d":
-        C, H, W = in_shape
-        rows = (rec.argmax.reshape(C, -1).to(torch.int64) + torch.arange(C).reshape(-1, 1) * (H * W)).reshape(-1)
-        op = GatherOperator(rows.numpy(), d, in_shape, out_shape, dtype, st.name)
+        op = GatherOperator(winner_rows(rec), in_shape, out_shape, dtype, st.name, act)
     elif st.kind in ("avgpool2d", "adaptiveavgpool2d"):
         if space == "relevance" and avgpool == "proportional":
-            c = 1.0 / stabilize(rec.z.reshape(-1), stabilizer).numpy()
-            op = PoolOperator(st.pool, rec.x.reshape(-1).numpy(), c, in_shape, out_shape, dtype, st.name)
+            c = 1.0 / stabilize(rec.z.reshape(B, -1), stabilizer)
+            op = PoolOperator(st.pool, rec.x.reshape(B, -1), c, in_shape, out_shape, dtype, st.name, act)
         else:
-            op = PoolOperator(st.pool, np.ones(int(np.prod(in_shape))), d, in_shape, out_shape, dtype, st.name)
+            op = PoolOperator(st.pool, None, None, in_shape, out_shape, dtype, st.name, act)
     elif st.kind == "activation":
-        x = rec.x.reshape(-1)
         if space != "gradient":
-            dx = np.ones(x.numel())
+            dx = None
         else:
-            dx = (st.activation.derivative(x) if derivative is None else derivative(st, rec.x).reshape(-1)).numpy()
-        op = Diagonal(dx.astype(dtype))
+            dx = (st.activation.derivative(rec.x) if derivative is None else derivative(st, rec.x)).reshape(B, -1)
+        op = DiagonalOperator(dx, in_shape, dtype, st.name)
     else:
         raise ExtractionError(f"no fixed matrix for stage {st.describe()}")
     return _finish(op, materialize)

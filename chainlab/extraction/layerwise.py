@@ -1,4 +1,4 @@
-"""The layer-rule method: a rule (or composite) per Linear/Conv2d stage, fixed matrices elsewhere.
+"""The layer-rule method: a rule (or composite) per Linear/Conv2d stage, fixed matrices elsewhere, at B inputs.
 
 Every Linear/Conv2d stage (also those inside residual blocks) gets the rule its composite maps it
 to (:class:`~chainlab.rules.Composite`); pooling stages and a leading activation get the fixed
@@ -12,26 +12,30 @@ gradient space the derivative of their activation.  An activation after a stage 
 a residual sum, a leading activation) is propagated by the chain's rules'
 :meth:`~chainlab.rules.Rule.activation_derivative`; when rules of one chain replace it differently (e.g.
 smooth-gradient mixed with gradient), such a stage is refused (OptionError).
+
+The result is a :class:`~chainlab.chain.BatchChain` of stage operators; ``extract`` asks it for the chain of its
+one input, ``extract_batch`` propagates batches through it.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..chain import Chain
+from ..chain import BatchChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import scale_rows
 from ..rules import LayerContext, Rule
 from ..trace import walk_stages
-from .layers import fixed_operator, fixed_rule_name, output_derivative, rule_operator, stage_stats
+from .layers import fixed_operator, fixed_rule_name, rule_operator, stage_stats
 from .options import COMMON
-from .residual import block_operator
+from .residual import alpha_beta_of, authors_bn_operator, block_operator
 
 __all__ = ["build_layerwise"]
 
 
-def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Chain:
-    """The chain of ``composite``'s rules on the traced ``net`` at input ``xt`` (``records`` = net.forward(xt))."""
+def build_layerwise(model, net, xt, records, opts, composite, used: dict, *, kind: str = "layerwise",
+                    clip=None, name=None) -> BatchChain:
+    """The stage operators of ``composite``'s rules on the traced ``net`` at the inputs ``xt`` (B, …) with
+    ``records`` = net.forward(xt).  ``kind``/``clip``/``name``: the contrastive view (:mod:`.contrastive`)."""
     stages = net.stages
     bad = composite.explicit_keys_for_pools(stages)
     if bad:
@@ -53,7 +57,8 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
             )
         rules[id(st)] = r
     for r in {id(r): r for r in rules.values()}.values():
-        r.prepare(net, model)
+        if getattr(r, "table", None) is None:       # pattern rules passed already prepared keep their table
+            r.prepare(net, model)
     spaces = {r.space for r in rules.values()}
     if len(spaces) > 1:
         desc = "; ".join(f"{s.describe()}: {rules[id(s)].name} ({rules[id(s)].space})" for _, s in leaves
@@ -62,27 +67,27 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
     space = spaces.pop() if spaces else "gradient"
     index_of = {id(s): i for i, s in leaves}
     derivative = _activation_derivative(rules, composite.name)
-    masks = {}                           # id(stage) -> its output-side mask (top-level stages)
+    authors = opts.residual == "authors" and space == "relevance" and any(s.kind == "residual" for s in stages)
+    masks = {}                           # id(stage) -> its output-side factor (top-level stages), (B|1, n)
+    dtype = np.float32 if records[-1].out.dtype == torch.float32 else np.float64
 
     def build(st, rec):
         r = rules.get(id(st))
         if r is not None:
             ctx = LayerContext(st, rec, index_of[id(st)], st is first, bias_policy=opts.bias,
                                stabilizer=opts.stabilizer)
-            m = r.mask(ctx)
-            masks[id(st)] = None if m is None else m.to(torch.float64).numpy()
-            return rule_operator(r, ctx, opts.np_dtype, opts.materialize)
-        if space == "gradient" and st.activation is not None:
-            masks[id(st)] = (output_derivative(st, rec, space, derivative) if st.kind != "activation" else
-                             None)
+            op = authors_bn_operator(r, ctx, model, dtype) if authors else None       # Sixt et al.'s ResNet rule
+            op = rule_operator(r, ctx, dtype) if op is None else op
+            masks[id(st)] = None if op.act_step is None else op.act_step.d
+            return op
         if st.kind == "residual":
-            return block_operator(st, rec, space=space, build=build, split=opts.residual,
-                                  stabilizer=opts.stabilizer, dtype=opts.np_dtype, rule_name=rule_name,
-                                  derivative=derivative)
-        op = fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, opts.np_dtype, opts.materialize,
-                            derivative)
-        if space == "gradient" and st.kind == "activation":
-            masks[id(st)] = op.matvec(np.ones(op.shape[1], dtype=op.dtype)).astype(np.float64)   # diag(ρ'(x))
+            op = block_operator(st, rec, space=space, build=build, split=opts.residual,
+                                stabilizer=opts.stabilizer, dtype=dtype, rule_name=rule_name, derivative=derivative,
+                                alpha_beta=lambda s: alpha_beta_of(rules[id(s)], f"layer {s.describe()}"))
+        else:
+            op = fixed_operator(st, rec, space, opts.avgpool, opts.stabilizer, dtype, False, derivative)
+        if space == "gradient":   # the output-side factor: ρ'(z) after a pool or sum; diag(ρ'(x)) of a leading one
+            masks[id(st)] = op.d if st.kind == "activation" else (None if op.act_step is None else op.act_step.d)
         return op
 
     def rule_name(st) -> str:
@@ -94,31 +99,22 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict) -> Cha
         return fixed_rule_name(st, space, opts.avgpool)
 
     ops = [build(st, rec) for st, rec in zip(stages, records)]
-    if any(r.multiply_input for r in rules.values()):
-        ops[0] = scale_rows(ops[0], xt.reshape(-1).numpy())
-    logits = records[-1].out.reshape(-1).numpy()
-    if not np.all(np.isfinite(logits)):
+    logits = records[-1].out.reshape(xt.shape[0], -1).to(torch.float64)
+    if not bool(torch.isfinite(logits).all()):
         raise ExtractionError("the model's logits at this input are not finite")
     has_blocks = any(s.kind == "residual" for s in stages)
     recorded = [k for k in COMMON if k != "materialize" and (k != "residual" or has_blocks)]
     per_layer = {s.name: rules[id(s)].options() for _, s in leaves if id(s) in rules and rules[id(s)].options()}
     rule_options = {k: v for r in rules.values() for k, v in r.options().items()}   # as the rules hold them
-    return Chain(
-        ops,
-        names=[st.name for st in stages],
-        shapes=net.shapes(records),
-        input_shape=tuple(xt.shape),
-        x=xt.reshape(-1).numpy(),
-        logits=logits,
-        rule=composite.name,
-        options={**opts.record(recorded), **{k: rule_options.get(k, used[k]) for k in sorted(used)},
-                 "layer_options": per_layer},
-        space=space,
-        layer_rules=[rule_name(st) for st in stages],
-        meta={"model": net.source},
-        layer_stats=[stage_stats(st, rec) for st, rec in zip(stages, records)],
-        masks=[masks.get(id(st)) for st in stages],
-    )
+    options = {**opts.record(recorded), **{k: rule_options.get(k, used[k]) for k in sorted(used)},
+               "layer_options": per_layer}
+    scale = xt if any(r.multiply_input for r in rules.values()) else None
+    return BatchChain(
+        ops, names=[st.name for st in stages], shapes=net.shapes(records), x=xt, logits=logits,
+        rule=composite.name if name is None else name, kind=kind, space=space, dtype=records[-1].out.dtype,
+        options=options, layer_rules=[rule_name(st) for st in stages], masks=[masks.get(id(st)) for st in stages],
+        input_scale=scale, layer_stats=[stage_stats(st, rec) for st, rec in zip(stages, records)], clip=clip,
+        meta={"model": net.source})
 
 
 def _activation_derivative(rules: dict, name: str):

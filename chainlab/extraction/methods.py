@@ -1,8 +1,11 @@
 """The whole-chain methods whose backward is not built from layer rules alone: a static table.
 
 Each :class:`Method` names the common options it takes (those it would ignore are refused), its own
-options, and whether it handles residual blocks and implicit (``materialize=False``) operators.
-The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`),
+options, and whether it handles residual blocks and implicit (``materialize=False``) operators.  Its
+``build`` makes the method's stage operators at any number of inputs (a :class:`~chainlab.chain.BatchChain`):
+``extract`` asks it for one input's chain, ``extract_batch`` uses it as it is.
+The methods: ``deeplift-rescale``, ``deeplift-revealcancel``, ``deeplift-ablation`` (:mod:`.deeplift`, the
+deeplift package's rule) and their ± variants ``deeplift-*-pm`` (:mod:`.deeplift_pm`),
 ``guided-bp``, ``deconv``, ``rectgrad`` (:mod:`.rectified`), ``contrastive-lrp``,
 ``contrastive-lrp-nomax`` (:mod:`.contrastive`: the z⁺ chain with a contrastive explanation).
 Everything else — a layer-rule or composite name, a Rule, a Composite or a dict — is the layer-rule
@@ -29,7 +32,7 @@ __all__ = ["Method", "METHODS", "Request", "parse_request"]
 
 @dataclass(frozen=True)
 class Method:
-    """A whole-chain method: ``build(model, net, xt, records, opts, own) -> Chain``."""
+    """A whole-chain method: ``build(model, net, xt, records, opts, own) -> BatchChain``."""
 
     name: str
     build: Callable

@@ -13,7 +13,9 @@ avgpool        "proportional" | "gradient"     relevance-space matrix of average
 materialize    True | False                    explicit dense/sparse matrices, or implicit operators
                                                applied through torch (:mod:`chainlab.linalg.implicit`)
 residual       "proportional" | "equal"        relevance-space split of a residual sum between its
-                                               branches (z_t / s(z), or 1/T)
+               | "authors"                     branches (z_t / s(z), or 1/T), or Sixt et al.'s ResNet rule for
+                                               αβ rules: αβ at the sum, each branch clipped to [0, 1000], and
+                                               every BatchNorm its own αβ layer (:mod:`.residual`)
 =============  ==============================  =====================================================
 
 :meth:`ExtractOptions.of` validates the options a caller gave, refusing those the method does not
@@ -33,7 +35,7 @@ __all__ = ["ExtractOptions", "COMMON", "DTYPES", "AVGPOOL_MODES", "RESIDUAL_SPLI
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 AVGPOOL_MODES = ("proportional", "gradient")
-RESIDUAL_SPLITS = ("proportional", "equal")
+RESIDUAL_SPLITS = ("proportional", "equal", "authors")
 
 
 @dataclass(frozen=True)

@@ -11,25 +11,32 @@ Holds (bottom to top):
   and matrix-free composition: :class:`Sum`, :class:`Product`, :class:`Diagonal`, :class:`Transposed`;
 * :mod:`.conv`, :mod:`.pool` — convolution and pooling layers as sparse matrices (geometry, builders);
 * :mod:`.block` — 2×2 block operators on (+, −) signal pairs (DeepLIFT) and sums of their products;
-* :mod:`.implicit` — torch-backed operators of conv/linear/pool layers that are never built.
+* :mod:`.implicit` — stage operators: one layer's backward at B inputs applied with torch (per-image factors
+  with an optional batch dimension), the explicit matrix of one image on request;
+* :mod:`.pairs` — DeepLIFT's stage operators on (+, −) multiplier pairs;
+* :mod:`.residual` — a residual block as one stage operator, and its stored forms.
 
 May import: numpy, scipy, torch, :mod:`chainlab.kernels`, :mod:`chainlab.errors`.  Nothing here
 knows about models, rules or chains.
 """
 from .block import BlockOperator, BlockSum, add_operators
 from .conv import ConvGeometry, conv_matrix
-from .implicit import ConvSpec, GatherOperator, LayerTerms, PoolOperator, TermsOperator, TorchOperator
+from .implicit import (ConvSpec, DiagonalOperator, GatherOperator, LayerTerms, PoolOperator, Scale, TermsOperator,
+                       TorchOperator, per_image)
 from .operators import (DenseOperator, Diagonal, Operator, Product, SparseOperator, Sum, Transposed, as_operator,
                         scale_rows, zero_operator)
+from .pairs import DeltaMaxPoolOperator, PairLinear, PairMap, PairScale
 from .pool import PoolSpec
+from .residual import ClippedSplit, DeepLiftResidual, ResidualBlock, ResidualOperator
 from .products import DENSE_ABOVE, PrefixProduct, multiply, prefix_products, product, stream_apply
 from .spmat import channel_cosine, column_norms, dense_sparse, density, spgemm, spmm
 
 __all__ = [
-    "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DenseOperator", "Diagonal",
-    "GatherOperator",
-    "LayerTerms", "Operator", "PoolOperator", "PoolSpec", "PrefixProduct", "Product", "SparseOperator", "Sum",
-    "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine",
+    "BlockOperator", "BlockSum", "ConvGeometry", "ConvSpec", "DENSE_ABOVE", "DeepLiftResidual", "DeltaMaxPoolOperator",
+    "DenseOperator", "Diagonal", "DiagonalOperator", "GatherOperator",
+    "LayerTerms", "Operator", "PairLinear", "PairMap", "PairScale", "PoolOperator", "PoolSpec", "PrefixProduct",
+    "Product", "ResidualBlock", "ResidualOperator", "ClippedSplit", "Scale", "SparseOperator", "Sum",
+    "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine", "per_image",
     "column_norms", "conv_matrix", "dense_sparse", "density", "multiply", "prefix_products", "product",
     "scale_rows", "spgemm", "spmm", "stream_apply", "zero_operator",
 ]

@@ -137,6 +137,16 @@ class Operator:
         """Σ_i M_ij for every output column j, shape (n_out,)."""
         return self.rmatvec(np.ones(self.shape[0], dtype=self.dtype))
 
+    def abs_column_sums(self) -> np.ndarray:
+        """Σ_i |M_ij| for every output column j, shape (n_out,) (‖M‖₁ is their maximum).  Stored kinds sum
+        their entries; matrix-free kinds multiply themselves out unless they know a shortcut."""
+        M = self.stored()
+        if M is None:
+            M = self.to_csc()
+        if sp.issparse(M):
+            return np.asarray(abs(M).sum(axis=0), dtype=np.float64).reshape(-1)
+        return np.abs(np.asarray(M, dtype=np.float64)).sum(axis=0)
+
     def astype(self, dtype) -> "Operator":
         raise NotImplementedError(f"{type(self).__name__} has no astype")
 
@@ -279,6 +289,9 @@ class Diagonal(Operator):
 
     def to_csc(self):
         return sp.diags(self.d, format="csc")
+
+    def abs_column_sums(self):
+        return np.abs(self.d).astype(np.float64)
 
     @property
     def nnz(self):

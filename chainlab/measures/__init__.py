@@ -14,8 +14,8 @@ expected frequency EF, explanation gap ΔEF, EF per layer boundary of a chain) i
 
 Every record is a dict with keys net, rule, image, measure, quantity, layer, k, value (+ extras).
 Also here: the singular-value solvers (:mod:`.svd`), prefix products (:mod:`.prefix`), explanation
-maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`), log–log trends across nets with
-bootstrap CIs (:mod:`.trends`).  Measures that change or re-run the
+maps and SSIM (:mod:`.maps`), tidy CSV records (:mod:`.records`).  (Trends across nets and their intervals are
+decided in :mod:`chainlab.papers.stats`.)  Measures that change or re-run the
 model (weight scaling, averages over perturbed inputs, cascading randomization) are
 :mod:`chainlab.studies`.
 
@@ -73,7 +73,6 @@ from .svd import (
     singular_values,
     subspace_singular_values,
 )
-from .trends import bootstrap_slope, loglog_slope, replicate_slope, unit_values
 
 PER_CHAIN = {"spectra": spectra, "rank1": rank1, "cone": cone, "bounds": bounds, "constants": constants}
 POOLED = {"csc": csc}
@@ -86,7 +85,7 @@ __all__ = [
     "projective_diameter", "birkhoff", "norm1", "norm_inf", "apriori_constants", "random_logit_ssim", "ssim",
     "to_map", "prefix_products", "implicit_prefix", "PrefixProduct", "prefix_power", "prefix_spectra_power",
     "PowerResult", "lanczos_singular_values", "LanczosResult", "subspace_singular_values", "measure_options",
-    "constants", "weight_norm_product", "loglog_slope", "bootstrap_slope", "replicate_slope", "unit_values",
+    "constants", "weight_norm_product",
     "spectral", "layer_spectra", "explanation_gap", "expected_frequency", "ef_code", "ef_figure", "radial_spectrum",
     "rank_normalize", "channel_maps",
 ]

@@ -19,8 +19,10 @@ convergence is a prediction with a number: a per-layer factor q < 1 with
   32 N(0, 1) start vectors multiplied by random matrices of VGG-16's centre-tap shapes (output side
   first), per step 1 − nanmean of |cos| over the lower triangle (diagonal included) of the 32×32
   cosine matrix, median over ``draws`` draws; variants vanilla N(0,1), relu (clipped at 0 after every
-  product but the first), positive |N|, non-negative max(0, N), stochastic |N|/column sums, and
-  LRP-αβ-like α·N⁺ + β·N⁻.
+  product: measure_convergence clips after each product but the one with the identity, notebook line 57),
+  positive |N|, non-negative max(0, N), stochastic |N|/column sums, LRP-αβ-like α·N⁺ + β·N⁻, and fixed
+  matrices given by the caller (``learned``: the authors' "ReLU learned" — a trained net's weights with
+  the clip — and "pattern A⊙W").
 """
 from __future__ import annotations
 
@@ -150,12 +152,19 @@ def _step(w, G, P, A, s, variant, a, b):
 
 def convergence_simulation(variants=("vanilla", "relu", "positive", "non-negative", "stochastic"), *,
                            shapes=VGG16_SHAPES, vectors: int = 32, draws: int = 20, seed: int = 0,
-                           alpha_beta=((2.0, 1.0), (5.0, 4.0))) -> dict:
+                           alpha_beta=((2.0, 1.0), (5.0, 4.0)), learned=None) -> dict:
     """{variant label: (draws, len(shapes)+1) array of 1 − mean|cos| after 0 … len(shapes) products}.
 
     Every draw uses one set of N(0, 1) matrices for all variants, so they differ only by the variant's map;
-    "alpha-beta" expands to one label per (α, β) in ``alpha_beta``.  Products in float32, the metric in
-    float64 (float32 rounding of the vectors limits 1 − |cos| to ≈ 1e-14)."""
+    "alpha-beta" expands to one label per (α, β) in ``alpha_beta``.  ``learned``: {label: (matrices, relu)} with
+    fixed matrices G_l (shapes[l], output side first: rows of the product live in G_l's first dimension) used
+    in every draw (only the start vectors are drawn), clipped at 0 after each product when ``relu``.
+    Products in float32, the metric in float64 (float32 rounding of the vectors limits 1 − |cos| to ≈ 1e-14)."""
+    learned = dict(learned or {})
+    for lab, (mats, _) in learned.items():
+        got = tuple(tuple(np.shape(m)) for m in mats)
+        if got != tuple(tuple(sh) for sh in shapes):
+            raise InputError(f"learned matrices {lab!r} have shapes {got}, the simulation's are {tuple(shapes)}")
     labels = []
     for v in variants:
         if v == "alpha-beta":
@@ -164,20 +173,23 @@ def convergence_simulation(variants=("vanilla", "relu", "positive", "non-negativ
             labels.append((v, v, None, None))
         else:
             raise InputError(f"unknown simulation variant {v!r}; variants: {', '.join(SIM_VARIANTS)}")
-    out = {lab: np.empty((draws, len(shapes) + 1)) for lab, *_ in labels}
+    fixed = {lab: ([torch.as_tensor(np.asarray(m), dtype=torch.float32) for m in mats], bool(relu))
+             for lab, (mats, relu) in learned.items()}
+    out = {lab: np.empty((draws, len(shapes) + 1)) for lab in [x[0] for x in labels] + list(fixed)}
     g = torch.Generator().manual_seed(int(seed))
     for d in range(draws):
         w0 = torch.randn((vectors, shapes[0][0]), generator=g, dtype=torch.float32)
-        ws = {lab: w0 for lab, *_ in labels}
+        ws = {lab: w0 for lab in out}
         for lab in ws:
             out[lab][d, 0] = _gap(w0)
         for i, shp in enumerate(shapes):
             G = torch.randn(shp, generator=g, dtype=torch.float32)
             P, A = G.clamp(min=0.0), G.abs()
             s = A.sum(dim=0, keepdim=True)
-            for lab, v, a, b in labels:
-                w = _step(ws[lab], G, P, A, s, v, a, b)
-                if v == "relu" and i > 0:
+            steps = [(lab, _step(ws[lab], G, P, A, s, v, a, b), v == "relu") for lab, v, a, b in labels]
+            steps += [(lab, ws[lab] @ mats[i], relu) for lab, (mats, relu) in fixed.items()]
+            for lab, w, relu in steps:
+                if relu:
                     w = w.clamp(min=0.0)
                 w = w / w.norm(dim=1, keepdim=True).clamp(min=1e-30)     # rows rescaled (cosines unchanged)
                 ws[lab] = w

@@ -20,7 +20,8 @@ so  E|t| = Γ(d/2) / (√π Γ((d+1)/2))  (≈ √(2/(π d)) for large d) and th
 √(I⁻¹_(1/2)(1/2, (d−1)/2)); both are exact (``random_baseline``).  CSC is compared with the
 median baseline of the same channel dimension d.
 
-DeepLIFT block chains (``space == "deeplift"``) propagate stacked (+, −) multipliers of 2n rows.
+DeepLIFT chains of the package's rule propagate one multiplier per neuron (measured as any chain); the ±
+block chains (``chain.paired``, the ``-pm`` variants) propagate stacked (+, −) multipliers of 2n rows.
 The injection is tied, [v; v] with v ~ N(0, I_n), as DeepLIFT's own start vector [e_k; e_k] gives
 both parts the same multiplier; independent ± injections would excite the antisymmetric part,
 on which the coupled blocks act as the non-negative |W| and converge for a reason that has
@@ -107,7 +108,7 @@ def csc_values(chain, k: int, *, pairs: int = 10, seed: int = 0, injections: np.
     L = len(chain)
     if not 1 <= k <= L:
         raise InputError(f"injection layer k must be in 1..{L} (boundaries after layers), got {k}")
-    paired = getattr(chain, "space", None) == "deeplift"
+    paired = bool(getattr(chain, "paired", False))
     n_k = chain[k - 1].shape[1]
     m, pair_list = _pairs(pairs)
     if injections is None and paired:

@@ -3,8 +3,9 @@
 * shipped nets (``NAMES``): an architecture of :mod:`.architectures` with weights in
   ``data/<name>.npz`` (made by ``scripts/train_models.py``; see data/README.md); a net trained from
   several seeds ships as ``<name>`` (seed 0) and ``<name>-seed<k>`` (:func:`seed_names`);
-* zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): VGG-16, ResNet-50, a tiny ResNet — seeded random
-  init, or a state-dict file of your own (``weights=``).
+* zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): torchvision's VGG (11/13/16/19, ± BN) and ResNet
+  (18/34/50/101/152) with torchvision's module names, a tiny ResNet — seeded random init, or a state-dict
+  file of your own (``weights=``; a torchvision net takes its class count from the file).
 
 :func:`load` returns the eval-mode module with ``name`` (and ``meta`` for shipped nets) set;
 :func:`save` writes a model file (:func:`chainlab.nets.storage.save_state`).  Model files are
@@ -21,7 +22,7 @@ import torch.nn as nn
 from ..errors import MissingFileError, ModelFileError, OptionError
 from . import zoo
 from .architectures import ARCHITECTURES, SEEDS, seed_name
-from .storage import load_weights, read_state, save_state
+from .storage import load_state, load_weights, read_state, read_state_dict, save_state
 
 __all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir", "seed_names"]
 
@@ -50,9 +51,15 @@ def seed_names(name: str) -> tuple[str, ...]:
 
 
 def data_dir() -> Path:
-    """The folder of shipped data: $CHAINLAB_DATA, else ``data/`` beside the package."""
+    """The folder of shipped data: $CHAINLAB_DATA; else ``chainlab/shipped/`` inside an installed package (a
+    wheel carries ``data/`` there, setup.cfg maps it); else ``data/`` beside the package (the source tree, an
+    editable install).  Its files are checked against their checksums when read (:mod:`.manifest`)."""
     env = os.environ.get("CHAINLAB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "data"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "shipped"
+    return installed if installed.is_dir() else package.parent / "data"
 
 
 def build(name: str, seed: int | None = None) -> nn.Module:
@@ -109,6 +116,9 @@ def load(name_or_path, *, seed: int = 0, weights=None) -> nn.Module:
     if weights is not None:
         if name not in ARCHITECTURES and name not in zoo.ZOO:
             raise OptionError(f"weights= needs an architecture name ({', '.join(NAMES + ZOO_NAMES)}), got {name!r}")
+        if name in zoo.TORCHVISION:           # the class count comes from the file
+            state = read_state_dict(weights)
+            return load_state(zoo.torchvision(name, seed, state), state, weights)
         return load_weights(build(name, seed), weights)
     if name in zoo.ZOO:
         return build(name, seed).eval()

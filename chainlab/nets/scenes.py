@@ -36,10 +36,8 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-import skimage.data
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_sample_image
 
 from .digits import load_digits
 
@@ -87,8 +85,12 @@ class TwoObjectScenes:
 
 
 def _load_photo(name: str) -> np.ndarray:
+    # scikit-image and scikit-learn are imported here, where the photographs are read (once per process):
+    # importing chainlab or loading a net does not pay for them
     if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
         return load_sample_image(f"{name}.jpg")
+    import skimage.data
     return getattr(skimage.data, name)()
 
 

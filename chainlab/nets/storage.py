@@ -9,8 +9,11 @@
   returns those values as float32.
 * :func:`read_state_dict` — a state dict from ``.pt``/``.pth`` (``torch.load(weights_only=True)``:
   a file that would run code when unpickled — a pickled ``nn.Module`` — is refused) or ``.npz``.
-* :func:`load_weights` — a state-dict file into a model, strictly (missing, unexpected and
-  mis-shaped keys are named).
+* :func:`read_npz` — every member of a ``.npz`` as a plain array (``allow_pickle=False``), or a
+  named error: an empty, truncated, corrupt or foreign file (a plain zip renamed ``.npz``, a
+  ``.npy``) is never a TypeError or an uncaught numpy/zipfile error further on.
+* :func:`load_weights` / :func:`load_state` — a state-dict file / a state dict into a model, strictly (missing,
+  unexpected and mis-shaped keys are named).
 * :func:`state_fingerprint` — sha256 over a module's state dict (names, dtypes, shapes, bytes).
 
 Untrusted files are data, never code: nothing here unpickles objects.
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import struct
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +34,10 @@ import torch.nn as nn
 
 from ..errors import MissingFileError, ModelFileError
 from ..files import atomic_path
+from .manifest import checked
 
-__all__ = ["QUANTIZE_ABOVE", "quantize_rows", "dequantize_rows", "save_state", "read_state", "read_state_dict",
-           "load_weights", "state_fingerprint"]
+__all__ = ["QUANTIZE_ABOVE", "NPZ_ERRORS", "quantize_rows", "dequantize_rows", "save_state", "read_npz",
+           "read_state", "read_state_dict", "load_weights", "load_state", "state_fingerprint"]
 
 QUANTIZE_ABOVE = 1_000_000
 
@@ -69,42 +76,89 @@ def save_state(model: nn.Module, path, arch: str, *, float16: bool = False, **me
         np.savez(tmp, **arrays)
 
 
-def _npz(path: Path):
+# What numpy and zipfile raise on reading a damaged or foreign .npz (measured on ~1000 truncated and byte-flipped
+# files): BadZipFile and zlib.error (a corrupt or truncated zip or member), EOFError (an empty file), ValueError (a
+# bad .npy header; object arrays, refused by allow_pickle=False), OSError, NotImplementedError (an unsupported zip
+# compression) and RuntimeError (an encrypted member).  Only np.load and the member reads sit in the try.
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+def read_npz(path, error=ModelFileError, what="model file") -> dict[str, np.ndarray]:
+    """Every member of the ``.npz`` at ``path`` as an array (never unpickling), or ``error`` naming the file: the
+    file is empty, not a zip of ``.npy`` arrays (a plain zip renamed ``.npz`` has members numpy returns as bytes),
+    a single ``.npy``, or damaged."""
+    path = Path(path)
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc}") from None
+        size = path.stat().st_size
+        z = np.load(path, allow_pickle=False) if size else None
+        members = None
+        if isinstance(z, np.lib.npyio.NpzFile):
+            with z:
+                members = {k: z[k] for k in z.files}
+    except NPZ_ERRORS as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(f"cannot read {what} {path}: {type(exc).__name__}: {first} (chainlab reads .npz archives of "
+                    "plain arrays only, never pickled objects)") from None
+    if members is None:
+        raise error(f"cannot read {what} {path}: " + ("the file is empty" if not size else
+                                                      "a single .npy array, not a .npz archive of named arrays"))
+    for k, v in members.items():
+        if not isinstance(v, np.ndarray):
+            raise error(f"cannot read {what} {path}: its member {k!r} is not a .npy array (a plain zip renamed .npz?)")
+    return members
+
+
+# the dtypes torch.from_numpy takes (after the byte order is made native)
+_TENSOR_DTYPES = {np.dtype(t) for t in ("bool", "int8", "uint8", "int16", "int32", "int64", "float16", "float32",
+                                        "float64", "complex64", "complex128")}
+
+
+def _tensor(path, key, a: np.ndarray) -> torch.Tensor:
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype not in _TENSOR_DTYPES:
+        raise ModelFileError(f"{path}: entry {key!r} has dtype {a.dtype}, not a tensor's (numbers or booleans)")
+    return torch.from_numpy(a)
 
 
 def read_state(path) -> tuple[str | None, dict, dict]:
     """(architecture name or None, state dict of float tensors, meta) of a ``.npz`` weights file."""
-    path = Path(path)
-    try:
-        return _read_state(path)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
-        raise ModelFileError(f"cannot read model file {path}: {exc} (chainlab reads plain arrays only, never "
-                             "pickled objects)") from None
-
-
-def _read_state(path: Path):
-    with _npz(path) as z:
-        arch = str(z["__arch__"]) if "__arch__" in z.files else None
-        meta = {k[len("__meta__"):]: z[k].item() for k in z.files if k.startswith("__meta__")}
-        state = {}
-        for k in z.files:
-            if k.startswith("__") or k.endswith("::scale"):
-                continue
-            if k.endswith("::q"):
-                base = k[:-3]
-                if base + "::scale" not in z.files:
-                    raise ModelFileError(f"{path}: quantized entry {base!r} has no scale")
-                state[base] = torch.from_numpy(dequantize_rows(z[k], z[base + "::scale"], np.float32))
-            else:
-                a = z[k]
-                state[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a)
+    path = checked(Path(path))
+    z = read_npz(path)
+    arch = None
+    if "__arch__" in z:
+        a = z["__arch__"]
+        if a.shape != () or a.dtype.kind != "U":
+            raise ModelFileError(f"{path}: '__arch__' must be one string (the architecture name), got an array of "
+                                 f"dtype {a.dtype} and shape {a.shape}")
+        arch = str(a)
+    meta = {k[len("__meta__"):]: (v.item() if v.shape == () else v.tolist())
+            for k, v in z.items() if k.startswith("__meta__")}
+    state = {}
+    for k, v in z.items():
+        if k.startswith("__") or k.endswith("::scale"):
+            continue
+        if k.endswith("::q"):
+            base = k[:-3]
+            scale = z.get(base + "::scale")
+            if scale is None:
+                raise ModelFileError(f"{path}: quantized entry {base!r} has no scale")
+            if v.dtype != np.int8 or v.ndim < 1 or scale.dtype.kind != "f" or scale.shape != (v.shape[0],):
+                raise ModelFileError(f"{path}: quantized entry {base!r}: values of dtype {v.dtype} and shape {v.shape} "
+                                     f"with scales of dtype {scale.dtype} and shape {scale.shape}; expected int8 "
+                                     "values and one float scale per row")
+            state[base] = torch.from_numpy(dequantize_rows(v, scale, np.float32))
+        else:
+            state[k] = _tensor(path, k, v.astype(np.float32) if v.dtype == np.float16 else v)   # float16 storage
     return arch, state, meta
+
+
+# What torch.load(weights_only=True) raises on a truncated, byte-flipped or foreign file besides UnpicklingError
+# (measured on ~1000 such files): RuntimeError (a zip it cannot read), EOFError, ValueError and UnicodeDecodeError,
+# OSError, BadZipFile, IndexError, struct.error, AssertionError, TypeError — the reactions of torch's own readers to
+# bad bytes.  Only the torch.load call sits in the try, so none of them can come from chainlab's code.
+_TORCH_LOAD_ERRORS = (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile, IndexError, struct.error,
+                      AssertionError, TypeError, KeyError)
 
 
 def read_state_dict(path) -> dict:
@@ -116,8 +170,13 @@ def read_state_dict(path) -> dict:
         return read_state(p)[1]
     if p.suffix not in (".pt", ".pth"):
         raise ModelFileError(f"weights file {p}: unknown suffix {p.suffix!r} (use .pt, .pth or .npz)")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ModelFileError(f"cannot read weights file {p}: the file is empty")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch notes any pickle protocol but 2 before its own unpickler decides; chainlab reports the decision
+            warnings.filterwarnings("ignore", message=r"Detected pickle protocol")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc).lower():    # not a pickle of objects: random bytes, another format
             raise ModelFileError(f"cannot read weights file {p}: not a torch state-dict file (torch.load: "
@@ -127,9 +186,9 @@ def read_state_dict(path) -> dict:
             "never unpickles because loading them can run code. Save the weights with "
             "torch.save(model.state_dict(), path) and load them into the architecture "
             f"(chainlab.models.load(<name>, weights=path)). ({str(exc).splitlines()[0][:120]})") from None
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"cannot read weights file {p}: {type(exc).__name__}: {str(exc).splitlines()[0]}") \
-            from None
+    except _TORCH_LOAD_ERRORS as exc:
+        raise ModelFileError(f"cannot read weights file {p}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'truncated or not a torch file'}") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
@@ -147,7 +206,12 @@ def _last_line(exc) -> str:
 
 def load_weights(model: nn.Module, path) -> nn.Module:
     """Load the state dict in ``path`` into ``model`` (strict) and return the model in eval mode."""
-    state = read_state_dict(path)
+    return load_state(model, read_state_dict(path), path)
+
+
+def load_state(model: nn.Module, state: dict, source) -> nn.Module:
+    """Load the state dict ``state`` (read from ``source``, named in errors) into ``model``, strictly: missing,
+    unexpected and mis-shaped keys are a ModelFileError naming them; returns the model in eval mode."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -159,7 +223,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
         parts = [f"missing keys: {short(missing)}" if missing else "",
                  f"unexpected keys: {short(unexpected)}" if unexpected else "",
                  f"shape mismatches: {short(bad)}" if bad else ""]
-        raise ModelFileError(f"weights file {path} does not fit {getattr(model, 'name', type(model).__name__)}: "
+        raise ModelFileError(f"weights file {source} does not fit {getattr(model, 'name', type(model).__name__)}: "
                              + "; ".join(x for x in parts if x))
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model.eval()

@@ -1,22 +1,23 @@
-"""ImageNet-scale architectures defined in chainlab (no torchvision): VGG-16, ResNet-50, and a tiny ResNet.
+"""ImageNet-scale architectures defined in chainlab (no torchvision): the VGG and ResNet families, and a tiny ResNet.
 
-The definitions follow the standard configurations and torchvision's module names, so a
-torchvision state dict loads unchanged (``load_weights(model, "resnet50-….pth")``):
+The definitions follow the published configurations and torchvision's module names, so a torchvision
+state dict loads unchanged (``load_weights(model, "resnet50-….pth")``; :func:`torchvision` reads the class
+count from the state dict):
 
-* VGG-16 (Simonyan & Zisserman 2014, configuration "D"): 13 conv 3×3 pad 1 (+ReLU) in five
-  stages of 64, 128, 256, 512, 512 channels, each stage followed by MaxPool2d(2);
-  AdaptiveAvgPool2d(7) → Flatten → Linear 25088→4096 → ReLU → Dropout → Linear 4096→4096 → ReLU
-  → Dropout → Linear 4096→1000.  138,357,544 parameters.
-* ResNet-50 (He et al. 2016, torchvision's v1.5 with the stride in the 3×3 conv): conv 7×7/2
-  (64) → BN → ReLU → MaxPool 3×3/2 → bottleneck stages [3, 4, 6, 3] of widths 64, 128, 256, 512
-  (expansion 4; the first block of a stage has a 1×1 conv + BN downsampling shortcut) →
-  AdaptiveAvgPool2d(1) → Flatten → Linear 2048→1000.  25,557,032 parameters.
+* VGG (Simonyan & Zisserman 2014): configurations A/B/D/E = vgg11/13/16/19 — conv 3×3 pad 1 (+ReLU; with
+  ``_bn``: conv → BatchNorm → ReLU, torchvision's ``vgg16_bn``) in five stages of 64, 128, 256, 512, 512
+  channels, each followed by MaxPool2d(2); AdaptiveAvgPool2d(7) → Flatten → Linear 25088→4096 → ReLU →
+  Dropout → Linear 4096→4096 → ReLU → Dropout → Linear 4096→num_classes.  VGG-16: 138,357,544 parameters.
+* ResNet (He et al. 2016, torchvision's v1.5 with the stride in the 3×3 conv): conv 7×7/2 (64) → BN → ReLU →
+  MaxPool 3×3/2 → four stages of widths 64, 128, 256, 512 → AdaptiveAvgPool2d(1) → Flatten → Linear →
+  num_classes.  Basic blocks (two 3×3 convs): resnet18 [2, 2, 2, 2], resnet34 [3, 4, 6, 3]; bottleneck
+  blocks (1×1, 3×3, 1×1 ×4): resnet50 [3, 4, 6, 3], resnet101 [3, 4, 23, 3], resnet152 [3, 8, 36, 3].  The
+  first block of a stage that changes the shape has a 1×1 conv + BN shortcut.  ResNet-50: 25,557,032 parameters.
 * ``resnet_tiny``: the same code with few channels, for tests and demos (basic or bottleneck).
 
-Input (1, 3, 224, 224) for VGG-16 and ResNet-50 (``model.input_shape``).  Random init is
-seeded and follows torchvision: Kaiming-normal (fan_out, ReLU) for convs, BN γ = 1, β = 0,
-VGG Linear N(0, 0.01) with zero bias, ResNet's fc torch's default.  The global torch RNG is
-left untouched.
+Input (1, 3, 224, 224) (``model.input_shape``; the adaptive pools take any size ≥ 32).  Random init is
+seeded and follows torchvision: Kaiming-normal (fan_out, ReLU) for convs, BN γ = 1, β = 0, VGG Linear
+N(0, 0.01) with zero bias, ResNet's fc torch's default.  The global torch RNG is left untouched.
 """
 from __future__ import annotations
 
@@ -25,9 +26,21 @@ import torch.nn as nn
 
 from .storage import load_weights
 
-__all__ = ["VGG", "VGG16_CONFIG", "BasicBlock", "Bottleneck", "ResNet", "vgg16", "resnet50", "resnet_tiny", "ZOO"]
+__all__ = ["VGG", "VGG16_CONFIG", "VGG_CONFIGS", "RESNET_LAYERS", "BasicBlock", "Bottleneck", "ResNet", "vgg",
+           "resnet", "vgg16", "resnet50", "resnet_tiny", "torchvision", "TORCHVISION", "ZOO"]
 
-VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG_CONFIGS = {       # Simonyan & Zisserman 2014, Table 1: configurations A, B, D, E
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
+VGG16_CONFIG = VGG_CONFIGS["vgg16"]
+RESNET_LAYERS = {      # He et al. 2016, Table 1: (block, blocks per stage)
+    "resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)), "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
 
 
 def reset_batchnorm(m: nn.Module) -> None:
@@ -74,14 +87,15 @@ class VGG(nn.Module):
     """VGG with torchvision's module names: ``features``, ``avgpool``, ``classifier``."""
 
     def __init__(self, config=VGG16_CONFIG, num_classes: int = 1000, in_channels: int = 3, pool_size: int = 7,
-                 hidden: int = 4096, dropout: float = 0.5):
+                 hidden: int = 4096, dropout: float = 0.5, batch_norm: bool = False):
         super().__init__()
         layers, c = [], in_channels
         for v in config:
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                layers += [nn.Conv2d(c, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(c, v, kernel_size=3, padding=1))
+                layers += [nn.BatchNorm2d(v), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
                 c = v
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
@@ -196,36 +210,78 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def vgg16(seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> VGG:
-    """VGG-16 (configuration D), seeded init; ``weights``: a state-dict file (.pt/.pth/.npz) to load;
-    ``device="meta"``: the architecture without memory (shapes, parameter counts)."""
-    net = _make(lambda: VGG(VGG16_CONFIG, num_classes), seed, 0.01, device)
+_KINDS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def vgg(name: str = "vgg16", seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> VGG:
+    """A VGG of the family (``vgg11``/``vgg13``/``vgg16``/``vgg19``, ``_bn`` for BatchNorm after every conv),
+    seeded init; ``weights``: a state-dict file (.pt/.pth/.npz) to load; ``device="meta"``: the architecture
+    without memory (shapes, parameter counts)."""
+    base, bn = (name[:-3], True) if name.endswith("_bn") else (name, False)
+    if base not in VGG_CONFIGS:
+        raise ValueError(f"unknown VGG {name!r}; known: {', '.join(n + s for n in VGG_CONFIGS for s in ('', '_bn'))}")
+    net = _make(lambda: VGG(VGG_CONFIGS[base], num_classes, batch_norm=bn), seed, 0.01, device)
     net.input_shape = (1, 3, 224, 224)
-    net.name = "vgg16"
+    net.name = name
     return net.eval() if weights is None else load_weights(net, weights)
+
+
+def resnet(name: str = "resnet50", seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> ResNet:
+    """A ResNet of the family (``resnet18``/``34``/``50``/``101``/``152``), seeded init; ``weights``: a state-dict
+    file to load; ``device="meta"``: the architecture without memory."""
+    if name not in RESNET_LAYERS:
+        raise ValueError(f"unknown ResNet {name!r}; known: {', '.join(RESNET_LAYERS)}")
+    block, layers = RESNET_LAYERS[name]
+    net = _make(lambda: ResNet(_KINDS[block], list(layers), num_classes=num_classes), seed, None, device)
+    net.input_shape = (1, 3, 224, 224)
+    net.name = name
+    return net.eval() if weights is None else load_weights(net, weights)
+
+
+def vgg16(seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> VGG:
+    """VGG-16 (configuration D): :func:`vgg` ("vgg16")."""
+    return vgg("vgg16", seed, num_classes, weights, device)
 
 
 def resnet50(seed: int = 0, num_classes: int = 1000, weights=None, device=None) -> ResNet:
-    """ResNet-50 (bottleneck [3, 4, 6, 3]), seeded init; ``weights``: a state-dict file to load;
-    ``device="meta"``: the architecture without memory."""
-    net = _make(lambda: ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes), seed, None, device)
-    net.input_shape = (1, 3, 224, 224)
-    net.name = "resnet50"
-    return net.eval() if weights is None else load_weights(net, weights)
+    """ResNet-50 (bottleneck [3, 4, 6, 3]): :func:`resnet` ("resnet50")."""
+    return resnet("resnet50", seed, num_classes, weights, device)
 
 
 def resnet_tiny(seed: int = 0, block: str = "basic", num_classes: int = 10, size: int = 8,
                 layers=(1, 1), widths=(4, 8), in_channels: int = 3) -> ResNet:
     """A tiny ResNet (small stem, ``layers`` blocks per stage; the second stage downsamples through a
     1×1 conv + BN shortcut), input (1, in_channels, size, size).  ``block``: "basic" or "bottleneck"."""
-    kinds = {"basic": BasicBlock, "bottleneck": Bottleneck}
-    if block not in kinds:
+    if block not in _KINDS:
         raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
-    net = _make(lambda: ResNet(kinds[block], list(layers), tuple(widths), num_classes, in_channels, stem="small"),
+    net = _make(lambda: ResNet(_KINDS[block], list(layers), tuple(widths), num_classes, in_channels, stem="small"),
                 seed, None)
     net.input_shape = (1, in_channels, size, size)
     net.name = "resnet-tiny"
     return net.eval()
 
 
-ZOO = {"vgg16": vgg16, "resnet50": resnet50, "resnet-tiny": resnet_tiny}
+TORCHVISION = tuple(n + s for n in VGG_CONFIGS for s in ("", "_bn")) + tuple(RESNET_LAYERS)
+"""The torchvision architectures chainlab defines (``torchvision:NAME``), with torchvision's module names."""
+
+# the last layer of each family: its weight's first dimension is the class count of a state dict
+_HEADS = {"vgg": "classifier.6.weight", "resnet": "fc.weight"}
+
+
+def torchvision(name: str, seed: int = 0, state: dict | None = None, device=None) -> nn.Module:
+    """The torchvision architecture ``name`` (:data:`TORCHVISION`) with ``num_classes`` read from ``state`` (a state
+    dict: its last layer's weight is (num_classes, features)), else 1000 and a seeded random init.  The state dict
+    is not loaded here (:func:`chainlab.nets.storage.load_state` does, strictly, naming missing and unexpected keys)."""
+    if name not in TORCHVISION:
+        raise ValueError(f"unknown torchvision architecture {name!r}; chainlab defines {', '.join(TORCHVISION)}")
+    family = "vgg" if name.startswith("vgg") else "resnet"
+    num_classes = 1000
+    head = _HEADS[family]
+    if state is not None and head in state and getattr(state[head], "ndim", 0) == 2:
+        num_classes = int(state[head].shape[0])
+    make = vgg if family == "vgg" else resnet
+    return make(name, seed=seed, num_classes=num_classes, device=device)
+
+
+ZOO = {**{n: (lambda n: lambda seed=0, **kw: torchvision(n, seed, **kw))(n) for n in TORCHVISION},
+       "resnet-tiny": resnet_tiny}

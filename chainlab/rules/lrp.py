@@ -40,6 +40,7 @@ final matrix is z⁺ − z⁻-normalized: LRP-αβ with α = β = 1.)
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import OptionError
@@ -54,7 +55,7 @@ class Gradient(Rule):
     space = "gradient"
 
     def groups(self, ctx: LayerContext):
-        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=ctx.derivative)]
+        return [Group([Term(torch.ones_like(ctx.x[:1]), ctx.weight)])]
 
     def mask(self, ctx: LayerContext):
         return ctx.derivative if ctx.stage.activation is not None else None
@@ -152,9 +153,23 @@ class ZBox(Rule):
                 "rule 'zbox' needs low= and high=, the bounds of the input domain (e.g. low=0, high=1 for images in "
                 "[0, 1]); scalars or arrays broadcastable to the input"
             )
+        box = {}
         for name, v in (("low", low), ("high", high)):
-            if isinstance(v, (bool, str)) or not torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all():
-                raise OptionError(f"option {name} of rule 'zbox' must be a finite number or array, got {v!r}")
+            try:
+                a = None if isinstance(v, (bool, str)) else np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):       # a dict, a ragged list, … given as the option's value
+                a = None
+            if a is None or not np.isfinite(a).all():
+                raise OptionError(f"option {name} of rule 'zbox' must be a finite number or array, got {v!r}"[:300])
+            box[name] = a
+        try:
+            np.broadcast_shapes(box["low"].shape, box["high"].shape)
+        except ValueError:
+            raise OptionError(f"options low and high of rule 'zbox' do not broadcast: shapes {box['low'].shape} and "
+                              f"{box['high'].shape}") from None
+        if np.any(box["low"] > box["high"]):
+            raise OptionError(f"rule 'zbox' needs low ≤ high (the input box [low, high]), got low={low!r}, "
+                              f"high={high!r}"[:300])
         self.low, self.high = low, high
 
     def groups(self, ctx: LayerContext):

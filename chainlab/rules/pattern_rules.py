@@ -80,7 +80,7 @@ class PatternNet(Rule):
         return self.pattern(ctx)
 
     def groups(self, ctx: LayerContext):
-        return [Group([Term(torch.ones_like(ctx.x), self.kernel(ctx))], mask=ctx.derivative)]
+        return [Group([Term(torch.ones_like(ctx.x[:1]), self.kernel(ctx))])]
 
     def mask(self, ctx: LayerContext):
         return ctx.derivative if ctx.stage.activation is not None else None

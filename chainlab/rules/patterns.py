@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from ..errors import MissingFileError, PatternError
 from ..files import atomic_path
+from ..nets.manifest import checked
 from ..nets.storage import QUANTIZE_ABOVE, dequantize_rows, quantize_rows
 from ..trace import eval_mode, trace, walk_records, walk_stages
 
@@ -122,6 +122,7 @@ class Patterns:
                         arrays[key] = a
             np.savez_compressed(tmp, **arrays)
         else:
+            import h5py                      # only for .h5 pattern files (the shipped ones are .npz)
             with h5py.File(tmp, "w", libver="latest") as f:
                 for k, v in meta.items():
                     f.attrs[k] = v
@@ -143,6 +144,7 @@ def load(path) -> Patterns:
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"pattern file {path} does not exist")
+    checked(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
@@ -164,6 +166,7 @@ def load(path) -> Patterns:
                         a = z[k]
                     pats.setdefault(kind, {})[name] = a
         elif suffix in (".h5", ".hdf5"):
+            import h5py                      # only for .h5 pattern files (the shipped ones are .npz)
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != "chainlab-patterns":
                     raise PatternError(f"{path} is not a chainlab pattern file")

@@ -67,7 +67,7 @@ def soft_mask(z: torch.Tensor, beta, activation: str = "softplus") -> torch.Tens
 
 def row_norms(stage: Stage, in_shape) -> torch.Tensor:
     """‖w_j‖₂ of every output unit j of a Linear/Conv2d stage at an input of shape ``in_shape`` (flat)."""
-    ones = torch.ones((1, *in_shape), dtype=torch.float64)
+    ones = torch.ones((1, *in_shape), dtype=stage.weight.dtype)
     return stage.linear_map(ones, weight=stage.weight ** 2).reshape(-1).clamp(min=0).sqrt()
 
 
@@ -85,7 +85,6 @@ class SmoothGradient(Gradient):
 
     name = "smooth-gradient"
     space = "gradient"
-    batchable = False            # β from per-image row norms and soft masks: one chain per image
 
     def __init__(self, activation: str = "softplus", beta=1.0, sigma=None):
         where = f"rule {self.name!r}"
@@ -137,7 +136,7 @@ class SmoothGradient(Gradient):
         """β for the units of the activation after ``stage`` (a number or a flat tensor of n_out values)."""
         n_out = int(np.prod(z_shape[1:]))
         if first and self.sigma is not None and stage.is_parametric:
-            norms = row_norms(stage, in_shape)
+            norms = row_norms(stage, in_shape).to(torch.float64)
             return torch.where(norms > 0, 1.0 / (self.sigma * norms.clamp(min=1e-300)),
                                torch.full_like(norms, math.inf))
         if not isinstance(self.beta, dict):
@@ -157,9 +156,9 @@ class SmoothGradient(Gradient):
                           f"layer has {n_out} units" + (f" in {channels} channels" if channels else ""))
 
     def _derivative(self, stage: Stage, z: torch.Tensor, first: bool = False, in_shape=None) -> torch.Tensor:
-        """Flat (n_out,) derivative of the activation after ``stage`` at pre-activation z (batch dim 1)."""
+        """(B, n_out) derivative of the activation after ``stage`` at pre-activations z (B, …)."""
         act = stage.activation
-        zf = z.reshape(-1)
+        zf = z.reshape(z.shape[0], -1)
         if act is None:
             return torch.ones_like(zf)
         if not act.is_relu:
@@ -168,8 +167,7 @@ class SmoothGradient(Gradient):
 
     # -- the rule -----------------------------------------------------------------------------
     def groups(self, ctx: LayerContext):
-        d = self._derivative(ctx.stage, ctx.record.z, ctx.is_first, ctx.record.in_shape)
-        return [Group([Term(torch.ones_like(ctx.x), ctx.weight)], mask=d)]
+        return [Group([Term(torch.ones_like(ctx.x[:1]), ctx.weight)])]
 
     def mask(self, ctx: LayerContext):
         if ctx.stage.activation is None:

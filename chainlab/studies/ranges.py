@@ -42,7 +42,7 @@ from ..errors import InputError, OptionError, UnsupportedLayerError
 from ..measures import apriori_constants
 from ..trace import trace
 
-__all__ = ["support_box", "interval_bounds", "apriori_range", "PERTURBATIONS"]
+__all__ = ["support_box", "interval_bounds", "support_bounds", "apriori_range", "PERTURBATIONS"]
 
 PERTURBATIONS = ("smoothgrad", "noise", "brightness", "contrast")
 MONOTONE = ("relu", "softplus")
@@ -108,14 +108,22 @@ def interval_bounds(model, lo, hi) -> list[tuple]:
     return out
 
 
-def apriori_range(model, chain, perturbation: str, level: float, input_bounds=(0.0, 1.0), target=None) -> dict:
+def support_bounds(model, x, perturbation: str, level: float, input_bounds=(0.0, 1.0)) -> list[tuple]:
+    """:func:`interval_bounds` over the support box of ``x``'s perturbation (the same for every rule: computed once
+    per input and passed to :func:`apriori_range` as ``bounds``)."""
+    return interval_bounds(model, *support_box(x, perturbation, level, input_bounds))
+
+
+def apriori_range(model, chain, perturbation: str, level: float, input_bounds=(0.0, 1.0), target=None,
+                  bounds=None) -> dict:
     """The range B ≥ |R_i(x')| for every copy x' of ``chain.x`` under the perturbation and every component i
     (module docstring); ``chain`` is the chain of the rule at the unperturbed x (it gives the layer rules
-    and weight norms).  Returns {B, F (logit bound, None for gradient-space rules), constants (c_l),
-    input_ranges}; raises OptionError when the rule has no a-priori constant for some layer."""
+    and weight norms); ``bounds``: :func:`support_bounds` of x when already computed.  Returns {B, C = Π_l c_l
+    (the factor of the rule, weights and support), F (the logit's interval bound, None for gradient-space rules:
+    B = C·F, or B = C), constants (c_l), input_ranges}; raises OptionError when the rule has no a-priori
+    constant for some layer."""
     x = chain.x.reshape(chain.input_shape)
-    s_lo, s_hi = support_box(x, perturbation, level, input_bounds)
-    ib = interval_bounds(model, s_lo, s_hi)
+    ib = support_bounds(model, x, perturbation, level, input_bounds) if bounds is None else bounds
     stage_bounds, (_, f_lo, f_hi) = ib[:-1], ib[-1]
     if len(stage_bounds) != len(chain):
         raise InputError(f"the traced net has {len(stage_bounds)} stages, the chain {len(chain)} operators")
@@ -128,6 +136,6 @@ def apriori_range(model, chain, perturbation: str, level: float, input_bounds=(0
     t = chain.predicted if target is None else int(target)
     C = math.prod(cs)
     if chain.space == "gradient":
-        return {"B": C, "F": None, "constants": cs, "input_ranges": ranges}
+        return {"B": C, "C": C, "F": None, "constants": cs, "input_ranges": ranges}
     F = max(abs(float(f_lo[t])), abs(float(f_hi[t])))
-    return {"B": C * F, "F": F, "constants": cs, "input_ranges": ranges}
+    return {"B": C * F, "C": C, "F": F, "constants": cs, "input_ranges": ranges}

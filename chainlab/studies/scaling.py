@@ -36,11 +36,15 @@ from ..measures._common import record
 from ..measures.bounds import norm1
 from ..trace import trace
 
-__all__ = ["scale_weights", "weight_scaling", "preserving_scales", "rescale_consecutive"]
+__all__ = ["scale_weights", "weight_scaling", "preserving_scales", "rescale_consecutive", "rescaling_runs"]
 
 
-def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
-    """A deep copy with the l-th parametric layer scaled by c_l (scalar c: the same for all); returns (copy, c_l)."""
+def scale_weights(model: nn.Module, c, *, equivariant: bool = True) -> tuple[nn.Module, list[float]]:
+    """A deep copy with the l-th parametric layer scaled by c_l (scalar c: the same for all); returns (copy, c_l).
+
+    ``equivariant=False``: only the Linear/Conv2d weights are multiplied (W_l → c_l W_l; biases and BatchNorm
+    left as they are) — the weight norms change and nothing else is touched, so the function changes too
+    (the controlled experiment of Binder et al.'s claim; not an identity)."""
     net = trace(model)
     stages = [s for s in net.stages if s.is_parametric]
     cs = [float(c)] * len(stages) if np.isscalar(c) else [float(v) for v in c]
@@ -56,6 +60,8 @@ def scale_weights(model: nn.Module, c) -> tuple[nn.Module, list[float]]:
             C *= cl
             main = out.get_submodule(st.members[0])
             main.weight.mul_(cl)
+            if not equivariant:
+                continue
             if main.bias is not None:
                 main.bias.mul_(C)
             for path in st.members[1:]:
@@ -80,11 +86,48 @@ def preserving_scales(n_layers: int, c: float) -> list[float]:
     return cs
 
 
+def _passes_scaling(st) -> bool:
+    """Whether positive scaling passes through stage ``st`` unchanged in kind: f(c·h) = c·f(h) for c > 0 once the
+    stage's own weights are scaled along (a Linear/Conv2d with bias and BatchNorm scaled equivariantly, ReLU, max and
+    average pools).  Not: softplus/SiLU (not homogeneous) and residual blocks (their BatchNorms and biases are not
+    scaled along, and a sum needs both summands scaled alike)."""
+    if st.kind == "residual":
+        return False
+    return st.activation is None or st.activation.is_relu
+
+
+def rescaling_runs(model: nn.Module) -> list[list[int]]:
+    """The Linear/Conv2d layers (indices among the parametric stages, forward order) in runs along which positive
+    scaling passes (:func:`_passes_scaling`): within a run, (c, 1/c) on consecutive layers keeps the function."""
+    runs, cur, k = [], [], 0
+    for st in trace(model).stages:
+        if st.is_parametric:
+            cur.append(k)
+            k += 1
+        if not _passes_scaling(st):
+            if cur:
+                runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return runs
+
+
 def rescale_consecutive(model: nn.Module, c: float = 4.0) -> tuple[nn.Module, list[float]]:
     """A copy of ``model`` computing the same function with (c, 1/c) on consecutive Linear/Conv2d layers
-    (module docstring); returns (copy, c_l)."""
-    n = sum(1 for s in trace(model).stages if s.is_parametric)
-    return scale_weights(model, preserving_scales(n, c))
+    (module docstring) — within each run of layers that positive scaling passes along (:func:`rescaling_runs`;
+    a residual block or a softplus ends a run, an odd run's last layer keeps c_l = 1); returns (copy, c_l).
+    OptionError when no run has two layers (nothing to rescale without changing the function, e.g. a torchvision
+    ResNet: conv1, the residual blocks, fc)."""
+    runs = rescaling_runs(model)
+    cs = [1.0] * sum(len(r) for r in runs)
+    for run in runs:
+        for i, c_l in zip(run, preserving_scales(len(run), c)):
+            cs[i] = c_l
+    if all(v == 1.0 for v in cs):
+        raise OptionError("no two consecutive Linear/Conv2d layers that positive scaling passes between (residual "
+                          "blocks and non-ReLU activations do not): no function-preserving (c, 1/c) rescaling")
+    return scale_weights(model, cs)
 
 
 def weight_scaling(model, x, rules=("gradient", "zplus", "alpha-beta", "lrp-epsilon"), c=2.0, *,

@@ -4,7 +4,7 @@ The methods and how their maps are read are the paper's table (:data:`SIXT_METHO
 authors' code ``get_analyser_params``): a method is an id, the paper's label, the ``extract`` rule
 name with its options, the channel reduction of its maps (``absmax`` for gradient-type, ``sum`` for
 LRP-type and DeepLIFT) and its group in the paper's CSC statement.  Adding a method = adding a row
-(any name :func:`chainlab.extract` accepts; methods without a batched backward run one chain per image).
+(any name :func:`chainlab.extract` accepts: every one has the batched backward).
 
 * :func:`sixt_pass` — one pass of a method over N images in batches (:func:`chainlab.extraction.extract_batch`):
   CSC gaps 1 − |cos| for signals injected at the given boundaries (``vectors`` N(0, I) signals per image and
@@ -21,6 +21,7 @@ LRP-type and DeepLIFT) and its group in the paper's CSC statement.  Adding a met
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,18 +30,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import InputError, UnsupportedLayerError
-from ..extraction import extract as _extract
-from ..extraction import method_names
-from ..extraction.batch import batch_supported, extract_batch, forward_batch
+from ..errors import InputError, MissingFileError, PatternError, UnsupportedLayerError
+from ..extraction import extract_batch, forward_batch, method_names
 from ..measures.csc import cosine_gaps, pair_list
 from ..measures.maps import reduce_channels, ssim_flipped
 from ..nets.data import INPUT_BOUNDS
 from ..rules import PatternAttribution, PatternNet
 from ..rules.pattern_rules import resolve_patterns
 from ..trace import eval_mode, trace, walk_stages
+from .explanations import Traced, smoothgrad
 
-__all__ = ["SixtMethod", "SIXT_METHODS", "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
+__all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "DEEPLIFT_PM", "AUTHORS",
+           "explanations",
+           "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
            "prefix_columns", "prepared_rule", "available", "as_images"]
 
 
@@ -67,6 +69,7 @@ class SixtMethod:
         return dict(self.options)
 
 
+AUTHORS = (("residual", "authors"),)
 SIXT_METHODS = (
     SixtMethod("guided-bp", "GuidedBP", "guided-bp", reduce="absmax"),
     SixtMethod("deconv", "Deconv", "deconv", reduce="absmax"),
@@ -74,27 +77,50 @@ SIXT_METHODS = (
     SixtMethod("dtd", "DTD", "dtd", (("low", INPUT_BOUNDS[0]), ("high", INPUT_BOUNDS[1])), residual=False),
     SixtMethod("patternattribution", "PatternAttr.", "patternattribution", residual=False),
     SixtMethod("patternnet", "PatternNet", "patternnet", residual=False),
-    SixtMethod("lrp-a1b0", "LRP α1β0", "zplus"),
-    SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0))),
-    SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0))),
+    # the αβ rules (and LRP-CMP below) with the authors' ResNet rule at residual sums and BatchNorms
+    # (monkey_patch_lrp_resnet.py, used for every αβ analyzer: get_custom_rule :224-234); no effect on plain nets
+    SixtMethod("lrp-a1b0", "LRP α1β0", "zplus", AUTHORS),
+    SixtMethod("lrp-a2b1", "LRP α2β1", "alpha-beta", (("alpha", 2.0), ("beta", 1.0)) + AUTHORS),
+    SixtMethod("lrp-a5b4", "LRP α5β4", "alpha-beta", (("alpha", 5.0), ("beta", 4.0)) + AUTHORS),
     SixtMethod("lrp-z", "LRP-z", "lrp-0", group="excepted"),
+    # DeepLIFT as the authors ran it: the deeplift package's rule (chainlab.extraction.deeplift; the ± rule with
+    # parts carried through the net is "deeplift-*-pm": DEEPLIFT_PM, measured beside)
     SixtMethod("deeplift-revealcancel", "DeepLIFT Rev.C.", "deeplift-revealcancel", group="excepted"),
     SixtMethod("deeplift-rescale", "DeepLIFT Resc.", "deeplift-rescale", group="excepted"),
     SixtMethod("deeplift-ablation", "DeepLIFT Abla.", "deeplift-ablation", group="ablation"),
     SixtMethod("gradient", "Gradient", "gradient", reduce="absmax", group="reference"),
     # methods the paper discusses beside Fig. 4/5 (§2, §6; not in the authors' code): reported, in no decision
-    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", group="extra"),
-    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", group="extra"),
+    SixtMethod("lrp-cmp-a1b0", "LRP CMP α1β0", "lrp-cmp-sixt-a", AUTHORS, group="extra"),
+    SixtMethod("lrp-cmp-a2b1", "LRP CMP α2β1", "lrp-cmp-sixt-b", AUTHORS, group="extra"),
     SixtMethod("excitation-bp", "Excitation BP", "excitation-bp", group="extra"),
     SixtMethod("contrastive-ebp", "Contrastive EBP", "contrastive-ebp", group="extra"),
     SixtMethod("contrastive-lrp", "Contrastive LRP", "contrastive-lrp", group="extra"),
 )
 
+# the αβ methods with chainlab's own residual rule (relevance split z_t/s(z), BatchNorm folded): measured beside the
+# authors' rule on residual nets (issue 24 §3: S1 with both rules)
+PROPORTIONAL_VARIANTS = tuple(
+    dataclasses.replace(m, id=f"{m.id}-proportional", label=f"{m.label} (z_t/z split)", group="extra",
+                        options=tuple(o for o in m.options if o[0] != "residual"))
+    for m in SIXT_METHODS if m.id in ("lrp-a1b0", "lrp-a2b1", "lrp-a5b4"))
+
+# SmoothGrad (the authors' table, Fig. 4 only: ['exclude_cos_sim'] in when_explanations_lie.py:435-436): the mean
+# gradient of the explained logit over n = 50 noisy copies x + N(0, σ²I), σ = 0.15 × the input range (:409-410).
+# A map, not a chain: no CSC; explanations by :func:`explanations`.
+# DeepLIFT's ± rule (the (+, −) parts carried through the net, two multipliers per neuron; extraction.deeplift_pm):
+# not the authors' rule, measured beside S3 (--extended) with tied and independent ± injections
+DEEPLIFT_PM = tuple(
+    dataclasses.replace(m, id=f"{m.id}-pm", label=f"{m.label} ±", rule=f"{m.rule}-pm", group="extra")
+    for m in SIXT_METHODS if m.id.startswith("deeplift-"))
+
+SMOOTHGRAD = SixtMethod("smoothgrad", "SmoothGrad", "smoothgrad", (("n", 50), ("noise_scale", 0.15)),
+                        reduce="absmax", group="reference")
+
 
 def available(model, method: SixtMethod, net=None):
     """(True, "") if the method runs on ``model`` (traced: ``net``), else (False, why): residual nets without the
     method's residual support (the paper's exclusions, or extract's), pattern methods without a pattern file."""
-    if method.rule not in method_names():
+    if method.rule not in method_names() and method.rule != SMOOTHGRAD.rule:
         return False, "not a method of this chainlab"
     if net is None:
         with eval_mode(model):
@@ -102,77 +128,31 @@ def available(model, method: SixtMethod, net=None):
     residual = any(s.kind == "residual" for s in net.stages)
     if residual and not method.residual:
         return False, "not run on residual nets (as the paper)"
+    if method.rule == SMOOTHGRAD.rule:
+        return True, ""
     if method.rule.startswith("pattern"):
         try:
-            resolve_patterns(model, dict(method.options).get("patterns"))
-        except Exception as e:     # noqa: BLE001 — a missing/mismatched file is a reason, reported
+            resolve_patterns(model, dict(method.options).get("patterns")).check(net)
+        except (MissingFileError, PatternError) as e:     # a missing or stale file is a reason, reported
             return False, f"no patterns ({type(e).__name__}: {e})"
     if residual and getattr(model, "input_shape", None) is not None:
         try:
-            _extract(model, torch.zeros(model.input_shape), method.rule, **method.opts())
+            extract_batch(model, torch.zeros(model.input_shape), method.rule, **method.opts())
         except UnsupportedLayerError as e:
             return False, str(e)
     return True, ""
 
 
 # ---------------------------------------------------------------------------------------------
-# batches: the batched backward, or one chain per image for methods without one
-
-
-class _PerImage:
-    """The :class:`~chainlab.extraction.batch.BatchChain` interface over one extracted chain per image
-    (whole-chain methods without a batched backward; signals read after the activation only)."""
-
-    def __init__(self, chains, dtype):
-        self.chains = chains
-        c0 = chains[0]
-        self.shapes, self.names, self.dtype = c0.shapes, c0.names, dtype
-        self.paired = c0.space == "deeplift"
-        self.logits = torch.as_tensor(np.stack([c.logits for c in chains]))
-        self.stages = list(range(len(c0)))
-
-    def __len__(self):
-        return len(self.chains[0])
-
-    @property
-    def predicted(self):
-        return self.logits.argmax(dim=1).numpy()
-
-    def inject(self, V, W=None):
-        V = V.to(torch.float64)
-        return torch.stack([V, V if W is None else W.to(torch.float64)], dim=2) if self.paired else V
-
-    def signals(self, R, k, *, inject="post", measure="post"):
-        B, m = R.shape[:2]
-        Xs = [R[b].reshape(m, -1).numpy().T for b in range(B)]
-        for j in range(k - 1, -1, -1):
-            Xs = [np.asarray(c.apply(X, start=j, stop=j + 1)) for c, X in zip(self.chains, Xs)]
-            if self.paired and j > 0:
-                continue
-            out = [c.contributions(X) if self.paired else X for c, X in zip(self.chains, Xs)]
-            yield j, torch.as_tensor(np.stack([o.T for o in out])).reshape((B, m) + self.shapes[j]).to(self.dtype)
-
-    def start(self, targets):
-        rows = [torch.as_tensor(c.start_vector(int(t))) for c, t in zip(self.chains, targets)]
-        R = torch.stack(rows).unsqueeze(1)
-        if self.paired:
-            K = R.shape[-1] // 2
-            return R.reshape(R.shape[0], 1, 2, K)
-        return R
-
-    def explain(self, targets):
-        return torch.as_tensor(np.stack([c.explain(int(t))[0] for c, t in zip(self.chains, targets)]))
+# batches: the batched backward of every method
 
 
 def _batch(model, X, method, rule, dtype, forward):
     """The batch chain of ``method`` on the images X (``rule``: a prepared rule object standing for the
-    method's rule); one extracted chain per image for methods without a batched backward."""
+    method's rule, or None)."""
     if rule is not None:
         return extract_batch(model, X, rule, dtype=dtype, forward=forward)
-    if batch_supported(method.rule):
-        return extract_batch(model, X, method.rule, dtype=dtype, forward=forward, **method.opts())
-    chains = [_extract(model, X[b:b + 1], method.rule, **method.opts()) for b in range(X.shape[0])]
-    return _PerImage(chains, torch.float64)
+    return extract_batch(model, X, method.rule, dtype=dtype, forward=forward, **method.opts())
 
 
 def prepared_rule(model, method: SixtMethod, net=None):
@@ -197,7 +177,7 @@ class PassResult:
     """What :func:`sixt_passes` measured for one method on N images.
 
     gaps[(k, mode)][j]: list of float32 arrays (B, pairs, locations) of 1 − |cos| (NaN: zero vector), mode
-    "tied" or "independent" (DeepLIFT's ± injection); d[j] channel dimension; names, shapes of the
+    "tied" or "independent" (the ± injection of DeepLIFT's -pm chains); d[j] channel dimension; names, shapes of the
     boundaries; explanations[name]: (N, *input) float64; predicted (N,), logits (N, K); seconds."""
 
     gaps: dict = field(default_factory=dict)
@@ -233,8 +213,9 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
     (``side="pre"``; signals are then also read before each activation); every boundary j < k is read and
     the first ``pairs`` pairs of the signals give 1 − |cos| per location.  Signals are seeded by (seed,
     image id, k): every method sees the same ones.  targets: {name: (N,) logit indices} whose
-    explanations are returned.  independent: DeepLIFT also with independent signals for the + and −
-    multipliers (mode "independent"); True for every image, a number n for the batches that start
+    explanations are returned.  independent: DeepLIFT's ± chains (the ``-pm`` variants: two multipliers per
+    neuron) also with independent signals for the + and − multipliers (mode "independent"; the package's rule
+    has one multiplier per neuron and no such mode); True for every image, a number n for the batches that start
     below image n.  image_ids: the images' global indices (default 0..N−1).
     rules: {method.id: prepared rule object} (pattern rules: loaded once; cascading: fixed patterns).
     progress: called with the number of images after each batch and method.  net: the model traced once."""
@@ -262,7 +243,6 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
             t0 = time.perf_counter()
             res = out[m.id]
             bc = _batch(model, xb, m, rules[m.id], dtype, fwd)
-            res.batched = not isinstance(bc, _PerImage)
             res.names, res.shapes = list(bc.names), list(bc.shapes)
             preds[m.id].append(bc.predicted)
             logits[m.id].append(bc.logits.numpy())
@@ -274,7 +254,7 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
                 if bc.paired and independent and (independent is True or s < int(independent)):
                     modes.append(("independent", bc.inject(V, _signals(seed, ids[s:s + B], k, bc.shapes[k],
                                                                        vectors, (1,)))))
-                plain = k == L and (side == "post" or isinstance(bc, _PerImage) or not bc.stages[L - 1].has_act)
+                plain = k == L and bc.linear_explain and (side == "post" or not bc.stages[L - 1].has_act)
                 for mode, R in modes:
                     extra = []
                     if mode == "tied" and plain and targets and not done:
@@ -364,29 +344,57 @@ def _frozen_pattern_rule(model, method: SixtMethod):
     return r
 
 
+def explanations(model, X, method: SixtMethod, targets, *, dtype: str = "float32", batch: int = 50, rule=None,
+                 seed: int = 0, image_ids=None) -> np.ndarray:
+    """The maps (N, *input) of ``method`` for the logits ``targets`` (N,): a chain method's explanation, or
+    SmoothGrad's mean gradient of the logit over n noisy copies (noise N(0, σ²I), σ = noise_scale × the width of
+    :data:`~chainlab.nets.data.INPUT_BOUNDS`; the noise of image i seeded by (seed, image id i))."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if method.rule != SMOOTHGRAD.rule:
+        return sixt_pass(model, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
+                         rules={method.id: rule}).explanations["t"]
+    o = method.opts()
+    sigma = float(o["noise_scale"]) * (INPUT_BOUNDS[1] - INPUT_BOUNDS[0])
+    ids = np.arange(len(X)) if image_ids is None else np.asarray(image_ids)
+    tr = Traced(model, dtype)
+    return np.concatenate([smoothgrad(model, X[i:i + 1], sigma=sigma, n=int(o["n"]), seed=(seed, int(ids[i])),
+                                      targets=targets[i:i + 1], of="logit", dtype=dtype, traced=tr)
+                           for i in range(len(X))])
+
+
 def cascading(model, X, targets, method: SixtMethod, steps, *, original=None, seed: int = 0,
-              dtype: str = "float32", batch: int = 50, progress=None) -> list[dict]:
+              dtype: str = "float32", batch: int = 50, progress=None, reinit=None, keep: int = 0,
+              image_ids=None, original_maps=None) -> list[dict]:
     """SSIM (Sixt's ``ssim_flipped(randomized map, original map)``) of each step of cumulative top-down
     re-initialization: ``steps`` = [(label, [module names])] applied in order; the same random draw for
-    every method (seeded).  Returns [{step, label, values (N,)}], step 0 = the original model (SSIM 1)."""
+    every method (seeded).  Returns [{step, label, values (N,), maps}], step 0 = the original model (SSIM 1);
+    ``maps``: the channel-reduced maps of the first ``keep`` images (Fig. 1a's grid), step 0 included as
+    ``out[0]["original"]``.  ``reinit(model, names, generator)``: the re-initialization (default
+    :func:`glorot_reinit`); ``original_maps``: the channel-reduced maps of the original net, when known."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     targets = np.asarray(targets, dtype=np.int64)
+    reinit = glorot_reinit if reinit is None else reinit
     rule = _frozen_pattern_rule(model, method) if method.rule.startswith("pattern") else None
-    if original is None:
-        original = sixt_pass(model, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
-                             rules={method.id: rule}).explanations["t"]
-    m0 = reduce_channels(as_images(original), method.reduce)
+    kw = dict(dtype=dtype, batch=batch, rule=rule, seed=seed, image_ids=image_ids)
+    if original_maps is not None:
+        m0 = np.asarray(original_maps)
+    else:
+        if original is None:
+            original = explanations(model, X, method, targets, **kw)
+        m0 = reduce_channels(as_images(original), method.reduce)
     rnd = copy.deepcopy(model).to(torch.float64) if next(model.parameters()).dtype == torch.float64 else copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
     out = []
     for i, (label, names) in enumerate(steps, start=1):
-        glorot_reinit(rnd, names, g)
-        e = sixt_pass(rnd, X, method, targets={"t": targets}, dtype=dtype, batch=batch,
-                      rules={method.id: rule}).explanations["t"]
-        vals = ssim_flipped(reduce_channels(as_images(e), method.reduce), m0, method.percentile)
-        out.append({"step": i, "label": label, "values": vals})
+        reinit(rnd, names, g)
+        m = reduce_channels(as_images(explanations(rnd, X, method, targets, **kw)), method.reduce)
+        vals = ssim_flipped(m, m0, method.percentile)
+        out.append({"step": i, "label": label, "values": vals, "maps": m[:keep]})
         if progress is not None:
             progress(1)
+    if out:
+        out[0]["original"] = m0[:keep]
     return out
 
 
@@ -402,8 +410,6 @@ def prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     bc = _batch(model, X, method, rule if rule is not None else prepared_rule(model, method), dtype,
                 forward_batch(model, X, dtype))
-    if isinstance(bc, _PerImage):
-        raise InputError(f"prefix columns need a batched backward; method {method.id!r} has none")
     B = X.shape[0]
     out = {}
     for k in range(1, len(bc) + 1):

@@ -48,11 +48,18 @@ class ResidualSpec:
     branches: list = field(default_factory=list)
 
 
+# what torch.fx raises on a forward it cannot trace: data-dependent control flow (TraceError), proxies used as
+# values (TypeError, RuntimeError, AttributeError), unsupported operations (NotImplementedError), the forward's own
+# checks (ValueError, AssertionError, KeyError, IndexError) — the user's model, not chainlab, decides which
+TRACE_ERRORS = (torch.fx.proxy.TraceError, TypeError, RuntimeError, AttributeError, NotImplementedError, ValueError,
+                AssertionError, KeyError, IndexError)
+
+
 def linearize(model: nn.Module) -> list[tuple[str, object]]:
     """The model's operations in forward order as (path, module) or (path, 'relu'|'flatten'|'identity')."""
     try:
         gm = torch.fx.symbolic_trace(model)
-    except Exception as exc:  # tracing failures come in many types
+    except TRACE_ERRORS as exc:  # the user's forward cannot be traced symbolically
         if isinstance(model, nn.Sequential):
             return _walk_sequential(model, "")
         raise UnsupportedLayerError(

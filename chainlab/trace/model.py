@@ -133,7 +133,8 @@ def _f64(t):
 
 
 def check_logits(model: nn.Module, x: torch.Tensor, logits: torch.Tensor):
-    """The float64 stage forward must reproduce the model's own output; raise otherwise."""
+    """The traced stage forward must reproduce the model's own output at the inputs x (one or a batch); raise
+    otherwise.  Tolerance 1e-4·(1 + max|f|) when the model or x is float32, 1e-9·(1 + max|f|) in float64."""
     try:
         p = next(model.parameters())
         dtype, device = p.dtype, p.device
@@ -144,13 +145,14 @@ def check_logits(model: nn.Module, x: torch.Tensor, logits: torch.Tensor):
     if not isinstance(ref, torch.Tensor):
         raise UnsupportedLayerError(f"the model returns {type(ref).__name__}, not a tensor of logits")
     ref = ref.detach().to(torch.float64).cpu().reshape(-1)
-    ours = logits.reshape(-1)
+    ours = logits.to(torch.float64).reshape(-1)
     if ref.shape != ours.shape:
         raise ExtractionError(f"the traced stages give {ours.numel()} outputs, the model {ref.numel()}")
-    tol = (1e-4 if dtype == torch.float32 else 1e-9) * (1.0 + float(ours.abs().max()))
+    coarse = torch.float32 in (dtype, x.dtype, logits.dtype)
+    tol = (1e-4 if coarse else 1e-9) * (1.0 + float(ours.abs().max()))
     err = float((ref - ours).abs().max())
     if not err <= tol:
         raise ExtractionError(
-            f"the traced float64 stages do not reproduce the model's output (max difference {err:.3g} > {tol:.3g}); "
-            "the forward may contain operations chainlab does not see"
+            f"the traced {'float32' if x.dtype == torch.float32 else 'float64'} stages do not reproduce the model's "
+            f"output (max difference {err:.3g} > {tol:.3g}); the forward may contain operations chainlab does not see"
         )

@@ -18,6 +18,7 @@ per-layer forward of the package is :meth:`Stage.linear_map` (Σ_i φ_ji a_i, wi
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -96,10 +97,10 @@ class Stage:
 
 @dataclass
 class Record:
-    """Forward quantities of one stage for one input (float64, batch dimension 1)."""
+    """Forward quantities of one stage at B inputs (the net's dtype; one input: batch dimension 1)."""
 
-    x: torch.Tensor          # stage input, shape (1, *in_shape)
-    z: torch.Tensor          # output before the activation, shape (1, *out_shape)
+    x: torch.Tensor          # stage input, shape (B, *in_shape)
+    z: torch.Tensor          # output before the activation, shape (B, *out_shape)
     out: torch.Tensor        # output after the activation
     argmax: torch.Tensor | None = None   # max-pool winners (flat index per channel plane)
     branches: list | None = None         # kind "residual": the records of each branch's stages
@@ -243,6 +244,19 @@ class Net:
     def forward(self, x: torch.Tensor) -> list[Record]:
         """Run the stages in float64 on a prepared input, checking each stage's input; one Record per stage."""
         return _run_stages(self.stages, x, x, self.expected_shape())
+
+    def astype(self, dtype: torch.dtype) -> "Net":
+        """The net with its weights and biases in the torch dtype ``dtype`` (the net itself if they are)."""
+        w = next((st.weight for _, st in walk_stages(self.stages) if st.weight is not None), None)
+        if w is None or w.dtype == dtype:
+            return self
+
+        def cast(st):
+            kw = {k: getattr(st, k).to(dtype) for k in ("weight", "bias") if getattr(st, k) is not None}
+            if st.branches is not None:
+                kw["branches"] = tuple(tuple(cast(b) for b in br) for br in st.branches)
+            return dataclasses.replace(st, **kw)
+        return Net([cast(s) for s in self.stages], self.input_shape, self.source)
 
     def shapes(self, records) -> list[tuple]:
         """Signal shape at every boundary: the input's, then each stage's output (without batch dimension)."""

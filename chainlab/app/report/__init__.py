@@ -48,7 +48,10 @@ from ...errors import InputError
 from ...files import stale_temps, temp_path
 from ...measures._common import RECORD_KEYS
 from ...measures.records import read_csv, write_csv
-from . import binder, figures, sixt, spectral
+from ...papers.binder import report as binder
+from ...papers.mehrpanah import report as spectral
+from ...papers.sixt import report as sixt
+from . import figures
 from .figures import map_of, plot_generic, plot_heatmaps
 from .panels import not_finite, num
 

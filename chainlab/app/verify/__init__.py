@@ -1,6 +1,7 @@
 """The verify job: each claim of the papers checked on the shipped nets, with a verdict.
 
-One module per paper (:mod:`.sixt`, :mod:`.binder`, :mod:`.spectral`) defines its claims (``CLAIMS``: id → check, ``ORDER``);
+One package per paper (:mod:`chainlab.papers.sixt`, :mod:`chainlab.papers.binder`, :mod:`chainlab.papers.mehrpanah`) defines its claims
+(``CLAIMS``: id → check, ``ORDER``);
 :mod:`.core` holds what they share.
 
 Claims (Sixt et al. 2020, ``S*``, with the paper's protocol — see :mod:`.sixt`; Binder et al. 2025, ``B*``;
@@ -18,15 +19,11 @@ Mehrpanah et al. 2025, ``M*``):
 * S6  Thm. 1: σ2/σ1 of the LRP-α1β0 prefix products decays exponentially; the appendix simulation.
 * S7  Fig. 4b: cascading randomization leaves the converging methods' maps similar (SSIM ≈ 1).
 * S8  Fig. 1: LRP-α1β0 maps of the two labels of two-object scenes hardly differ.
-* B1  the empirical constants C_emp of LRP-β (z⁺, α2β1) stay within a band and do not depend on Π‖W_l‖_∞
-      across nets trained with different weight decay / BatchNorm, while the gradient's follow it.
-* B2  the measured gradient and LRP-ε constants grow with Π‖W_l‖_∞, and LRP-ε's with 1/ε.
-* B3  averages over perturbed copies converge at the Hoeffding rate with the a-priori range; the fitted
-      constant e(N)√N/‖r_L‖₁ does not move with the weight norms for LRP-β and does for the gradient and LRP-ε.
-      (B1–B3 compare the weight-norm study nets; ``--quick`` prints the digits nets' numbers, "not checked".)
-* M1  (Mehrpanah et al. 2025) the expected frequency EF of the gradient decreases with the Softplus β.
-* M2  GradCAM and SmoothGrad lower EF: explanation gap ΔEF > 0, growing with σ.
-* M3  within a ReLU net, EF of the backward signal rises at the ReLU masks.
+* B1–B3 (Binder et al. 2025): :mod:`chainlab.papers.binder` — the bounds' constants of LRP-β independent of the
+      weight norms, unlike the gradient's and LRP-ε's (trained nets over seeds, a controlled W → c·W experiment).
+* M1–M5 (Mehrpanah et al. 2025): :mod:`chainlab.papers.mehrpanah` — EF falls with the Softplus β (M1); surrogates
+      lower EF at the cost of faithfulness (M2); our hypothesis M3 (EF rises at the ReLU masks); the ablations
+      (M4) and the regularize claim (M5) with ``--extended``.
 
 ``run(quick=False)`` computes everything and returns the verdicts and all records; the CLI writes
 them as ``report/verify.md`` (verdict table beside the papers' numbers) plus the plots of
@@ -36,29 +33,33 @@ reproduced is reported with its numbers.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from ...errors import OptionError
-from . import binder, sixt, spectral
-from .core import Context, Settings, Verdict
+from ...papers import binder, mehrpanah, sixt
+from .core import Context, Settings, as_verdict
+from ...papers.verdict import Outcome
+from .write import tally, verify_markdown, write_run
 
-__all__ = ["Verdict", "CLAIMS", "ORDER", "Settings", "run", "verdict_table", "script_main"]
+__all__ = ["CLAIMS", "ORDER", "Settings", "Outcome", "run", "script_main", "write_run", "verify_markdown", "tally"]
 
-PAPERS = (sixt, binder, spectral)
+PAPERS = (sixt, binder, mehrpanah)
 CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
 ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
 
 
-def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False):
-    """Check the claims (all by default); returns (verdicts in claim order, records)."""
+def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False, ctx=None):
+    """Check the claims (all by default); returns (verdicts in claim order, records).  ``ctx``: a prepared
+    :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one."""
     wanted = list(ORDER) if not claims else [c.upper() for c in claims]
     bad = [c for c in wanted if c not in CLAIMS]
     if bad:
         raise OptionError(f"unknown claim(s) {', '.join(bad)}; known: {', '.join(sorted(CLAIMS))}")
     if quick and extended:
         raise OptionError("choose --quick or --extended, not both")
-    ctx = Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
+    ctx = ctx or Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
     done, verdicts = set(), {}
     for c in wanted:
         fn = CLAIMS[c]
@@ -66,45 +67,46 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
             continue
         done.add(fn)
         for v in fn(ctx):
+            v = as_verdict(v)
             verdicts[v.claim] = v
     order = [c for c in ORDER if c in verdicts and c in wanted]
     return [verdicts[c] for c in order], ctx.records
 
 
-def verdict_table(verdicts, *, quick: bool, seconds: float, extended: bool = False) -> str:
-    """Markdown: one section per claim with the paper's statement beside our numbers."""
-    n_ok = sum(v.reproduced is True for v in verdicts)
-    lines = ["# chainlab verify", "",
-             f"{n_ok} of {len(verdicts)} claims reproduced on the shipped nets "
-             f"({'--quick run' if quick else '--extended run' if extended else 'full run'}, {seconds:.0f} s). "
-             f"Rerun: `chainlab verify{' --quick' if quick else ' --extended' if extended else ''}`.", "",
-             "| claim | verdict | seconds |", "|---|---|---:|"]
-    lines += [f"| {v.claim} | **{v.label}** | {v.seconds:.1f} |" for v in verdicts]
-    lines.append("")
-    for v in verdicts:
-        lines += [f"## {v.claim}: {v.label}", "", f"*Claim.* {v.statement}", "", f"*Paper.* {v.paper}", ""]
-        if v.protocol:
-            lines += [f"*Protocol.* {v.protocol}", ""]
-        lines += [f"*Measured here.* {v.observed}", ""]
-        if v.figures:
-            lines += ["*Figure.* " + " ".join(f"![{Path(f).stem}]({f})" for f in v.figures), ""]
-    lines += ["Plots and all records: [report.md](report.md), `records.csv`.", ""]
-    return "\n".join(lines)
+def _kind(quick, extended):
+    return "--quick run" if quick else "--extended run" if extended else "full run"
+
+
+SMOKE_CLAIM = "S4"     # the cheapest claim at --quick size (about a second)
 
 
 def script_main(claims, argv=None) -> int:
-    """Entry point of scripts/verify_*.py: check ``claims``, print the verdicts, write ``<out>/verify-<ids>.md``."""
+    """Entry point of scripts/verify_*.py: check ``claims``, print the verdicts, write ``<out>/verify-<ids>.md``.
+
+    ``--smoke`` (tests/test_scripts.py): the claims are checked to exist, then the same path (run, verdict file,
+    printout) runs on :data:`SMOKE_CLAIM` at ``--quick`` size, in seconds; the claims themselves run in the
+    quick run of tests/test_verify.py."""
     p = argparse.ArgumentParser(description=f"Check claims {', '.join(claims)} on the shipped nets.")
     p.add_argument("--quick", action="store_true", help="CI-sized run (digits nets, fewer images)")
-    p.add_argument("--extended", action="store_true", help="more sixt-cifar images, sixt-cifar in S4")
+    p.add_argument("--extended", action="store_true", help="more of the papers' protocols")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"seconds: check that the claims exist, then run claim {SMOKE_CLAIM} at --quick size")
     p.add_argument("-o", "--output", type=Path, default=Path("report"), help="directory for the verdict file")
     a = p.parse_args(argv)
+    if a.smoke:
+        unknown = [c for c in claims if c not in CLAIMS]
+        if unknown:
+            raise OptionError(f"unknown claim(s) {', '.join(unknown)}; known: {', '.join(sorted(CLAIMS))}")
+        print(f"smoke: claims {', '.join(claims)} exist; running {SMOKE_CLAIM} --quick in their place")
+        claims, a.quick, a.extended = [SMOKE_CLAIM], True, False
     t0 = time.perf_counter()
     verdicts, _ = run(quick=a.quick, claims=claims, extended=a.extended)
     a.output.mkdir(parents=True, exist_ok=True)
     md = a.output / f"verify-{'-'.join(claims)}.md"
-    md.write_text(verdict_table(verdicts, quick=a.quick, seconds=time.perf_counter() - t0, extended=a.extended))
+    flag = " --quick" if a.quick else " --extended" if a.extended else ""
+    md.write_text(verify_markdown(verdicts, run=f"{_kind(a.quick, a.extended)}, {time.perf_counter() - t0:.0f} s.",
+                                  rerun=f"python {Path(sys.argv[0]).name}{flag}"))
     for v in verdicts:
-        print(f"{v.claim}  {v.label}\n    claim: {v.statement}\n    paper: {v.paper}\n    here:  {v.observed}")
+        print(f"{v.claim}  {v.label}\n    claim: {v.spec.statement}\n    here:  {v.observed}")
     print(f"verdicts written to {md}")
     return 0

@@ -1,0 +1,177 @@
+"""``chainlab verify --model SPEC --images DIR_OR_NPY``: the papers' claims checked on a user's own net.
+
+The run, in order (every check before anything is written; everything written inside ``--output``):
+
+1. :func:`~.prepare.prepare` — the model (:mod:`chainlab.nets.specs`), the images (:mod:`chainlab.nets.images`),
+   the checks (channels, a classifier, layers chainlab reads); ``--n-images`` defaults to what fits about 15
+   minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image);
+2. the claims that cannot run on one net are "not checked" with their reason (:func:`.claims.not_applicable`);
+   the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
+3. the probe: the first image through every measure call (kept: the run's chunks start with image 1 alone, so
+   the probe is the run's first chunk and nothing is measured twice); the estimate of time (per (claim, net) group, seconds per image × images left) and
+   memory (the peak resident set so far) is printed before the rest starts;
+4. every chunk computed (or loaded with ``--resume``) into the resumable store (:mod:`.store`), serially or on
+   Dask workers (:mod:`.runner`), with a progress bar per claim and net;
+5. the claims decided by the papers' own code on the measured chunks; written as ``verify.md`` (naming the net,
+   the images and what the papers used), ``verdicts.json`` and ``records/``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ...errors import OptionError
+from ...nets.specs import UNTRAINED
+from ...papers.context import Settings
+from ...papers.verdict import Outcome
+from ..verify.write import tally, write_run
+from . import claims as C
+from .prepare import UserNet, prepare
+from .runner import Call, Source, call_name, context_for, run_calls
+from .store import ChunkStore
+
+__all__ = ["verify_own", "OwnRun", "prepare", "UserNet", "estimate", "Call"]
+
+
+@dataclass
+class OwnRun:
+    """What :func:`verify_own` did: the verdicts, the records, verify.md, the net, the estimate and what the run
+    then took."""
+
+    verdicts: list
+    records: list
+    md: Path
+    user: UserNet
+    estimate: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_mib: float = 0.0
+
+
+def _peak_mib() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _wanted(claims) -> list:
+    if not claims:
+        return list(C.ORDER)
+    wanted = [c.strip().upper() for c in claims if c.strip()]
+    bad = [c for c in wanted if c not in C.ORDER]
+    if bad:
+        raise OptionError(f"unknown claim(s) {', '.join(bad)}; known: {', '.join(C.ORDER)}")
+    return [c for c in C.ORDER if c in wanted]
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
+    """{"groups": {group: (seconds per image, images left)}, "seconds": total left, "per_image": …}: the probe's
+    seconds per image of each (claim, net) group × the images its remaining calls cover, divided among the
+    workers."""
+    per, count = {}, {}
+    for c in probe_calls:          # one image: the group's chunks of that image (several methods, scales, …)
+        s = result["seconds"].get(call_name(c), result["stored_seconds"].get(call_name(c), 0.0))
+        per[c.group] = per.get(c.group, 0.0) + s / max(c.images, 1)
+        count[c.group] = count.get(c.group, 0) + 1
+    left = {}
+    for c in calls:                # images left per group: the chunks' images over the group's chunks per image
+        left[c.group] = left.get(c.group, 0) + c.images / count.get(c.group, 1)
+    groups = {g: (per.get(g, 0.0), left.get(g, 0)) for g in set(per) | set(left)}
+    total = sum(s * n for s, n in groups.values()) / max(workers, 1)
+    return {"groups": groups, "seconds": total}
+
+
+def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, labels=None, claims=None,
+               output="report", resume=False, workers=1, scheduler=None, extended=False, seed=0, echo=print,
+               progress=True, chunk=None) -> OwnRun:
+    """The run of the module docstring; returns an :class:`OwnRun`."""
+    t0 = time.perf_counter()
+    wanted = _wanted(claims)
+    output = Path(output)
+    user = prepare(str(model), str(images), weights=weights, preprocess=preprocess, n_images=n_images,
+                   labels=None if labels is None else str(labels), seed=seed, claims=wanted,
+                   default_images=C.default_images)
+    n = len(user.images)
+    chunk = C.chunk_size(user) if chunk is None else int(chunk)
+    settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,
+                        first_alone=True)
+    ctx = context_for(user, settings)
+    reasons = {c: C.not_applicable(c, user) for c in wanted}
+    runnable = [c for c in wanted if reasons[c] is None]
+    calls = C.plan(ctx, runnable)
+    imgs = user.images
+    echo(f"net: {user.info.description}; {user.n_classes} classes; input {tuple(user.model.input_shape)}; "
+         f"{user.macs / 1e9:.3g} G multiply-adds per image" + ("" if user.info.trained else f" — {UNTRAINED}"))
+    echo(f"images: {n} from {imgs.source} (preprocess {imgs.preprocess}"
+         + (", labels given)" if imgs.labels is not None else ", labels: the net's predictions)")
+         + f"; chunks of {chunk}; claims {', '.join(runnable) or 'none'}"
+         + ("; not checked: " + ", ".join(f"{c} ({r})" for c, r in reasons.items() if r) if any(reasons.values())
+            else ""))
+    manifest = {"model": user.info.fingerprint, "spec": user.spec.text, "images": imgs.digest, "n_images": n,
+                "preprocess": imgs.preprocess, "seed": seed, "extended": bool(extended), "chunk": chunk,
+                "input_shape": list(user.model.input_shape)}
+    store = ChunkStore(output, manifest, resume=resume)
+    source = Source(user.spec, str(Path(images).resolve()), imgs.preprocess, n,
+                    None if labels is None else str(Path(labels).resolve()), imgs.digest, user.name,
+                    tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed, "images": n,
+                                  "chunk": chunk, "first_alone": True}.items())))
+    # the probe: image 1 through every measure call, in this process (its peak memory is this process's); the
+    # run's chunks start with image 1 alone (Settings.first_alone), so the probe's chunks are the run's first
+    # chunks: measured (and recorded) once
+    t_probe = time.perf_counter()
+    ctx.s = replace(settings, images=1, chunk=1)
+    probe_calls = C.plan(ctx, runnable)
+    ctx.s = settings
+    res = run_calls(ctx, probe_calls, store, progress=False)
+    seen = {call_name(c) for c in probe_calls}
+    probe_s = time.perf_counter() - t_probe
+    unknown = seen - {call_name(c) for c in calls}
+    if unknown:                 # the plan of one image must be the first chunks of the plan of n images
+        raise RuntimeError(f"{len(unknown)} probe chunk(s) are not chunks of the run")
+    calls = [c for c in calls if call_name(c) not in seen]
+    rest = [c for c in calls if not store.has(call_name(c))]
+    est = estimate(probe_calls, res, n, rest, workers if scheduler is None else 1) if runnable else {"seconds": 0.0}
+    est.update(probe_seconds=probe_s, peak_mib=_peak_mib(), probe_stored=res["stored"] if res else 0)
+    if runnable:
+        first = "image 1"
+        echo(f"probe ({first} of {n}{', from the store' if est['probe_stored'] else ''}): "
+             + "; ".join(f"{g} {_fmt_s(s)}/image" for g, (s, _) in sorted(est["groups"].items()))
+             + f" → estimate {_fmt_s(est['seconds'])} for the {len(rest)} chunk(s) left"
+             + (" (an upper bound: image 1 includes one-time costs)" if first == "image 1" and rest else "")
+             + (f" on {workers} workers" if workers > 1 else "")
+             + f"; peak memory {est['peak_mib'] / 1024:.1f} GB so far"
+             + (" (each worker loads its own copy of the net)" if workers > 1 or scheduler else ""))
+    t_run = time.perf_counter()
+    run_calls(ctx, calls, store, source=source, workers=workers, scheduler=scheduler, progress=progress)
+    measured = time.perf_counter() - t_run
+    est["measured"] = measured          # the chunks after the probe (images 2…n)
+    verdicts = C.verdicts(ctx, user, wanted, reasons)
+    seconds = time.perf_counter() - t0
+    peak = _peak_mib()
+    run_text = C.run_text(user, n, seconds, est, measured, peak)
+    rerun = (f"chainlab verify --model {user.spec.arg}" + (f" --weights {weights}" if weights else "")
+             + f" --images {images} --preprocess {imgs.preprocess} --n-images {n}"
+             + (f" --labels {labels}" if labels else "") + (f" --claims {','.join(wanted)}" if claims else "")
+             + (" --extended" if extended else "") + (f" --seed {seed}" if seed else "") + f" --chunk {chunk}"
+             + f" --output {output}")
+    md = write_run(verdicts, ctx.records, output, run_text=run_text, rerun=rerun,
+                   title=f"chainlab verify — {user.name}", kind="own net", net=user.info.description,
+                   trained=user.info.trained, images=n, claims=[v.claim for v in verdicts])
+    width = max((len(v.label) for v in verdicts), default=0)
+    for v in verdicts:
+        echo(f"{v.claim}  {v.label:<{width}}  {v.observed[:160]}")
+    c = tally(verdicts)
+    echo(f"{user.name}: {c.get(Outcome.REPRODUCED, 0)} reproduced, {c.get(Outcome.NOT_REPRODUCED, 0)} not "
+         f"reproduced, {c.get(Outcome.INCONCLUSIVE, 0)} inconclusive, {c.get(Outcome.NOT_CHECKED, 0)} not checked in "
+         f"{_fmt_s(seconds)} (estimate {_fmt_s(est['seconds'] + probe_s)}); verdicts in {md}")
+    return OwnRun(verdicts, ctx.records, md, user, est, seconds, peak)

@@ -1,0 +1,129 @@
+"""The papers' claims on one user's net: which can run, the chunks they measure, the verdicts, the defaults.
+
+Every claim that can be checked on one net runs with the same spec, measure, decision and report code as on the
+shipped nets (:mod:`chainlab.papers`): the user's net is registered in the run's context and the papers' protocols
+take it as a net of its own (a protocol derived from its trace where the paper has none: injection at the logits,
+cascading steps from the top; the Binder family derived from the net by W_l → c·W_l and by the
+function-preserving (c, 1/c) rescaling; Sixt's Fig. 1 on the two top logits of the user's images).  The claims that
+need what one net cannot give are "not checked" with the reason (:data:`NEEDS`).
+"""
+from __future__ import annotations
+
+import math
+
+from ...errors import MissingFileError, PatternError
+from ...nets.specs import UNTRAINED
+from ...papers import binder, mehrpanah, sixt
+from ...papers.verdict import not_checked
+from ...rules.pattern_rules import resolve_patterns
+from ..verify import CLAIMS, ORDER
+
+__all__ = ["ORDER", "SPECS", "NEEDS", "PAPER_IMAGES", "not_applicable", "plan", "verdicts", "default_images",
+           "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR"]
+
+PAPERS = (sixt, binder, mehrpanah)
+SPECS = {cid: spec for p in PAPERS for cid, spec in p.SPECS.items()}
+
+NEEDS = {
+    "S2": "S2 is about Sixt et al.'s 6-layer CIFAR net (sixt-cifar: LRP-α1β0 converges to 1 − 1e-6 there); it says "
+          "nothing about another net",
+    "S4": "S4 needs the PatternNet patterns A of the net, fitted on its training data (thousands of images; "
+          "scripts/fit_patterns.py fits them for the shipped nets) — none are fitted for this net",
+    "M1": "M1 needs a family of nets trained with Softplus(β) activations for several β (the activation study); one "
+          "net shows no trend in β",
+    "M4": "M4 needs the depth and weight-decay ablation families of trained nets (--extended)",
+    "M5": "M5 needs a regularized net and its unregularized twin (--extended)",
+}
+
+# the papers' own image sets, for the report (the user's run states its own number beside them)
+PAPER_IMAGES = ("Sixt et al.: 200 ImageNet validation images (VGG-16, ResNet-50) and CIFAR-10 test images; Binder et "
+                "al.: the bounds hold per image (the study compares nets); Mehrpanah et al.: the first 1000 test images")
+
+# the default number of images: the run's measuring is about MACS_PER_IMAGE_FACTOR forward passes per image (measured
+# on resnet18 at 64×64 and sixt-cifar, every default claim; scripts/bench_verify.py --model prints the real time) at
+# ASSUMED_GFLOPS multiply-adds per second on 2 idle cores, and must fit BUDGET_SECONDS
+BUDGET_SECONDS = 15 * 60
+ASSUMED_GFLOPS = 25.0
+MACS_PER_IMAGE_FACTOR = 2000.0
+MAX_IMAGES = 200           # Sixt et al.'s 200 images: the largest protocol of a claim that runs on one net
+MIN_IMAGES = 1
+
+
+def default_images(macs: int) -> int:
+    """The default ``--n-images`` of a net with ``macs`` multiply-adds per forward pass: as many as fit
+    BUDGET_SECONDS at the assumed speed, at least 1, at most MAX_IMAGES (module constants)."""
+    per_image = macs * MACS_PER_IMAGE_FACTOR / (ASSUMED_GFLOPS * 1e9)
+    return int(max(MIN_IMAGES, min(MAX_IMAGES, math.floor(BUDGET_SECONDS / max(per_image, 1e-9)))))
+
+
+def chunk_size(user) -> int:
+    """Images per stored chunk: one for nets whose forward pass takes more than 0.2 G multiply-adds (a chunk of a
+    VGG-16 takes minutes: resuming loses at most one image), else the papers' 50."""
+    return 1 if user.macs > 2e8 else 50
+
+
+def patterns_available(user) -> bool:
+    """Whether the net has PatternNet patterns that fit it (the shipped ones of a shipped architecture's name)."""
+    try:
+        resolve_patterns(user.model, None).check(user.traced, what=user.name)
+    except (MissingFileError, PatternError):
+        return False
+    return True
+
+
+def not_applicable(claim: str, user):
+    """Why ``claim`` cannot be checked on the user's net, or None."""
+    if claim == "S2" and user.name == "sixt-cifar":
+        return None
+    if claim == "S4" and patterns_available(user):
+        return None
+    if claim == "B3" and any(st.kind == "residual" for st in user.traced.stages):
+        return ("B3 rests on the a-priori range of the attributions over a perturbation's support, from interval "
+                "bounds that chainlab does not propagate through residual blocks")
+    return NEEDS.get(claim)
+
+
+def plan(ctx, claims) -> list:
+    """The chunks (:class:`chainlab.papers.context.Chunk`) the claims measure on the registered net, in the order
+    the claims run."""
+    out = []
+    for p in PAPERS:
+        out += p.plan(ctx, [c for c in claims if c in p.ORDER])
+    return out
+
+
+def verdicts(ctx, user, wanted, reasons) -> list:
+    """The verdicts of ``wanted`` (claim order): "not checked" with the reason where ``reasons`` has one, else the
+    paper's claim function on the run's context (its chunks already measured); an untrained net's verdicts say so
+    first."""
+    got = {}
+    done = set()
+    for c in wanted:
+        if reasons.get(c):
+            got[c] = not_checked(SPECS[c], reasons[c])
+            continue
+        fn = CLAIMS[c]
+        if fn in done:
+            continue
+        done.add(fn)
+        for v in fn(ctx):
+            got[v.claim] = v
+    out = [got[c] for c in ORDER if c in wanted and c in got]
+    if not user.info.trained:
+        for v in out:
+            v.caveats = (UNTRAINED + f" ({user.info.description})",) + tuple(v.caveats)
+            v.observed = f"{UNTRAINED}. {v.observed}"
+    return out
+
+
+def run_text(user, n, seconds, est, measured, peak) -> str:
+    """The run's paragraph of verify.md: the net, the images (and the papers'), the estimate against the time taken."""
+    imgs = user.images
+    return (f"Net: {user.info.description} ({user.n_classes} classes, input {tuple(user.model.input_shape[1:])}, "
+            f"{user.macs / 1e9:.3g} G multiply-adds per image, state {user.info.fingerprint[:19]}…)"
+            + ("" if user.info.trained else f" — **{UNTRAINED}**") + ". "
+            f"Images: {n} from {imgs.source} (preprocess {imgs.preprocess}; "
+            + ("labels given" if imgs.labels is not None else "labels: the net's predictions")
+            + f"); each claim uses at most this many (its protocol may use fewer). The papers: {PAPER_IMAGES}. "
+            f"Time: {seconds:.0f} s in all ({measured:.0f} s measuring after the probe; the probe's estimate "
+            f"{est.get('seconds', 0) + est.get('probe_seconds', 0):.0f} s); peak memory {peak / 1024:.1f} GB.")

@@ -1,0 +1,66 @@
+"""What the benchmark scripts share: ``--smoke`` and ``--output``.
+
+* ``--smoke``: tiny sizes, seconds.  tests/test_scripts.py runs every scripts/bench_*.py and verify_*.py so
+  and checks that its tables and ratios are printed; the numbers of a smoke run mean nothing.
+* ``--output FILE``: everything the script prints also goes to FILE, after a header line naming the command,
+  the time and the load of the machine, so that the README's numbers can be regenerated from committed
+  output (e.g. ``--output results/bench_products.txt``).
+
+:func:`threads`: the torch threads a benchmark uses, 2 (the machine's cores) unless ``OMP_NUM_THREADS`` says
+otherwise (tests/test_scripts.py runs two smoke runs at a time on one thread each).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sys
+from pathlib import Path
+
+
+def threads() -> int:
+    """torch threads of a benchmark: $OMP_NUM_THREADS if set, else 2."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 2)
+
+
+def add_options(ap):
+    """Add ``--smoke`` and ``--output`` to an argparse parser."""
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes, seconds: checks that the script runs and prints its tables (tests/test_scripts.py)")
+    ap.add_argument("--output", type=Path, metavar="FILE", default=None,
+                    help="also write everything printed to FILE (e.g. results/<script>.txt)")
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, s):
+        for st in self.streams:
+            st.write(s)
+        return len(s)
+
+    def flush(self):
+        for st in self.streams:
+            st.flush()
+
+
+@contextlib.contextmanager
+def printed_to(path):
+    """Within the block, print to stdout and (when ``path`` is not None) to ``path`` as well."""
+    if path is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        stdout = sys.stdout
+        sys.stdout = _Tee(stdout, f)
+        try:
+            print(f"# {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])} — "
+                  f"{datetime.datetime.now().isoformat(timespec='seconds')}, {os.cpu_count()} cores, "
+                  f"load average {os.getloadavg()[0]:.1f} at start")
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stdout = stdout

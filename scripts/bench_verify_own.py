@@ -1,0 +1,168 @@
+"""Time and peak memory per claim of ``chainlab verify --model … --images …`` on your own net (e.g. VGG-16 at
+224×224), beside the memory the obvious alternative — one image's chain materialized as sparse matrices — would take.
+
+    python scripts/bench_verify_own.py --model torchvision:vgg16 --n-images 4 [--weights FILE] [--image-dir DIR]
+                                       [--claims S1,B1,...] [--threads 2] [--output FILE]
+    python scripts/bench_verify.py --model torchvision:vgg16 --n-images 4      (the same; the issue's command)
+
+Each claim runs in its own process (``chainlab.app.own.verify_own`` with that claim only, so each peak resident set
+is the claim's own) on ``--n-images`` images (default: smooth random 256×256 RGB images written to a temporary folder
+and preprocessed as ImageNet's, or ``--image-dir``).  Printed per claim: the probe's estimate (printed by the run
+before it starts measuring), the seconds the run took, its peak RSS (VmHWM) and the ratio of the materialized chain
+(CSC: 12 bytes per stored entry + column pointers, computed from the layers' shapes, nothing is built) to that peak.
+Then the total (image 1 — the probe, with the one-time costs — and each further image), and ``verify --model``'s
+default ``--n-images`` for the net (``chainlab.app.own.claims.default_images``) with the time that many images would
+take at the measured speed (start-up etc. + image 1 + the others × a further image): the number the 15-min budget on 2 idle cores is
+checked against (the lead measures on an idle machine; times on a busy one mean little).
+
+``--smoke``: the shipped digits-cnn (8×8 grey), 2 random images as .npy, claims S5 and M2 (seconds).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import _bench
+from chainlab.app.own import claims as C
+from chainlab.app.own import prepare
+
+CHILD = """
+import json, sys, time
+import torch
+from chainlab.app.own import verify_own
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+t = time.perf_counter()
+r = verify_own(model=a["model"], images=a["images"], weights=a["weights"], preprocess=a["preprocess"],
+               n_images=a["n"], claims=[a["claim"]], output=a["output"], echo=lambda m: print(m, file=sys.stderr),
+               progress=False)
+with open("/proc/self/status") as f:
+    hwm = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+v = r.verdicts[0]
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_mib": hwm, "outcome": v.outcome.value,
+                  "estimate": r.estimate["seconds"] + r.estimate["probe_seconds"],
+                  "probe": r.estimate["probe_seconds"], "measured": r.estimate["measured"]}))
+"""
+
+
+def probe() -> float:
+    """GFLOP/s of one 3×3 conv (float32): how busy the machine is."""
+    x = torch.randn(2, 64, 128, 128)
+    w = torch.randn(256, 64, 3, 3)
+    torch.nn.functional.conv2d(x, w, padding=1)
+    t = time.perf_counter()
+    torch.nn.functional.conv2d(x, w, padding=1)
+    dt = time.perf_counter() - t
+    return 2 * 2 * 128 * 128 * 9 * 256 * 64 / dt / 1e9
+
+
+def sparse_chain_bytes(model, shape) -> int:
+    """Bytes of one image's chain stored as CSC matrices: Σ over Conv2d/Linear layers of nnz × 12 (8-byte value +
+    4-byte index) + 8 bytes per column pointer, nnz = output elements × (C_in/groups)·k_h·k_w (a conv's unrolled
+    matrix; padding taps counted: an upper bound) or in·out (a dense layer)."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.Conv2d):
+            nnz = out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            nnz = m.in_features * m.out_features
+        total[0] += nnz * 12 + (out.numel() + 1) * 8
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros((1,) + tuple(shape)))
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def make_images(folder: Path, n: int, smoke: bool) -> tuple[str, str]:
+    """(path, preprocess) of n test images: smooth random RGB PNGs (low-pass noise, 256×256 → ImageNet's centre crop
+    224) or, in smoke mode, an (n, 1, 8, 8) .npy in [0, 1]."""
+    rng = np.random.default_rng(0)
+    if smoke:
+        p = folder / "digits.npy"
+        np.save(p, rng.random((n, 1, 8, 8)).astype(np.float32))
+        return str(p), "none"
+    from PIL import Image
+    folder = folder / "images"
+    folder.mkdir()
+    for i in range(n):
+        z = rng.standard_normal((16, 16, 3))
+        im = Image.fromarray(np.uint8(np.clip(128 + 40 * z, 0, 255))).resize((256, 256), Image.BICUBIC)
+        im.save(folder / f"{i:03d}.png")
+    return str(folder), "imagenet"
+
+
+def run(a):
+    torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_verify_own_"))
+    if a.image_dir is None:
+        images, preprocess = make_images(tmp, a.n_images, a.smoke)
+    else:
+        images, preprocess = a.image_dir, a.preprocess
+    user = prepare(a.model, images, weights=a.weights, preprocess=preprocess, n_images=a.n_images)
+    shape = tuple(user.model.input_shape[1:])
+    sparse = sparse_chain_bytes(user.model, shape)
+    wanted = [c.strip().upper() for c in a.claims.split(",")] if a.claims else list(C.ORDER)
+    print(f"{user.info.description}: input {shape}, {user.macs / 1e9:.3g} G multiply-adds per image, "
+          f"{len(user.images)} images; threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
+    print(f"one image's chain materialized as CSC would take {sparse / 2**30:.3g} GB (computed, not built)")
+    print(f"{'claim':5s} {'outcome':15s} {'estimate s':>10s} {'run s':>8s} {'peak RSS GB':>11s} {'materialized/peak':>17s}")
+    done = []
+    for claim in wanted:
+        why = C.not_applicable(claim, user)
+        if why:
+            print(f"{claim:5s} not checked     ({why[:100]})")
+            continue
+        arg = json.dumps({"model": a.model, "weights": a.weights, "images": images, "preprocess": preprocess,
+                          "n": a.n_images, "claim": claim, "output": str(tmp / f"out-{claim}"), "threads": a.threads})
+        res = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
+        if res.returncode != 0:
+            last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "?"
+            print(f"{claim:5s} failed: {last}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        done.append(r)
+        print(f"{claim:5s} {r['outcome']:15s} {r['estimate']:10.1f} {r['seconds']:8.1f} {r['peak_mib'] / 1024:11.3f} "
+              f"{sparse / (r['peak_mib'] * 2**20):17.3g}", flush=True)
+    if not done:
+        return
+    n = len(user.images)
+    total = sum(r["seconds"] for r in done)
+    first = sum(r["probe"] for r in done)                       # image 1 of every claim (one-time costs in it)
+    later = sum(r["measured"] for r in done) / (n - 1) if n > 1 else first      # each further image
+    fixed = total - first - (n - 1) * later                     # start-up, loading, deciding, writing
+    default = C.default_images(user.macs)
+    print(f"total {total:.1f} s for {n} images (each claim in its own process, start-up included): image 1 "
+          f"{first:.1f} s, each further image {later:.1f} s, the rest {fixed:.1f} s; max peak RSS {max(r['peak_mib'] for r in done) / 1024:.3f} GB")
+    print(f"default --n-images for this net: {default} → about {(fixed + first + (default - 1) * later) / 60:.1f} min "
+          f"(the rest + image 1 + {default - 1} × a further image) at this speed (budget {C.BUDGET_SECONDS / 60:.0f} min on 2 idle cores); conv probe after: {probe():.1f} GFLOP/s")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="torchvision:vgg16", help="chainlab verify --model SPEC")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--n-images", type=int, default=4)
+    ap.add_argument("--image-dir", default=None, help="your images (default: random ones written to a temp folder)")
+    ap.add_argument("--preprocess", default="imagenet", help="with --image-dir")
+    ap.add_argument("--claims", default=None, help="default: every claim")
+    ap.add_argument("--threads", type=int, default=_bench.threads())
+    _bench.add_options(ap)
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.model, a.weights, a.n_images, a.image_dir, a.claims = "digits-cnn", None, 2, None, "S5,M2"
+    with _bench.printed_to(a.output):
+        run(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""`chainlab verify --model … --images …` end to end: the shipped sixt-cifar given as a model file with its test
+scenes as PNG gives the built-in run's numbers; torchvision's resnet18 and vgg11 at 64×64 (random init and a state
+dict of the plain-torch definition); a kill -9 and --resume; Dask workers give the serial run's numbers."""
+import csv
+import shutil
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import chainlab
+from chainlab.app.cli import app
+from chainlab.nets import data
+from chainlab.papers import sixt
+from chainlab.papers.context import Context, Settings
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_pngs(folder: Path, x: np.ndarray):
+    """x (N, 3, H, W) in [0, 1] as 8-bit PNGs, sorted by name; returns the images as PNG stores them (k/255)."""
+    folder.mkdir()
+    q = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+    for i, im in enumerate(q):
+        Image.fromarray(im.transpose(1, 2, 0)).save(folder / f"scene{i:04d}.png")
+    return q.astype(np.float64) / 255.0
+
+
+def test_sixt_cifar_model_file_and_png_scenes_give_the_built_in_numbers(tmp_path):
+    n = 2
+    x, y = data.test_set("scenes", n)
+    q = write_pngs(tmp_path / "scenes", np.asarray(x))
+    (tmp_path / "labels.txt").write_text("".join(f"{int(v)}\n" for v in y))
+    out = tmp_path / "out"
+    res = run("verify", "--model", chainlab.models.data_dir() / "sixt-cifar.npz", "--images", tmp_path / "scenes",
+              "--preprocess", "unit", "--labels", tmp_path / "labels.txt", "--claims", "S1,S5", "-o", out)
+    assert res.exit_code == 0, res.output
+    # the built-in run on the same images (the scenes as the PNGs hold them) and the same vectors
+    # (in the own run's chunks: image 1 alone — its probe — then the rest; a float32 convolution of another batch
+    # size rounds differently, so other chunks would agree only to float32 rounding)
+    ctx = Context(Settings(progress=False, images=n, chunk=50, first_alone=True))
+    ctx.cache["scenes"] = (q.astype(np.float32), np.asarray(y))
+    sixt.shared_pass(ctx, "sixt-cifar", "sixt-cifar")
+    for measure in ("csc_sixt_image", "ssim_sixt"):
+        got = rows(out / "records" / f"{measure}.csv")
+        want = [r for r in ctx.records if r["measure"] == measure]
+        assert len(got) == len(want) > 0
+        def key(r):         # a CSV cell of None is empty
+            return tuple("" if r[c] is None else str(r[c]) for c in ("rule", "image", "layer", "quantity", "k"))
+        got_v = {key(r): float(r["value"]) for r in got}
+        want_v = {key(r): float(r["value"]) for r in want}
+        assert got_v.keys() == want_v.keys() and len(got_v) == len(got)
+        # float32 passes (the authors' precision) agree to its rounding, not bit for bit (measured: CSC ≤ 2e-6,
+        # SSIM ≤ 1.5e-4 apart, values 0.2…1); another image or vector would differ by 100× the tolerance
+        tol = {"csc_sixt_image": 1e-5, "ssim_sixt": 1e-3}[measure]
+        assert max(abs(got_v[k] - want_v[k]) for k in want_v) < tol, measure
+        assert np.ptp(list(want_v.values())) > 100 * tol
+        assert any(abs(got_v[k] - 0.5) > 0.01 for k in want_v)
+    v = {d["id"]: d for d in json.loads((out / "verdicts.json").read_text())["verdicts"]}
+    assert v["S1"]["outcome"] in ("reproduced", "not reproduced", "inconclusive")
+    text = (out / "verify.md").read_text()
+    assert "sixt-cifar" in text and "Images: 2" in text
+
+
+# -- the plan of a user's run: cheap checks (no measuring) -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def r18(tmp_path_factory):
+    """torchvision's resnet18 (random init) on 5 random 16×16 RGB images."""
+    from chainlab.app.own import prepare
+    d = tmp_path_factory.mktemp("r18imgs")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return prepare("torchvision:resnet18", str(d), preprocess="unit")
+
+
+def test_the_probe_is_the_runs_first_chunk_and_the_chunks_tile_the_images(tiny):
+    """The probe (image 1 alone) must be a chunk of the run (else it is measured twice), for every paper's plan; the
+    run's chunks of each (function, net, method …) cover images 0…n−1 once, image 0 alone."""
+    from chainlab.app.own import claims as C
+    from chainlab.app.own import prepare
+    from chainlab.app.own.runner import call_name, context_for
+    from chainlab.papers.context import Chunk
+    user = prepare(f"{tiny / 'tiny.py'}:net", str(tiny / "imgs"), preprocess="unit")
+    runnable = [c for c in C.ORDER if C.not_applicable(c, user) is None]
+    assert {"S1", "S5", "S6", "S7", "S8", "B1", "M2"} <= set(runnable) and "S2" not in runnable and "M1" not in runnable
+    ctx = context_for(user, Settings(progress=False, images=1, chunk=1))
+    probe = C.plan(ctx, runnable)
+    ctx.s = Settings(progress=False, images=3, chunk=2, first_alone=True)
+    run = C.plan(ctx, runnable)
+    assert {call_name(c) for c in probe} <= {call_name(c) for c in run}
+    assert len(probe) < len(run)
+    groups = {}
+    for c in run:
+        r = next((a for a in c.args if isinstance(a, range)), None)
+        if r is None:               # a per-net chunk (S6's layer hypotheses at image 0)
+            continue
+        rest = tuple(repr(a) for a in c.args if not isinstance(a, (range, Chunk, int)))
+        groups.setdefault((c.fn.__qualname__, rest), []).append(r)
+    assert {k[0] for k in groups} >= {"csc_pass", "controlled_chunk", "m2_chunk", "top_two_differences",
+                                      "cascade_chunk", "prefix_ratios"}
+    for key, ranges in groups.items():
+        assert [list(r) for r in ranges] == [[0], [1, 2]], key
+
+
+# -- a small net of the user's through the CLI: every applicable claim decided, the others "not checked" ------------
+
+TINY = """
+import torch.nn as nn
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+"""
+DECIDED = ("reproduced", "not reproduced", "inconclusive")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "tiny.py").write_text(TINY)
+    rng = np.random.default_rng(1)
+    write_pngs(d / "imgs", rng.random((3, 3, 16, 16)))
+    return d
+
+
+def _verdicts(out):
+    return {v["id"]: v for v in json.loads((out / "verdicts.json").read_text())["verdicts"]}
+
+
+def test_tiny_net_untrained_every_applicable_claim_decided_and_resume_gives_the_same(tiny):
+    out = tiny / "out-untrained"
+    args = ("verify", "--model", f"{tiny / 'tiny.py'}:net", "--images", tiny / "imgs", "--preprocess", "unit",
+            "--n-images", "2", "--claims", "S1,S2,S5,S8,B1,M1,M2", "-o", out)
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    assert "probe (image 1 of 2)" in res.output and "estimate" in res.output
+    v = _verdicts(out)
+    assert list(v) == ["S1", "S2", "S5", "S8", "B1", "M1", "M2"]
+    assert v["S2"]["outcome"] == "not checked" and "6-layer" in v["S2"]["observed"]
+    assert v["M1"]["outcome"] == "not checked" and "Softplus" in v["M1"]["observed"]
+    for c in ("S1", "S8", "B1", "M2"):             # decided by the papers' own code on this net
+        assert v[c]["outcome"] in DECIDED, (c, v[c])
+        assert v[c]["observed"].startswith("untrained net: about the architecture only"), c
+    assert any("two top logits" in c for c in v["S8"]["caveats"])
+    text = (out / "verify.md").read_text()
+    assert "tiny.py:net" in text and "Images: 2" in text and "Sixt et al.: 200 ImageNet" in text
+    rec = {p.name: p.read_text() for p in (out / "records").glob("*.csv")}
+    assert {"csc_sixt_image.csv"} <= set(rec)
+    assert all(row["net"] == "net" for row in rows(out / "records" / "csc_sixt_image.csv"))
+    # --resume on the finished run: nothing measured again (every chunk from the store), the same records/verdicts
+    shutil.rmtree(out / "records")
+    res = run(*args, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "from the store" in res.output
+    assert {p.name: p.read_text() for p in (out / "records").glob("*.csv")} == rec
+    again = _verdicts(out)
+    assert {c: (x["outcome"], x["numbers"]) for c, x in again.items()} == {c: (x["outcome"], x["numbers"])
+                                                                          for c, x in v.items()}
+
+
+def test_tiny_net_with_weights_is_trained_and_its_weights_are_used(tiny):
+    torch.manual_seed(7)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tiny_ref", tiny / "tiny.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = mod.net().eval()
+    torch.save(ref.state_dict(), tiny / "w.pth")
+    out = tiny / "out-weights"
+    res = run("verify", "--model", f"{tiny / 'tiny.py'}:net", "--weights", tiny / "w.pth", "--images", tiny / "imgs",
+              "--preprocess", "unit", "--n-images", "2", "--claims", "S1,S2", "-o", out)
+    assert res.exit_code == 0, res.output
+    v = _verdicts(out)
+    assert v["S1"]["outcome"] in DECIDED and "untrained" not in v["S1"]["observed"]
+    # the run's net is the reference module's state (sha256 over its tensors, computed here independently)
+    import hashlib
+    h = hashlib.sha256()
+    for k, t in ref.state_dict().items():
+        a = np.ascontiguousarray(t.detach().numpy())
+        h.update(k.encode())
+        h.update(str(a.dtype).encode())
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    manifest = json.loads((out / "store" / "manifest.json").read_text())
+    assert manifest["model"] == f"sha256:{h.hexdigest()}"
+
+
+def _randomize_bn(model):
+    """BatchNorm statistics and affine parameters away from the init's (μ 0, σ² 1, γ 1, β 0), under which every
+    BatchNorm is positively homogeneous and a wrong rescaling would go unnoticed."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g))
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g))
+    return model
+
+
+def test_binder_family_of_the_users_net(tiny, r18):
+    """Binder's family from one net: W_l → c·W_l, W_{l+1} → W_{l+1}/c keeps the logits (1e-6, BatchNorm with real
+    statistics and biases) and moves the per-layer norms ‖W_l‖_∞ by c_l ∈ {4, 1/4, 1}, their product not (Π c_l = 1);
+    the plain scaling W → c·W changes the logits and multiplies Π ‖W_l‖ by c^L.  A torchvision ResNet has no two
+    Linear/Conv2d layers that scaling passes between outside its residual blocks: no rescaling is offered (the old
+    (c, 1/c) on conv1 and fc changed its logits by tens of percent once BatchNorm is not at its init)."""
+    from chainlab.app.own import prepare
+    from chainlab.app.own.runner import context_for
+    from chainlab.errors import OptionError
+    from chainlab.papers.binder import measure as BM
+    from chainlab.studies import scale_weights
+    user = prepare(f"{tiny / 'tiny.py'}:net", str(tiny / "imgs"), preprocess="unit")
+    _randomize_bn(user.model)
+    ctx = context_for(user, Settings(progress=False, images=3))
+    net = user.name
+    base = ctx.model(net)
+    assert BM.rescalable(ctx, net)
+    resc = BM.derived_model(ctx, net, "rescaled", 4.0)
+    scaled = BM.derived_model(ctx, net, "scaled", 2.0)
+    assert BM.derived_model(ctx, net, "scaled", 1.0) is base
+    x = torch.as_tensor(user.images.x[:3]).float()
+    with torch.no_grad():
+        a, b, s = base(x).double(), resc(x).double(), scaled(x).double()
+    assert float((a - b).abs().max() / a.abs().max()) < 1e-6
+    assert float((a - s).abs().max() / a.abs().max()) > 1e-2
+
+    def norms(m):
+        ws = [mod.weight.detach().double() for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))]
+        return np.array([float(w.reshape(w.shape[0], -1).abs().sum(1).max()) for w in ws])
+
+    n0, n1, n2 = norms(base), norms(resc), norms(scaled)
+    assert np.allclose(n1 / n0, [4.0, 0.25, 1.0], rtol=1e-9)         # the norms move …
+    assert np.prod(n1) == pytest.approx(np.prod(n0), rel=1e-9)      # … their product does not
+    assert np.prod(n2) == pytest.approx(np.prod(n0) * 2.0 ** 3, rel=1e-9)
+    # the ResNet: refused, and the naive (c, 1/c) on its only plain layers would change the function
+    rctx = context_for(r18, Settings(progress=False, images=5))
+    _randomize_bn(r18.model)
+    assert not BM.rescalable(rctx, r18.name)
+    with pytest.raises(OptionError, match="no function-preserving"):
+        BM.derived_model(rctx, r18.name, "rescaled", 4.0)
+    naive, _ = scale_weights(r18.model, [4.0, 0.25])
+    xr = torch.as_tensor(r18.images.x[:2]).float()
+    with torch.no_grad():
+        ra, rb = r18.model(xr), naive(xr)
+    assert float((ra - rb).abs().max() / ra.abs().max()) > 1e-2
