@@ -7,7 +7,8 @@
 The accuracy printed (and stored in the file's metadata) is measured on the stored weights as shipped,
 i.e. after the int8 storage of large matrices (see chainlab.nets.storage).
 
-Run: python scripts/train_models.py [--only NAME] [--seed 0]
+Run: python scripts/train_models.py [--only NAME] [--seed K | --seeds 0,1,2] (a seed K > 0 writes
+data/<NAME>-seed<K>.npz; ``--probe-epochs`` / ``--set``: see train_scenes)
 """
 import argparse
 import time
@@ -23,7 +24,7 @@ import train_scenes
 
 EPOCHS = {"digits-mlp": 60, "digits-cnn": 60}
 LR = {"digits-mlp": 1e-3, "digits-cnn": 2e-3}
-SCENE_NETS = [n for n in train_scenes.CONFIG if n not in train_scenes.SAME_RUN]
+SCENE_NETS = train_scenes.TRAINED
 
 
 def accuracy(net, x, y):
@@ -67,16 +68,22 @@ def train(name, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=list(EPOCHS) + SCENE_NETS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_scenes.add_arguments(ap, list(EPOCHS) + SCENE_NETS)
     args = ap.parse_args()
+    overrides = train_scenes.parse_overrides(args.set)
+    if overrides and not args.probe_epochs:
+        raise SystemExit("--set is for probes (--probe-epochs N): a shipped net is made by its CONFIG recipe")
+    train_scenes.set_output(args.out)
     torch.set_num_threads(2)
     for name in [args.only] if args.only else list(EPOCHS) + SCENE_NETS:
-        if name in EPOCHS:
-            train(name, args.seed)
-        else:
-            train_scenes.train(name, args.seed)
+        for seed in train_scenes.seeds_arg(args):
+            if name in EPOCHS:
+                if seed != 0 or args.probe_epochs:
+                    raise SystemExit(f"{name}: only seed 0 is trained, without probes")
+                train(name, seed)
+            else:
+                train_scenes.train(name, seed, probe_epochs=args.probe_epochs, overrides=overrides)
 
 
 if __name__ == "__main__":

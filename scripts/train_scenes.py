@@ -17,8 +17,21 @@ classes are exactly {left, right}.  For the plain chains the product of per-laye
 Π‖W_l‖ (conv/linear layers as linear maps at their input resolution, BN folded into the preceding
 conv; spectral norm by power iteration, and the ∞-norm = max row sum) is printed and stored.
 
-Run: python scripts/train_models.py --only NAME (or this script directly: [--only NAME] [--seed 0]
-[--time-batches]; TRAIN_THREADS=1 runs two trainings side by side on 2 cores).
+Seeds: ``--seed K`` trains net NAME from seed K (init from torch.manual_seed(K), training scenes of epoch e
+from seed 100 000·K + e; the data-dependent init batch is the same for every seed) and writes
+``data/<NAME>-seed<K>.npz`` (``data/<NAME>.npz`` for K = 0), the architecture stored as NAME.  Storage: the
+files shipped before seeds were added (``FLOAT32_FILES``, seed 0) hold float32 weights; every other file
+stores its weight tensors (≥ 2 axes) as float16 (data/README.md, "Size"; the accuracies are measured on
+the stored weights either way).
+
+Probes (``--probe-epochs N``): the first N epochs of a net's schedule (the learning rate follows the full
+schedule, so the probe is the start of the real run), then the accuracy on load_scenes("test", 2000, seed=0);
+nothing is written.  ``--set key=value`` overrides a recipe entry (lr, epochs, wd, opt, warmup) for a
+probe.  The probes that chose the activation study's recipe are listed in data/README.md.
+
+Run: python scripts/train_models.py --only NAME [--seed K | --seeds 0,1,2] (or this script directly: [--only
+NAME] [--seed K] [--seeds ...] [--time-batches] [--probe-epochs N --set key=value ...]; TRAIN_THREADS=1 runs
+two trainings side by side on 2 cores).
 """
 import argparse
 import os
@@ -36,6 +49,7 @@ import torch.nn.functional as F
 
 from chainlab.nets import models, scenes
 from chainlab.nets import manifest
+from chainlab.nets.architectures import seed_name
 from chainlab.nets.storage import read_state
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -47,7 +61,7 @@ TEST_2000 = ("test", 2000, 0)
 TWO_OBJECT = ("test", 2000, 0)
 
 # one schedule per study: the scenes-cnn variants share epochs and lr (only the activation /
-# weight decay / BN differ); scenes-cnn-relu and scenes-cnn-wd1e-4 are the same training run
+# weight decay / BN differ); scenes-cnn-relu is a copy of the scenes-cnn-wd1e-4 run (SAME_RUN)
 CNN = dict(epochs=8, lr=0.05, data_init=True)
 CONFIG = {
     "scenes-cnn-relu": dict(CNN, wd=1e-4),
@@ -67,7 +81,19 @@ CONFIG = {
     "scenes-cnn-wd1e-2": dict(CNN, wd=1e-2),     # added after wd 0…1e-3 spanned Π‖W_l‖_∞ only ×7 (B1–B3 need ×10)
     "scenes-cnn-bn": dict(CNN, wd=1e-4),
 }
-SAME_RUN = {"scenes-cnn-wd1e-4": "scenes-cnn-relu"}   # identical architecture, seed and schedule
+# name -> the run whose weights it ships (identical architecture, seed and schedule); a copy is written for every
+# seed of the run whose name is shipped (chainlab.nets.models.NAMES)
+SAME_RUN = {"scenes-cnn-relu": "scenes-cnn-wd1e-4"}
+# the seed-0 files shipped before seeds were added keep their float32 weights (every other file: float16)
+FLOAT32_FILES = ("sixt-cifar", "vgg-cifar", "resnet-cifar", "scenes-cnn-relu", "scenes-cnn-softplus1",
+                 "scenes-cnn-softplus3", "scenes-cnn-softplus10", "scenes-cnn-softplus30", "scenes-cnn-wd0",
+                 "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
+OVERRIDABLE = {"lr": float, "epochs": int, "wd": float, "opt": str, "warmup": int}
+
+
+def float16_storage(name, seed):
+    """Whether the file of net ``name`` trained from ``seed`` stores its weight tensors as float16."""
+    return not (seed == 0 and name in FLOAT32_FILES)
 
 
 def epoch_seed(seed, epoch):
@@ -181,29 +207,51 @@ def data_init(net):
             h = m(h)
 
 
-def train(name, seed, time_only=False):
-    cfg = CONFIG[name]
+def optimizer(net, cfg):
+    """SGD (momentum 0.9, Nesterov) or Adam (betas 0.9/0.999), coupled L2 weight decay ``wd`` in either."""
+    if cfg.get("opt", "sgd") == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["wd"])
+    if cfg["opt"] == "adam":
+        return torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
+    raise ValueError(f"unknown optimizer {cfg['opt']!r}")
+
+
+def recipe(cfg):
+    """The recipe as stored in a file's metadata and printed."""
+    opt = ("SGD momentum 0.9 nesterov" if cfg.get("opt", "sgd") == "sgd" else "Adam betas (0.9, 0.999)")
+    w = cfg.get("warmup", 1)
+    return f"{opt}, warmup {w} epoch{'s' if w != 1 else ''} + cosine"
+
+
+def train(name, seed, time_only=False, probe_epochs=None, overrides=None):
+    cfg = dict(CONFIG[name], **(overrides or {}))
+    out_name = seed_name(name, seed)
     torch.manual_seed(seed)
     net = build(name, seed)
     if cfg.get("data_init"):
         data_init(net)
     net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["wd"])
+    opt = optimizer(net, cfg)
     steps_per_epoch = -(-N_TRAIN // BATCH)
     total = cfg["epochs"] * steps_per_epoch
+    warm = cfg.get("warmup", 1) * steps_per_epoch
 
     def lr_at(step):
-        if step < steps_per_epoch:
-            return cfg["lr"] * (step + 1) / steps_per_epoch
-        t = (step - steps_per_epoch) / max(1, total - steps_per_epoch)
+        if step < warm:
+            return cfg["lr"] * (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
         return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * t))
 
-    test = scenes.load_scenes(*TEST[:2], seed=TEST[2])
+    if probe_epochs:
+        test = scenes.load_scenes(*TEST_2000[:2], seed=TEST_2000[2])
+    else:
+        test = scenes.load_scenes(*TEST[:2], seed=TEST[2])
     xte, yte = tensors(test)
     t_start = time.time()
     t_data = 0.0
     step = 0
-    for epoch in range(cfg["epochs"]):
+    loads = []
+    for epoch in range(probe_epochs or cfg["epochs"]):
         t0 = time.time()
         x, y = tensors(scenes.load_scenes("train", N_TRAIN, seed=epoch_seed(seed, epoch)))
         t_data += time.time() - t0
@@ -229,31 +277,50 @@ def train(name, seed, time_only=False):
                 print(f"{name}: {dt / 20 * 1000:.0f} ms/batch of {BATCH} -> {per_epoch:.0f} s/epoch of {N_TRAIN}, "
                       f"{cfg['epochs']} epochs ≈ {cfg['epochs'] * (per_epoch + t_data) / 60:.1f} min", flush=True)
                 return
+        loads.append(os.getloadavg()[0])
         if not np.isfinite(tot):
+            if probe_epochs:
+                print(f"PROBE {out_name} {cfg_text(cfg)}: loss diverged in epoch {epoch + 1}", flush=True)
+                return
             raise RuntimeError(f"{name}: loss diverged in epoch {epoch + 1}")
-        msg = f"  {name} epoch {epoch + 1}/{cfg['epochs']}: loss {tot / n_seen:.4f} batch-acc {correct / n_seen:.4f}"
-        if (epoch + 1) % 5 == 0 or epoch == cfg["epochs"] - 1:
+        msg = (f"  {out_name} epoch {epoch + 1}/{cfg['epochs']}: loss {tot / n_seen:.4f} "
+               f"batch-acc {correct / n_seen:.4f}")
+        if (epoch + 1) % 5 == 0 or epoch == cfg["epochs"] - 1 or probe_epochs:
             msg += f" test acc {accuracy(net.to(memory_format=torch.contiguous_format), xte, yte):.4f}"
             net.to(memory_format=torch.channels_last)
-        print(msg + f" ({time.time() - t_start:.0f}s)", flush=True)
+        print(msg + f" ({time.time() - t_start:.0f}s, load {loads[-1]:.1f})", flush=True)
     train_time = time.time() - t_start
     net = net.to(memory_format=torch.contiguous_format).eval()
-    meta = finish(net, name, seed, cfg, train_time, xte, yte)
+    if probe_epochs:
+        print(f"PROBE {out_name} {cfg_text(cfg)}: after {probe_epochs} of {cfg['epochs']} epochs loss {tot / n_seen:.4f}"
+              f", test acc (2000) {accuracy(net, xte, yte):.4f} ({train_time:.0f}s, mean load {np.mean(loads):.1f})",
+              flush=True)
+        return
+    meta = finish(net, name, seed, cfg, train_time, xte, yte, float(np.mean(loads)))
     for alias, src in SAME_RUN.items():
-        if src == name:     # same weights, same measured accuracies
-            save(net, DATA / f"{alias}.npz", alias, **dict(meta, same_run_as=name))
-            print(f"{alias}: the same weights as {name}, written to {DATA / f'{alias}.npz'}", flush=True)
+        alias_name = seed_name(alias, seed)
+        if src == name and alias_name in models.NAMES:     # same weights, same measured accuracies
+            save(net, DATA / f"{alias_name}.npz", alias, float16=float16_storage(alias, seed),
+                 **dict(meta, same_run_as=out_name))
+            print(f"{alias_name}: the same weights as {out_name}, written to {DATA / f'{alias_name}.npz'}",
+                  flush=True)
 
 
-def save(net, out, name, **meta):
+def save(net, out, name, *, float16=False, **meta):
     """Write a shipped net and record its checksum in data/SHA256SUMS (read_state checks it)."""
-    models.save(net, out, name, **meta)
+    models.save(net, out, name, float16=float16, **meta)
     manifest.record(out)
 
 
-def finish(net, name, seed, cfg, train_time, xte, yte):
-    out = DATA / f"{name}.npz"
-    save(net, out, name)
+def cfg_text(cfg):
+    return " ".join(f"{k}={cfg[k]}" for k in ("opt", "lr", "epochs", "warmup", "wd") if k in cfg)
+
+
+def finish(net, name, seed, cfg, train_time, xte, yte, load):
+    out_name = seed_name(name, seed)
+    out = DATA / f"{out_name}.npz"
+    half = float16_storage(name, seed)
+    save(net, out, name, float16=half)
     # the shipped net is the stored one: rebuild and load what was written
     _, state, _ = read_state(out)
     shipped = build(name, seed)
@@ -265,8 +332,9 @@ def finish(net, name, seed, cfg, train_time, xte, yte):
     acc_2000 = accuracy(shipped, x2, y2)
     both, top1 = two_object_accuracy(shipped, scenes.load_two_object_scenes(*TWO_OBJECT[:2], seed=TWO_OBJECT[2]))
     meta = dict(seed=seed, epochs=cfg["epochs"], train_accuracy=acc_train, test_accuracy=acc_test,
-                weight_decay=cfg["wd"], lr=cfg["lr"], optimizer="SGD momentum 0.9 nesterov, warmup 1 epoch + cosine",
+                weight_decay=cfg["wd"], lr=cfg["lr"], optimizer=recipe(cfg),
                 batch_size=BATCH, train_images_per_epoch=N_TRAIN, train_time_s=round(train_time, 1),
+                train_load_average=round(load, 2), storage="float16" if half else "float32",
                 train_set=f"load_scenes{TRAIN_EVAL}", test_set=f"load_scenes{TEST}",
                 data_init=bool(cfg.get("data_init")), torch_version=torch.__version__)
     norms = None
@@ -274,10 +342,10 @@ def finish(net, name, seed, cfg, train_time, xte, yte):
         norms = weight_norms(shipped)
         meta["weight_norm_product_spectral"] = float(np.prod([r[1] for r in norms]))
         meta["weight_norm_product_inf"] = float(np.prod([r[2] for r in norms]))
-    save(net, out, name, **meta)
+    save(net, out, name, float16=half, **meta)
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"{name}: {out} ({out.stat().st_size / 1e6:.2f} MB, {n_params} params), trained {train_time / 60:.1f} min; "
-          f"stored weights: train acc {acc_train:.4f}, test acc {acc_test:.4f} (10000), {acc_2000:.4f} (2000); "
+    print(f"{out_name}: {out} ({out.stat().st_size / 1e6:.2f} MB, {n_params} params), trained {train_time / 60:.1f} min; "
+          f"mean load {load:.1f}; stored weights: train acc {acc_train:.4f}, test acc {acc_test:.4f} (10000), {acc_2000:.4f} (2000); "
           f"two-object top-2 = {{L, R}} {both:.4f}, top-1 in {{L, R}} {top1:.4f}", flush=True)
     if norms:
         print("  per-layer operator norms (spectral, inf): " + ", ".join(f"{n} {s:.3g}/{i:.3g}" for n, s, i in norms))
@@ -286,15 +354,55 @@ def finish(net, name, seed, cfg, train_time, xte, yte):
     return meta
 
 
+TRAINED = [n for n in CONFIG if n not in SAME_RUN]     # the nets a training run makes (SAME_RUN: copies)
+
+
+def seeds_arg(args):
+    return [int(k) for k in args.seeds.split(",")] if args.seeds else [args.seed]
+
+
+def set_output(folder):
+    global DATA
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        DATA = folder
+
+
+def parse_overrides(items):
+    out = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        if key not in OVERRIDABLE:
+            raise SystemExit(f"--set {item}: key must be one of {', '.join(OVERRIDABLE)}")
+        out[key] = OVERRIDABLE[key](value)
+    return out
+
+
+def add_arguments(ap, names):
+    ap.add_argument("--only", choices=names, help="one net (default: all)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (writes <name>-seed<K> for K > 0)")
+    ap.add_argument("--seeds", help="comma-separated training seeds, trained one after the other (e.g. 1,2)")
+    ap.add_argument("--probe-epochs", type=int, help="train only the first N epochs of the schedule, print the "
+                    "held-out accuracy, write nothing")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"probe only: override a recipe entry "
+                    f"({', '.join(OVERRIDABLE)})")
+    ap.add_argument("--out", type=Path, help="write the scene nets' files here instead of data/ (e.g. to check that "
+                    "a shipped file is reproduced)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=[n for n in CONFIG if n not in SAME_RUN])
-    ap.add_argument("--seed", type=int, default=0)
+    add_arguments(ap, TRAINED)
     ap.add_argument("--time-batches", action="store_true", help="time 20 batches per net and exit")
     args = ap.parse_args()
+    overrides = parse_overrides(args.set)
+    if overrides and not args.probe_epochs:
+        raise SystemExit("--set is for probes (--probe-epochs N): a shipped net is made by its CONFIG recipe")
+    set_output(args.out)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", "2")))
-    for name in [args.only] if args.only else [n for n in CONFIG if n not in SAME_RUN]:
-        train(name, args.seed, time_only=args.time_batches)
+    for name in [args.only] if args.only else TRAINED:
+        for seed in seeds_arg(args):
+            train(name, seed, time_only=args.time_batches, probe_epochs=args.probe_epochs, overrides=overrides)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,15 @@
   where the shape changes), global average pool, fc 64→10 (:class:`~.zoo.ResNet`, torchvision names).
 * ``scenes-cnn-*``: a small CNN, conv3×3 3→32, 32→32, maxpool, 32→64, 64→64, maxpool, 64→64, maxpool,
   flatten, fc 1024→128, fc 128→10, with the activation ReLU or Softplus(β) after every conv and fc1,
-  optionally BatchNorm2d after every conv (``SCENES_CNN_VARIANTS``: the activation study and the
-  weight-norm study).
+  optionally BatchNorm2d after every conv (``SCENES_CNN_VARIANTS``: the activation study — β = 0.1 … 0.9,
+  1, 3, 10, 30 — and the weight-norm study).
+* ``depth-cnn<d>-<activation>`` (d = 1 … 5): Mehrpanah et al.'s depth-ablation net (their ``SimpleConvNet``,
+  src/models/simple_cnn.py) at 32×32: d blocks conv3×3 (no bias; 3→16, then 16·2^i → 16·2^(i+1)) →
+  activation → maxpool 2, flatten, fc → 128 → activation → fc 128→10 (``DEPTH_CNN_VARIANTS``; their hidden
+  width is 512, 128 here as in scenes-cnn).
+
+Seeds: ``<name>-seed<k>`` (:func:`seed_name`, listed in ``SEEDS``) is net ``<name>``'s architecture trained
+by the same recipe from seed k; the name without a suffix is seed 0.
 
 The CIFAR-size nets (input (1, 3, 32, 32)) are trained on the glyph-on-scene images of
 :mod:`.scenes` by ``scripts/train_models.py``; their seeded init (:func:`init_weights`, Kaiming-normal
@@ -34,8 +41,8 @@ import torch.nn as nn
 from ..errors import InputError
 from .zoo import BasicBlock, ResNet, reset_batchnorm
 
-__all__ = ["ARCHITECTURES", "INPUT_SHAPES", "SCENES_CNN_VARIANTS", "init_weights", "vgg_cifar", "resnet_cifar",
-           "scenes_cnn"]
+__all__ = ["ARCHITECTURES", "INPUT_SHAPES", "SCENES_CNN_VARIANTS", "DEPTH_CNN_VARIANTS", "SEEDS", "seed_name",
+           "init_weights", "vgg_cifar", "resnet_cifar", "scenes_cnn", "depth_cnn"]
 
 CIFAR_INPUT = (1, 3, 32, 32)
 
@@ -99,6 +106,8 @@ SCENES_CNN_VARIANTS = {
     "scenes-cnn-softplus3": dict(activation=("softplus", 3.0)),
     "scenes-cnn-softplus10": dict(activation=("softplus", 10.0)),
     "scenes-cnn-softplus30": dict(activation=("softplus", 30.0)),
+    # the authors' small-β grid (Mehrpanah et al.'s ActivationSwitch SOFTPLUS_B_1 … SOFTPLUS_B_9 = β 0.1 … 0.9)
+    **{f"scenes-cnn-softplus0.{k}": dict(activation=("softplus", k / 10)) for k in range(1, 10)},
     "scenes-cnn-wd0": dict(activation="relu"),
     "scenes-cnn-wd1e-4": dict(activation="relu"),
     "scenes-cnn-wd1e-3": dict(activation="relu"),
@@ -127,6 +136,11 @@ def _finish(net: nn.Module, name: str, seed: int | None) -> nn.Module:
     net.input_shape = CIFAR_INPUT
     net.name = name
     return net.eval()
+
+
+DEPTH_CNN_HIDDEN = 128
+DEPTH_CNN_VARIANTS = {f"depth-cnn{d}-{act}": dict(depth=d, activation=a)
+                      for d in range(1, 6) for act, a in (("relu", "relu"), ("softplus1", ("softplus", 1.0)))}
 
 
 def _activation(activation):
@@ -179,6 +193,35 @@ def scenes_cnn(seed: int | None = 0, activation="relu", batchnorm: bool = False,
               ("fc2", nn.Linear(128, 10))]
     return _finish(nn.Sequential(OrderedDict(pairs)), name or "scenes-cnn", seed)
 
+def seed_name(name: str, seed: int) -> str:
+    """The name of net ``name`` trained from ``seed``: ``name`` itself for seed 0, else ``<name>-seed<seed>``."""
+    seed = int(seed)
+    if seed < 0:
+        raise InputError(f"a training seed is ≥ 0, got {seed}")
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+# the seeds > 0 trained of a net (scripts/train_models.py --only NAME --seed K; data/README.md)
+BINDER_STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
+SEEDS = {name: (1,) for name in BINDER_STUDY}     # seed 2 of these is being trained (data/README.md)
+
+def depth_cnn(seed: int | None = 0, depth: int = 3, activation="relu", name: str | None = None) -> nn.Sequential:
+    """Mehrpanah et al.'s SimpleConvNet with ``depth`` conv blocks (conv without bias → activation → maxpool 2;
+    16·2^i channels), then fc → DEPTH_CNN_HIDDEN → activation → fc → 10; input 32×32, so depth ≤ 5."""
+    if not 1 <= int(depth) <= 5:
+        raise InputError(f"depth-cnn: depth must be 1 … 5 at 32×32 (one max-pool per block), got {depth}")
+    pairs, c, size = [], 3, 32
+    for i in range(int(depth)):
+        width = 16 * 2 ** i
+        pairs += [(f"conv{i + 1}", nn.Conv2d(c, width, 3, padding=1, bias=False)),
+                  (f"act{i + 1}", _activation(activation)), (f"pool{i + 1}", nn.MaxPool2d(2))]
+        c, size = width, size // 2
+    pairs += [("flatten", nn.Flatten()),
+              ("fc1", nn.Linear(c * size * size, DEPTH_CNN_HIDDEN)), (f"act{depth + 1}", _activation(activation)),
+              ("fc2", nn.Linear(DEPTH_CNN_HIDDEN, 10))]
+    return _finish(nn.Sequential(OrderedDict(pairs)), name or f"depth-cnn{depth}", seed)
+
+
 ARCHITECTURES = {
     "digits-mlp": _mlp,
     "digits-cnn": _cnn,
@@ -188,6 +231,9 @@ ARCHITECTURES = {
     "resnet-cifar": lambda: resnet_cifar(None),
     **{name: (lambda kw, nm: (lambda: scenes_cnn(None, name=nm, **kw)))(kw, name)
        for name, kw in SCENES_CNN_VARIANTS.items()},
+    **{name: (lambda kw, nm: (lambda: depth_cnn(None, name=nm, **kw)))(kw, name)
+       for name, kw in DEPTH_CNN_VARIANTS.items()},
 }
+ARCHITECTURES.update({seed_name(name, k): ARCHITECTURES[name] for name, seeds in SEEDS.items() for k in seeds})
 INPUT_SHAPES = {"digits-mlp": (1, 64), "digits-cnn": (1, 1, 8, 8),
                 **{name: CIFAR_INPUT for name in ARCHITECTURES if name not in ("digits-mlp", "digits-cnn")}}

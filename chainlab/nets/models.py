@@ -1,7 +1,8 @@
 """The nets chainlab ships and the architectures it knows, by name.
 
 * shipped nets (``NAMES``): an architecture of :mod:`.architectures` with weights in
-  ``data/<name>.npz`` (made by ``scripts/train_models.py``; see data/README.md);
+  ``data/<name>.npz`` (made by ``scripts/train_models.py``; see data/README.md); a net trained from
+  several seeds ships as ``<name>`` (seed 0) and ``<name>-seed<k>`` (:func:`seed_names`);
 * zoo architectures (``ZOO_NAMES``, :mod:`.zoo`): torchvision's VGG (11/13/16/19, ± BN) and ResNet
   (18/34/50/101/152) with torchvision's module names, a tiny ResNet — seeded random init, or a state-dict
   file of your own (``weights=``; a torchvision net takes its class count from the file).
@@ -20,20 +21,33 @@ import torch.nn as nn
 
 from ..errors import MissingFileError, ModelFileError, OptionError
 from . import zoo
-from .architectures import ARCHITECTURES
+from .architectures import ARCHITECTURES, SEEDS, seed_name
 from .storage import load_state, load_weights, read_state, read_state_dict, save_state
 
-__all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir"]
+__all__ = ["NAMES", "ZOO_NAMES", "build", "load", "save", "data_dir", "seed_names"]
 
 # the nets whose trained weights data/ ships (data/README.md says how each was made); every other name of
 # ARCHITECTURES can be built, trained (scripts/train_models.py) and loaded from a model file
-NAMES = ("digits-mlp", "digits-cnn",                    # 8×8 digits
-         "sixt-cifar", "vgg-cifar", "resnet-cifar",       # 32×32 glyph-on-scene images
-         "scenes-cnn-relu", "scenes-cnn-softplus1", "scenes-cnn-softplus3", "scenes-cnn-softplus10",
-         "scenes-cnn-softplus30",                         # the activation study (Mehrpanah et al.)
-         "scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2",
-         "scenes-cnn-bn")                                 # the weight-norm study (Binder et al.)
+_SEED0 = ("digits-mlp", "digits-cnn",                    # 8×8 digits
+          "sixt-cifar", "vgg-cifar", "resnet-cifar",       # 32×32 glyph-on-scene images
+          "scenes-cnn-relu", "scenes-cnn-softplus1", "scenes-cnn-softplus3", "scenes-cnn-softplus10",
+          "scenes-cnn-softplus30",                         # the activation study (Mehrpanah et al.)
+          "scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2",
+          "scenes-cnn-bn")                                 # the weight-norm study (Binder et al.)
+# seeds > 0 after all seed-0 names (architectures.SEEDS lists them)
+NAMES = _SEED0 + tuple(seed_name(name, k) for name in _SEED0 for k in SEEDS.get(name, ()))
 ZOO_NAMES = tuple(zoo.ZOO)
+
+
+def seed_names(name: str) -> tuple[str, ...]:
+    """The shipped names of every trained seed of net ``name`` (seed 0 first: ``name``, ``name-seed1``, …).
+
+    ``name`` is a shipped net, by its seed-0 name or by any of its seed names."""
+    for base in _SEED0:
+        names = (base,) + tuple(seed_name(base, k) for k in SEEDS.get(base, ()))
+        if name in names:
+            return names
+    raise OptionError(f"no shipped net named {name!r}; shipped: {', '.join(NAMES)}")
 
 
 def data_dir() -> Path:
@@ -64,9 +78,10 @@ def build(name: str, seed: int | None = None) -> nn.Module:
     return net
 
 
-def save(model: nn.Module, path, name: str, **meta) -> None:
-    """Write ``model``'s state dict to ``path`` (.npz) under architecture ``name`` (big tensors as int8)."""
-    save_state(model, path, name, **meta)
+def save(model: nn.Module, path, name: str, *, float16: bool = False, **meta) -> None:
+    """Write ``model``'s state dict to ``path`` (.npz) under architecture ``name`` (big tensors as int8; with
+    ``float16`` the other weight tensors as float16: :func:`chainlab.nets.storage.save_state`)."""
+    save_state(model, path, name, float16=float16, **meta)
 
 
 def _from_file(p: Path) -> nn.Module:

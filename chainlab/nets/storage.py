@@ -3,7 +3,10 @@
 * :func:`save_state` / :func:`read_state` — a model file: one array per state-dict entry plus
   ``__arch__`` (the architecture name) and ``__meta__<key>`` entries.  Float tensors with more than
   ``QUANTIZE_ABOVE`` entries are stored as int8 with one float32 scale per row
-  (:func:`quantize_rows`: symmetric, scale = max|row| / 127); the stored net *is* the dequantized one.
+  (:func:`quantize_rows`: symmetric, scale = max|row| / 127); with ``float16=True`` the other weight
+  tensors (≥ 2 axes: linear matrices, conv kernels) are stored as float16 (relative rounding error
+  ≤ 2⁻¹¹; biases and BatchNorm entries stay float32).  The stored net *is* the rounded one: reading
+  returns those values as float32.
 * :func:`read_state_dict` — a state dict from ``.pt``/``.pth`` (``torch.load(weights_only=True)``:
   a file that would run code when unpickled — a pickled ``nn.Module`` — is refused) or ``.npz``.
 * :func:`read_npz` — every member of a ``.npz`` as a plain array (``allow_pickle=False``), or a
@@ -54,8 +57,10 @@ def dequantize_rows(q: np.ndarray, scale: np.ndarray, dtype=np.float64) -> np.nd
     return (q.astype(dtype) * scale.astype(dtype).reshape((-1,) + (1,) * (q.ndim - 1)))
 
 
-def save_state(model: nn.Module, path, arch: str, **meta) -> None:
-    """Write ``model``'s state dict to ``path`` (.npz) with its architecture name, atomically."""
+def save_state(model: nn.Module, path, arch: str, *, float16: bool = False, **meta) -> None:
+    """Write ``model``'s state dict to ``path`` (.npz) with its architecture name, atomically: float tensors
+    with more than QUANTIZE_ABOVE entries as int8 per row; with ``float16`` the other float tensors of ≥ 2 axes
+    as float16."""
     arrays = {"__arch__": np.array(arch)}
     for k, v in meta.items():
         arrays[f"__meta__{k}"] = np.array(v)
@@ -63,6 +68,8 @@ def save_state(model: nn.Module, path, arch: str, **meta) -> None:
         a = t.detach().cpu().numpy()
         if a.dtype.kind == "f" and a.size > QUANTIZE_ABOVE:
             arrays[f"{key}::q"], arrays[f"{key}::scale"] = quantize_rows(a)
+        elif float16 and a.dtype.kind == "f" and a.ndim >= 2:
+            arrays[key] = a.astype(np.float16)
         else:
             arrays[key] = a
     with atomic_path(Path(path).with_suffix(".npz")) as tmp:
@@ -142,7 +149,7 @@ def read_state(path) -> tuple[str | None, dict, dict]:
                                      "values and one float scale per row")
             state[base] = torch.from_numpy(dequantize_rows(v, scale, np.float32))
         else:
-            state[k] = _tensor(path, k, v)
+            state[k] = _tensor(path, k, v.astype(np.float32) if v.dtype == np.float16 else v)   # float16 storage
     return arch, state, meta
 
 
