@@ -389,3 +389,18 @@ def test_empty_inputs_have_zero_units_and_spearman_of_a_constant_is_zero():
 def test_loglog_slope_of_two_points():
     assert stats.loglog_slope([1.0, 2.0], [5.0, 20.0]) == pytest.approx(2.0)
     assert stats.loglog_slope([2.0, 2.0, 4.0], [1.0, 1.0, 8.0]) == pytest.approx(3.0)
+
+
+def test_bca_keeps_finite_ends_when_every_replicate_is_above_the_estimate():
+    """The mirror case: θ̂ below every replicate → the bias correction is clamped to ½/B (the reference's ends)."""
+    x = np.arange(12.0)
+    stat = lambda d: -float(len(np.unique(d))) - 1e-3 * float(np.mean(d))    # noqa: E731
+    e = stats.bca_ci(x, stat, B=400, seed=1)
+    theta, lo, hi, _ = _bca_by_hand(x, stat, 400, 1)
+    assert math.isfinite(e.lo) and e.value <= e.lo <= e.hi
+    assert (e.lo, e.hi) == (pytest.approx(lo, rel=1e-12), pytest.approx(hi, rel=1e-12))
+
+
+def test_spearman_of_two_points():
+    assert stats.spearman([1.0, 2.0], [3.0, 5.0]) == 1.0
+    assert stats.spearman([1.0, 2.0], [5.0, 3.0]) == -1.0

@@ -122,7 +122,7 @@ def loglog_slope(x, y) -> float | None:
         return None
     if np.any(x <= 0) or np.any(y <= 0):
         return None
-    if np.all(x == x[0]):
+    if np.all(x == x[0]):                                      # equivalent mutant: x[1] (all equal either way)
         return None
     u, v = np.log(x), np.log(y)
     du = u - u.mean()
