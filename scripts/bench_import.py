@@ -77,7 +77,8 @@ def main(argv=None):
                 print(f"  {s:36s} {med[s]:9.3f} {min(v):7.3f} {max(v):7.3f} {med[s] - torch_s:+15.3f} "
                       f"{med[s] / torch_s:15.3g}")
             extra = med["import torch, chainlab"] - torch_s
-            print(f"  import chainlab adds {extra:.3f} s to import torch (target ≤ {TARGET} s: "
+            print(f"summary: {'this tree' if t == ROOT else t.name}: import chainlab adds {extra:.3f} s to import torch "
+                  f"({med['import torch']:.2f} s; target ≤ {TARGET} s: "
                   f"{'met' if extra <= TARGET else 'NOT met'})"
                   + (f"; all layers add {med['from chainlab import *'] - torch_s:.3f} s" if not a.smoke else ""))
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")

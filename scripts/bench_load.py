@@ -79,7 +79,7 @@ def main(argv=None):
             idle = timed(policy, claims, 0)
             busy = timed(policy, claims, a.load)
             slow[policy] = busy / idle
-            print(f"| {policy} | {idle:.2f} | {busy:.2f} | {slow[policy]:.2f}× |")
+            print(f"| {policy} | {idle:.4f} | {busy:.4f} | {slow[policy]:.2f}× |")
         print(f"summary: under a competing {a.load}-process load verify --quick slows {slow['PASSIVE']:.2f}× with "
               f"sleeping OpenMP threads (the command line's setting) and {slow['ACTIVE']:.2f}× with spinning ones")
 

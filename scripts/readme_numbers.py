@@ -10,7 +10,7 @@ rewrites each from ``results/``:
 * ``mutation``  — the mutation score of the decision code from ``results/mutation.json``
                   (``scripts/mutation.py --output results/mutation.json``);
 * ``bench-NAME`` — the summary lines of ``results/bench_NAME.txt`` (the output of ``scripts/bench_NAME.py``):
-                  every line of that file that starts with ``| `` or ``summary:``.
+                  its table lines (starting with ``|``), then its ``summary:`` lines.
 
     python scripts/readme_numbers.py           # rewrite README.md
     python scripts/readme_numbers.py --check   # exit 1 when README.md and results/ disagree (a test runs this)
@@ -107,8 +107,12 @@ def mutation(results: Path) -> str:
 
 def bench(results: Path, name: str) -> str:
     src = results / f"bench_{name}.txt"
-    keep = [ln for ln in src.read_text().splitlines() if ln.startswith("| ") or ln.startswith("summary:")]
-    return "\n".join(keep) + "\n" + f"\n(`python scripts/bench_{name}.py`, output committed in `results/bench_{name}.txt`)\n"
+    lines = src.read_text().splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]
+    summary = [ln for ln in lines if ln.startswith("summary:")]
+    parts = ["\n".join(table), "\n".join(summary)]
+    return "\n\n".join(p for p in parts if p) + "\n" + \
+        f"\n(`python scripts/bench_{name}.py`, output committed in `results/bench_{name}.txt`)\n"
 
 
 def render(name: str, results: Path) -> str:

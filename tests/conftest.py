@@ -1,4 +1,9 @@
 """Shared fixtures: shipped nets, random nets with every supported layer, autograd oracles."""
+import os
+
+# OpenMP threads sleep while they wait (as the command line sets): on a loaded machine spinning threads make the
+# suite several times slower than the load explains (scripts/bench_load.py); set before torch is imported
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections import OrderedDict
 
 import numpy as np
