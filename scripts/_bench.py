@@ -6,6 +6,9 @@
   the time and the load of the machine, so that the README's numbers can be regenerated from committed
   output (e.g. ``--output results/bench_products.txt``).
 
+:func:`export_tree`: the package of a git ref as it would be installed, for old-vs-new runs; :func:`child_json`:
+run Python code in a fresh process and read the JSON it prints after a tag.
+
 :func:`threads`: the torch threads a benchmark uses, 2 (the machine's cores) unless ``OMP_NUM_THREADS`` says
 otherwise (tests/test_scripts.py runs two smoke runs at a time on one thread each).
 """
@@ -13,9 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def threads() -> int:
@@ -64,3 +72,22 @@ def printed_to(path):
         finally:
             sys.stdout.flush()
             sys.stdout = stdout
+
+
+def export_tree(ref: str, dest: Path) -> Path:
+    """``git archive ref`` of this repository into ``dest``, with kernels/ as chainlab/kernels (setup.cfg's mapping)."""
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
+    shutil.copytree(dest / "kernels", dest / "chainlab" / "kernels", dirs_exist_ok=True)
+    return dest
+
+
+def child_json(code: str, *, tag: str, what: str, cwd=None, env=None):
+    """Run ``python -c code`` in a fresh process and return the JSON on its stdout line starting with ``tag``;
+    SystemExit naming ``what``, the exit code and the end of stderr when it fails or prints no such line."""
+    p = subprocess.run([sys.executable, "-c", code], cwd=None if cwd is None else str(cwd), env=env,
+                       capture_output=True, text=True)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith(tag)), None)
+    if p.returncode != 0 or line is None:
+        raise SystemExit(f"{what} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
+    return json.loads(line[len(tag):])

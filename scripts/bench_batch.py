@@ -15,11 +15,7 @@ in float64).  Timings need an idle machine.  Run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -68,23 +64,11 @@ print("RESULT " + json.dumps(out))
 '''
 
 
-def export_tree(ref: str, dest: Path) -> Path:
-    """``git archive ref`` of this repository into dest, with kernels/ as chainlab/kernels (setup.cfg's mapping)."""
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
-    shutil.copytree(dest / "kernels", dest / "chainlab" / "kernels", dirs_exist_ok=True)
-    return dest
-
-
 def run_child(tree: Path, args, methods) -> dict:
     code = CHILD.format(scripts=str(ROOT / "scripts"), threads=args.threads, net=args.net, images=args.images,
                         methods=tuple(methods))
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tree), env=env, capture_output=True, text=True)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        raise SystemExit(f"the child for {tree} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    res = json.loads(line[len("RESULT "):])
+    res = _bench.child_json(code, tag="RESULT ", what=f"the child for {tree}", cwd=tree,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
     if not Path(res["chainlab"]).resolve().is_relative_to(tree.resolve()):
         raise SystemExit(f"the child for {tree} imported chainlab from {res['chainlab']}")
     return res
@@ -108,7 +92,7 @@ def main():
 
 def compare(a, methods):
     with tempfile.TemporaryDirectory(prefix="chainlab-old-") as tmp:
-        old = run_child(export_tree(a.old, Path(tmp)), a, methods)
+        old = run_child(_bench.export_tree(a.old, Path(tmp)), a, methods)
         new = run_child(ROOT, a, methods)
     print(f"{a.net}, {a.images} images, batches of 25, float32, {a.threads} threads; old = {a.old}, new = this tree")
     print(f"{'method':24s} {'old s':>8s} {'new s':>8s} {'old/new':>8s} {'CSC input old':>16s} {'new':>16s}")

@@ -13,12 +13,8 @@ twice).  Needs an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import _bench
@@ -41,12 +37,8 @@ def _spin(stop):
 
 def run_child(policy: str, claims) -> float:
     env = dict(os.environ, OMP_WAIT_POLICY=policy, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    p = subprocess.run([sys.executable, "-c", CHILD.format(claims=claims)], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")), None)
-    if p.returncode != 0 or line is None:
-        raise SystemExit(f"bench_load: verify --quick failed ({policy}):\n{p.stderr[-3000:]}")
-    return json.loads(line[6:])["seconds"]
+    return _bench.child_json(CHILD.format(claims=claims), tag="BENCH ", what=f"bench_load: verify --quick ({policy})",
+                             cwd=ROOT, env=env)["seconds"]
 
 
 def timed(policy: str, claims, load: int) -> float:
@@ -72,8 +64,8 @@ def main(argv=None):
     with _bench.printed_to(a.output):
         print(f"verify --quick ({'claims ' + ','.join(claims) if claims else 'every claim'}), 2 torch threads, "
               f"{os.cpu_count()} cores; competing load: {a.load} busy processes")
-        print(f"| OMP_WAIT_POLICY | idle s | under load s | slow-down |")
-        print(f"|---|---:|---:|---:|")
+        print("| OMP_WAIT_POLICY | idle s | under load s | slow-down |")
+        print("|---|---:|---:|---:|")
         slow = {}
         for policy in ("ACTIVE", "PASSIVE"):
             idle = timed(policy, claims, 0)

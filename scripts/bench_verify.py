@@ -24,10 +24,7 @@ the options of scripts/bench_verify_own.py, which it runs (e.g. ``--model torchv
 ``--smoke``: digits-cnn, 2 images (1 per image in the baseline), claim S4 of ``verify --quick`` (seconds).
 """
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,30 +80,17 @@ sys.stdout.write("BENCH " + json.dumps(out))
 """
 
 
-def _export(ref: str, dest: Path) -> Path:
-    """The package of git ref ``ref`` as it would be installed (kernels/ → chainlab/kernels) under ``dest``."""
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
-    shutil.copytree(dest / "kernels", dest / "chainlab" / "kernels", dirs_exist_ok=True)
-    return dest
-
-
 def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=str(path), CHAINLAB_DATA=str(ROOT / "data"), OMP_NUM_THREADS=str(threads),
                NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    p = subprocess.run([sys.executable, "-c", _CHILD.format(quick=quick, claims=list(claims), images=int(images))],
-                       cwd=path, env=env,
-                       capture_output=True, text=True)
-    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")), None)
-    if p.returncode != 0 or line is None:
-        raise SystemExit(f"bench: the run at {path} failed:\n{p.stderr[-3000:]}")
-    return json.loads(line[6:])
+    return _bench.child_json(_CHILD.format(quick=quick, claims=list(claims), images=int(images)), tag="BENCH ",
+                             what=f"bench: the run at {path}", cwd=path, env=env)
 
 
 def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> None:
     """Part 3 of the module docstring."""
     with tempfile.TemporaryDirectory(prefix="chainlab-bench-") as d:
-        old = _stages(_export(ref, Path(d)), quick, claims, threads, images)
+        old = _stages(_bench.export_tree(ref, Path(d)), quick, claims, threads, images)
     new = _stages(ROOT, quick, claims, threads, images)
     size = f"the Sixt claims on {images} images per net" if images else ("--quick" if quick else "default run")
     print(f"\nverify stages, {ref} vs this tree ({size}; claims {','.join(claims)}; "

@@ -151,6 +151,11 @@ def scratch_copy(tmp: Path) -> Path:
     return tmp
 
 
+def _outcome(rc: int) -> str:
+    """A pytest exit code as a mutant's fate: 0 survived, 1 killed by a failing test, else killed by an error."""
+    return "survived" if rc == 0 else ("killed" if rc == 1 else f"killed (exit {rc})")
+
+
 def run_tests(tmp: Path, tests, timeout: float) -> str:
     env = dict(os.environ, PYTHONPATH=str(tmp), PYTHONDONTWRITEBYTECODE="1", CHAINLAB_DATA=str(ROOT / "data"))
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
@@ -158,7 +163,7 @@ def run_tests(tmp: Path, tests, timeout: float) -> str:
         p = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "killed (timeout)"
-    return "survived" if p.returncode == 0 else ("killed" if p.returncode == 1 else f"killed (exit {p.returncode})")
+    return _outcome(p.returncode)
 
 
 PRELOAD = ("numpy", "scipy", "scipy.stats", "scipy.sparse", "scipy.sparse.linalg", "torch", "torch.nn", "h5py",
@@ -210,7 +215,7 @@ def run_tests_forked(tmp: Path, tests, timeout: float) -> str:
     rc = os.waitstatus_to_exitcode(status)
     if rc == 99:
         raise SystemExit(f"mutation: the tests imported chainlab from outside the scratch copy {tmp}; stopping")
-    return "survived" if rc == 0 else ("killed" if rc == 1 else f"killed (exit {rc})")
+    return _outcome(rc)
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -127,16 +126,12 @@ def run_old(ref: str, nets, n) -> dict:
     """The measurement in a child process importing chainlab from an export of ``ref``."""
     with tempfile.TemporaryDirectory(prefix="chainlab-old-") as tmp:
         sys.path.insert(0, str(ROOT / "scripts"))
-        from bench_batch import export_tree
-        tree = export_tree(ref, Path(tmp))
+        import _bench
+        tree = _bench.export_tree(ref, Path(tmp))
         code = MEASURE + "\nimport json\nprint('RESULT ' + json.dumps({n: measure(n, %d, %r) for n in %r}))\n" % (
             n, OLD_RULES, tuple(nets))
-        proc = subprocess.run([sys.executable, "-c", code], cwd=str(tree), capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(tree)})
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            raise SystemExit(f"the old tree's child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        return json.loads(line[len("RESULT "):])
+        return _bench.child_json(code, tag="RESULT ", what="the old tree's child", cwd=tree,
+                                 env={**os.environ, "PYTHONPATH": str(tree)})
 
 
 def show(title, res):
