@@ -76,6 +76,33 @@ def test_normalizations_are_the_authors_formulas():
     np.testing.assert_allclose(tot, D.reshape(3, -1).sum(1))
 
 
+def _authors_normalize_sanity(x, percentile):
+    """when_explanations_lie.py:84-97 as written (numpy 0/0 → NaN, np.clip keeps NaN)."""
+    vmin = np.percentile(x, percentile)
+    vmax = np.percentile(x, 100 - percentile)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip((x - vmin) / (vmax - vmin), 0, 1)
+
+
+def test_a_constant_map_has_no_ssim_as_in_the_authors_code():
+    """An all-zero map (the authors' ResNet rule clips the negative relevance of a negative random logit to 0 at
+    every residual sum) normalizes to 0/0 in the authors' code: its SSIM is undefined, never a small number that a
+    median could decide on."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3, 12, 12))
+    X[1] = 0.0
+    X[2] = 2.5                                                          # constant, not zero: also 0/0
+    for x, n in zip(X, normalize_sanity(X, 99.5)):
+        np.testing.assert_array_equal(np.isnan(n), np.isnan(_authors_normalize_sanity(x, 99.5)))
+        np.testing.assert_allclose(n[~np.isnan(n)], _authors_normalize_sanity(x, 99.5)[~np.isnan(n)], atol=1e-15)
+    Y = rng.normal(size=(3, 12, 12))
+    s = ssim_flipped(Y, X)
+    assert np.isfinite(s[0]) and np.isnan(s[1:]).all()
+    assert np.isnan(ssim_flipped(X, Y)[1:]).all()
+    from chainlab.measures.maps import undefined
+    assert undefined(s) == 2 and undefined(s[:1]) == 0
+
+
 def test_bootstrap_interval_of_the_median_has_the_asymptotic_width():
     v = np.random.default_rng(3).normal(size=2000)
     med, lo, hi = bootstrap_median(v, resamples=4000, level=0.99, seed=0)

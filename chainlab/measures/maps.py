@@ -28,7 +28,7 @@ from ..errors import InputError
 from ._common import record
 
 __all__ = ["ssim", "to_map", "random_logit_ssim", "REDUCTIONS", "reduce_channels", "normalize_sanity", "ssim_uniform",
-           "ssim_flipped", "normalize_abs", "class_difference", "bootstrap_median"]
+           "ssim_flipped", "undefined", "normalize_abs", "class_difference", "bootstrap_median"]
 
 
 def to_map(expl, image_shape=None) -> np.ndarray:
@@ -105,12 +105,14 @@ def _pct(M, q):
 
 def normalize_sanity(M, percentile: float = 99.5) -> np.ndarray:
     """clip((m − P_p(m)) / (P_(100−p)(m) − P_p(m)), 0, 1) per map of M (N, H, W) (Sixt's code: P_p ↦ 0,
-    P_(100−p) ↦ 1 — the map is inverted, the same for both maps of a comparison); a constant map ↦ 0."""
+    P_(100−p) ↦ 1 — the map is inverted, the same for both maps of a comparison).  A map whose two percentiles
+    coincide (a constant map, e.g. an all-zero one) is NaN everywhere, as 0/0 in the authors' code: its SSIM is
+    undefined, not 0 (a claim counts such images apart, :func:`undefined`)."""
     M = np.asarray(M, dtype=np.float64)
     vmin, vmax = _pct(M, percentile), _pct(M, 100.0 - percentile)
     den = vmax - vmin
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den != 0, (M - vmin) / np.where(den != 0, den, 1.0), 0.0)
+        out = np.where(den != 0, (M - vmin) / np.where(den != 0, den, 1.0), np.nan)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -146,6 +148,11 @@ def ssim_flipped(X, Y, percentile: float = 99.5, win: int = 5, data_range: float
     nx = normalize_sanity(X, percentile)
     return np.maximum(ssim_uniform(nx, normalize_sanity(Y, percentile), win, data_range),
                       ssim_uniform(nx, normalize_sanity(-Y, percentile), win, data_range))
+
+
+def undefined(values) -> int:
+    """How many per-image values are NaN (an SSIM with a constant map, :func:`normalize_sanity`)."""
+    return int(np.isnan(np.asarray(values, dtype=np.float64)).sum())
 
 
 def normalize_abs(X, percentile: float = 99.5) -> np.ndarray:

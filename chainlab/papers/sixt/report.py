@@ -23,6 +23,7 @@ import numpy as np
 
 from ... import measures as _measures
 from ...measures.csc import random_baseline
+from ...measures.maps import undefined
 from ..panels import figure, num, palette, save, select, valued
 from ..stats import median_ci
 from ..verdict import Estimate
@@ -212,11 +213,26 @@ def _sanity_groups(d, spec, key):
     return conv, rest
 
 
+def undefined_text(d, key) -> str:
+    """Where a map was constant (SSIM undefined, left out of the median): '<net>/<method> k of n images; …'."""
+    items = []
+    for (role, mid), v in sorted(d[key].items(), key=str):
+        k = undefined(v)
+        if k:
+            items.append(f"{role}/{method_label(mid)} {k} of {len(v)} images")
+    return "; ".join(items)
+
+
 def observed_sanity(data, spec, key, missing) -> str:
     out = []
     for s, d in sorted(data.items()):
         conv, rest = _sanity_groups(d, spec, key)
-        out.append(f"{_seed_prefix(data, s)}median SSIM — converging: {_listing(conv)}. Rest: {_listing(rest)}")
+        line = f"{_seed_prefix(data, s)}median SSIM — converging: {_listing(conv)}. Rest: {_listing(rest)}"
+        und = undefined_text(d, key)
+        if und:
+            line += (f". SSIM undefined (one map constant — 0/0 in the authors' normalize_sanity —, left out of the "
+                     f"median): {und}")
+        out.append(line)
     return ". ".join(out) + "." + missing_text(missing, " ")
 
 
