@@ -33,6 +33,7 @@ import torch
 from scipy import stats
 
 from ..errors import InputError
+from . import lapack
 from .cone import projective_diameter
 
 __all__ = ["decay_fit", "column_ratio", "column_diameter", "zero_lines", "birkhoff_tau", "VGG16_SHAPES",
@@ -70,7 +71,7 @@ def column_ratio(Y) -> float:
     Y = np.asarray(Y, dtype=np.float64)
     if Y.shape[1] < 2:
         return None
-    s = np.linalg.svd(Y, compute_uv=False)
+    s = lapack.svd(Y, compute_uv=False)
     if s[0] == 0:
         return None
     s2 = s[1] if s[1] > s[0] * max(Y.shape) * np.finfo(np.float64).eps else 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from . import lapack
 from ._common import ratio
 
 __all__ = ["centre_tap", "full_kernel", "sigma_ratio", "interlayer_members_full", "interlayer_ratios", "fig3"]
@@ -50,7 +51,7 @@ def full_kernel(K) -> np.ndarray:
 
 def sigma_ratio(M):
     """σ1/σ2 of a matrix (inf for rank 1, None for 0)."""
-    s = np.linalg.svd(np.asarray(M, dtype=np.float64), compute_uv=False)
+    s = lapack.svd(np.asarray(M, dtype=np.float64), compute_uv=False)
     return ratio(float(s[0]), float(s[1]) if s.size > 1 else 0.0)
 
 
@@ -63,7 +64,7 @@ def _diag(s, n):
 
 def interlayer_members_full(mats) -> list:
     """T_l = diag(√σ_l) V_l U_(l+1) diag(√σ_(l+1)) (square, zero-padded) for consecutive matrices M_l."""
-    svd = [np.linalg.svd(np.asarray(M, dtype=np.float64), full_matrices=True) for M in mats]
+    svd = [lapack.svd(np.asarray(M, dtype=np.float64), full_matrices=True) for M in mats]
     out = []
     for (_, s1, v1), (u2, s2, _) in zip(svd, svd[1:]):
         if v1.shape[0] != u2.shape[0]:
