@@ -32,7 +32,7 @@ R, N, U, X_ = Outcome.REPRODUCED, Outcome.NOT_REPRODUCED, Outcome.INCONCLUSIVE, 
 IMAGES = torch.rand((12, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 BLURS = (4.0, 2.0, 1.0, 0.0)                      # for β = 1, 3, 10, ∞: smaller β, smoother gradient
 GRID = {"scenes-cnn-softplus1": 1.0, "scenes-cnn-softplus3": 3.0, "scenes-cnn-softplus10": 10.0,
-        P.RELU_NET: math.inf}
+        P.ACTIVATION_RELU: math.inf}
 
 
 def blur_net(s, seed=0):
@@ -232,7 +232,7 @@ def test_m4_controls(order, want):
 @pytest.mark.parametrize("order,want", [(1, R), (-1, N)])
 def test_m5_controls(order, want):
     ctx = ctx_of(extended=True)
-    pairs = [("scenes-cnn-softplus1", 3.0 if order > 0 else 0.0), (P.RELU_NET, 0.0 if order > 0 else 3.0)]
+    pairs = [("scenes-cnn-softplus1", 3.0 if order > 0 else 0.0), (P.ACTIVATION_RELU, 0.0 if order > 0 else 3.0)]
     (v,) = mehrpanah.CLAIMS["M5"](register(ctx, pairs, seeds=(0,)))
     assert v.outcome is want and len(v.decision.parts) == 1, v.decision.parts
 

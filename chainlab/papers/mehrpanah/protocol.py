@@ -3,7 +3,8 @@
 Roles:
 
 * the activation study (M1) — ``BETAS``: scenes-cnn with Softplus(β) in place of every ReLU for the authors'
-  grid (their small β 0.1 … 0.9, then 1, 3, 10, 30) and ReLU (β = ∞), every one from several seeds
+  grid (their small β 0.1 … 0.9, then 1, 3, 10, 30) and ReLU (β = ∞: ``ACTIVATION_RELU``, the training run of
+  ``RELU_NET`` whose seeds ship under the weight-norm study's name), every one from several seeds
   (``<net>-seed<k>``); a net enters only if it trained (held-out accuracy ≥ 0.6, the authors' rule);
 * the ReLU net (M2, M3) — ``RELU_NET`` (or the first net the user registered);
 * the ablations (M4, ``--extended``): the authors' depth ablation (their SimpleConvNet with d = 1 … 5 blocks,
@@ -27,13 +28,16 @@ from ...nets import models
 from ...studies import AUTHORS_GRADCAM
 from ..seeds import family, seed_of
 
-__all__ = ["BETAS", "QUICK_BETAS", "RELU_NET", "PIXEL_STD", "AUTHORS_SIGMAS", "DECIDED_SIGMA", "ACC_MIN", "methods",
+__all__ = ["BETAS", "QUICK_BETAS", "RELU_NET", "ACTIVATION_RELU", "PIXEL_STD", "AUTHORS_SIGMAS", "DECIDED_SIGMA", "ACC_MIN", "methods",
            "sg_label", "Sizes", "sizes", "activation_study", "relu_net", "DEPTHS", "depth_study", "l2_study",
            "REGULARIZED", "DECIDED", "BESIDE", "EXTENDED"]
 
 RELU_NET = "scenes-cnn-relu"
+# the ReLU (β = ∞) of the activation study: scenes-cnn-wd1e-4 is the same training run as scenes-cnn-relu (the same
+# recipe, weight decay 1e-4; seed 0's weights are identical, data/README.md), and its further seeds ship under that name
+ACTIVATION_RELU = "scenes-cnn-wd1e-4"
 SMALL_BETAS = tuple(k / 10 for k in range(1, 10))                  # their SOFTPLUS_B_1 … _9 (utils.py:63-72)
-BETAS = {**{f"scenes-cnn-softplus{b:g}": b for b in SMALL_BETAS + (1.0, 3.0, 10.0, 30.0)}, RELU_NET: math.inf}
+BETAS = {**{f"scenes-cnn-softplus{b:g}": b for b in SMALL_BETAS + (1.0, 3.0, 10.0, 30.0)}, ACTIVATION_RELU: math.inf}
 QUICK_BETAS = {n: b for n, b in BETAS.items() if b >= 1.0}
 PIXEL_STD = 0.30           # std of the pixels of data.test_set("scenes") (0.3004): σ in [0, 1] units = σ_std × 0.30
 AUTHORS_SIGMAS = (1e-3, 1e-2, 1e-1)     # their SmoothGrad sweep in standardized units; 0.1 is their final setting
