@@ -346,6 +346,15 @@ def test_loglog_slope_refuses_zero_values():
     assert stats.loglog_slope([1.0, 2.0, 3.0], [0.0, 2.0, 3.0]) is None
 
 
+def test_bca_without_one_finite_replicate_has_no_interval():
+    """The statistic is finite on the data but on no resample (20 distinct rows: a resample repeats one with
+    probability 1 − 20!/20²⁰ ≈ 1 − 2e-8): no replicate, so no interval — not the zero-width one that an empty
+    replicate set would otherwise pass through 'every replicate equals the estimate'."""
+    x = np.arange(20.0)
+    e = stats.bca_ci(x, lambda d: float(d.mean()) if np.unique(d).size == d.size else np.nan, B=50)
+    assert e.value == 9.5 and e.lo == -math.inf and e.hi == math.inf
+
+
 def test_bca_keeps_finite_ends_when_every_replicate_is_below_the_estimate():
     """θ̂ above every replicate (distinct units counted, plus a small continuous part so that the replicates
     differ): the bias correction is clamped to 1 − ½/B and both ends are finite and the reference's."""
