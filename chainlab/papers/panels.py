@@ -68,6 +68,23 @@ def figure(n_panels, ncols=3, w=4.2, h=3.2):
     return fig, axes[:n_panels]
 
 
+def style_axes(ax, title=None, xlabel=None, ylabel=None, *, xscale=None, yscale=None, xbase=None, size=8,
+               ticks=7):
+    """The papers' panel style in one call: scales (``xbase``: the log base of the x axis), title and axis labels
+    at font ``size``, tick labels at ``ticks``."""
+    if xscale:
+        ax.set_xscale(xscale, **({"base": xbase} if xbase else {}))
+    if yscale:
+        ax.set_yscale(yscale)
+    if title is not None:
+        ax.set_title(title, fontsize=size)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel, fontsize=size)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=size)
+    ax.tick_params(labelsize=ticks)
+
+
 def save(fig, out: Path, name: str) -> str:
     fig.savefig(out / name)
     return name

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import stats
 from ..context import fmt
-from ..panels import figure, num, palette, save, select
+from ..panels import figure, num, palette, save, select, style_axes
 from . import decide as D
 from . import protocol as P
 
@@ -269,12 +269,8 @@ def plot_constants(records, out):
         _panel(ax, {k: v for k, v in emp.items() if k[0] == rule}, {}, hollow=True, fit=False)
         _guide(ax, sub or {(rule, "controlled", c): v for c, v in ctrl.items()})
         e = stats.mean_ci(slopes)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{rule}: c_norm1 slope {_est(e)}", fontsize=8)
-        ax.set_xlabel("Π_l ‖W_l‖_∞", fontsize=8)
-        ax.set_ylabel("c_norm1 (filled), C_emp (hollow)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        style_axes(ax, f"{rule}: c_norm1 slope {_est(e)}", "Π_l ‖W_l‖_∞", "c_norm1 (filled), C_emp (hollow)",
+                   xscale="log", yscale="log")
     axes[0].legend(fontsize=6, loc="best")
     return save(fig, out, "binder_constants.png"), (
         "The constant of the componentwise bound, c_norm1 = Π_l ‖M_l(x)‖₁ (filled), and the attribution's own "
@@ -304,11 +300,8 @@ def plot_support(records, out):
         for rule in rules:
             sub = [(v[0], v[1]) for k, v in pts.items() if k[0] == rule]
             ax.scatter([v[0] for v in sub], [v[1] for v in sub], s=18, color=colors[rule], label=rule)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        style_axes(ax, None, "Π_l ‖W_l‖_∞", xscale="log", yscale="log")
         ax.set_title(f"{pert}: {label}", fontsize=9)
-        ax.set_xlabel("Π_l ‖W_l‖_∞", fontsize=8)
-        ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     return save(fig, out, "binder_support.png"), (
         "B3: the factor of the Hoeffding range that does not involve the logit, Π_l c_l(S) — the a-priori per-layer "
@@ -351,8 +344,7 @@ def plot_tightness(records, out):
         ax.set_yscale("log")
         ax.set_xticks(range(len(rules)), [str(r) for r in rules], rotation=25, ha="right", fontsize=7)
         ax.axhline(1.0, color="k", lw=0.8, ls=":")
-        ax.set_title(f"tightness: {lab}", fontsize=9)
-        ax.tick_params(labelsize=7)
+        style_axes(ax, f"tightness: {lab}", size=9)
     axes[0].legend(fontsize=6)
     return save(fig, out, "bounds_tightness.png"), (
         "How tight the bounds are (observed / bound, log scale; 1 = attained) per rule and net (median over seeds "
@@ -390,12 +382,7 @@ def plot_rates(records, out):
             n0, e0, n1 = first
             ns = np.geomspace(n0, n1, 10)
             ax.plot(ns, e0 * (ns / n0) ** -0.5, "k--", lw=1, label="slope −1/2")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{pert} · {rule}", fontsize=8)
-        ax.set_xlabel("N (copies averaged)", fontsize=8)
-        ax.set_ylabel("e(N) / ‖r_L‖₁", fontsize=8)
-        ax.tick_params(labelsize=7)
+        style_axes(ax, f"{pert} · {rule}", "N (copies averaged)", "e(N) / ‖r_L‖₁", xscale="log", xbase=2, yscale="log")
     axes[0].legend(fontsize=6, loc="lower left")
     return save(fig, out, "averages.png"), (
         "Sup-error e(N) = ‖m_N − m_ref‖_∞ of the mean attribution over N perturbed copies against a reference mean of "

@@ -24,7 +24,7 @@ import numpy as np
 from ... import measures as _measures
 from ...measures.csc import random_baseline
 from ...measures.maps import undefined
-from ..panels import figure, num, palette, save, select, valued
+from ..panels import figure, num, palette, save, select, style_axes, valued
 from ..stats import median_ci
 from ..verdict import Estimate
 from . import decide as D
@@ -514,8 +514,7 @@ def plot_fig5(records, out):
             ax.invert_xaxis()
             names = {num(r["layer"]): r.get("to") for r in tied if r.get("to") is not None}
             ax.set_xticks(sorted(names), [str(names[k]) for k in sorted(names)], rotation=60, fontsize=5)
-            ax.set_title(_label(sub, m), fontsize=8)
-            ax.tick_params(labelsize=6)
+            style_axes(ax, _label(sub, m), ticks=6)
             ax.legend(fontsize=5)
         if methods:
             inj = next((r.get("inject") for r in sub if r.get("inject")), "?")
