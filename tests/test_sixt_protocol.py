@@ -220,3 +220,19 @@ def test_heatmaps_round_trip_through_the_records():
     d = decode_map(encode_map(m))
     s = np.percentile(np.abs(m), 99.5)
     np.testing.assert_allclose(d, np.clip(m / s, -1, 1), atol=0.005)
+
+
+def test_per_image_csc_statistics_by_hand():
+    """Median |cos| per image over the non-zero vectors and the counts in Fig. 5e–g's bins, on values worked out by
+    hand: odd and even counts, an image whose vectors are all zero."""
+    from chainlab.papers.sixt.measure import _per_image_stats
+
+    nan = np.nan
+    gaps = np.array([[[0.05, 0.005, nan, 0.5]],          # |cos| 0.95, 0.995, —, 0.5 → median gap 0.05
+                     [[0.05, 0.3, nan, nan]],            # |cos| 0.95, 0.7: an even count
+                     [[nan, nan, nan, nan]]], dtype=np.float32)
+    st = _per_image_stats(gaps)
+    np.testing.assert_allclose(st["csc"][:2], [1 - np.float32(0.05), 1 - (np.float32(0.05) + np.float32(0.3)) / 2])
+    assert np.isnan(st["csc"][2])
+    assert st["n_values"].tolist() == [3, 2, 0] and st["n_dropped"].tolist() == [1, 2, 4]
+    assert st["hist"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
