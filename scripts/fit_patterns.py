@@ -23,6 +23,8 @@ from chainlab.nets import manifest
 from chainlab.nets.architectures import INPUT_SHAPES
 
 PATTERN_NETS = ("digits-mlp", "digits-cnn", "sixt-cifar", "vgg-cifar", "resnet-cifar")
+# a further training seed of a pattern net (``<net>-seed<k>``) is fitted exactly as its net: same scenes, same storage
+SEEDED = tuple(n for base in PATTERN_NETS for n in chainlab.models.seed_names(base)[1:])
 N_SCENES = {"sixt-cifar": 5000, "vgg-cifar": 2000, "resnet-cifar": 2000}
 # arrays stored as int8 (one float32 scale per row) above this many entries; VGG's conv5–8 and fc1
 # patterns too, to keep data/ under its 40 MB budget (the script prints the resulting errors)
@@ -30,9 +32,14 @@ QUANTIZE_ABOVE = {"vgg-cifar": 100_000}
 SCENES_SEED = 123457
 
 
+def _base(name):
+    return chainlab.models.seed_names(name)[0]
+
+
 def training_inputs(name):
     if INPUT_SHAPES[name] == (1, 3, 32, 32):
-        return chainlab.data.model_input(name, chainlab.data.load_scenes("train", N_SCENES[name], seed=SCENES_SEED).x)
+        return chainlab.data.model_input(name, chainlab.data.load_scenes("train", N_SCENES[_base(name)],
+                                                                         seed=SCENES_SEED).x)
     return chainlab.data.model_input(name, chainlab.data.load_digits().x_train)
 
 
@@ -43,7 +50,7 @@ def test_inputs(name, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=PATTERN_NETS)
+    ap.add_argument("--only", choices=PATTERN_NETS + SEEDED)
     ap.add_argument("--kind", default="relu", choices=("relu", "linear", "both"))
     args = ap.parse_args()
     for name in ([args.only] if args.only else PATTERN_NETS):
@@ -52,7 +59,7 @@ def main():
         t = time.time()
         P = patterns.fit(net, X, kind=args.kind, batch_size=128, net_name=name)
         path = chainlab.models.data_dir() / f"patterns-{name}.npz"
-        P.save(path, quantize_above=QUANTIZE_ABOVE.get(name, patterns.QUANTIZE_ABOVE))
+        P.save(path, quantize_above=QUANTIZE_ABOVE.get(_base(name), patterns.QUANTIZE_ABOVE))
         manifest.record(path)                  # data/SHA256SUMS: patterns.load checks the file against it
         Q = patterns.load(path)
         print(f"{name}: fitted on {P.n_samples} images in {time.time() - t:.1f} s -> {path} "
