@@ -65,7 +65,7 @@ def test_shipped_nets_reach_their_documented_accuracy(name, digits, scenes_2000)
 
 def test_seed_names_follow_the_naming_convention():
     """data/README.md: seed 0 keeps the net's name, seed k > 0 is '<name>-seed<k>'."""
-    assert models.seed_names("scenes-cnn-wd0") == ("scenes-cnn-wd0", "scenes-cnn-wd0-seed1")
+    assert models.seed_names("scenes-cnn-wd0") == ("scenes-cnn-wd0", "scenes-cnn-wd0-seed1", "scenes-cnn-wd0-seed2")
     assert models.seed_names("scenes-cnn-wd0-seed1") == models.seed_names("scenes-cnn-wd0")
     assert models.seed_names("digits-mlp") == ("digits-mlp",)
     for bad in ("scenes-cnn-wd0-seed9", "no-such-net", "scenes-cnn-wd0-seed0"):
