@@ -12,7 +12,9 @@ rewrites each from ``results/``:
 * ``bench-NAME`` — the summary lines of ``results/bench_NAME.txt`` (the output of ``scripts/bench_NAME.py``, or
                   of ``scripts/bench_X.py`` with other options for ``bench_X-VARIANT.txt``): its tables (runs of
                   lines starting with ``|``, each with the ``table:`` line before it as caption), then its
-                  ``summary:`` lines, then the command that wrote the file (its header line).
+                  ``summary:`` lines, then the command that wrote the file (its header line);
+* ``output-STEM`` — the same of ``results/STEM.txt``, the output of another script (``--output``), e.g.
+                  ``output-residual_methods_agreement``.
 
     python scripts/readme_numbers.py           # rewrite README.md
     python scripts/readme_numbers.py --check   # exit 1 when README.md and results/ disagree (a test runs this)
@@ -111,8 +113,12 @@ def bench(results: Path, name: str) -> str:
     """The tables and summary lines of ``results/bench_NAME.txt``: each run of consecutive ``|`` lines is one table,
     preceded by the text of a ``table:`` line printed before it (its caption); then the ``summary:`` lines, one
     paragraph each; then the command that wrote the file, when and at what load (its ``# script args — …`` header line)."""
-    src = results / f"bench_{name}.txt"
-    lines = src.read_text().splitlines()
+    return output(results, f"bench_{name}")
+
+
+def output(results: Path, stem: str) -> str:
+    """:func:`bench` of any committed script output ``results/STEM.txt``."""
+    lines = (results / f"{stem}.txt").read_text().splitlines()
     parts, table, caption = [], [], None
     for ln in lines + [""]:
         if ln.startswith("|"):
@@ -124,10 +130,10 @@ def bench(results: Path, name: str) -> str:
         if ln.startswith("table:"):
             caption = ln[len("table:"):].strip()
     parts += [ln for ln in lines if ln.startswith("summary:")]
-    head = lines[0][2:] if lines and lines[0].startswith("# ") else f"bench_{name}.py"
+    head = lines[0][2:] if lines and lines[0].startswith("# ") else f"{stem}.py"
     command, _, when = head.partition(" — ")
     return "\n\n".join(parts) + "\n" + \
-        f"\n(`python scripts/{command}`{' — ' + when if when else ''}; output committed in `results/bench_{name}.txt`)\n"
+        f"\n(`python scripts/{command}`{' — ' + when if when else ''}; output committed in `results/{stem}.txt`)\n"
 
 
 def render(name: str, results: Path) -> str:
@@ -141,6 +147,8 @@ def render(name: str, results: Path) -> str:
         return mutation(results)
     if name.startswith("bench-"):
         return bench(results, name[len("bench-"):])
+    if name.startswith("output-"):
+        return output(results, name[len("output-"):])
     raise KeyError(f"README names an unknown generated block {name!r}")
 
 
