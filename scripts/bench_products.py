@@ -315,6 +315,11 @@ def main(argv=None):
         print(f"\nsummary: {args.net} at test digit 0, float64; numpy dgemm {gflops:.1f} GFLOP/s and memory read "
               f"bandwidth {bw1:.1f} GB/s on one thread, {bw:.1f} GB/s on all, measured in this run (a single-vector "
               f"SpMM is bound by reading its matrix once)")
+        if numba.get_num_threads() > 1 and bw < bw1:
+            print(f"summary: **the machine was oversubscribed**: reading memory on all {numba.get_num_threads()} threads "
+                  f"was slower than on one ({bw:.1f} vs {bw1:.1f} GB/s), so the threads of the parallel kernels (and of "
+                  "torch's autograd) waited for each other: their ratios in this run understate an idle machine; "
+                  "OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 compares one core with one core")
         print(f"summary: full `chain.prefix_products()` sweep (renormalized): {'; '.join(sweeps)}")
         print(f"summary: the three ways of propagating agree to {max(agree):.0e} relative"
               + (f"; the gradient chain equals float64 autograd to {grad:.0e}" if grad is not None else ""))

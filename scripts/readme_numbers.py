@@ -118,7 +118,11 @@ def bench(results: Path, name: str) -> str:
 
 def output(results: Path, stem: str) -> str:
     """:func:`bench` of any committed script output ``results/STEM.txt``."""
-    lines = (results / f"{stem}.txt").read_text().splitlines()
+    src = results / f"{stem}.txt"
+    if not src.exists():
+        raise SystemExit(f"README.md shows {src}, which does not exist: run the script named in the README beside the "
+                         f"block with --output {src.relative_to(results.parent) if results.parent in src.parents else src}")
+    lines = src.read_text().splitlines()
     parts, table, caption = [], [], None
     for ln in lines + [""]:
         if ln.startswith("|"):

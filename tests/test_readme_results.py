@@ -22,29 +22,46 @@ def test_readme_has_the_generated_blocks():
         assert name in names, f"README.md has no generated block {name!r}"
 
 
+def generated_names():
+    return [m.group("name") for m in readme_numbers.BLOCK.finditer((ROOT / "README.md").read_text())]
+
+
+def script_outputs():
+    """{results file: script that wrote it} of the README's bench-NAME and output-STEM blocks."""
+    out = {}
+    for name in generated_names():
+        if name.startswith("bench-"):
+            stem = "bench_" + name[len("bench-"):]
+            out[ROOT / "results" / f"{stem}.txt"] = stem.split("-")[0] + ".py"
+        elif name.startswith("output-"):
+            stem = name[len("output-"):]
+            out[ROOT / "results" / f"{stem}.txt"] = stem + ".py"
+    return out
+
+
 def test_every_bench_block_has_its_output_and_every_output_its_block():
     """README's ``bench-NAME`` blocks and the committed ``results/bench_NAME.txt`` files are the same set, and each
-    file names its command, the cores and the load average at its start (the header line of _bench.printed_to)."""
-    blocks = {m.group("name")[len("bench-"):] for m in readme_numbers.BLOCK.finditer((ROOT / "README.md").read_text())
-              if m.group("name").startswith("bench-")}
+    script output the README shows names its command, the cores and the load average at its start (the header
+    line of _bench.printed_to)."""
+    blocks = {n[len("bench-"):] for n in generated_names() if n.startswith("bench-")}
     files = {p.stem[len("bench_"):] for p in (ROOT / "results").glob("bench_*.txt")}
     assert blocks == files, f"blocks without output: {sorted(blocks - files)}, output without block: {sorted(files - blocks)}"
-    for name in files:
-        head = (ROOT / "results" / f"bench_{name}.txt").read_text().splitlines()[0]
-        script = name.split("-")[0]
-        assert head.startswith(f"# bench_{script}.py ") and " cores, load average " in head, (name, head)
+    for path, script in script_outputs().items():
+        assert path.exists(), f"README shows {path.name}, which is not committed"
+        head = path.read_text().splitlines()[0]
+        assert head.startswith(f"# {script} ") and " cores, load average " in head, (path.name, head)
 
 
 # written before every run ended with the machine line (cores, threads, load at start and at the end, run time)
-WITHOUT_MACHINE_LINE = {"import", "load"}
+WITHOUT_MACHINE_LINE = {"bench_import.txt", "bench_load.txt"}
 
 
-def test_bench_outputs_state_the_load_at_the_end():
-    for p in (ROOT / "results").glob("bench_*.txt"):
-        if p.stem[len("bench_"):] in WITHOUT_MACHINE_LINE:
+def test_script_outputs_state_the_load_at_the_end():
+    for path in script_outputs():
+        if path.name in WITHOUT_MACHINE_LINE:
             continue
-        lines = p.read_text().splitlines()
-        assert lines[-1].startswith("summary: machine: ") and " at the end " in lines[-1], (p.name, lines[-1])
+        last = path.read_text().splitlines()[-1]
+        assert last.startswith("summary: machine: ") and " at the end " in last, (path.name, last)
 
 
 def test_bench_block_renders_tables_captions_summaries_and_the_command(tmp_path):
