@@ -222,8 +222,8 @@ def run(args):
           f"(numpy index arithmetic + scipy COO→CSR) in the same run ({tot_s / tot_c:.3g}×); chainlab: best of "
           f"{args.repeat} builds, {'each build in a fresh process' if fresh else 'all in this process (smoke)'} (MiB: "
           f"its peak RSS growth); torch.func.jacrev of the same "
-          f"layer only where its dense float64 Jacobian is ≤ {args.jacrev_budget_gib:g} GiB (vmapped in chunks of outputs "
-          f"that keep its peak near that budget)")
+          f"layer only where its dense float64 Jacobian is ≤ {args.jacrev_budget_gib:g} GiB (vmapped over chunks of outputs "
+          f"so that its peak stays within a few times that budget)")
 
 
 if __name__ == "__main__":
