@@ -6,6 +6,11 @@
   the time and the load of the machine, so that the README's numbers can be regenerated from committed
   output (e.g. ``--output results/bench_products.txt``).
 
+The README's ``bench-NAME`` blocks (scripts/readme_numbers.py) show the lines of ``results/bench_NAME.txt``
+that start with ``|`` (tables printed by :func:`table`) and those that start with ``summary:``; the last
+summary line, printed by :func:`printed_to` at the end of every run, states the machine: cores, threads,
+the load average at the start and at the end, and how long the run took.
+
 :func:`export_tree`: the package of a git ref as it would be installed, for old-vs-new runs; :func:`child_json`:
 run Python code in a fresh process and read the JSON it prints after a tag.
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import time
 import json
 import os
 import shutil
@@ -53,11 +59,30 @@ class _Tee:
             st.flush()
 
 
+def table(header, rows):
+    """Print a markdown table: ``header`` (column names; the first column left-aligned, the rest right-aligned)
+    and ``rows`` (sequences of cells, already formatted)."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+
+
+def machine_summary(load_start: float, seconds: float) -> str:
+    """``summary: machine: …`` — cores, torch threads, the load average at the start and now, the run's seconds."""
+    return (f"summary: machine: {os.cpu_count()} cores, {threads()} torch threads; load average {load_start:.1f} at "
+            f"the start and {os.getloadavg()[0]:.1f} at the end (a shared machine: ratios within the run are "
+            f"meaningful, absolute times only at that load); the run took {seconds:.0f} s")
+
+
 @contextlib.contextmanager
 def printed_to(path):
-    """Within the block, print to stdout and (when ``path`` is not None) to ``path`` as well."""
+    """Within the block, print to stdout and (when ``path`` is not None) to ``path`` as well; when the block ends
+    without an error, print :func:`machine_summary` last."""
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
     if path is None:
         yield
+        print(machine_summary(load0, time.perf_counter() - t0))
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,8 +92,9 @@ def printed_to(path):
         try:
             print(f"# {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])} — "
                   f"{datetime.datetime.now().isoformat(timespec='seconds')}, {os.cpu_count()} cores, "
-                  f"load average {os.getloadavg()[0]:.1f} at start")
+                  f"load average {load0:.1f} at start")
             yield
+            print(machine_summary(load0, time.perf_counter() - t0))
         finally:
             sys.stdout.flush()
             sys.stdout = stdout

@@ -70,7 +70,7 @@ def bench_appends(chain, n, d: Path, label):
     print(f"{'#':>3s} {'archived':>8s}  {'append s':>9s} {'written MB':>10s}  {'copy-append s':>13s} {'written MB':>10s}"
           f"  {'ratio':>6s}")
     new, old = d / "new.h5", d / "old.h5"
-    rows = []
+    rows, written = [], []
     for i in range(n):
         t = time.perf_counter()
         key = archive.append(new, chain)
@@ -82,15 +82,23 @@ def bench_appends(chain, n, d: Path, label):
         to = time.perf_counter() - t
         wo = old.stat().st_size                         # the whole file is written again (copy + new chain)
         rows.append((tn, to))
+        written.append((wn, wo))
         print(f"{i:3d} {i:8d}  {tn:9.2f} {wn / 1e6:10.1f}  {to:13.2f} {wo / 1e6:10.1f}  {to / tn:6.3g}", flush=True)
     (tn0, to0), (tn1, to1) = rows[0], rows[-1]
     print(f"last/first append: chainlab.archive {tn1 / tn0:.3g}, copy-append {to1 / to0:.3g}; "
           f"archive sizes {du(new) / 1e6:.1f} MB vs {old.stat().st_size / 1e6:.1f} MB")
     with archive.open(new) as r:
         assert len(r) == n
+    q = max(1, n // 4)                  # medians over the first and the last quarter: one append is noisy on a busy machine
+    n0, n1 = np.median([t for t, _ in rows[:q]]), np.median([t for t, _ in rows[-q:]])
+    o0, o1 = np.median([t for _, t in rows[:q]]), np.median([t for _, t in rows[-q:]])
+    md = [label.split()[0], f"{written[0][0] / 1e6:.1f} MB", str(n), f"{n0:.3g} → {n1:.3g}", f"{n1 / n0:.3g}",
+          f"{max(w for w, _ in written) / 1e6:.1f} MB", f"{new.stat().st_size / 1e3:.1f} kB", f"{o0:.3g} → {o1:.3g}",
+          f"{o1 / o0:.3g}", f"{written[-1][1] / 1e6:.1f} MB", f"{sum(t for _, t in rows) / sum(t for t, _ in rows):.3g}×"]
     new.unlink()
     shutil.rmtree(new.with_name(new.name + ".chains"))
     old.unlink()
+    return md
 
 
 # -- formats (one chain) ---------------------------------------------------------------------------
@@ -158,13 +166,22 @@ def main(argv=None):
             bench_formats(*(a.formats + ["sixt-cifar", "zplus"][len(a.formats):]), d)
             return
         print(f"writing to {d} ({shutil.disk_usage(d).free / 1e9:.0f} GB free), {os.cpu_count()} CPUs")
+        md = []
         for net_name, n in zip(("digits-cnn", "sixt-cifar"), a.n):
             if n < 1:
                 continue
             t = time.perf_counter()
             chain = chain_of(net_name)
             print(f"\nextracted {net_name} zplus image 0 in {time.perf_counter() - t:.1f} s", flush=True)
-            bench_appends(chain, n, d, f"{net_name} zplus")
+            md.append(bench_appends(chain, n, d, f"{net_name} zplus"))
+        print("\ntable: seconds per append, the median over the first and over the last quarter of the appends (at least "
+              "one); written: bytes written by one append")
+        _bench.table(["chain (zplus, image 0)", "chain file", "appends", "`archive.append` s first → last", "last/first",
+                      "written per append", "index after the last", "copy-append (schema 1) s first → last",
+                      "last/first", "written by the last copy-append", "copy-append / append (sum over the appends)"], md)
+        print(f"summary: the same chain appended N times to a fresh archive in {d.parent} (every file fsynced): "
+              "chainlab.archive.append writes the new chain file and the index; the schema-1 copy-append copies the whole "
+              "archive, adds the chain and renames, so the bytes it writes grow with the chains archived")
         if a.smoke:
             print()
             bench_formats("digits-cnn", "zplus", d)

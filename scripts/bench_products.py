@@ -105,6 +105,8 @@ def read_bandwidth(mib=512, repeat=5):
 
 
 def spmm_table(chain, widths, repeat):
+    """Print the SpMM table; return {(layer group, c): [(CSC ratio, CSR ratio, rel diff)]} (ratio = scipy / ours)."""
+    ranges = {}
     print(f"  SpMM per sparse layer, M @ V with V: n_out x c (float64), median of {repeat} runs; M stored CSC, "
           "and the same matrix as CSR (conversion not timed)")
     print(f"  {'layer':8s} {'shape':>16s} {'nnz':>10s} {'c':>4s} {'CSC ours s':>10s} {'scipy s':>8s} {'ratio':>6s} "
@@ -121,9 +123,14 @@ def spmm_table(chain, widths, repeat):
             ref, t_ref = median_time(lambda: M @ V, repeat)
             ours_r, t_ours_r = median_time(lambda: pr.spmm(Mr, V), repeat)
             ref_r, t_ref_r = median_time(lambda: Mr @ V, repeat)
+            diff = max(rel(ours, ref), rel(ours_r, ref))
             print(f"  {name:8s} {str(M.shape):>16s} {M.nnz:10d} {c:4d} {t_ours:10.4f} {t_ref:8.4f} {t_ref / t_ours:6.3g} "
                   f"{t_ours_r:10.4f} {t_ref_r:8.4f} {t_ref_r / t_ours_r:6.3g} "
-                  f"{max(rel(ours, ref), rel(ours_r, ref)):9.1e} {streamed(M, c) / t_ours_r / 1e9:5.1f}")
+                  f"{diff:9.1e} {streamed(M, c) / t_ours_r / 1e9:5.1f}")
+            group = "conv" if name.startswith("conv") else "other"
+            ranges.setdefault((group, c), []).append((name, t_ref / t_ours, t_ref_r / t_ours_r, diff,
+                                                      streamed(M, c) / t_ours_r / 1e9))
+    return ranges
 
 
 def sweep_table(chain, peak_gflops):
@@ -132,6 +139,7 @@ def sweep_table(chain, peak_gflops):
           f"{'rel diff':>9s} {'GFLOP/s':>8s}")
     P = pr.product([chain[0]])                       # P_1 = M_1, stored as the products policy stores it
     tot_ours = tot_ref = 0.0
+    md = []
     for k in range(1, len(chain)):
         op = chain[k]
         P_ref = P if sp.issparse(P) else sp.csr_matrix(P)
@@ -155,9 +163,15 @@ def sweep_table(chain, peak_gflops):
         gfs = f"{gf:8.1f}" if gf is not None else f"{'':8s}"
         print(f"  {k + 1:2d} {chain.names[k]:7s} {kind:22s} {pr.density(new):8.3f} {t_ours:11.3f} {t_ref:9.3f} "
               f"{t_ref / t_ours:7.3g} {rel(new, ref):9.1e} {gfs}")
+        md.append([chain.rule, f"P_{k + 1} = P_{k} M_{k + 1} ({chain.names[k]})", kind.replace(" x ", " × ").replace("->", " → "),
+                   f"{pr.density(new):.3f}", f"{t_ours:.3g}", f"{t_ref:.3g}", f"{t_ref / t_ours:.3g}×",
+                   f"{rel(new, ref):.0e}", "" if gf is None else f"{gf:.1f}"])
         P = new
     print(f"  sum of steps: chainlab {tot_ours:.3g} s, scipy {tot_ref:.3g} s, ratio {tot_ref / tot_ours:.3g}; "
           f"numpy dgemm in this run: {peak_gflops:.1f} GFLOP/s")
+    md.append([chain.rule, "sum of the steps", "", "", f"**{tot_ours:.3g}**", f"{tot_ref:.3g}",
+               f"**{tot_ref / tot_ours:.3g}×**", "", ""])
+    return md
 
 
 def full_sweep(chain):
@@ -171,7 +185,7 @@ def full_sweep(chain):
     peak = peak_mib() - base
     print(f"  full chain.prefix_products() sweep (renormalized, k = 1..{last.k}): {secs:.2f} s, "
           f"peak RSS growth {peak:.0f} MiB (final log_scale {last.log_scale:.3g})")
-    return secs
+    return secs, peak
 
 
 def autograd_time(R, net) -> float:
@@ -223,14 +237,22 @@ def propagation(chain, model, x, n_vec, n_auto, net, fresh=True):
                        ("implicit chain (materialize=False), batched torch conv", t_imp)]:
         print(f"    {what:62s} {secs:7.2f} s   autograd/chainlab {t_torch / secs:6.3g}")
     print(f"    rel diff auto vs streamed {rel(auto_res, stream_res):.1e}, implicit vs streamed {rel(imp_res, stream_res):.1e}")
+    md = [[chain.rule, what.split(",")[0] + (f", {what.split(', ', 1)[1]}" if "," in what else ""), f"{secs:.3g}",
+           f"{t_torch:.3g}", f"{t_torch / secs:.3g}×"] for what, secs in
+          [("chain.apply, automatic association", t_auto), ("chain.apply, streamed through every sparse layer", t_stream),
+           ("implicit chain (materialize=False)", t_imp)]]
+    agree = max(rel(auto_res, stream_res), rel(imp_res, stream_res))
+    grad = None
     if chain.rule == "gradient":
         m64 = model.double()
         x64 = torch.as_tensor(x, dtype=torch.float64).clone().requires_grad_(True)
         o64 = m64(x64)
         G = [torch.autograd.grad(o64, x64, torch.as_tensor(R[:, j][None]), retain_graph=True)[0].reshape(-1).numpy()
              for j in range(5)]
-        print(f"  gradient: chainlab vs float64 autograd on 5 vectors, rel diff {rel(auto_res[:, :5], np.stack(G, 1)):.1e}")
+        grad = rel(auto_res[:, :5], np.stack(G, 1))
+        print(f"  gradient: chainlab vs float64 autograd on 5 vectors, rel diff {grad:.1e}")
     model.float()
+    return md, agree, grad
 
 
 def main(argv=None):
@@ -259,15 +281,54 @@ def main(argv=None):
               "threads (a vector SpMM moves at least its matrix once: GB/s column = that minimum / CSR time)")
         model = chainlab.models.load(args.net)
         x = chainlab.data.model_input(args.net, chainlab.data.load_digits().x_test[:1])
+        md_spmm, md_sweep, md_prop, sweeps, agree, grad = [], [], [], [], [], None
         for rule in args.rules:
             chain, t_ex = timed(chainlab.extract, model, x, rule)
             print(f"\n== {args.net}, rule {rule!r}: {len(chain)} operators, extracted in {t_ex:.1f} s")
-            spmm_table(chain, args.spmm_cols, args.repeat)
-            sweep_table(chain, gflops)
-            full_sweep(chain)
-            propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors), args.net,
-                        fresh=not args.smoke)
+            for (group, c), found in spmm_table(chain, args.spmm_cols, args.repeat).items():
+                csc, csr, diff, gbs = ([f[i] for f in found] for i in (1, 2, 3, 4))
+                md_spmm.append([rule, c, ", ".join(f[0] for f in found), spread(csc), spread(csr), f"{max(diff):.0e}",
+                                spread(gbs, "")])
+            md_sweep += sweep_table(chain, gflops)
+            secs, peak = full_sweep(chain)
+            sweeps.append(f"{rule} {secs:.3g} s (peak RSS growth {peak:.0f} MiB)")
+            md, a_, g_ = propagation(chain, model, x, args.vectors, min(args.autograd_vectors, args.vectors), args.net,
+                                     fresh=not args.smoke)
+            md_prop += md
+            agree.append(a_)
+            grad = g_ if g_ is not None else grad
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+        print(f"\ntable: SpMM M @ V per sparse layer of {args.net} (V: n_out × c; c = 1 a vector), scipy / chainlab time "
+              f"(median of {args.repeat} runs each, same operands; range over the layers), M as stored (CSC) and as CSR; "
+              f"rel diff: largest |chainlab − scipy| / max|scipy|; GB/s: the least bytes the product must read / "
+              f"CSR time")
+        _bench.table(["rule", "c", "layers", "CSC: scipy / chainlab", "CSR: scipy / chainlab", "rel diff", "GB/s"],
+                     md_spmm)
+        print(f"\ntable: the prefix sweep step by step, P_k = P_(k−1) M_k on the same operands: chainlab's "
+              f"`linalg.multiply` (representation chosen per step) vs scipy's all-sparse sweep (csr @ csr, csr @ dense)")
+        _bench.table(["rule", "step", "chainlab's product", "density", "chainlab s", "scipy s", "scipy / chainlab",
+                      "rel diff", "GFLOP/s"], md_sweep)
+        print(f"\ntable: {args.vectors} random vectors propagated from the top (float64) vs {args.vectors} torch "
+              f"autograd backward passes through the float32 model (one forward, retain_graph"
+              f"{'' if args.autograd_vectors >= args.vectors else f'; timed on {args.autograd_vectors}, scaled'})")
+        _bench.table(["rule", "chainlab", "chainlab s", "autograd s", "autograd / chainlab"], md_prop)
+        print(f"\nsummary: {args.net} at test digit 0, float64; numpy dgemm {gflops:.1f} GFLOP/s and memory read "
+              f"bandwidth {bw1:.1f} GB/s on one thread, {bw:.1f} GB/s on all, measured in this run (a single-vector "
+              f"SpMM is bound by reading its matrix once)")
+        if numba.get_num_threads() > 1 and bw < bw1:
+            print(f"summary: **the machine was oversubscribed**: reading memory on all {numba.get_num_threads()} threads "
+                  f"was slower than on one ({bw:.1f} vs {bw1:.1f} GB/s), so the threads of the parallel kernels (and of "
+                  "torch's autograd) waited for each other: their ratios in this run understate an idle machine; "
+                  "OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 compares one core with one core")
+        print(f"summary: full `chain.prefix_products()` sweep (renormalized): {'; '.join(sweeps)}")
+        print(f"summary: the three ways of propagating agree to {max(agree):.0e} relative"
+              + (f"; the gradient chain equals float64 autograd to {grad:.0e}" if grad is not None else ""))
+
+
+def spread(values, unit="×") -> str:
+    """'lo–hi' of positive values (one value: itself), 3 significant digits, then ``unit``."""
+    lo, hi = min(values), max(values)
+    return f"{lo:.3g}{unit}" if f"{lo:.3g}" == f"{hi:.3g}" else f"{lo:.3g}–{hi:.3g}{unit}"
 
 
 if __name__ == "__main__":

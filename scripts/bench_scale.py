@@ -94,6 +94,9 @@ def run(args):
     print(f"{args.net} {args.size}×{args.size}, rule {args.rule}, {args.dtype}, {len(chain)} operators "
           f"({', '.join(sorted({op.kind for op in chain}))}); torch threads {torch.get_num_threads()}")
     print(f"model build {t - t0:.1f} s, extraction (implicit) {t_ext:.1f} s, peak memory {peak_gb():.2f} GB")
+    md_layers, md_prefix, summary = [], [], [
+        f"{args.net} at {args.size}×{args.size} (seeded random input and init, seed {args.seed}), rule {args.rule}, "
+        f"{args.dtype}: implicit extraction (materialize=False) {t_ext:.3g} s"]
 
     if not args.skip_layers:
         print(f"\nper-layer σ1, σ2 by {args.method} (tol {args.tol:g}) on the implicit operators"
@@ -120,9 +123,13 @@ def run(args):
             r = s[0] / s[1] if s[1] > 0 else float("inf")
             print(f"{i + 1:>3} {chain.names[i]:<16} {op.kind:<9} {op.shape[0]:>9} {op.shape[1]:>9} {s[0]:>12.6g} "
                   f"{s[1]:>12.6g} {r:>9.5f} {c.n:>8} {dt:>8.1f} {stop:>9} {res:>9.1e} {growth:>8.1e}", flush=True)
+            md_layers.append([i + 1, f"`{chain.names[i]}`", op.kind, f"{op.shape[0]:,} × {op.shape[1]:,}", f"{s[0]:.6g}",
+                              f"{s[1]:.6g}", f"{r:.5f}", c.n, f"{dt:.3g}", stop or "svds (small)"])
         total = time.perf_counter() - t_layers
         n = len(chain) if pick is None else len(pick)
         print(f"{n} of {len(chain)} layers: {total:.1f} s (target for all: < 120 s); peak memory {peak_gb():.2f} GB")
+        summary.append(f"σ1, σ2 of {n} of the {len(chain)} operators by {args.method} (tol {args.tol:g}) in {total:.3g} s "
+                       f"(issue target for all of VGG-16's: < 120 s on 2 idle cores)")
 
     if args.compare:
         op = chain[0]
@@ -140,6 +147,9 @@ def run(args):
               f"{t_mat:.1f} s; svds {t_sm:.1f} s (σ {s_m[0]:.6g}, {s_m[1]:.6g}) vs implicit 0 bytes, svds {t_si:.1f} s "
               f"(σ {s_i[0]:.6g}, {s_i[1]:.6g}); ratio materialized/implicit incl. build "
               f"{(t_mat + t_sm) / t_si:.2f}x; peak memory {peak_gb():.2f} GB")
+        summary.append(f"layer 1 materialized as CSC ({S.nnz:,} entries, {nbytes / 2**30:.2f} GB, built in {t_mat:.3g} s): "
+                       f"ARPACK svds {t_sm:.3g} s on it vs {t_si:.3g} s on the implicit operator (materialized / implicit "
+                       f"incl. the build {(t_mat + t_sm) / t_si:.3g}×)")
         del S
 
     if args.prefix:
@@ -160,6 +170,12 @@ def run(args):
               f"{r.converged}, residual {r.residuals.max():.1e}) {t_pow:.1f} s | lanczos σ1 {lz.sigma[0]:.6g} σ2 "
               f"{lz.sigma[1]:.6g} σ1/σ2 {lz.sigma[0] / lz.sigma[1]:.5f} ({c.n} products, {lz.converged or 'maxiter'}, "
               f"growth {lz.growth:.1e}) {t_lz:.1f} s; peak {peak_gb():.2f} GB", flush=True)
+        md_prefix.append([f"P_{k} ({args.rule}, up to `{chain.names[k - 1]}`)",
+                          f"{lz.sigma[0]:.6g}, {lz.sigma[1]:.6g}, {lz.sigma[0] / lz.sigma[1]:.5f}",
+                          f"{c.n} ({lz.converged or 'maxiter'})", f"{t_lz:.3g}",
+                          f"{r.sigma[0]:.6g}, {r.sigma[1]:.6g}",
+                          f"{r.iterations} × 8 ({'converged' if r.converged else 'not converged'}, residual "
+                          f"{r.residuals.max():.1e})", f"{t_pow:.3g}"])
         if args.compare:
             c = Counting(implicit_prefix(chain, k))
             t = time.perf_counter()
@@ -186,7 +202,22 @@ def run(args):
             print(f"  inject after {r['inject']} → input of {r['to']}: CSC {r['value']:.4f} (random {base:.4f}, "
                   f"d = {r['d']})")
 
+        summary.append(f"CSC of {len(chains)} images, injections after layers {layers}, 3 pairs: {len(rows)} records in "
+                       f"{t_csc:.3g} s")
+
     print(f"\npeak memory (VmHWM) {peak_gb():.2f} GB (limit 16 GB); wall {time.perf_counter() - t0:.1f} s")
+    if md_layers:
+        print(f"\ntable: {args.net} at {args.size}×{args.size}, every operator's σ1, σ2 on the implicit operator by "
+              f"{args.method} (tol {args.tol:g}): products with the operator and its transpose, seconds, why it stopped")
+        _bench.table(["#", "layer", "kind", "n_in × n_out", "σ1", "σ2", "σ1/σ2", "products", "s", "stopped"], md_layers)
+    if md_prefix:
+        print(f"\ntable: prefix products P_k = M_1 ⋯ M_k of {args.net} at {args.size}×{args.size}, never formed (chain.apply / "
+              f"chain.rapply): Lanczos (tol {args.tol:g}) and block power iteration (8 columns, residual tol 1e-6, at most "
+              f"{args.power_iters} steps)")
+        _bench.table(["P_k", "Lanczos σ1, σ2, σ1/σ2", "products", "Lanczos s", "power σ1, σ2", "power steps", "power s"],
+                     md_prefix)
+    summary.append(f"peak memory (VmHWM) {peak_gb():.2f} GB")
+    print("summary: " + "; ".join(summary))
 
 
 if __name__ == "__main__":

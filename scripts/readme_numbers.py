@@ -9,8 +9,12 @@ rewrites each from ``results/``:
 * ``verdicts-PAPER`` — one paper's claims part by part (estimate, interval, threshold, outcome);
 * ``mutation``  — the mutation score of the decision code from ``results/mutation.json``
                   (``scripts/mutation.py --output results/mutation.json``);
-* ``bench-NAME`` — the summary lines of ``results/bench_NAME.txt`` (the output of ``scripts/bench_NAME.py``):
-                  its table lines (starting with ``|``), then its ``summary:`` lines.
+* ``bench-NAME`` — the summary lines of ``results/bench_NAME.txt`` (the output of ``scripts/bench_NAME.py``, or
+                  of ``scripts/bench_X.py`` with other options for ``bench_X-VARIANT.txt``): its tables (runs of
+                  lines starting with ``|``, each with the ``table:`` line before it as caption), then its
+                  ``summary:`` lines, then the command that wrote the file (its header line);
+* ``output-STEM`` — the same of ``results/STEM.txt``, the output of another script (``--output``), e.g.
+                  ``output-residual_methods_agreement``.
 
     python scripts/readme_numbers.py           # rewrite README.md
     python scripts/readme_numbers.py --check   # exit 1 when README.md and results/ disagree (a test runs this)
@@ -106,13 +110,34 @@ def mutation(results: Path) -> str:
 
 
 def bench(results: Path, name: str) -> str:
-    src = results / f"bench_{name}.txt"
+    """The tables and summary lines of ``results/bench_NAME.txt``: each run of consecutive ``|`` lines is one table,
+    preceded by the text of a ``table:`` line printed before it (its caption); then the ``summary:`` lines, one
+    paragraph each; then the command that wrote the file, when and at what load (its ``# script args — …`` header line)."""
+    return output(results, f"bench_{name}")
+
+
+def output(results: Path, stem: str) -> str:
+    """:func:`bench` of any committed script output ``results/STEM.txt``."""
+    src = results / f"{stem}.txt"
+    if not src.exists():
+        raise SystemExit(f"README.md shows {src}, which does not exist: run the script named in the README beside the "
+                         f"block with --output {src.relative_to(results.parent) if results.parent in src.parents else src}")
     lines = src.read_text().splitlines()
-    table = [ln for ln in lines if ln.startswith("|")]
-    summary = [ln for ln in lines if ln.startswith("summary:")]
-    parts = ["\n".join(table), "\n".join(summary)]
-    return "\n\n".join(p for p in parts if p) + "\n" + \
-        f"\n(`python scripts/bench_{name}.py`, output committed in `results/bench_{name}.txt`)\n"
+    parts, table, caption = [], [], None
+    for ln in lines + [""]:
+        if ln.startswith("|"):
+            table.append(ln)
+            continue
+        if table:
+            parts.append(("*" + caption + "*\n\n" if caption else "") + "\n".join(table))
+            table, caption = [], None
+        if ln.startswith("table:"):
+            caption = ln[len("table:"):].strip()
+    parts += [ln for ln in lines if ln.startswith("summary:")]
+    head = lines[0][2:] if lines and lines[0].startswith("# ") else f"{stem}.py"
+    command, _, when = head.partition(" — ")
+    return "\n\n".join(parts) + "\n" + \
+        f"\n(`python scripts/{command}`{' — ' + when if when else ''}; output committed in `results/{stem}.txt`)\n"
 
 
 def render(name: str, results: Path) -> str:
@@ -126,6 +151,8 @@ def render(name: str, results: Path) -> str:
         return mutation(results)
     if name.startswith("bench-"):
         return bench(results, name[len("bench-"):])
+    if name.startswith("output-"):
+        return output(results, name[len("output-"):])
     raise KeyError(f"README names an unknown generated block {name!r}")
 
 

@@ -11,10 +11,13 @@ relative error max|ours − theirs| / max|theirs| over the logits it checks:
   un-pools overlapping windows wrongly — the row "resnet18 (3×3/2 pool)" shows captum's own summation error);
 * sum-to-delta: |Σ C − (f_k(x) − f_k(0))| / |f_k(x) − f_k(0)| for Rescale and RevealCancel (± rule).
 
-    python scripts/residual_methods_agreement.py            # about 1.5 CPU-minutes
+    python scripts/residual_methods_agreement.py [--output results/residual_methods_agreement.txt]   # ~1.5 CPU-minutes
+
+The README's oracle-agreement table is generated from the committed output (scripts/readme_numbers.py).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import _bench  # noqa: E402
 import chainlab  # noqa: E402
 from captum.attr import Deconvolution, DeepLift, GuidedBackprop  # noqa: E402
 from chainlab.nets.zoo import BasicBlock, ResNet  # noqa: E402
@@ -67,23 +71,39 @@ def row(label, net, x, ks, methods):
     print(f"| {label} | " + " | ".join(f"{out[m][0]:.1e}" for m in methods) + " |", flush=True)
 
 
-def main():
+HEADER = {"guided-bp": "guided-bp vs captum", "deconv": "deconv vs captum",
+          "rectgrad": "rectgrad vs direct (Kim et al.)", "deeplift-rescale": "deeplift-rescale-pm vs captum",
+          "sum-rescale": "Σ C − Δf, Rescale-pm", "sum-revealcancel": "Σ C − Δf, RevealCancel-pm"}
+LABEL = {"basic": "resnet_tiny basic (2+1 blocks, 1×1 conv+BN shortcut)", "bottleneck": "resnet_tiny bottleneck",
+         "identity": "hand-made, identity shortcut, ReLU→max-pool, BN, no-bias conv, stride 2"}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", type=Path, metavar="FILE", default=None, help="also write everything printed to FILE")
+    a = ap.parse_args(argv)
     methods = ["guided-bp", "deconv", "rectgrad", "deeplift-rescale", "sum-rescale", "sum-revealcancel"]
-    print("| net | " + " | ".join(methods) + " |")
-    print("|---" * (len(methods) + 1) + "|")
-    for name in ("basic", "bottleneck", "identity"):
-        net, x = net_and_input(name)
-        row(f"{name}", net, x, range(5), methods)
-    net, x = resnet18(nn.MaxPool2d(2, 2))
-    row("resnet18 (2×2/2 stem pool)", net, x, (0, 3), methods)
-    net, x = resnet18()
-    row("resnet18 (3×3/2 stem pool)", net, x, (0, 3), methods)
-    # captum's own summation-to-delta with the overlapping pool
-    cap = captum_copy(net)
-    with torch.no_grad():
-        d = float((net(x) - net(torch.zeros_like(x))).reshape(-1)[3])
-    c = DeepLift(cap).attribute(x.clone(), baselines=torch.zeros_like(x), target=3).detach().numpy()
-    print(f"captum DeepLift on resnet18 with the 3×3/2 pool: |ΣC − Δf|/|Δf| = {abs(c.sum() - d) / abs(d):.2e}")
+    with _bench.printed_to(a.output):
+        print("table: largest relative error max|ours − oracle| / max|oracle| over the logits checked (5 for the "
+              "small nets, 2 for ResNet-18), float64")
+        print("| net | " + " | ".join(HEADER[m] for m in methods) + " |")
+        print("|---" * (len(methods) + 1) + "|")
+        for name in ("basic", "bottleneck", "identity"):
+            net, x = net_and_input(name)
+            row(LABEL[name], net, x, range(5), methods)
+        net, x = resnet18(nn.MaxPool2d(2, 2))
+        row("torchvision-style ResNet-18, random init, 32×32, stem pool 2×2/2", net, x, (0, 3), methods)
+        net, x = resnet18()
+        row("same ResNet-18 with its 3×3/2 stem pool", net, x, (0, 3), methods)
+        # captum's own summation-to-delta with the overlapping pool
+        cap = captum_copy(net)
+        with torch.no_grad():
+            d = float((net(x) - net(torch.zeros_like(x))).reshape(-1)[3])
+        c = DeepLift(cap).attribute(x.clone(), baselines=torch.zeros_like(x), target=3).detach().numpy()
+        print(f"summary: captum's own DeepLift on the ResNet-18 with the 3×3/2 stem pool misses summation-to-delta: "
+              f"|ΣC − Δf|/|Δf| = {abs(c.sum() - d) / abs(d):.2e} (its max-pool rule un-pools overlapping windows with "
+              f"max_unpool2d, which overwrites where windows share a winner), so deeplift-rescale-pm vs captum is large "
+              f"there by captum's error")
 
 
 if __name__ == "__main__":

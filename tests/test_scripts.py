@@ -207,6 +207,27 @@ def check_verify_deeplift_precision(out, folder):
     assert '"after"' in (folder / "deeplift_precision.json").read_text()
 
 
+def markdown_tables(out):
+    """The markdown tables of an output (runs of lines starting with ``|``, the form the README's bench blocks show),
+    after checking each is well-formed: a header, a separator of ---/---: cells, rows with the header's cell count."""
+    tables, cur = [], []
+    for ln in out.splitlines() + [""]:
+        if ln.startswith("|"):
+            cur.append(ln)
+        elif cur:
+            tables.append(cur)
+            cur = []
+    for t in tables:
+        cells = [len(re.findall(r"(?<!\\)\|", ln)) - 1 for ln in t]
+        assert len(t) >= 3 and len(set(cells)) == 1, f"malformed table:\n" + "\n".join(t)
+        assert re.fullmatch(r"\|(-{3,}:?\|)+", t[1]), t[1]
+    return tables
+
+
+# scripts whose results the README shows (bench-NAME blocks): at least this many markdown tables
+README_TABLES = {"bench_archive.py": 1, "bench_distributed.py": 1, "bench_extract.py": 1, "bench_products.py": 3,
+                 "bench_scale.py": 2, "bench_load.py": 1}
+
 # verify scripts that are not claim scripts (the rest: check_verify)
 VERIFY_CHECKS = {"verify_deeplift_precision.py": check_verify_deeplift_precision}
 
@@ -252,6 +273,10 @@ def test_smoke_run_prints_its_tables(smoke, name):
         VERIFY_CHECKS.get(name, check_verify)(p.stdout, out)
         return
     CHECKS[name](p.stdout)
+    assert len(markdown_tables(p.stdout)) >= README_TABLES.get(name, 0), name
+    last = p.stdout.rstrip().splitlines()[-1]                               # the machine, load at start and end
+    assert re.match(rf"summary: machine: \d+ cores, \d+ torch threads; load average {NUM} at the start and {NUM} at "
+                    rf"the end .*; the run took \d+ s$", last), last
     written = out.read_text()                                               # --output: what it printed, header first
     assert written.startswith(f"# {name} --smoke --output {out} — ")
     assert written == p.stdout
@@ -275,6 +300,12 @@ def test_the_checks_fail_on_a_broken_table():
         check_verify_deeplift_precision(prec, Path("/nonexistent"))        # |ΔCSC| 0.02 > 0.01: fails before the files
     with pytest.raises(AssertionError):
         check_bench_distributed("serial (1 thread):  3.0 images/s\nratio cluster/serial: 2.1x; chains bit-identical: False\n")
+    table = "| a | b |\n|---|---:|\n| 1 | 2 |\n"
+    assert len(markdown_tables("x\n" + table + "y\n" + table)) == 2
+    with pytest.raises(AssertionError):
+        markdown_tables(table + "| 1 | 2 | 3 |\n")                     # a row with a cell too many
+    with pytest.raises(AssertionError):
+        markdown_tables(table.replace("|---|---:|", "| 1 | 2 |"))        # no separator line
 
 
 # -- public names only ------------------------------------------------------------------------------
