@@ -107,6 +107,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
                         first_alone=True)
     ctx = context_for(user, settings)
     reasons = {c: C.not_applicable(c, user) for c in wanted}
+    user.traced = None          # its float64 copy of the weights (1.1 GB for VGG-16) is not needed past this point
     runnable = [c for c in wanted if reasons[c] is None]
     calls = C.plan(ctx, runnable)
     imgs = user.images

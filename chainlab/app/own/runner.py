@@ -78,7 +78,7 @@ def context_for(user, settings: Settings) -> Context:
     imgs = user.images
     ctx.add_net(user.name, NetEntry(user.model, imgs.x, imgs.labels, trained=user.info.trained,
                                     description=user.info.description,
-                                    extra={"traced": user.traced, "n_classes": user.n_classes}))
+                                    extra={"n_classes": user.n_classes}))
     return ctx
 
 
