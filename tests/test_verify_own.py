@@ -267,3 +267,56 @@ def test_binder_family_of_the_users_net(tiny, r18):
     with torch.no_grad():
         ra, rb = r18.model(xr), naive(xr)
     assert float((ra - rb).abs().max() / ra.abs().max()) > 1e-2
+
+
+# -- the default run's budget: claims whose one image would not fit are "not checked" with the estimate ------------
+
+def test_over_budget_drops_the_most_expensive_groups_until_one_image_fits():
+    """The default run keeps the claims whose one image fits the budget together: groups leave most expensive first,
+    the kept ones fit, putting back any dropped group would not; a small net keeps everything and gets
+    ⌊budget / seconds per image⌋ images (at most 200)."""
+    from chainlab.app.own import claims as C
+    every = [c for c in C.ORDER if c not in C.NEEDS]
+    cost = {g: p * 15.5e9 / (C.ASSUMED_GFLOPS * 1e9) for g, p in C.GROUP_PASSES.items()}    # VGG-16 at 224×224
+    cut = C.over_budget(15.5e9, every)
+    kept = [c for c in every if c not in cut]
+    groups_kept = {C.CLAIM_GROUP[c] for c in kept}
+    groups_cut = {C.CLAIM_GROUP[c] for c in cut}
+    assert sum(cost[g] for g in groups_kept) <= C.BUDGET_SECONDS
+    assert groups_cut and all(cost[g] >= max(cost[k] for k in groups_kept) for g in groups_cut)
+    assert all(sum(cost[g] for g in groups_kept | {d}) > C.BUDGET_SECONDS for d in groups_cut)
+    for c, why in cut.items():
+        assert why.startswith("not checked at this size") and f"--claims" in why and "min on 2 cores" in why
+    assert C.default_images(15.5e9, kept) == max(1, min(200, int(C.BUDGET_SECONDS // sum(cost[g] for g in groups_kept))))
+    assert C.over_budget(1e6, every) == {}
+    per = sum(C.GROUP_PASSES.values()) * 1e6 / (C.ASSUMED_GFLOPS * 1e9)
+    assert C.default_images(1e6) == min(200, int(C.BUDGET_SECONDS // per))
+
+
+def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(tiny, monkeypatch):
+    """Without --claims and --n-images, a net too large for the budget (here: the tiny net at a speed set so that
+    only the cheapest group's one image fits) runs the claims that fit and reports the others "not checked at this
+    size" with their estimate; the a-priori estimate is printed before the probe."""
+    from chainlab.app.own import claims as C
+    from chainlab.app.own.prepare import forward_macs
+    spec = __import__("importlib.util").util.spec_from_file_location("tiny_b", tiny / "tiny.py")
+    mod = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    macs = forward_macs(mod.net().eval(), torch.zeros(1, 3, 16, 16))
+    cheapest = min(C.GROUP_PASSES, key=C.GROUP_PASSES.get)
+    pass_seconds = C.BUDGET_SECONDS / C.GROUP_PASSES[cheapest]
+    monkeypatch.setattr(C, "ASSUMED_GFLOPS", macs / 1e9 / pass_seconds)
+    cut = C.over_budget(macs, [c for c in C.ORDER if c not in C.NEEDS])
+    assert {c for c in C.ORDER if c not in C.NEEDS and c not in cut} == \
+        {c for c, g in C.CLAIM_GROUP.items() if g == cheapest and c not in C.NEEDS}
+    out = tiny / "out-budget"
+    res = run("verify", "--model", f"{tiny / 'tiny.py'}:net", "--images", tiny / "imgs", "--preprocess", "unit",
+              "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "estimate before starting" in res.output
+    v = _verdicts(out)
+    for c in cut:
+        assert v[c]["outcome"] == "not checked" and "not checked at this size" in v[c]["observed"], c
+    ran = [c for c in v if c not in cut and c not in C.NEEDS]
+    assert ran and all(v[c]["outcome"] in DECIDED for c in ran), {c: v[c]["outcome"] for c in ran}
+    assert "Images: 1 " in (out / "verify.md").read_text()

@@ -4,9 +4,12 @@ The run, in order (every check before anything is written; everything written in
 
 1. :func:`~.prepare.prepare` — the model (:mod:`chainlab.nets.specs`), the images (:mod:`chainlab.nets.images`),
    the checks (channels, a classifier, layers chainlab reads); ``--n-images`` defaults to what fits about 15
-   minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image);
+   minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image and each claim
+   group's forward passes per image);
 2. the claims that cannot run on one net are "not checked" with their reason (:func:`.claims.not_applicable`);
-   the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
+   without ``--claims`` and ``--n-images`` so are those whose one image would not fit the 15 minutes with the
+   others (:func:`.claims.over_budget`: the most expensive groups first, e.g. on VGG-16 at 224×224); the a-priori
+   estimate is printed; the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
 3. the probe: the first image through every measure call (kept: the run's chunks start with image 1 alone, so
    the probe is the run's first chunk and nothing is measured twice); the estimate of time (per (claim, net) group, seconds per image × images left) and
    memory (the peak resident set so far) is printed before the rest starts;
@@ -98,15 +101,24 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     t0 = time.perf_counter()
     wanted = _wanted(claims)
     output = Path(output)
+    budgeted = claims is None and n_images is None      # the default run: it must fit C.BUDGET_SECONDS
+
+    def default_images(macs):
+        likely = [c for c in wanted if c not in C.NEEDS]
+        cut = C.over_budget(macs, likely) if budgeted else {}
+        return C.default_images(macs, [c for c in likely if c not in cut])
+
     user = prepare(str(model), str(images), weights=weights, preprocess=preprocess, n_images=n_images,
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
-                   default_images=C.default_images)
+                   default_images=default_images)
     n = len(user.images)
     chunk = C.chunk_size(user) if chunk is None else int(chunk)
     settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,
                         first_alone=True)
     ctx = context_for(user, settings)
     reasons = {c: C.not_applicable(c, user) for c in wanted}
+    if budgeted:                # claims whose one image alone would break the default run's budget: not checked
+        reasons.update(C.over_budget(user.macs, [c for c in wanted if reasons[c] is None]))
     user.traced = None          # its float64 copy of the weights (1.1 GB for VGG-16) is not needed past this point
     runnable = [c for c in wanted if reasons[c] is None]
     calls = C.plan(ctx, runnable)
@@ -118,6 +130,11 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
          + f"; chunks of {chunk}; claims {', '.join(runnable) or 'none'}"
          + ("; not checked: " + ", ".join(f"{c} ({r})" for c, r in reasons.items() if r) if any(reasons.values())
             else ""))
+    if runnable:
+        a_priori = C.seconds_per_image(user.macs, runnable)
+        echo(f"estimate before starting (from the net's size at {C.ASSUMED_GFLOPS:g} G multiply-adds/s on 2 idle "
+             f"cores): about {_fmt_s(a_priori)} per image, {_fmt_s(a_priori * n)} for {n} image(s); the probe (image "
+             "1) measures it")
     manifest = {"model": user.info.fingerprint, "spec": user.spec.text, "images": imgs.digest, "n_images": n,
                 "preprocess": imgs.preprocess, "seed": seed, "extended": bool(extended), "chunk": chunk,
                 "input_shape": list(user.model.input_shape)}
