@@ -320,3 +320,32 @@ def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(ti
     ran = [c for c in v if c not in cut and c not in C.NEEDS]
     assert ran and all(v[c]["outcome"] in DECIDED for c in ran), {c: v[c]["outcome"] for c in ran}
     assert "Images: 1 " in (out / "verify.md").read_text()
+
+
+def _prefix(ctx, net, images, method):
+    """A per-image chunk function (stand-in)."""
+
+
+def _hypotheses(ctx, net):
+    """A per-net chunk function (stand-in)."""
+
+
+def test_the_probe_estimate_prices_each_chunk_by_its_own_kind():
+    """The estimate of the chunks left: each costs the probe's seconds per image of the chunk of the same function and
+    arguments × its images (two methods of one group at different speeds), a per-net chunk is not repeated, the total
+    is split among the workers — the sums worked out by hand."""
+    from chainlab.app.own import estimate
+    from chainlab.app.own.runner import call_name
+    from chainlab.papers.context import Chunk
+    a0 = Chunk(_prefix, ("net", range(0, 1), "a1b0"), (), "S6 · net", 1)
+    g0 = Chunk(_prefix, ("net", range(0, 1), "gradient"), (), "S6 · net", 1)
+    h = Chunk(_hypotheses, ("net",), (), "S6 · net", 1)
+    probe = [a0, g0, h]
+    res = {"seconds": {call_name(a0): 10.0, call_name(g0): 2.0, call_name(h): 30.0}, "stored_seconds": {}}
+    rest = [Chunk(_prefix, ("net", range(1, 3), "a1b0"), (), "S6 · net", 2),
+            Chunk(_prefix, ("net", range(3, 4), "a1b0"), (), "S6 · net", 1),
+            Chunk(_prefix, ("net", range(1, 4), "gradient"), (), "S6 · net", 3)]
+    e = estimate(probe, res, 4, rest, workers=1)
+    assert e["seconds"] == pytest.approx(10.0 * 3 + 2.0 * 3)          # not (10 + 2 + 30) × 3
+    assert e["groups"] == {"S6 · net": (42.0, 3)}
+    assert estimate(probe, res, 4, rest, workers=2)["seconds"] == pytest.approx(18.0)

@@ -77,21 +77,31 @@ def _fmt_s(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _kind(call) -> tuple:
+    """What a chunk computes apart from its images: (group, function, the other arguments as text)."""
+    return (call.group, call.fn.__qualname__, tuple(repr(a) for a in call.args if not isinstance(a, range)),
+            tuple(sorted(call.kwargs)))
+
+
 def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
-    """{"groups": {group: (seconds per image, images left)}, "seconds": total left, "per_image": …}: the probe's
-    seconds per image of each (claim, net) group × the images its remaining calls cover, divided among the
-    workers."""
-    per, count = {}, {}
-    for c in probe_calls:          # one image: the group's chunks of that image (several methods, scales, …)
+    """{"groups": {group: (seconds per image, images left)}, "seconds": total left}: each remaining chunk costs the
+    probe's seconds per image of the chunk of the same kind (function and arguments other than the image range) ×
+    its images; per-net chunks (no image range: S6's layer hypotheses) ran in the probe and are not repeated; the
+    total is divided among the workers."""
+    per_kind, per_group = {}, {}
+    for c in probe_calls:          # image 1: every kind of chunk once
         s = result["seconds"].get(call_name(c), result["stored_seconds"].get(call_name(c), 0.0))
-        per[c.group] = per.get(c.group, 0.0) + s / max(c.images, 1)
-        count[c.group] = count.get(c.group, 0) + 1
-    left = {}
-    for c in calls:                # images left per group: the chunks' images over the group's chunks per image
-        left[c.group] = left.get(c.group, 0) + c.images / count.get(c.group, 1)
-    groups = {g: (per.get(g, 0.0), left.get(g, 0)) for g in set(per) | set(left)}
-    total = sum(s * n for s, n in groups.values()) / max(workers, 1)
-    return {"groups": groups, "seconds": total}
+        per_kind[_kind(c)] = s / max(c.images, 1)
+        per_group[c.group] = per_group.get(c.group, 0.0) + s
+    secs, images_left = 0.0, {g: 0 for g in per_group}
+    for c in calls:
+        r = next((a for a in c.args if isinstance(a, range)), None)
+        if r is None:
+            continue
+        secs += per_kind.get(_kind(c), 0.0) * c.images
+        images_left[c.group] = max(images_left.get(c.group, 0), r.stop - 1)    # images 2…n (image 1: the probe)
+    groups = {g: (per_group.get(g, 0.0), images_left.get(g, 0)) for g in set(per_group) | set(images_left)}
+    return {"groups": groups, "seconds": secs / max(workers, 1)}
 
 
 def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, labels=None, claims=None,
