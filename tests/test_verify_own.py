@@ -303,7 +303,7 @@ def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(ti
     mod = __import__("importlib.util").util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     macs = forward_macs(mod.net().eval(), torch.zeros(1, 3, 16, 16))
-    cheapest = min(C.GROUP_PASSES, key=C.GROUP_PASSES.get)
+    cheapest = min(C.GROUP_PASSES, key=lambda g: (C.GROUP_PASSES[g], list(C.GROUP_PASSES).index(g)))
     pass_seconds = C.BUDGET_SECONDS / C.GROUP_PASSES[cheapest]
     monkeypatch.setattr(C, "ASSUMED_GFLOPS", macs / 1e9 / pass_seconds)
     cut = C.over_budget(macs, [c for c in C.ORDER if c not in C.NEEDS])

@@ -75,7 +75,8 @@ def default_images(macs: int, claims=None) -> int:
 
 def over_budget(macs: int, claims) -> dict:
     """{claim: reason} of the claims a default run (no --claims, no --n-images) leaves out because one image of all
-    of them would not fit BUDGET_SECONDS: the most expensive groups go first until one image of the rest fits.
+    of them would not fit BUDGET_SECONDS: the most expensive groups go first (of equal ones the later in
+    GROUP_PASSES) until one image of the rest fits.
     Empty when everything fits (then :func:`default_images` gives the number of images)."""
     kept = list(claims)
     out = {}
@@ -83,7 +84,7 @@ def over_budget(macs: int, claims) -> dict:
         groups = {CLAIM_GROUP[c] for c in kept if c in CLAIM_GROUP}
         if not groups:
             break
-        worst = max(groups, key=lambda g: GROUP_PASSES[g])
+        worst = max(groups, key=lambda g: (GROUP_PASSES[g], list(GROUP_PASSES).index(g)))   # ties: the later
         gone = [c for c in kept if CLAIM_GROUP.get(c) == worst]
         minutes = GROUP_PASSES[worst] * macs / (ASSUMED_GFLOPS * 1e9) / 60
         for c in gone:

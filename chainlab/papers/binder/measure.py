@@ -114,6 +114,7 @@ def derived_model(ctx, net, kind, c):
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
         else:
             ctx.cache[key] = rescale_consecutive(base, c)[0]
+        ctx.transient.add(key)
     return ctx.cache[key]
 
 
