@@ -1,6 +1,9 @@
 """`chainlab verify --model … --images …` end to end: the shipped sixt-cifar given as a model file with its test
-scenes as PNG gives the built-in run's numbers; torchvision's resnet18 and vgg11 at 64×64 (random init and a state
-dict of the plain-torch definition); a kill -9 and --resume; Dask workers give the serial run's numbers."""
+scenes as PNG gives the built-in run's numbers; a small net of the user's (conv, BN, stride, padding, no-bias, pool)
+through the CLI, untrained and with a state dict, every applicable claim decided and --resume identical; Binder's
+family of a user's net and of torchvision's resnet18; the default run's 15-minute budget and the probe's estimate.
+(torchvision's vgg11/resnet18 at 64×64 through every claim take minutes and GBs — VGG's 25088×4096 classifier in
+float64 —, too heavy for CI: scripts/bench_verify_own.py measures them.)"""
 import csv
 import shutil
 import json
