@@ -7,18 +7,20 @@
 
 Each claim runs in its own process (``chainlab.app.own.verify_own`` with that claim only, so each peak resident set
 is the claim's own) on ``--n-images`` images (default: smooth random 256×256 RGB images written to a temporary folder
-and preprocessed as ImageNet's, or ``--image-dir``).  Printed per claim: the probe's estimate (printed by the run
-before it starts measuring), the seconds the run took, its peak RSS (VmHWM) and the ratio of the materialized chain
-(CSC: 12 bytes per stored entry + column pointers, computed from the layers' shapes, nothing is built) to that peak.
-Then the total (image 1 — the probe, with the one-time costs — and each further image), and ``verify --model``'s
-default ``--n-images`` for the net (``chainlab.app.own.claims.default_images``) with the time that many images would
-take at the measured speed (start-up etc. + image 1 + the others × a further image): the number the 15-min budget on 2 idle cores is
-checked against (the lead measures on an idle machine; times on a busy one mean little).
+and preprocessed as ImageNet's, or ``--image-dir``).  A markdown table, one row per claim: the a-priori estimate
+(``chainlab.app.own.claims.seconds_per_image`` × images: what decides the default run), the probe's estimate (printed
+by the run before the other images), the seconds the run took, its peak RSS (VmHWM) and the ratio of the materialized
+chain (CSC: 12 bytes per stored entry + column pointers, computed from the layers' shapes, nothing is built) to that
+peak.  ``summary:`` lines: the default run of the net (``--n-images``, the claims it checks and those "not checked at
+this size", ``chainlab.app.own.claims.over_budget``) and the total (image 1 — the probe, with the one-time costs —,
+each further image, start-up and deciding) with the load average at the end (the lead measures on an idle machine;
+times on a busy one mean little).
 
 ``--smoke``: the shipped digits-cnn (8×8 grey), 2 random images as .npy, claims S5 and M2 (seconds).
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -115,24 +117,37 @@ def run(a):
     print(f"{user.info.description}: input {shape}, {user.macs / 1e9:.3g} G multiply-adds per image, "
           f"{len(user.images)} images; threads {a.threads}; conv probe {probe():.1f} GFLOP/s (float32)")
     print(f"one image's chain materialized as CSC would take {sparse / 2**30:.3g} GB (computed, not built)")
-    print(f"{'claim':5s} {'outcome':15s} {'estimate s':>10s} {'run s':>8s} {'peak RSS GB':>11s} {'materialized/peak':>17s}")
-    done = []
+    print("| claim | outcome | a-priori estimate s | probe estimate s | run s | peak RSS GB | materialized chain / peak |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    done, skipped = [], []
     for claim in wanted:
         why = C.not_applicable(claim, user)
         if why:
-            print(f"{claim:5s} not checked     ({why[:100]})")
+            skipped.append(claim)
             continue
+        a_priori = C.seconds_per_image(user.macs, [claim]) * len(user.images)
         arg = json.dumps({"model": a.model, "weights": a.weights, "images": images, "preprocess": preprocess,
                           "n": a.n_images, "claim": claim, "output": str(tmp / f"out-{claim}"), "threads": a.threads})
         res = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
         if res.returncode != 0:
             last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "?"
-            print(f"{claim:5s} failed: {last}")
+            print(f"| {claim} | failed: {last[:120]} | {a_priori:.3g} | | | | |")
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         done.append(r)
-        print(f"{claim:5s} {r['outcome']:15s} {r['estimate']:10.1f} {r['seconds']:8.1f} {r['peak_mib'] / 1024:11.3f} "
-              f"{sparse / (r['peak_mib'] * 2**20):17.3g}", flush=True)
+        print(f"| {claim} | {r['outcome']} | {a_priori:.3g} | {r['estimate']:.3g} | {r['seconds']:.3g} | "
+              f"{r['peak_mib'] / 1024:.2f} | {sparse / (r['peak_mib'] * 2**20):.3g} |", flush=True)
+    if skipped:
+        print(f"summary: not checked on one net (their reasons in verify.md): {', '.join(skipped)}")
+    every = [c for c in C.ORDER if C.not_applicable(c, user) is None]
+    cut = C.over_budget(user.macs, every)
+    kept = [c for c in every if c not in cut]
+    default = C.default_images(user.macs, kept)
+    print(f"summary: the default run of {user.info.description.split(',')[0]} at {shape[1]}×{shape[2]} "
+          f"(no --claims, no --n-images): --n-images {default}, claims {','.join(kept) or 'none'}"
+          + (f"; not checked at this size: {', '.join(cut)}" if cut else "")
+          + f" — a-priori {C.seconds_per_image(user.macs, kept) * default / 60:.1f} min "
+          f"(budget {C.BUDGET_SECONDS / 60:.0f} min on 2 idle cores at {C.ASSUMED_GFLOPS:g} G multiply-adds/s)")
     if not done:
         return
     n = len(user.images)
@@ -140,11 +155,10 @@ def run(a):
     first = sum(r["probe"] for r in done)                       # image 1 of every claim (one-time costs in it)
     later = sum(r["measured"] for r in done) / (n - 1) if n > 1 else first      # each further image
     fixed = total - first - (n - 1) * later                     # start-up, loading, deciding, writing
-    default = C.default_images(user.macs)
-    print(f"total {total:.1f} s for {n} images (each claim in its own process, start-up included): image 1 "
-          f"{first:.1f} s, each further image {later:.1f} s, the rest {fixed:.1f} s; max peak RSS {max(r['peak_mib'] for r in done) / 1024:.3f} GB")
-    print(f"default --n-images for this net: {default} → about {(fixed + first + (default - 1) * later) / 60:.1f} min "
-          f"(the rest + image 1 + {default - 1} × a further image) at this speed (budget {C.BUDGET_SECONDS / 60:.0f} min on 2 idle cores); conv probe after: {probe():.1f} GFLOP/s")
+    print(f"summary: {total:.0f} s for {n} image(s) over the claims above, each in its own process (image 1 "
+          f"{first:.0f} s, each further image {later:.0f} s, start-up and deciding {fixed:.0f} s); max peak RSS "
+          f"{max(r['peak_mib'] for r in done) / 1024:.2f} GB; load average {os.getloadavg()[0]:.1f} at the end, "
+          f"conv probe after {probe():.1f} GFLOP/s (times on a loaded machine mean little: rerun idle)")
 
 
 def main(argv=None):

@@ -264,6 +264,36 @@ def test_support_bounds_computed_once_give_the_same_range():
     assert a["B"] == b["B"] and a["C"] == b["C"] == math.prod(a["constants"]) and a["B"] == a["C"] * a["F"]
 
 
+def test_shared_forward_and_batched_bounds_give_the_per_rule_numbers():
+    """Binder's per-image pass shares one trace, forward pass and batched interval bounds among the rules
+    (forward=, support_bounds_many): every quantity equals the one of a separate extract and support_bounds per
+    rule and perturbation (a conv net with stride, padding, BN, no-bias layers, pools; signed and ≥ 0 inputs);
+    a forward pass of another input is refused."""
+    from chainlab.papers.binder import measure as M
+    from chainlab.papers.binder import protocol as P
+    net = conv_net(11)
+    for x in (_rand((1, 2, 7, 7), 11), torch.randn((1, 2, 7, 7), generator=torch.Generator().manual_seed(3),
+                                                   dtype=torch.float64).clamp(0.0, 1.0) * 0.5):
+        xb = x.numpy()
+        separate = [studies.support_bounds(net, xb, p, lv) for p, lv in P.PERTURBATIONS]
+        many = studies.ranges.support_bounds_many(net, xb, P.PERTURBATIONS)
+        for one, other in zip(separate, many):
+            assert [n for n, _, _ in one] == [n for n, _, _ in other]
+            for (_, l1, u1), (_, l2, u2) in zip(one, other):
+                assert l1.shape == l2.shape and torch.allclose(l1, l2, rtol=1e-12, atol=1e-12)
+                assert torch.allclose(u1, u2, rtol=1e-12, atol=1e-12)
+        want = M._image_constants(net, x, P.RULES, P.PERTURBATIONS, separate)
+        fw = chainlab.extraction.forward_batch(net, x, "float64")
+        got = M._image_constants(net, x, P.RULES, P.PERTURBATIONS, many, forward=fw)
+        assert want.keys() == got.keys()
+        for rule in want:
+            assert want[rule].keys() == got[rule].keys()
+            for q, v in want[rule].items():
+                assert (got[rule][q] is None) if v is None else got[rule][q] == pytest.approx(v, rel=1e-12, abs=1e-300)
+    with pytest.raises(chainlab.errors.InputError, match="another input"):
+        chainlab.extract(net, _rand((1, 2, 7, 7), 12), "zplus", forward=fw)
+
+
 def test_binder_figures(tmp_path):
     """The report's figures draw from the claims' records (a registered family: tests/test_controls_binder.py)."""
     from matplotlib.image import imread

@@ -69,18 +69,56 @@ def test_nonlinear_chain_needs_matrices():
     assert ms.measure(ch, what=["csc"], pairs=3)
 
 
-@pytest.mark.parametrize("rule,kw", RULES + [("gamma", dict(gamma=0.25)), ("alpha-beta", dict(alpha=1.5, beta=0.5))])
+ACS_RULES = RULES + [("gamma", dict(gamma=0.25)), ("alpha-beta", dict(alpha=1.5, beta=0.5)),
+                     ("zbox", dict(low=-3.0, high=3.0))]
+
+
+def grouped_net(seed=0):
+    """Grouped and depthwise convs (stride, padding, no bias) with BN, max-pool, a Linear without bias."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 6, 3, stride=2, padding=2, groups=2, bias=False),
+                              torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
+                              torch.nn.Conv2d(6, 6, 2, groups=6), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(24, 3, bias=False))
+    with torch.no_grad():
+        net[3].running_mean.uniform_(-0.5, 0.5)
+        net[3].running_var.uniform_(0.5, 2.0)
+        net[3].weight.uniform_(-1.5, 1.5)
+    return net.double().eval()
+
+
+@pytest.mark.parametrize("rule,kw", ACS_RULES)
 @pytest.mark.parametrize("avgpool", ["gradient", "proportional"])
-def test_abs_column_sums_of_implicit_operators_equal_the_materialized_matrix(rule, kw, avgpool):
-    """‖M_l‖₁ without multiplying the operator out (one product per term when the terms' weights have disjoint
-    supports, else the matrix) equals the column abs sums of the explicit matrix, layer by layer, on a net with
-    conv, stride, padding, dilation, BN, no-bias layers, max/avg/adaptive pools; and for α-β (two terms)."""
-    net = conv_net(4)
-    x = torch.rand((1, 2, 7, 7), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    ch = chainlab.extract(net, x, rule, materialize=False, avgpool=avgpool, **kw)
-    for op in ch:
-        want = np.abs(op.to_dense()).sum(axis=0)
-        got = op.abs_column_sums()
-        assert got.shape == want.shape
-        assert np.allclose(got, want, rtol=1e-12, atol=1e-300 + 1e-14 * np.abs(want).max()), (rule, op)
-        assert ms.norm1(op) == pytest.approx(float(want.max()), rel=1e-12, abs=1e-300)
+@pytest.mark.parametrize("signed", [False, True])
+def test_abs_column_sums_of_implicit_operators_equal_the_materialized_matrix(rule, kw, avgpool, signed, monkeypatch):
+    """‖M_l‖₁ without multiplying the operator out equals the column abs sums of the explicit matrix, layer by layer,
+    on a net with conv, stride, padding, dilation, BN, no-bias layers, max/avg/adaptive pools and on a net with
+    grouped/depthwise convs; at inputs ≥ 0 and signed ones (α-β, z⁺, γ then have x⁺ and x⁻ terms on the first
+    layer; z^B's three terms overlap: the blockwise route).  Both routes of TermsOperator.abs_column_sums are
+    compared on every layer (the blockwise one forced), and neither builds a matrix."""
+    from chainlab.linalg import implicit
+    for net, shape in ((conv_net(4), (1, 2, 7, 7)), (grouped_net(5), (1, 2, 9, 9))):
+        g = torch.Generator().manual_seed(4)
+        x = (torch.randn(shape, generator=g, dtype=torch.float64) if signed
+             else torch.rand(shape, generator=g, dtype=torch.float64))
+        if rule == "zbox":
+            x = x.clamp(-2.9, 2.9)
+        ch = chainlab.extract(net, x, rule, materialize=False, avgpool=avgpool, **kw)
+        wants = [np.abs(op.to_dense()).sum(axis=0) for op in ch]
+        with monkeypatch.context() as m:       # the implicit routes never multiply an operator out
+            m.setattr(implicit.TorchOperator, "materialize", lambda self: pytest.fail("materialized"))
+            m.setattr(implicit, "conv_matrix", lambda *a, **k: pytest.fail("conv matrix built"))
+            gots = [op.abs_column_sums() for op in ch]
+            blocks = [op._abs_column_sums_blocks([(None if a is None else a.reshape(-1).double(), phi,
+                                                   None if c is None else c.reshape(-1).double())
+                                                  for a, phi, c in op.terms])
+                      for op in ch if isinstance(op, implicit.TermsOperator) and op.act_step is None]
+        tol = dict(rtol=1e-12)
+        for op, want, got in zip(ch, wants, gots):
+            assert got.shape == want.shape
+            assert np.allclose(got, want, atol=1e-300 + 1e-14 * np.abs(want).max(), **tol), (rule, op)
+            assert ms.norm1(op) == pytest.approx(float(want.max()), rel=1e-12, abs=1e-300)
+        plain = [w for op, w in zip(ch, wants) if isinstance(op, implicit.TermsOperator) and op.act_step is None]
+        for want, got in zip(plain, blocks):
+            assert np.allclose(got.numpy(), want, atol=1e-300 + 1e-14 * np.abs(want).max(), **tol), rule

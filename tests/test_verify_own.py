@@ -1,6 +1,9 @@
 """`chainlab verify --model … --images …` end to end: the shipped sixt-cifar given as a model file with its test
-scenes as PNG gives the built-in run's numbers; torchvision's resnet18 and vgg11 at 64×64 (random init and a state
-dict of the plain-torch definition); a kill -9 and --resume; Dask workers give the serial run's numbers."""
+scenes as PNG gives the built-in run's numbers; a small net of the user's (conv, BN, stride, padding, no-bias, pool)
+through the CLI, untrained and with a state dict, every applicable claim decided and --resume identical; Binder's
+family of a user's net and of torchvision's resnet18; the default run's 15-minute budget and the probe's estimate.
+(torchvision's vgg11/resnet18 at 64×64 through every claim take minutes and GBs — VGG's 25088×4096 classifier in
+float64 —, too heavy for CI: scripts/bench_verify_own.py measures them.)"""
 import csv
 import shutil
 import json
@@ -267,3 +270,85 @@ def test_binder_family_of_the_users_net(tiny, r18):
     with torch.no_grad():
         ra, rb = r18.model(xr), naive(xr)
     assert float((ra - rb).abs().max() / ra.abs().max()) > 1e-2
+
+
+# -- the default run's budget: claims whose one image would not fit are "not checked" with the estimate ------------
+
+def test_over_budget_drops_the_most_expensive_groups_until_one_image_fits():
+    """The default run keeps the claims whose one image fits the budget together: groups leave most expensive first,
+    the kept ones fit, putting back any dropped group would not; a small net keeps everything and gets
+    ⌊budget / seconds per image⌋ images (at most 200)."""
+    from chainlab.app.own import claims as C
+    every = [c for c in C.ORDER if c not in C.NEEDS]
+    cost = {g: p * 15.5e9 / (C.ASSUMED_GFLOPS * 1e9) for g, p in C.GROUP_PASSES.items()}    # VGG-16 at 224×224
+    cut = C.over_budget(15.5e9, every)
+    kept = [c for c in every if c not in cut]
+    groups_kept = {C.CLAIM_GROUP[c] for c in kept}
+    groups_cut = {C.CLAIM_GROUP[c] for c in cut}
+    assert sum(cost[g] for g in groups_kept) <= C.BUDGET_SECONDS
+    assert groups_cut and all(cost[g] >= max(cost[k] for k in groups_kept) for g in groups_cut)
+    assert all(sum(cost[g] for g in groups_kept | {d}) > C.BUDGET_SECONDS for d in groups_cut)
+    for c, why in cut.items():
+        assert why.startswith("not checked at this size") and f"--claims" in why and "min on 2 cores" in why
+    assert C.default_images(15.5e9, kept) == max(1, min(200, int(C.BUDGET_SECONDS // sum(cost[g] for g in groups_kept))))
+    assert C.over_budget(1e6, every) == {}
+    per = sum(C.GROUP_PASSES.values()) * 1e6 / (C.ASSUMED_GFLOPS * 1e9)
+    assert C.default_images(1e6) == min(200, int(C.BUDGET_SECONDS // per))
+
+
+def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(tiny, monkeypatch):
+    """Without --claims and --n-images, a net too large for the budget (here: the tiny net at a speed set so that
+    only the cheapest group's one image fits) runs the claims that fit and reports the others "not checked at this
+    size" with their estimate; the a-priori estimate is printed before the probe."""
+    from chainlab.app.own import claims as C
+    from chainlab.app.own.prepare import forward_macs
+    spec = __import__("importlib.util").util.spec_from_file_location("tiny_b", tiny / "tiny.py")
+    mod = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    macs = forward_macs(mod.net().eval(), torch.zeros(1, 3, 16, 16))
+    cheapest = min(C.GROUP_PASSES, key=lambda g: (C.GROUP_PASSES[g], list(C.GROUP_PASSES).index(g)))
+    pass_seconds = C.BUDGET_SECONDS / C.GROUP_PASSES[cheapest]
+    monkeypatch.setattr(C, "ASSUMED_GFLOPS", macs / 1e9 / pass_seconds)
+    cut = C.over_budget(macs, [c for c in C.ORDER if c not in C.NEEDS])
+    assert {c for c in C.ORDER if c not in C.NEEDS and c not in cut} == \
+        {c for c, g in C.CLAIM_GROUP.items() if g == cheapest and c not in C.NEEDS}
+    out = tiny / "out-budget"
+    res = run("verify", "--model", f"{tiny / 'tiny.py'}:net", "--images", tiny / "imgs", "--preprocess", "unit",
+              "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "estimate before starting" in res.output
+    v = _verdicts(out)
+    for c in cut:
+        assert v[c]["outcome"] == "not checked" and "not checked at this size" in v[c]["observed"], c
+    ran = [c for c in v if c not in cut and c not in C.NEEDS]
+    assert ran and all(v[c]["outcome"] in DECIDED for c in ran), {c: v[c]["outcome"] for c in ran}
+    assert "Images: 1 " in (out / "verify.md").read_text()
+
+
+def _prefix(ctx, net, images, method):
+    """A per-image chunk function (stand-in)."""
+
+
+def _hypotheses(ctx, net):
+    """A per-net chunk function (stand-in)."""
+
+
+def test_the_probe_estimate_prices_each_chunk_by_its_own_kind():
+    """The estimate of the chunks left: each costs the probe's seconds per image of the chunk of the same function and
+    arguments × its images (two methods of one group at different speeds), a per-net chunk is not repeated, the total
+    is split among the workers — the sums worked out by hand."""
+    from chainlab.app.own import estimate
+    from chainlab.app.own.runner import call_name
+    from chainlab.papers.context import Chunk
+    a0 = Chunk(_prefix, ("net", range(0, 1), "a1b0"), (), "S6 · net", 1)
+    g0 = Chunk(_prefix, ("net", range(0, 1), "gradient"), (), "S6 · net", 1)
+    h = Chunk(_hypotheses, ("net",), (), "S6 · net", 1)
+    probe = [a0, g0, h]
+    res = {"seconds": {call_name(a0): 10.0, call_name(g0): 2.0, call_name(h): 30.0}, "stored_seconds": {}}
+    rest = [Chunk(_prefix, ("net", range(1, 3), "a1b0"), (), "S6 · net", 2),
+            Chunk(_prefix, ("net", range(3, 4), "a1b0"), (), "S6 · net", 1),
+            Chunk(_prefix, ("net", range(1, 4), "gradient"), (), "S6 · net", 3)]
+    e = estimate(probe, res, 4, rest, workers=1)
+    assert e["seconds"] == pytest.approx(10.0 * 3 + 2.0 * 3)          # not (10 + 2 + 30) × 3
+    assert e["groups"] == {"S6 · net": (42.0, 3)}
+    assert estimate(probe, res, 4, rest, workers=2)["seconds"] == pytest.approx(18.0)

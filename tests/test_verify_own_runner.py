@@ -143,3 +143,28 @@ def test_resume_after_kill_9(user, tmp_path):
     sums = eval(res.stdout.split("sums ", 1)[1])
     assert np.allclose(sums, x, rtol=1e-6)
     assert not [f for f in chunks.iterdir() if ".tmp-" in f.name]
+
+
+def _helper_chunk(ctx, tag):
+    """Caches a transient helper (as Sixt's traced net or Binder's derived model) and a result."""
+    ctx.cache[("helper",)] = "GBs"
+    ctx.transient.add(("helper",))
+    ctx.cache[("result", tag)] = 1
+
+
+def _seen_chunk(ctx, tag):
+    """Records whether the helper is still cached."""
+    ctx.cache[("seen", tag)] = ("helper",) in ctx.cache
+
+
+def test_transient_helpers_are_released_between_groups():
+    """A serial run drops the context's transient helpers when the next chunk belongs to another group (and at the
+    end), keeps them within a group, and keeps every result."""
+    from chainlab.app.own.runner import run_calls
+    from chainlab.papers.context import Chunk, Context, Settings
+    ctx = Context(Settings(progress=False))
+    calls = [Chunk(_helper_chunk, ("a",), (), "A", 1), Chunk(_seen_chunk, ("a",), (), "A", 1),
+             Chunk(_seen_chunk, ("b",), (), "B", 1)]
+    run_calls(ctx, calls, None, progress=False)
+    assert ctx.cache[("seen", "a")] is True and ctx.cache[("seen", "b")] is False
+    assert ("helper",) not in ctx.cache and ctx.cache[("result", "a")] == 1 and not ctx.transient

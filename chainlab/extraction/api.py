@@ -67,7 +67,7 @@ def build(model, net, xt, records, rule, req) -> BatchChain:
         return method.build(model, net, xt, records, opts, req.own)
 
 
-def extract(model, x, rule, **options):
+def extract(model, x, rule, *, forward=None, **options):
     """Extract the chain of per-layer backward matrices of ``model`` at input ``x`` under ``rule``.
 
     Parameters
@@ -91,17 +91,28 @@ def extract(model, x, rule, **options):
         materialize, residual — each method takes those it uses and refuses the rest) and the rule's
         own (epsilon, alpha, beta, gamma, low, high, patterns, pattern_type, reference, sigma, q, …).
         Anything else raises :class:`~chainlab.errors.OptionError`.
+    forward : (net, records), optional
+        :func:`forward_batch` of this model at this ``x`` in float64 (one trace, forward pass and logit check
+        shared by several rules at one input); the records' input must equal ``x`` (checked).
     """
     _check_rule(model, rule)
     req = parse_request(rule, options, _where(rule))
     if req.method is not None and not req.opts.materialize and not req.method.implicit:
         raise OptionError(f"materialize=False is not available for the whole-chain method {rule!r}")
-    with eval_mode(model):
-        net = trace(model)
+    if forward is not None:
+        net, records = forward
         xt = net.prepare_input(x)
-        with torch.no_grad():
-            records = net.forward(xt)
-        check_logits(model, xt, records[-1].out)
+        got = records[0].x
+        if got.dtype != torch.float64 or got.shape[0] != 1 or not torch.equal(got.reshape(-1), xt.reshape(-1)):
+            raise InputError("forward= holds the float64 forward pass of another input than x "
+                             "(forward_batch(model, x) of this x)")
+    else:
+        with eval_mode(model):
+            net = trace(model)
+            xt = net.prepare_input(x)
+            with torch.no_grad():
+                records = net.forward(xt)
+            check_logits(model, xt, records[-1].out)
     bc = build(model, net, xt, records, rule, req)
     return bc.chain(materialize=req.opts.materialize, dtype=req.opts.np_dtype)
 

@@ -97,13 +97,20 @@ def fixed_rule_name(st: Stage, space: str, avgpool: str) -> str:
     return "avgpool-proportional" if (space == "relevance" and avgpool == "proportional") else "avgpool-gradient"
 
 
-def stage_stats(st: Stage, rec: Record) -> dict:
+def weight_norm_inf(st: Stage) -> float:
+    """max_j Σ_i |W_ji| of a Linear/Conv2d stage's weight (conv: max over filters of Σ|K_o|), in float64."""
+    W = st.weight.detach()
+    return float(W.reshape(W.shape[0], -1).abs().sum(dim=1, dtype=torch.float64).max())
+
+
+def stage_stats(st: Stage, rec: Record, net=None) -> dict:
     """{weight_norm_inf: max_j Σ_i |W_ji| (conv: max over filters of Σ|K_o|, an upper bound of the unrolled
     matrix's row sums), input_norm_inf: max |x|, derivative_bound: sup |ρ'| of the activation after the stage
-    (1 without one)} of a Linear/Conv2d stage; {} for other stages."""
+    (1 without one)} of a Linear/Conv2d stage; {} for other stages.  ``net``: the traced net the stage belongs
+    to (its weight norm is then computed once per net)."""
     if not st.is_parametric:
         return {}
-    W = st.weight.detach().double().abs()
-    return {"weight_norm_inf": float(W.reshape(W.shape[0], -1).sum(dim=1).max()),
+    w = weight_norm_inf(st) if net is None else net.remember(("weight_norm_inf", id(st)), lambda: weight_norm_inf(st))
+    return {"weight_norm_inf": w,
             "input_norm_inf": float(rec.x.abs().max()),
             "derivative_bound": st.activation.derivative_bound if st.activation is not None else 1.0}

@@ -113,7 +113,7 @@ def build_layerwise(model, net, xt, records, opts, composite, used: dict, *, kin
         ops, names=[st.name for st in stages], shapes=net.shapes(records), x=xt, logits=logits,
         rule=composite.name if name is None else name, kind=kind, space=space, dtype=records[-1].out.dtype,
         options=options, layer_rules=[rule_name(st) for st in stages], masks=[masks.get(id(st)) for st in stages],
-        input_scale=scale, layer_stats=[stage_stats(st, rec) for st, rec in zip(stages, records)], clip=clip,
+        input_scale=scale, layer_stats=[stage_stats(st, rec, net) for st, rec in zip(stages, records)], clip=clip,
         meta={"model": net.source})
 
 

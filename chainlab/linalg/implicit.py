@@ -277,6 +277,43 @@ def _forward_map(phi, U, conv):
     return U.reshape(U.shape[0], -1) @ phi.T
 
 
+_BLOCK = 1 << 22          # numbers per block of the blockwise routes (32 MB in float64)
+
+
+def _nonzero_overlap(p, q) -> bool:
+    """Whether tensors p and q of one shape are both non-zero somewhere (compared in blocks of ``_BLOCK``)."""
+    p, q = p.reshape(-1), q.reshape(-1)
+    for k in range(0, p.numel(), _BLOCK):
+        if bool(((p[k:k + _BLOCK] != 0) & (q[k:k + _BLOCK] != 0)).any()):
+            return True
+    return False
+
+
+def _disjoint_terms(terms) -> bool:
+    """Whether no two terms (a, φ, c) (flat factors, None = ones) are non-zero at a common matrix entry: every pair
+    has disjoint input factors, disjoint weights or disjoint output factors."""
+    def apart(p, q):
+        if p is None or q is None:
+            return False if (p is None or bool(p.any())) and (q is None or bool(q.any())) else True
+        return not _nonzero_overlap(p, q)
+    for t in range(len(terms)):
+        for u in range(t + 1, len(terms)):
+            (a1, p1, c1), (a2, p2, c2) = terms[t], terms[u]
+            if not (apart(a1, a2) or apart(c1, c2) or (p1 is not p2 and apart(p1, p2))):
+                return False
+    return True
+
+
+def _abs_forward(phi, U, conv):
+    """W_{|φ|} U for U (1, *in) ≥ 0 in float64: ``conv2d`` with |φ|, or |φ| U for a Linear in blocks of rows of φ
+    (|φ| of a VGG classifier layer is never copied whole)."""
+    if conv is not None:
+        return F.conv2d(U, phi.to(torch.float64).abs(), None, **conv.kwargs())
+    u = U.reshape(-1)
+    step = max(1, _BLOCK // max(phi.shape[1], 1))
+    return torch.cat([phi[j:j + step].to(torch.float64).abs() @ u for j in range(0, phi.shape[0], step)])
+
+
 class TermsOperator(TorchOperator):
     """M = Σ_t diag(a_t) W_tᵀ diag(c_t) · diag(d) of a Linear (``conv=None``) or Conv2d layer (module docstring).
 
@@ -341,21 +378,83 @@ class TermsOperator(TorchOperator):
         return out
 
     def abs_column_sums(self):
-        """Σ_i |M_ij| of one image's matrix without building it when the terms' weights φ_t have disjoint supports
-        (each weight entry non-zero in at most one term: one term, or α-β's φ⁺/φ⁻): an entry M_ij comes from one
-        weight entry (a Linear's w_ji; a Conv2d's one kernel tap linking input i and output j), so at most one
-        term is non-zero at (i, j) and |M|ᵀ1 = Σ_t |c_t ⊙ d| ⊙ |W_t|(|a_t|) — one forward product per term.
-        Otherwise the matrix is multiplied out."""
-        A, PHI, C = self._stacked(self._output_diag())
-        if int(np.max(np.count_nonzero(PHI, axis=0), initial=0)) > 1:
-            return super().abs_column_sums()
-        out = np.zeros(self.shape[1])
+        """Σ_i |M_ij| of one image's matrix M = Σ_t diag(a_t) W_tᵀ diag(c_t ⊙ d), never built (float64).
+
+        An entry is M_ij = Σ_t a_t,i · φ_t[k(i, j)] · c_t,j · d_j with k(i, j) the one weight entry that links
+        input i and output j (a Linear's w_ji; a Conv2d's kernel tap (c_out(j), c_in(i), (p_i + pad − s·p_j)/dil):
+        for given channels and positions the tap is unique).  Two routes, both exact:
+
+        * disjoint terms — every pair of terms (t, u) has disjoint input factors (a_t ⊙ a_u = 0: x⁺/x⁻), disjoint
+          weights (φ_t ⊙ φ_u = 0: φ⁺/φ⁻) or disjoint output factors (c_t ⊙ c_u = 0); then at most one term is
+          non-zero at any (i, j), |M_ij| = Σ_t |a_t,i| |φ_t[k]| |c_t,j d_j|, and
+              |M|ᵀ1 = |d| ⊙ Σ_t |c_t| ⊙ W_{|φ_t|}(|a_t|)
+          — one forward product per term with the absolute kernel (``conv2d`` with |φ_t|, or |φ_t| |a_t|).  This
+          covers one-term rules (gradient, LRP-ε, w², flat, …), z⁺ and α-β at any input (signed x included);
+        * otherwise (a signed sum of overlapping terms, e.g. γ): the entries are formed block by block — a conv's
+          input factors unfolded into their windows (``F.unfold``, one row per (c_in, tap), padding taps 0), a
+          Linear's rows of Mᵀ — and Σ_t a_t φ_t c_t summed in absolute value over the inputs of each output:
+          O(T · nnz) operations in blocks of at most ``_BLOCK`` numbers, never the whole matrix."""
+        if self.batch != 1:
+            raise InputError(f"operator {self.name!r} holds the factors of {self.batch} images; column sums are "
+                             "of one image's matrix")
+        d = self._output_diag()
+        d = None if d is None else torch.from_numpy(np.asarray(d, np.float64))
+        terms = [(None if a is None else a.reshape(-1).to(torch.float64), phi,
+                  None if c is None else c.reshape(-1).to(torch.float64)) for a, phi, c in self.terms]
         with torch.no_grad():
-            for a, phi, c in zip(A, PHI, C):
-                U = torch.from_numpy(np.abs(a)).reshape((1,) + self.in_shape)
-                Y = _forward_map(torch.from_numpy(np.abs(phi)), U, self.conv)
-                out += np.abs(c) * Y.reshape(-1).numpy()
-        return out
+            if _disjoint_terms(terms):
+                out = torch.zeros(self.shape[1], dtype=torch.float64)
+                for a, phi, c in terms:
+                    a_abs = torch.ones(self.shape[0], dtype=torch.float64) if a is None else a.abs()
+                    y = _abs_forward(phi, a_abs.reshape((1,) + self.in_shape), self.conv).reshape(-1)
+                    out += y if c is None else c.abs() * y
+            else:
+                out = self._abs_column_sums_blocks(terms)
+            if d is not None:
+                out = out * d.abs()
+        return out.numpy()
+
+    def _abs_column_sums_blocks(self, terms) -> torch.Tensor:
+        """Σ_i |Σ_t a_t,i φ_t[k(i, j)] c_t,j| per output j, the entries formed in blocks (see abs_column_sums)."""
+        n_in, n_out = self.shape
+        ones_in = torch.ones(n_in, dtype=torch.float64)
+        ones_out = torch.ones(n_out, dtype=torch.float64)
+        A = [ones_in if a is None else a for a, _, _ in terms]
+        C = [ones_out if c is None else c for _, _, c in terms]
+        if self.conv is None:                              # Mᵀ = Σ_t diag(c_t) φ_t diag(a_t), φ_t (n_out, n_in)
+            out = torch.empty(n_out, dtype=torch.float64)
+            step = max(1, _BLOCK // max(n_in, 1))
+            for j0 in range(0, n_out, step):
+                j1 = min(n_out, j0 + step)
+                S = None
+                for a, (_, phi, _), c in zip(A, terms, C):
+                    T = phi[j0:j1].to(torch.float64) * a[None, :] * c[j0:j1, None]
+                    S = T if S is None else S.add_(T)
+                out[j0:j1] = S.abs().sum(dim=1)
+            return out
+        s = self.conv
+        C_in, _, _ = self.in_shape
+        C_out, OH, OW = self.out_shape
+        L = OH * OW
+        kh, kw = self.terms[0][1].shape[-2:]
+        g = s.groups
+        R = (C_in // g) * kh * kw                          # inputs per output: (c_in of its group, tap)
+        U = [F.unfold(a.reshape((1,) + self.in_shape), (kh, kw), dilation=s.dilation, padding=s.padding,
+                      stride=s.stride)[0] for a in A]      # (C_in·kh·kw, L): a_t at the window's inputs (0: padding)
+        Cs = [c.reshape(C_out, L) for c in C]
+        out = torch.empty((C_out, L), dtype=torch.float64)
+        per_group = C_out // g
+        lstep = max(1, min(L, _BLOCK // max(R, 1)))
+        for co in range(C_out):
+            rows = slice((co // per_group) * R, (co // per_group + 1) * R)
+            for l0 in range(0, L, lstep):
+                l1 = min(L, l0 + lstep)
+                S = None
+                for u, (_, phi, _), c in zip(U, terms, Cs):
+                    T = phi[co].reshape(R, 1).to(torch.float64) * u[rows, l0:l1] * c[co, l0:l1][None, :]
+                    S = T if S is None else S.add_(T)
+                out[co, l0:l1] = S.abs().sum(dim=0)
+        return out.reshape(-1)
 
     def _stacked(self, d=None):
         """(A (T, n_in), Φ (T, *w), C (T, n_out)) as float64 numpy of one image, d folded into C."""

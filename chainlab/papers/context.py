@@ -94,7 +94,15 @@ class Context:
         self.registered: dict = {}        # name → NetEntry (nets given by the user)
         self.missing: dict = {}           # net → why its weights could not be loaded
         self.cache: dict = {}             # per-paper memo of expensive passes
+        self.transient: set = set()       # cache keys of helpers (traced nets, derived models) recomputed on demand
         self.records: list[dict] = []
+
+    def release_transient(self) -> None:
+        """Drop the cached helpers marked transient (a traced float64 copy of a net, a derived model: GBs for a
+        VGG-16) — a run on a user's net does so between claim groups; whoever needs one again recomputes it."""
+        for key in self.transient:
+            self.cache.pop(key, None)
+        self.transient.clear()
 
     # -- nets ----------------------------------------------------------------------------------
     def add_net(self, name: str, entry: NetEntry) -> None:

@@ -42,7 +42,8 @@ from ..errors import InputError, OptionError, UnsupportedLayerError
 from ..measures import apriori_constants
 from ..trace import trace
 
-__all__ = ["support_box", "interval_bounds", "support_bounds", "apriori_range", "PERTURBATIONS"]
+__all__ = ["support_box", "interval_bounds", "interval_bounds_many", "support_bounds", "support_bounds_many",
+           "apriori_range", "PERTURBATIONS"]
 
 PERTURBATIONS = ("smoothgrad", "noise", "brightness", "contrast")
 MONOTONE = ("relu", "softplus")
@@ -73,12 +74,22 @@ def _act(st, z):
     return st.activation(z)
 
 
-def interval_bounds(model, lo, hi) -> list[tuple]:
+def interval_bounds(model, lo, hi, net=None) -> list[tuple]:
     """[(stage name, input lo, input hi)] for every top-level stage, then ("logits", lo, hi): bounds valid for
-    every model input in the box [lo, hi] (interval bound propagation, module docstring); float64 tensors."""
-    net = trace(model)
-    l = net.prepare_input(torch.as_tensor(np.asarray(lo, dtype=np.float64)))
-    u = net.prepare_input(torch.as_tensor(np.asarray(hi, dtype=np.float64)))
+    every model input in the box [lo, hi] (interval bound propagation, module docstring); float64 tensors.
+    ``net``: the model already traced (:func:`chainlab.trace.trace`)."""
+    return interval_bounds_many(model, [(lo, hi)], net)[0]
+
+
+def interval_bounds_many(model, boxes, net=None) -> list[list[tuple]]:
+    """:func:`interval_bounds` of several boxes [(lo, hi)] of one model, propagated as one batch (one |W| per
+    stage for all of them); one list per box."""
+    net = trace(model) if net is None else net
+    ls, us = [], []
+    for lo, hi in boxes:
+        ls.append(net.prepare_input(torch.as_tensor(np.asarray(lo, dtype=np.float64))))
+        us.append(net.prepare_input(torch.as_tensor(np.asarray(hi, dtype=np.float64))))
+    l, u = torch.cat(ls), torch.cat(us)
     if bool((l > u).any()):
         raise InputError("interval bounds need lo ≤ hi in every component")
     out = []
@@ -104,14 +115,20 @@ def interval_bounds(model, lo, hi) -> list[tuple]:
                 l, u = st.activation(l), st.activation(u)
             else:
                 raise UnsupportedLayerError(f"no interval bound for stage {st.describe()}")
-    out.append(("logits", l.reshape(-1), u.reshape(-1)))
-    return out
+    out.append(("logits", l.reshape(l.shape[0], -1), u.reshape(u.shape[0], -1)))
+    return [[(name, lo[b:b + 1], hi[b:b + 1]) if name != "logits" else (name, lo[b], hi[b])
+             for name, lo, hi in out] for b in range(len(boxes))]
 
 
-def support_bounds(model, x, perturbation: str, level: float, input_bounds=(0.0, 1.0)) -> list[tuple]:
+def support_bounds(model, x, perturbation: str, level: float, input_bounds=(0.0, 1.0), net=None) -> list[tuple]:
     """:func:`interval_bounds` over the support box of ``x``'s perturbation (the same for every rule: computed once
     per input and passed to :func:`apriori_range` as ``bounds``)."""
-    return interval_bounds(model, *support_box(x, perturbation, level, input_bounds))
+    return interval_bounds(model, *support_box(x, perturbation, level, input_bounds), net=net)
+
+
+def support_bounds_many(model, x, perturbations, input_bounds=(0.0, 1.0), net=None) -> list[list[tuple]]:
+    """:func:`support_bounds` of ``x`` for every (perturbation, level) of ``perturbations``, in one batch."""
+    return interval_bounds_many(model, [support_box(x, p, lv, input_bounds) for p, lv in perturbations], net)
 
 
 def apriori_range(model, chain, perturbation: str, level: float, input_bounds=(0.0, 1.0), target=None,

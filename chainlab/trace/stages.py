@@ -175,6 +175,14 @@ class Net:
         self.stages = tuple(stages)
         self.input_shape = input_shape
         self.source = source
+        self.memo = {}          # values of the (immutable) stages computed once per net: key → value
+
+    def remember(self, key, make):
+        """``make()`` computed once per net under ``key`` (e.g. a stage's weight norm, shared by every rule
+        extracted from this traced net)."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     def __len__(self):
         return len(self.stages)

@@ -4,9 +4,12 @@ The run, in order (every check before anything is written; everything written in
 
 1. :func:`~.prepare.prepare` — the model (:mod:`chainlab.nets.specs`), the images (:mod:`chainlab.nets.images`),
    the checks (channels, a classifier, layers chainlab reads); ``--n-images`` defaults to what fits about 15
-   minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image);
+   minutes on 2 cores (:func:`.claims.default_images`, from the net's multiply-adds per image and each claim
+   group's forward passes per image);
 2. the claims that cannot run on one net are "not checked" with their reason (:func:`.claims.not_applicable`);
-   the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
+   without ``--claims`` and ``--n-images`` so are those whose one image would not fit the 15 minutes with the
+   others (:func:`.claims.over_budget`: the most expensive groups first, e.g. on VGG-16 at 224×224); the a-priori
+   estimate is printed; the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
 3. the probe: the first image through every measure call (kept: the run's chunks start with image 1 alone, so
    the probe is the run's first chunk and nothing is measured twice); the estimate of time (per (claim, net) group, seconds per image × images left) and
    memory (the peak resident set so far) is printed before the rest starts;
@@ -74,21 +77,31 @@ def _fmt_s(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _kind(call) -> tuple:
+    """What a chunk computes apart from its images: (group, function, the other arguments as text)."""
+    return (call.group, call.fn.__qualname__, tuple(repr(a) for a in call.args if not isinstance(a, range)),
+            tuple(sorted(call.kwargs)))
+
+
 def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
-    """{"groups": {group: (seconds per image, images left)}, "seconds": total left, "per_image": …}: the probe's
-    seconds per image of each (claim, net) group × the images its remaining calls cover, divided among the
-    workers."""
-    per, count = {}, {}
-    for c in probe_calls:          # one image: the group's chunks of that image (several methods, scales, …)
+    """{"groups": {group: (seconds per image, images left)}, "seconds": total left}: each remaining chunk costs the
+    probe's seconds per image of the chunk of the same kind (function and arguments other than the image range) ×
+    its images; per-net chunks (no image range: S6's layer hypotheses) ran in the probe and are not repeated; the
+    total is divided among the workers."""
+    per_kind, per_group = {}, {}
+    for c in probe_calls:          # image 1: every kind of chunk once
         s = result["seconds"].get(call_name(c), result["stored_seconds"].get(call_name(c), 0.0))
-        per[c.group] = per.get(c.group, 0.0) + s / max(c.images, 1)
-        count[c.group] = count.get(c.group, 0) + 1
-    left = {}
-    for c in calls:                # images left per group: the chunks' images over the group's chunks per image
-        left[c.group] = left.get(c.group, 0) + c.images / count.get(c.group, 1)
-    groups = {g: (per.get(g, 0.0), left.get(g, 0)) for g in set(per) | set(left)}
-    total = sum(s * n for s, n in groups.values()) / max(workers, 1)
-    return {"groups": groups, "seconds": total}
+        per_kind[_kind(c)] = s / max(c.images, 1)
+        per_group[c.group] = per_group.get(c.group, 0.0) + s
+    secs, images_left = 0.0, {g: 0 for g in per_group}
+    for c in calls:
+        r = next((a for a in c.args if isinstance(a, range)), None)
+        if r is None:
+            continue
+        secs += per_kind.get(_kind(c), 0.0) * c.images
+        images_left[c.group] = max(images_left.get(c.group, 0), r.stop - 1)    # images 2…n (image 1: the probe)
+    groups = {g: (per_group.get(g, 0.0), images_left.get(g, 0)) for g in set(per_group) | set(images_left)}
+    return {"groups": groups, "seconds": secs / max(workers, 1)}
 
 
 def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, labels=None, claims=None,
@@ -98,15 +111,25 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     t0 = time.perf_counter()
     wanted = _wanted(claims)
     output = Path(output)
+    budgeted = claims is None and n_images is None      # the default run: it must fit C.BUDGET_SECONDS
+
+    def default_images(macs):
+        likely = [c for c in wanted if c not in C.NEEDS]
+        cut = C.over_budget(macs, likely) if budgeted else {}
+        return C.default_images(macs, [c for c in likely if c not in cut])
+
     user = prepare(str(model), str(images), weights=weights, preprocess=preprocess, n_images=n_images,
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
-                   default_images=C.default_images)
+                   default_images=default_images)
     n = len(user.images)
     chunk = C.chunk_size(user) if chunk is None else int(chunk)
     settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,
                         first_alone=True)
     ctx = context_for(user, settings)
     reasons = {c: C.not_applicable(c, user) for c in wanted}
+    if budgeted:                # claims whose one image alone would break the default run's budget: not checked
+        reasons.update(C.over_budget(user.macs, [c for c in wanted if reasons[c] is None]))
+    user.traced = None          # its float64 copy of the weights (1.1 GB for VGG-16) is not needed past this point
     runnable = [c for c in wanted if reasons[c] is None]
     calls = C.plan(ctx, runnable)
     imgs = user.images
@@ -117,6 +140,11 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
          + f"; chunks of {chunk}; claims {', '.join(runnable) or 'none'}"
          + ("; not checked: " + ", ".join(f"{c} ({r})" for c, r in reasons.items() if r) if any(reasons.values())
             else ""))
+    if runnable:
+        a_priori = C.seconds_per_image(user.macs, runnable)
+        echo(f"estimate before starting (from the net's size at {C.ASSUMED_GFLOPS:g} G multiply-adds/s on 2 idle "
+             f"cores): about {_fmt_s(a_priori)} per image, {_fmt_s(a_priori * n)} for {n} image(s); the probe (image "
+             "1) measures it")
     manifest = {"model": user.info.fingerprint, "spec": user.spec.text, "images": imgs.digest, "n_images": n,
                 "preprocess": imgs.preprocess, "seed": seed, "extended": bool(extended), "chunk": chunk,
                 "input_shape": list(user.model.input_shape)}

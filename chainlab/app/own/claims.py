@@ -19,7 +19,8 @@ from ...rules.pattern_rules import resolve_patterns
 from ..verify import CLAIMS, ORDER
 
 __all__ = ["ORDER", "SPECS", "NEEDS", "PAPER_IMAGES", "not_applicable", "plan", "verdicts", "default_images",
-           "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR"]
+           "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR", "GROUP_PASSES",
+           "CLAIM_GROUP", "seconds_per_image", "over_budget"]
 
 PAPERS = (sixt, binder, mehrpanah)
 SPECS = {cid: spec for p in PAPERS for cid, spec in p.SPECS.items()}
@@ -39,21 +40,62 @@ NEEDS = {
 PAPER_IMAGES = ("Sixt et al.: 200 ImageNet validation images (VGG-16, ResNet-50) and CIFAR-10 test images; Binder et "
                 "al.: the bounds hold per image (the study compares nets); Mehrpanah et al.: the first 1000 test images")
 
-# the default number of images: the run's measuring is about MACS_PER_IMAGE_FACTOR forward passes per image (measured
-# on resnet18 at 64×64 and sixt-cifar, every default claim; scripts/bench_verify.py --model prints the real time) at
-# ASSUMED_GFLOPS multiply-adds per second on 2 idle cores, and must fit BUDGET_SECONDS
+# the default run: each claim group's measuring costs about GROUP_PASSES[group] forward passes of the net per image
+# (the net's multiply-adds per image × that factor, at ASSUMED_GFLOPS multiply-adds per second on 2 idle cores), and
+# the default run must fit BUDGET_SECONDS.  The factors are a group's seconds for image 1 over the seconds of one
+# float32 forward pass at the same time, read from the resumable store of `chainlab verify --model torchvision:vgg11
+# --images <64×64 PNGs>` on a 2-core machine at load ≈ 9 (S1/S3/S5 190–1070, S6 ≈ 1230 per prefix method, B1–B3 630;
+# S7 from the number of its explanations) and from scripts/bench_verify_own.py on VGG-16 at 224×224 at load ≈ 6–8
+# (M3, S8: their probe 1.5–2× their a-priori estimate; M2: 1220 s for image 1 — its cost grows faster than the
+# multiply-adds with the image size: 170 passes at 64×64, ≈ 1100 at 224×224; the larger is kept) — rough: the bench
+# prints the real time per claim, and the probe (image 1) measures the run before the other images start
 BUDGET_SECONDS = 15 * 60
 ASSUMED_GFLOPS = 25.0
-MACS_PER_IMAGE_FACTOR = 2000.0
+GROUP_PASSES = {"S1/S3/S5": 600.0, "S6": 2500.0, "S7": 500.0, "S8": 50.0, "B1–B3": 630.0, "M2": 1100.0, "M3": 50.0}
+CLAIM_GROUP = {"S1": "S1/S3/S5", "S2": "S1/S3/S5", "S3": "S1/S3/S5", "S5": "S1/S3/S5", "S4": "S1/S3/S5",
+               "S6": "S6", "S7": "S7", "S8": "S8", "B1": "B1–B3", "B2": "B1–B3", "B3": "B1–B3", "M2": "M2",
+               "M3": "M3"}
+MACS_PER_IMAGE_FACTOR = sum(GROUP_PASSES.values())      # every group: forward passes per image of the whole run
 MAX_IMAGES = 200           # Sixt et al.'s 200 images: the largest protocol of a claim that runs on one net
 MIN_IMAGES = 1
 
 
-def default_images(macs: int) -> int:
-    """The default ``--n-images`` of a net with ``macs`` multiply-adds per forward pass: as many as fit
-    BUDGET_SECONDS at the assumed speed, at least 1, at most MAX_IMAGES (module constants)."""
-    per_image = macs * MACS_PER_IMAGE_FACTOR / (ASSUMED_GFLOPS * 1e9)
+def seconds_per_image(macs: int, claims) -> float:
+    """The a-priori seconds one image of ``claims`` takes on a net of ``macs`` multiply-adds per forward pass: the
+    distinct groups' forward passes per image (GROUP_PASSES) × macs at ASSUMED_GFLOPS (module constants)."""
+    groups = {CLAIM_GROUP[c] for c in claims if c in CLAIM_GROUP}
+    return sum(GROUP_PASSES[g] for g in groups) * macs / (ASSUMED_GFLOPS * 1e9)
+
+
+def default_images(macs: int, claims=None) -> int:
+    """The default ``--n-images`` of a net with ``macs`` multiply-adds per forward pass running ``claims`` (default:
+    every group): as many as fit BUDGET_SECONDS at the a-priori speed (:func:`seconds_per_image`), at least 1, at
+    most MAX_IMAGES."""
+    per_image = seconds_per_image(macs, CLAIM_GROUP if claims is None else claims)
     return int(max(MIN_IMAGES, min(MAX_IMAGES, math.floor(BUDGET_SECONDS / max(per_image, 1e-9)))))
+
+
+def over_budget(macs: int, claims) -> dict:
+    """{claim: reason} of the claims a default run (no --claims, no --n-images) leaves out because one image of all
+    of them would not fit BUDGET_SECONDS: the most expensive groups go first (of equal ones the later in
+    GROUP_PASSES) until one image of the rest fits.
+    Empty when everything fits (then :func:`default_images` gives the number of images)."""
+    kept = list(claims)
+    out = {}
+    while kept and seconds_per_image(macs, kept) > BUDGET_SECONDS:
+        groups = {CLAIM_GROUP[c] for c in kept if c in CLAIM_GROUP}
+        if not groups:
+            break
+        worst = max(groups, key=lambda g: (GROUP_PASSES[g], list(GROUP_PASSES).index(g)))   # ties: the later
+        gone = [c for c in kept if CLAIM_GROUP.get(c) == worst]
+        minutes = GROUP_PASSES[worst] * macs / (ASSUMED_GFLOPS * 1e9) / 60
+        for c in gone:
+            out[c] = (f"not checked at this size: one image of {', '.join(gone)} takes about {minutes:.0f} min on 2 "
+                      f"cores for a net of {macs / 1e9:.3g} G multiply-adds (estimated before starting), more than the "
+                      f"default run's {BUDGET_SECONDS // 60} min with the other claims; run it with --claims "
+                      f"{','.join(gone)} (and --n-images)")
+        kept = [c for c in kept if c not in gone]
+    return out
 
 
 def chunk_size(user) -> int:

@@ -32,8 +32,8 @@ __all__ = ["UserNet", "prepare", "first_layer", "check_classifier", "forward_mac
 
 @dataclass
 class UserNet:
-    """A prepared user net: its spec, module, what the report says about it, the images, the traced net and the
-    class count K."""
+    """A prepared user net: its spec, module, what the report says about it, the images, the traced net (for the
+    claims' applicability; :func:`chainlab.app.own.verify_own` releases it afterwards) and the class count K."""
 
     spec: ModelSpec
     model: nn.Module

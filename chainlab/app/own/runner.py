@@ -10,7 +10,8 @@ before the claims run — so the claims find them and measure nothing twice:
 * the others are computed — serially in this process, or as one Dask task each (``--workers N`` /
   ``--scheduler ADDR``, :func:`chainlab.app.distributed.run`; each worker rebuilds the net and the images once
   from the :class:`Source` and keeps them) — and each result is stored as soon as it arrives (this process is
-  the only writer), so a killed run loses at most the chunks being computed.
+  the only writer), so a killed run loses at most the chunks being computed.  Between groups of chunks (claims) the
+  context's transient helpers — traced float64 copies, derived models — are released (``Context.release_transient``).
 
 What a call produced is captured as the cache entries it added and the records it wrote (:func:`capture`), so
 the measure code needs no change to be resumed or farmed out.  Progress: one bar per (claim, net) group.
@@ -78,7 +79,7 @@ def context_for(user, settings: Settings) -> Context:
     imgs = user.images
     ctx.add_net(user.name, NetEntry(user.model, imgs.x, imgs.labels, trained=user.info.trained,
                                     description=user.info.description,
-                                    extra={"traced": user.traced, "n_classes": user.n_classes}))
+                                    extra={"n_classes": user.n_classes}))
     return ctx
 
 
@@ -162,7 +163,11 @@ def run_calls(ctx: Context, calls, store, *, source: Source | None = None, worke
             else:
                 todo.append(c)
         if workers == 1 and scheduler is None:
+            group = None
             for c in todo:
+                if c.group != group:     # a traced copy or derived model of the last group: GBs for a VGG-16
+                    ctx.release_transient()
+                    group = c.group
                 entries, records, dt = capture(ctx, c)
                 if store is not None:
                     store.put(call_name(c), entries, records, dt)
@@ -173,6 +178,7 @@ def run_calls(ctx: Context, calls, store, *, source: Source | None = None, worke
                 _run_waves(ctx, todo, store, source, client, made, seconds, bars)
     finally:
         bars.close()
+        ctx.release_transient()
     return {"stored": loaded, "computed": len(todo), "seconds": seconds, "stored_seconds": stored_seconds}
 
 

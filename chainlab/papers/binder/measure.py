@@ -26,9 +26,9 @@ import torch
 
 from ... import measures
 from ...errors import UnsupportedLayerError
-from ...extraction import extract
-from ...studies import averages, rescale_consecutive, rescaling_runs, scale_weights, support_bounds
-from ...studies.ranges import apriori_range
+from ...extraction import extract, forward_batch
+from ...studies import averages, rescale_consecutive, rescaling_runs, scale_weights
+from ...studies.ranges import apriori_range, support_bounds_many
 from ..context import progress
 from . import protocol as P
 
@@ -49,11 +49,12 @@ def model_input(model, X, i):
     return X[i:i + 1].to(next(model.parameters()).dtype)
 
 
-def _image_constants(model, x, rules, perturbations, bounds):
-    """{rule: {quantity: value}} at one input x (module docstring)."""
+def _image_constants(model, x, rules, perturbations, bounds, forward=None):
+    """{rule: {quantity: value}} at one input x (module docstring); ``forward``: :func:`forward_batch` of the model
+    at x in float64, shared by the rules (one trace, forward pass and logit check per input)."""
     out = {}
     for label, (name, opts) in rules.items():
-        ch = extract(model, x, name, **opts, **_opts(model))
+        ch = extract(model, x, name, forward=forward, **opts, **_opts(model))
         v = {r["quantity"]: r["value"] for r in measures.constants(ch, norms=True) if r["layer"] is None}
         logit = abs(float(ch.logits[ch.predicted]))
         for (pert, level), ib in zip(perturbations, bounds):
@@ -77,15 +78,18 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
     model = ctx.model(net) if model is None else model
     X, _ = ctx.images(net if source is None else source, images.stop)
     per = {label: {} for label in rules}
+    traced = None
     for i in progress(images, f"constants {net}", ctx.s.progress):
         x = model_input(model, X, i)
         xb = x.detach().double().numpy()
+        # one trace per chunk; one forward pass (and logit check) per image, shared by the rules
+        traced, records = forward_batch(model, x.detach().double(), "float64", net=traced)
         try:
-            bounds = [support_bounds(model, xb, pert, level) for pert, level in perturbations]
+            bounds = support_bounds_many(model, xb, perturbations, net=traced) if perturbations else []
             perts = perturbations
         except UnsupportedLayerError:      # no interval bounds through residual blocks: no support constants (B3)
             bounds, perts = [], ()
-        got = _image_constants(model, x, rules, perts, bounds)
+        got = _image_constants(model, x, rules, perts, bounds, forward=(traced, records))
         for label, v in got.items():
             for q, val in v.items():
                 per[label].setdefault(q, []).append(np.nan if val is None else float(val))
@@ -110,6 +114,7 @@ def derived_model(ctx, net, kind, c):
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
         else:
             ctx.cache[key] = rescale_consecutive(base, c)[0]
+        ctx.transient.add(key)
     return ctx.cache[key]
 
 

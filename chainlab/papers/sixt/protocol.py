@@ -166,6 +166,7 @@ def _traced(ctx, net):
         model = ctx.model(net)
         with eval_mode(model):
             ctx.cache[key] = trace(model)
+        ctx.transient.add(key)
     return ctx.cache[key]
 
 
