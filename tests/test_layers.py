@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [                                   # bottom → top
     ("kernels",),
-    ("errors", "options", "files", "version", "lazy"),
+    ("errors", "options", "files", "memory", "version", "lazy"),
     ("linalg",),
     ("chain",),
     ("trace",),

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ...errors import OptionError
 from ...nets.specs import UNTRAINED
+from ...memory import peak_mib
 from ...papers.context import Settings
 from ...papers.verdict import Outcome
 from ..verify.write import tally, write_run
@@ -49,18 +50,6 @@ class OwnRun:
     estimate: dict = field(default_factory=dict)
     seconds: float = 0.0
     peak_mib: float = 0.0
-
-
-def _peak_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _wanted(claims) -> list:
@@ -169,7 +158,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     calls = [c for c in calls if call_name(c) not in seen]
     rest = [c for c in calls if not store.has(call_name(c))]
     est = estimate(probe_calls, res, n, rest, workers if scheduler is None else 1) if runnable else {"seconds": 0.0}
-    est.update(probe_seconds=probe_s, peak_mib=_peak_mib(), probe_stored=res["stored"] if res else 0)
+    est.update(probe_seconds=probe_s, peak_mib=peak_mib(), probe_stored=res["stored"] if res else 0)
     if runnable:
         first = "image 1"
         echo(f"probe ({first} of {n}{', from the store' if est['probe_stored'] else ''}): "
@@ -185,7 +174,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     est["measured"] = measured          # the chunks after the probe (images 2…n)
     verdicts = C.verdicts(ctx, user, wanted, reasons)
     seconds = time.perf_counter() - t0
-    peak = _peak_mib()
+    peak = peak_mib()
     run_text = C.run_text(user, n, seconds, est, measured, peak)
     rerun = (f"chainlab verify --model {user.spec.arg}" + (f" --weights {weights}" if weights else "")
              + f" --images {images} --preprocess {imgs.preprocess} --n-images {n}"
