@@ -4,7 +4,6 @@ import os
 # OpenMP threads sleep while they wait (as the command line sets): on a loaded machine spinning threads make the
 # suite several times slower than the load explains (scripts/bench_load.py); set before torch is imported
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")          # MKL gemm bit-identical at any thread count (as the CLI)
 from collections import OrderedDict
 
 import numpy as np
