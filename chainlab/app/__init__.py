@@ -13,8 +13,4 @@ import os
 # run on a busy machine several times slower than the load explains (scripts/bench_load.py measures it).  Set
 # before torch is first imported (the command line imports it after this); an explicit setting is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# MKL's gemm (torch's Linear layers and matmuls on CPU) splits its sums by the thread count unless its conditional
-# numerical reproducibility is strict: with it, every record and verdict is bit-identical at 1 or 2 threads
-# (tests/test_verify.py; without it a float32 map moved by 1e-6 between the two on this machine)
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
