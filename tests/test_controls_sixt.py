@@ -316,6 +316,17 @@ def test_a_second_seed_is_decided_separately_and_the_seeds_must_agree():
     assert v.per_seed[0] is R and v.per_seed[1] is N and v.outcome is U
 
 
+def test_a_users_net_named_like_a_shipped_one_gets_no_shipped_seeds():
+    """verify --model data/sixt-cifar.npz registers the file's net as 'sixt-cifar': its seeds are the user's (none
+    here), not the shipped sixt-cifar-seed1 — else the user's run would measure a net it was not given."""
+    assert len(chainlab.models.seed_names("sixt-cifar")) > 1                     # the package ships a second seed
+    ctx = Context(Settings(progress=False))
+    assert seed_nets(ctx, "sixt-cifar") == dict(enumerate(chainlab.models.seed_names("sixt-cifar")))
+    x, y = Context(Settings(quick=True)).images("digits-mlp", 4)
+    ctx.add_net("sixt-cifar", NetEntry(chainlab.models.load("digits-mlp"), x, y))
+    assert seed_nets(ctx, "sixt-cifar") == {0: "sixt-cifar"}
+
+
 # -- S3 beside (--extended): DeepLIFT's ± rule ----------------------------------------------------------------------
 def test_s3_beside_the_pm_rule_tied_and_independent():
     """--extended measures DeepLIFT's ± rule (deeplift-*-pm, two multipliers per neuron) beside S3, tied and with

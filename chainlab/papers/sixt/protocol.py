@@ -145,7 +145,7 @@ def seed_nets(ctx, role: str) -> dict:
     Seeds whose weights are missing stay listed (the claims report them as not checked)."""
     out = {0: role}
     names = getattr(models, "seed_names", None)
-    if names is not None and role in models.NAMES:
+    if names is not None and role in models.NAMES and role not in ctx.registered:   # a user's net: its own seeds only
         try:
             for k, n in enumerate(names(role)):
                 out.setdefault(k, n)
