@@ -38,14 +38,14 @@ CHILD = """
 import json, sys, time
 import torch
 from chainlab.app.own import verify_own
+from chainlab.memory import peak_mib
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
 t = time.perf_counter()
 r = verify_own(model=a["model"], images=a["images"], weights=a["weights"], preprocess=a["preprocess"],
                n_images=a["n"], claims=[a["claim"]], output=a["output"], echo=lambda m: print(m, file=sys.stderr),
                progress=False)
-with open("/proc/self/status") as f:
-    hwm = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+hwm = peak_mib()
 v = r.verdicts[0]
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_mib": hwm, "outcome": v.outcome.value,
                   "estimate": r.estimate["seconds"] + r.estimate["probe_seconds"],

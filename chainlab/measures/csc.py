@@ -49,7 +49,7 @@ from ..linalg import channel_cosine
 from ._common import layer_label, record
 
 __all__ = ["csc", "csc_values", "random_baseline", "channel_vectors", "abs_cosines", "pair_list", "cosine_gaps",
-           "csc_summary", "HIST_EDGES"]
+           "csc_summary", "HIST_EDGES", "hist_bin"]
 
 
 def random_baseline(d: int) -> dict:
@@ -208,6 +208,12 @@ class _GroupRef:
 HIST_EDGES = (0.9, 0.99, 0.999, 0.9999)     # Sixt's Fig. 5e–g bins of |cos|: <.9, [.9,.99), …, [.9999, 1]
 
 
+def hist_bin(cos) -> np.ndarray:
+    """The Fig. 5e–g bin of each |cos| value: k with HIST_EDGES[k−1] ≤ |cos| < HIST_EDGES[k] (0 below the first
+    edge, len(HIST_EDGES) at or above the last); same shape as ``cos``."""
+    return np.searchsorted(np.asarray(HIST_EDGES), cos, side="right")
+
+
 def pair_list(vectors: int, pairs: int | None = None) -> np.ndarray:
     """The first ``pairs`` (default all) index pairs of ``itertools.combinations(range(vectors), 2)``."""
     pl = list(itertools.combinations(range(int(vectors)), 2))
@@ -251,7 +257,5 @@ def csc_summary(gaps, d: int, quantiles=(0.25, 0.75)) -> dict:
     out.update(csc=1.0 - med, gap=med)
     for q in quantiles:
         out[f"q{int(q * 100)}"] = 1.0 - float(np.quantile(v, 1.0 - q))
-    c = 1.0 - v
-    edges = (-np.inf,) + HIST_EDGES + (np.inf,)
-    out["hist"] = [float(((c >= lo) & (c < hi)).mean()) for lo, hi in zip(edges[:-1], edges[1:])]
+    out["hist"] = [float(n) / v.size for n in np.bincount(hist_bin(1.0 - v), minlength=len(HIST_EDGES) + 1)]
     return out

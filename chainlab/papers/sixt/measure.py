@@ -27,7 +27,7 @@ import torch
 
 from ...extraction import extract
 from ...measures import convergence as conv
-from ...measures.csc import HIST_EDGES, random_baseline
+from ...measures.csc import HIST_EDGES, hist_bin, random_baseline
 from ...measures.maps import class_difference, reduce_channels, ssim_flipped
 from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
@@ -106,7 +106,7 @@ def _per_image_stats(gaps: np.ndarray) -> dict:
     lo, hi = srt[rows, np.maximum((n - 1) // 2, 0)], srt[rows, np.maximum(n // 2, 0)]
     med = np.where(n > 0, 1.0 - (lo + hi) / 2.0, np.nan)
     nb = len(HIST_EDGES) + 1
-    k = np.searchsorted(np.asarray(HIST_EDGES), 1.0 - flat, side="right")
+    k = hist_bin(1.0 - flat)
     hist = np.bincount((rows[:, None] * nb + k)[ok], minlength=B * nb).reshape(B, nb).astype(np.int64)
     return {"csc": med, "n_values": ok.sum(axis=1), "n_dropped": (~ok).sum(axis=1), "hist": hist}
 
