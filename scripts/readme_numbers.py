@@ -89,7 +89,9 @@ def run_cost(results: Path) -> str:
     r = json.loads((results / "run.json").read_text())
     return (f"The committed {r['kind']} (`results/run.json`) took {r['seconds_total'] / 60:.1f} min in all "
             f"({r['seconds_measuring']:.0f} s of measuring, the rest the report's figures) on {r['cores']} cores "
-            f"(load average {r['load_at_start']:.1f} at its start), peak memory {r['peak_rss_mib'] / 1024:.1f} GiB.\n")
+            + (f"with {r['workers']} worker processes " if r.get("workers", 1) > 1 else "")
+            + f"(load average {r['load_at_start']:.1f} at its start), peak memory {r['peak_rss_mib'] / 1024:.1f} GiB"
+            + (" (an upper bound: this process's peak plus its workers')" if r.get("workers", 1) > 1 else "") + ".\n")
 
 
 def _num(x) -> str:

@@ -9,12 +9,12 @@ import pytest
 CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
-def run_quick(out, threads):
+def run_quick(out, threads, *more):
     """`chainlab verify --quick` in a fresh process with ``threads`` numba, torch (OpenMP) and BLAS threads."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
-    return subprocess.run(CHAINLAB + ["verify", "--quick", "-o", str(out)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(CHAINLAB + ["verify", "--quick", "-o", str(out), *more], capture_output=True, text=True,
+                          env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,13 @@ def _verdicts(md: str) -> list[str]:
     return [ln for ln in md.splitlines() if ln.startswith("## ") or ln.startswith("*Measured here.*")]
 
 
-def test_verdicts_and_records_do_not_depend_on_thread_counts(quick_run, tmp_path):
-    """The main job with 1 thread (numba, torch, BLAS) gives the same verdicts — and bit-identical records — as with
-    2: no reduction whose order depends on the thread count, no solver drawing from OS entropy."""
+def test_verdicts_and_records_do_not_depend_on_thread_counts_or_processes(quick_run, tmp_path):
+    """The main job with 1 thread (numba, torch, BLAS) and its chunks measured on 2 worker processes gives the same
+    verdicts — and bit-identical records — as with 2 threads in one process: no reduction whose order depends on
+    the thread count, no solver drawing from OS entropy, no result that depends on which process measured it or
+    when it came back (chainlab.app.verify.pool)."""
     p2, out2 = quick_run
-    p1 = run_quick(tmp_path / "one", 1)
+    p1 = run_quick(tmp_path / "one", 1, "--workers", "2")
     assert p1.returncode == 0 and p2.returncode == 0, p1.stderr[-1000:]
     assert _verdicts((tmp_path / "one" / "verify.md").read_text()) == _verdicts((out2 / "verify.md").read_text())
     one, two = sorted((tmp_path / "one" / "records").iterdir()), sorted((out2 / "records").iterdir())

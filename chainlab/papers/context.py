@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..extraction import extract
 from ..nets import data, models
 from ..nets.architectures import INPUT_SHAPES
 
-__all__ = ["Settings", "Context", "NetEntry", "Chunk", "progress", "fmt", "one_thread", "on_one_thread"]
+__all__ = ["Settings", "Context", "NetEntry", "Chunk", "capture", "progress", "fmt", "one_thread", "on_one_thread"]
 
 
 @dataclass
@@ -72,6 +73,17 @@ class Chunk:
                 f"{self.images})")
 
 
+def capture(ctx, call: Chunk):
+    """Run chunk ``call`` in ``ctx``: (the cache entries it added — not the transient helpers, not the images it
+    read —; the records it wrote; seconds): what a run that stores, resumes or farms out chunks keeps of it."""
+    before = set(ctx.cache)
+    n = len(ctx.records)
+    t0 = time.perf_counter()
+    call(ctx)
+    entries = {k: v for k, v in ctx.cache.items() if k not in before and k not in ctx.transient and k not in ctx.inputs}
+    return entries, ctx.records[n:], time.perf_counter() - t0
+
+
 @dataclass
 class NetEntry:
     """A net registered for a run: the module, its images (float64, model-shaped), optional labels, and what the
@@ -95,6 +107,7 @@ class Context:
         self.missing: dict = {}           # net → why its weights could not be loaded
         self.cache: dict = {}             # per-paper memo of expensive passes
         self.transient: set = set()       # cache keys of helpers (traced nets, derived models) recomputed on demand
+        self.inputs: set = set()          # cache keys of the images read (every process makes its own)
         self.records: list[dict] = []
 
     def release_transient(self) -> None:
@@ -141,10 +154,12 @@ class Context:
             if INPUT_SHAPES.get(net) == (1, 3, 32, 32):
                 if "scenes" not in self.cache:          # made once per run, shared by every 32×32 net
                     self.cache["scenes"] = data.test_set("scenes")
+                    self.inputs.add("scenes")
                 x, y = self.cache["scenes"]
             else:
                 x, y = self.digits.x_test, self.digits.y_test
             self.cache[key] = (data.model_input(net, x).to(torch.float64), np.asarray(y, dtype=np.int64))
+            self.inputs.add(key)
         X, y = self.cache[key]
         if n > len(X):
             raise ValueError(f"{net}: {n} images asked, the held-out set has {len(X)}")
@@ -161,6 +176,7 @@ class Context:
         """The shipped 8×8 digits (``data.load_digits()``), loaded once."""
         if "digits" not in self.cache:
             self.cache["digits"] = data.load_digits()
+            self.inputs.add("digits")
         return self.cache["digits"]
 
     def stream(self, net, rule, n: int, **opts):

@@ -22,14 +22,14 @@ import contextlib
 import functools
 import hashlib
 import sys
-import time
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
 from ...errors import InputError
+from ...memory import keep_freed_memory
 from ...nets.specs import ModelSpec
-from ...papers.context import Chunk, Context, NetEntry, Settings
+from ...papers.context import Chunk, Context, NetEntry, Settings, capture
 from .. import distributed
 from .prepare import prepare
 from .store import encodable
@@ -63,16 +63,6 @@ def call_name(call: Chunk) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def capture(ctx: Context, call: Call):
-    """Run ``call`` in ``ctx``; (cache entries it added, records it wrote, seconds)."""
-    before = set(ctx.cache)
-    n = len(ctx.records)
-    t0 = time.perf_counter()
-    call(ctx)
-    entries = {k: v for k, v in ctx.cache.items() if k not in before}
-    return entries, ctx.records[n:], time.perf_counter() - t0
-
-
 def context_for(user, settings: Settings) -> Context:
     """A run context with the user's net registered under its name (untrained nets marked)."""
     ctx = Context(settings)
@@ -85,6 +75,7 @@ def context_for(user, settings: Settings) -> Context:
 
 @functools.lru_cache(maxsize=2)
 def _worker_context(source: Source) -> Context:
+    keep_freed_memory()
     user = prepare(source.spec.arg, source.images, weights=source.spec.weights,
                    preprocess=source.preprocess, n_images=source.n_images, labels=source.labels,
                    seed=source.spec.seed)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ...errors import OptionError
 from ...papers import binder, mehrpanah, sixt
+from . import pool
 from .core import Context, Settings, as_verdict
 from ...papers.verdict import Outcome
 from .write import tally, verify_markdown, write_run
@@ -50,9 +51,14 @@ CLAIMS = {cid: fn for paper in PAPERS for cid, fn in paper.CLAIMS.items()}
 ORDER = tuple(cid for paper in PAPERS for cid in paper.ORDER)
 
 
-def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False, ctx=None):
+def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, extended: bool = False, ctx=None,
+        workers: int = 1, facts: dict | None = None):
     """Check the claims (all by default); returns (verdicts in claim order, records).  ``ctx``: a prepared
-    :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one."""
+    :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one.  ``workers`` > 1:
+    the claims' per-image chunks (each paper's ``plan``) are measured first on that many single-threaded
+    processes (:mod:`.pool`; the same records as a serial run), then the claims run here and find them; ``facts``
+    (a dict) receives what the pool measured: its memory (``peak_bound_mib``, ``peak_sampled_mib``) and time
+    (``seconds_wall``, ``seconds_by_group``: the chunks' seconds per claim and net, summed over the workers)."""
     wanted = list(ORDER) if not claims else [c.upper() for c in claims]
     bad = [c for c in wanted if c not in CLAIMS]
     if bad:
@@ -60,6 +66,13 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
     if quick and extended:
         raise OptionError("choose --quick or --extended, not both")
     ctx = ctx or Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
+    if workers > 1:
+        chunks = [c for paper in PAPERS if hasattr(paper, "plan") for c in paper.plan(ctx, wanted)]
+        if chunks:
+            got = pool.measure(ctx, chunks, workers, desc=f"measuring on {workers} processes")
+            if facts is not None:
+                facts.update({k: got[k] for k in ("peak_bound_mib", "peak_sampled_mib", "seconds_wall",
+                                                  "seconds_by_group")})
     done, verdicts = set(), {}
     for c in wanted:
         fn = CLAIMS[c]

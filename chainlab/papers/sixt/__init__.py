@@ -85,7 +85,7 @@ def prefix_chunks(ctx, net, mid) -> list:
     Z = sizes(ctx)
     n = min(Z.theorem_images, len(ctx.images(net, Z.theorem_images)[0]))
     return [Chunk(M.prefix_ratios, (net, r, M.METHOD[mid]), _kw(columns=Z.columns), f"S6 · {net}", len(r))
-            for r in ctx.s.chunks(n)]
+            for r in ctx.s.chunks(n, default=Z.prefix_chunk)]
 
 
 def cascade_chunk(ctx, net, images, method, steps, keep, pass_chunk=None):
@@ -119,6 +119,31 @@ def cascade_chunks(ctx, net, role, seed=0, with_pass=None) -> list:
     return out
 
 
+def s2_chunks(ctx, net, role, scale: float = 255.0) -> list:
+    """The chunks of S2's own pass (LRP-α1β0, the inputs times ``scale``, no targets) on ``net``: the ×255 pass,
+    and the ×1 pass where the shared pass does not cover the net."""
+    P = net_protocol(ctx, net, role)
+    kw = dict(inject=tuple(P.inject[:1]), side=P.side, targets=False)
+    if scale != 1.0:
+        kw["scale"] = scale
+    return [Chunk(M.csc_pass, (net, r, (M.METHOD["lrp-a1b0"],)), _kw(**kw), f"S2 · {net}", len(r))
+            for r in _chunks(ctx)]
+
+
+def simulation_chunk(ctx) -> Chunk:
+    """App. B's simulation of S6 (random matrices of VGG-16's shapes; no net): one chunk."""
+    Z = sizes(ctx)
+    return Chunk(M.cached_simulation, (("vanilla", "relu", "positive", "non-negative", "stochastic"),),
+                 _kw(shapes=Z.sim_shapes, draws=Z.draws, seed=ctx.s.seed,
+                     alphas=() if ctx.s.quick else tuple(range(1, 11))), "S6 · App. B simulation", 1)
+
+
+def class_difference_chunk(ctx, net, methods) -> Chunk:
+    """S8 on a shipped net: its two-object test scenes, one chunk."""
+    return Chunk(M.class_differences, (net, sizes(ctx).two_object, tuple(methods)), (), f"S8 · {net}",
+                 sizes(ctx).two_object)
+
+
 def two_object_chunks(ctx, net, methods) -> list:
     """S8 on a user's net: the top-two-logit class difference on its own images, per chunk."""
     Z = sizes(ctx)
@@ -141,8 +166,15 @@ def plan(ctx, claims) -> list:
     if claims & {"S1", "S3", "S5"}:
         for seed, role, net in _nets(ctx, "csc")[0]:
             out += pass_chunks(ctx, net, role, seed)
+    if "S2" in claims:
+        shared = {net for _, _, net in _nets(ctx, "csc")[0]} if claims & {"S1", "S3", "S5"} else set()
+        for seed, role, net in _nets(ctx, "s2")[0]:
+            out += ([] if net in shared else s2_chunks(ctx, net, role, scale=1.0)) + s2_chunks(ctx, net, role)
     if "S6" in claims:
-        for seed, role, net in _nets(ctx, "theorem")[0]:
+        theorem = _nets(ctx, "theorem")[0]
+        if theorem:
+            out.append(simulation_chunk(ctx))
+        for seed, role, net in theorem:
             out += prefix_chunks(ctx, net, "lrp-a1b0") + prefix_chunks(ctx, net, "gradient")
             out.append(Chunk(M.layer_hypotheses, (net,), (), f"S6 · {net}", 1))
     if "S7" in claims:
@@ -152,6 +184,8 @@ def plan(ctx, claims) -> list:
         for seed, role, net in _nets(ctx, "two_object")[0]:
             if net in ctx.registered:
                 out += two_object_chunks(ctx, net, _s8_methods(ctx, net))
+            elif tuple(ctx.images(net, 1)[0].shape[1:]) == (3, 32, 32):
+                out.append(class_difference_chunk(ctx, net, _s8_methods(ctx, net)))
     return out
 
 
@@ -279,10 +313,9 @@ def claim_s2(ctx) -> list:
         if sh is not None and "lrp-a1b0" in sh["curves"]:
             curve = sh["curves"]["lrp-a1b0"][(inj[0], "tied")]
         else:
-            cs = [M.csc_pass(ctx, net, r, [m], inject=inj, side=P.side, targets=False)[m.id] for r in _chunks(ctx)]
+            cs = [c(ctx)[m.id] for c in s2_chunks(ctx, net, role, scale=1.0)]
             curve = {j: M.per_image(cs, "csc", (inj[0], "tied"), j, "csc") for j in cs[0]["csc"][(inj[0], "tied")]}
-        c255 = [M.csc_pass(ctx, net, r, [m], inject=inj, side=P.side, targets=False, scale=255.0)[m.id]
-                for r in _chunks(ctx)]
+        c255 = [c(ctx)[m.id] for c in s2_chunks(ctx, net, role)]
         curves255[(seed, role)] = {j: M.per_image(c255, "csc", (inj[0], "tied"), j, "csc")
                                    for j in c255[0]["csc"][(inj[0], "tied")]}
         per_seed.setdefault(seed, {})[(role, "lrp-a1b0")] = curve
@@ -357,8 +390,7 @@ def claim_s6(ctx) -> list:
         hyp = M.layer_hypotheses(ctx, net)
         R.record_hypotheses(ctx, net, role, seed, hyp)
         texts.append(R.s6_net_line(net, prefix[seed][(role, "lrp-a1b0")], prefix[seed][(role, "gradient")], hyp))
-    sim = M.simulation(("vanilla", "relu", "positive", "non-negative", "stochastic"), shapes=Z.sim_shapes,
-                       draws=Z.draws, seed=ctx.s.seed, alphas=() if ctx.s.quick else tuple(range(1, 11)))
+    sim = simulation_chunk(ctx)(ctx)
     R.record_simulation(ctx, "VGG-16 shapes" if not ctx.s.quick else "VGG-16 shapes / 16", sim)
     for seed, role, net in have:                  # App. B's variants from the real nets' weights (beside)
         if seed != 0 or ctx.s.quick:
@@ -400,7 +432,6 @@ def _cascade_methods(ctx, net, role, spec, seed):
 def claim_s7(ctx) -> list:
     t0 = time.perf_counter()
     spec = SPECS["S7"]
-    Z = sizes(ctx)
     have, missing = _nets(ctx, "cascade")
     data, where, texts, figs = {}, {}, [], ["sixt_fig4b.png"]
     for seed, role, net in have:
@@ -432,7 +463,6 @@ def claim_s7(ctx) -> list:
 def claim_s8(ctx) -> list:
     t0 = time.perf_counter()
     spec = SPECS["S8"]
-    Z = sizes(ctx)
     have, missing = _nets(ctx, "two_object")
     data = {}
     top_two = []
@@ -445,7 +475,7 @@ def claim_s8(ctx) -> list:
         elif tuple(ctx.images(net, 1)[0].shape[1:]) != (3, 32, 32):
             continue
         else:
-            diffs = M.class_differences(ctx, net, Z.two_object, methods)
+            diffs = class_difference_chunk(ctx, net, methods)(ctx)
         for mid, v in diffs.items():
             data.setdefault(seed, {})[(role, mid)] = v
         R.record_class_difference(ctx, net, role, seed, methods, diffs)

@@ -112,9 +112,11 @@ def _per_image_stats(gaps: np.ndarray) -> dict:
 
 
 def _rules(ctx, net, methods):
+    """The methods' rules prepared on ``net`` (cached per net; a helper: transient)."""
     key = ("sixt-rules", net)
     if key not in ctx.cache:
         ctx.cache[key] = {}
+        ctx.transient.add(key)
     have = ctx.cache[key]
     for m in methods:
         if m.id not in have:
@@ -326,6 +328,14 @@ def simulation(variants, *, shapes=conv.VGG16_SHAPES, draws: int = 20, seed: int
     vs = tuple(variants) + (("alpha-beta",) if ab else ())
     return conv.convergence_simulation(vs, shapes=shapes, draws=draws, seed=seed, alpha_beta=ab or ((2.0, 1.0),),
                                        learned=learned)
+
+
+def cached_simulation(ctx, variants, **kw):
+    """:func:`simulation` cached in ``ctx`` per its arguments (a chunk of the run: App. B needs no net)."""
+    key = ("sixt-simulation", tuple(variants), tuple(sorted(kw.items())))
+    if key not in ctx.cache:
+        ctx.cache[key] = simulation(variants, **kw)
+    return ctx.cache[key]
 
 
 def class_differences(ctx, net, n: int, methods) -> dict:

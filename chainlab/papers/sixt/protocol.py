@@ -91,7 +91,8 @@ class Sizes:
     ``theorem_images`` images of S6's prefix products (each a unit of its interval), ``columns`` sampled columns
     of each P_k, ``draws`` of the App. B simulation on ``sim_shapes`` (VGG-16's centre-tap shapes; the quick run
     divides every dimension by 16), ``two_object`` scenes of S8, ``heatmaps`` images whose cascading maps are kept
-    for Fig. 1a's grid."""
+    for Fig. 1a's grid, ``prefix_chunk`` images per chunk of S6's prefix products (each image is 64 columns: 4
+    images keep a worker's batch at 256 signals)."""
 
     images: int
     chunk: int
@@ -101,6 +102,7 @@ class Sizes:
     draws: int
     two_object: int
     sim_shapes: tuple = VGG16_SHAPES
+    prefix_chunk: int = 4
     heatmaps: int = 1
 
 

@@ -1,0 +1,149 @@
+"""The main job's measured chunks on a pool of single-threaded worker processes.
+
+The claims' per-image measurements are :class:`~chainlab.papers.context.Chunk` s (``plan(ctx, claims)`` of a paper
+lists them): a function of (ctx, net, image range, …) that caches its result in ``ctx.cache``.  :func:`measure`
+computes every chunk of a plan on ``workers`` processes and merges each chunk's new cache entries into the run's
+context, **in plan order** — so the claims then find their passes measured, and what they record does not depend
+on which process measured what or in which order the results came back.
+
+Each worker (a ``spawn`` ed process: no forked OpenMP or BLAS state) builds its own :class:`Context` from the run's
+settings, loads the nets it is asked about once, and measures on one thread (torch, numba, BLAS): two such
+processes keep 2 cores busy with no thread waiting for another (a torch convolution backward on 2 threads
+synchronizes per call), and the results equal a one-thread serial run bit for bit (tests/test_verify_pool.py).
+A chunk that reads the results of others (``after``) is sent once those arrived, with their entries.
+Helpers the measure code marks transient (traced float64 copies) stay in the worker.
+
+Memory: each worker holds the nets and images it measured; the run's peak is at most the main process's plus the
+workers' peaks (:func:`measure` returns the latter).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from ...errors import RunError
+from ...memory import keep_freed_memory, peak_mib, rss_mib
+from ...papers.context import Context, Settings, capture, one_thread
+
+__all__ = ["measure"]
+
+_WORKER: dict = {}
+_SAMPLE = 0.5              # seconds between two samples of the processes' memory
+
+
+def _start(settings: dict) -> None:
+    """Worker initializer: freed memory kept for reuse (:func:`~chainlab.memory.keep_freed_memory`), the worker's
+    context (no progress bars: the main process shows one)."""
+    keep_freed_memory()
+    _WORKER["ctx"] = Context(Settings(**{**settings, "progress": False}))
+
+
+def _task(call, needed: dict):
+    """One chunk in the worker: (entries, records, seconds, (the worker's pid, its peak RSS in MiB)).  The worker
+    keeps only its nets, images and the helpers of the current group (claim and net): what it sends back lives in
+    the main process."""
+    ctx = _WORKER["ctx"]
+    if _WORKER.get("group") != call.group:
+        ctx.release_transient()
+        _WORKER["group"] = call.group
+    ctx.cache.update(needed)
+    with one_thread():
+        entries, records, dt = capture(ctx, call)
+    for k in list(entries) + list(needed):
+        ctx.cache.pop(k, None)
+    return entries, records, dt, (os.getpid(), peak_mib())
+
+
+def _settings(s: Settings) -> dict:
+    return {k: getattr(s, k) for k in s.__dataclass_fields__}
+
+
+def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring") -> dict:
+    """Every chunk of ``chunks`` (a plan) measured on ``workers`` processes and merged into ``ctx`` in plan order;
+    {"chunks": n, "seconds": [s per chunk, plan order], "worker_peak_mib": [peak RSS of each worker],
+    "seconds_wall": s, "seconds_by_group": {chunk group: s of its chunks},
+    "peak_bound_mib": this process's peak plus the workers' (an upper bound on the run's memory so far),
+    "peak_sampled_mib": the largest sum of this process's and the workers' RSS seen (sampled every 0.5 s)}.
+    A worker's exception is raised here unchanged; a worker that dies (out of memory, killed) is a RunError naming
+    the chunk."""
+    chunks = list(dict.fromkeys(chunks))
+    planned = set(chunks)
+    for c in chunks:
+        for a in c.after:
+            if a not in planned:
+                raise ValueError(f"chunk {c!r} comes after {a!r}, which is not in the plan")
+    t0 = time.perf_counter()
+    results: dict = {}
+    peaks: dict = {}
+    sampled = 0.0
+    waiting = list(chunks)
+    running: dict = {}
+    ctx_mp = multiprocessing.get_context("spawn")
+    bar = _Bar(sum(c.images for c in chunks), desc, ctx.s.progress)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx_mp, initializer=_start,
+                                 initargs=(_settings(ctx.s),)) as pool:
+            while waiting or running:
+                # at most one chunk queued beyond the busy workers: a chunk that becomes ready (its ``after`` done)
+                # is not stuck behind the whole plan
+                ready = [c for c in waiting if all(a in results for a in c.after)]
+                for c in ready[:max(0, workers + 1 - len(running))]:
+                    needed = {}
+                    for a in c.after:
+                        needed.update(results[a][0])
+                    running[pool.submit(_task, c, needed)] = c
+                    waiting.remove(c)
+                if not running:
+                    raise ValueError("chunks that wait for each other")
+                done, _ = wait(running, timeout=_SAMPLE, return_when=FIRST_COMPLETED)
+                live = rss_mib() + sum(rss_mib(p) for p in list(getattr(pool, "_processes", None) or {}))
+                sampled = max(sampled, live)
+                for f in done:
+                    c = running.pop(f)
+                    try:
+                        entries, records, dt, (pid, peak) = f.result()
+                    except BrokenProcessPool as exc:
+                        raise RunError(f"a worker process died while measuring {c.group} (images "
+                                       f"{_images(c)}): {exc}; rerun with --workers 1 to measure in this "
+                                       "process") from None
+                    results[c] = (entries, records, dt)
+                    peaks[pid] = max(peaks.get(pid, 0.0), peak)
+                    bar.update(c.images)
+    finally:
+        bar.close()
+    for c in chunks:                         # plan order: the records and the cache as a serial run leaves them
+        entries, records, _ = results[c]
+        ctx.cache.update(entries)
+        ctx.records.extend(records)
+    by_group: dict = {}
+    for c in chunks:
+        by_group[c.group] = by_group.get(c.group, 0.0) + results[c][2]
+    return {"chunks": len(chunks), "seconds": [results[c][2] for c in chunks], "worker_peak_mib": list(peaks.values()),
+            "seconds_wall": time.perf_counter() - t0, "seconds_by_group": by_group,
+            "peak_bound_mib": peak_mib() + sum(peaks.values()), "peak_sampled_mib": sampled}
+
+
+def _images(c) -> str:
+    r = next((a for a in c.args if isinstance(a, range)), None)
+    return f"{r.start}–{r.stop - 1}" if r is not None else "—"
+
+
+class _Bar:
+    def __init__(self, total, desc, on):
+        self.bar = None
+        if on:
+            import sys
+
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="image", file=sys.stderr, leave=False)
+
+    def update(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
