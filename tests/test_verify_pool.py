@@ -40,7 +40,7 @@ def test_chunks_merge_in_plan_order_with_their_dependencies():
     after = Chunk(plus_one, ("c", "a"), (), "toy", 1, (slow,))
     helper = Chunk(mark_transient, ("d",), (), "toy", 1)
     ctx = Context(Settings(progress=False))
-    got = pool.measure(ctx, [slow, fast, after, helper], workers=2)
+    got = pool.measure(ctx, [slow, fast, after, helper], workers=3)     # this process and 2 workers
     # b finishes long before a, yet the records come in plan order: a, b, c
     assert [r["key"] for r in ctx.records] == ["a", "b", "c"]
     assert [r["value"] for r in ctx.records] == [1, 2, 2]
@@ -48,6 +48,7 @@ def test_chunks_merge_in_plan_order_with_their_dependencies():
     assert ("helper", "d") not in ctx.cache          # transient helpers are not sent back
     assert got["chunks"] == 4 and len(got["seconds"]) == 4 and got["seconds"][0] >= 1.5 > got["seconds"][1]
     assert 1 <= len(got["worker_peak_mib"]) <= 2 and min(got["worker_peak_mib"]) > 10
+    assert got["peak_bound_mib"] >= got["peak_sampled_mib"] > 10
 
 
 def test_a_workers_error_reaches_the_caller_and_a_missing_dependency_is_refused():

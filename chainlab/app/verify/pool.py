@@ -2,7 +2,7 @@
 
 The claims' per-image measurements are :class:`~chainlab.papers.context.Chunk` s (``plan(ctx, claims)`` of a paper
 lists them): a function of (ctx, net, image range, …) that caches its result in ``ctx.cache``.  :func:`measure`
-computes every chunk of a plan on ``workers`` processes and merges each chunk's new cache entries into the run's
+computes every chunk of a plan on ``workers`` processes (this one among them) and merges each chunk's new cache entries into the run's
 context, **in plan order** — so the claims then find their passes measured, and what they record does not depend
 on which process measured what or in which order the results came back.
 
@@ -62,13 +62,14 @@ def _settings(s: Settings) -> dict:
 
 
 def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring") -> dict:
-    """Every chunk of ``chunks`` (a plan) measured on ``workers`` processes and merged into ``ctx`` in plan order;
-    {"chunks": n, "seconds": [s per chunk, plan order], "worker_peak_mib": [peak RSS of each worker],
-    "seconds_wall": s, "seconds_by_group": {chunk group: s of its chunks},
-    "peak_bound_mib": this process's peak plus the workers' (an upper bound on the run's memory so far),
-    "peak_sampled_mib": the largest sum of this process's and the workers' RSS seen (sampled every 0.5 s)}.
-    A worker's exception is raised here unchanged; a worker that dies (out of memory, killed) is a RunError naming
-    the chunk."""
+    """Every chunk of ``chunks`` (a plan) measured by ``workers`` processes — this one and ``workers`` − 1 worker
+    processes — and merged into ``ctx`` in plan order; {"chunks": n, "seconds": [s per chunk, plan order],
+    "worker_peak_mib": [peak RSS of each worker process], "seconds_wall": s, "seconds_by_group": {chunk group: s of
+    its chunks}, "peak_bound_mib": this process's peak plus the workers' (an upper bound on the run's memory so
+    far), "peak_sampled_mib": the largest sum of this process's and the workers' RSS seen (sampled after every
+    chunk of this process and every 0.5 s while it waits)}.  This process measures too (on one thread, like the
+    workers): one process fewer holds torch, the nets and the images.  A worker's exception is raised here
+    unchanged; a worker that dies (out of memory, killed) is a RunError naming the chunk."""
     chunks = list(dict.fromkeys(chunks))
     planned = set(chunks)
     for c in chunks:
@@ -78,52 +79,82 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring") 
     t0 = time.perf_counter()
     results: dict = {}
     peaks: dict = {}
-    sampled = 0.0
+    state = {"sampled": 0.0, "group": None}
     waiting = list(chunks)
     running: dict = {}
-    ctx_mp = multiprocessing.get_context("spawn")
-    bar = _Bar(sum(c.images for c in chunks), desc, ctx.s.progress)
+    helpers = max(int(workers) - 1, 0)
+    bar = _Bar(len(chunks), desc, ctx.s.progress)
+    pool = (ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_start, initargs=(_settings(ctx.s),)) if helpers else None)
+
+    def sample():
+        procs = list(getattr(pool, "_processes", None) or {}) if pool is not None else []
+        state["sampled"] = max(state["sampled"], rss_mib() + sum(rss_mib(p) for p in procs))
+
+    def collect(done):
+        for f in done:
+            c = running.pop(f)
+            try:
+                entries, records, dt, (pid, peak) = f.result()
+            except BrokenProcessPool as exc:
+                raise RunError(f"a worker process died while measuring {c.group} (images {_images(c)}): {exc}; "
+                               "rerun with --workers 1 to measure in this process") from None
+            results[c] = (entries, records, dt)
+            ctx.cache.update(entries)        # at once: a chunk measured here may come after it
+            peaks[pid] = max(peaks.get(pid, 0.0), peak)
+            bar.update(1)
+
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx_mp, initializer=_start,
-                                 initargs=(_settings(ctx.s),)) as pool:
-            while waiting or running:
-                # at most one chunk queued beyond the busy workers: a chunk that becomes ready (its ``after`` done)
-                # is not stuck behind the whole plan
-                ready = [c for c in waiting if all(a in results for a in c.after)]
-                for c in ready[:max(0, workers + 1 - len(running))]:
-                    needed = {}
-                    for a in c.after:
-                        needed.update(results[a][0])
-                    running[pool.submit(_task, c, needed)] = c
-                    waiting.remove(c)
-                if not running:
-                    raise ValueError("chunks that wait for each other")
+        while waiting or running:
+            ready = [c for c in waiting if all(a in results for a in c.after)]
+            # the workers' queue holds at most one chunk beyond the busy workers: a chunk that becomes ready (its
+            # ``after`` done) is not stuck behind the whole plan, and this process finds work too
+            for c in ready[:max(0, 2 * helpers - len(running))]:
+                needed = {}
+                for a in c.after:
+                    needed.update(results[a][0])
+                running[pool.submit(_task, c, needed)] = c
+                waiting.remove(c)
+            mine = next((c for c in waiting if all(a in results for a in c.after)), None)
+            if mine is not None:
+                waiting.remove(mine)
+                results[mine] = _here(ctx, mine, state)
+                bar.update(1)
+                sample()
+                collect([f for f in list(running) if f.done()])
+            elif running:
                 done, _ = wait(running, timeout=_SAMPLE, return_when=FIRST_COMPLETED)
-                live = rss_mib() + sum(rss_mib(p) for p in list(getattr(pool, "_processes", None) or {}))
-                sampled = max(sampled, live)
-                for f in done:
-                    c = running.pop(f)
-                    try:
-                        entries, records, dt, (pid, peak) = f.result()
-                    except BrokenProcessPool as exc:
-                        raise RunError(f"a worker process died while measuring {c.group} (images "
-                                       f"{_images(c)}): {exc}; rerun with --workers 1 to measure in this "
-                                       "process") from None
-                    results[c] = (entries, records, dt)
-                    peaks[pid] = max(peaks.get(pid, 0.0), peak)
-                    bar.update(c.images)
+                sample()
+                collect(done)
+            elif waiting:
+                raise ValueError("chunks that wait for each other")
     finally:
         bar.close()
-    for c in chunks:                         # plan order: the records and the cache as a serial run leaves them
-        entries, records, _ = results[c]
-        ctx.cache.update(entries)
-        ctx.records.extend(records)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    ctx.release_transient()
+    for c in chunks:                         # plan order: the records as a serial run writes them
+        ctx.records.extend(results[c][1])
     by_group: dict = {}
     for c in chunks:
         by_group[c.group] = by_group.get(c.group, 0.0) + results[c][2]
     return {"chunks": len(chunks), "seconds": [results[c][2] for c in chunks], "worker_peak_mib": list(peaks.values()),
             "seconds_wall": time.perf_counter() - t0, "seconds_by_group": by_group,
-            "peak_bound_mib": peak_mib() + sum(peaks.values()), "peak_sampled_mib": sampled}
+            "peak_bound_mib": peak_mib() + sum(peaks.values()), "peak_sampled_mib": state["sampled"]}
+
+
+def _here(ctx, call, state):
+    """Chunk ``call`` measured in this process, as a worker would (one thread, the helpers of the current group):
+    (entries, records, seconds); its records are taken out of ``ctx.records`` until the plan-order merge."""
+    if state["group"] != call.group:
+        ctx.release_transient()
+        state["group"] = call.group
+    n = len(ctx.records)
+    with one_thread():
+        entries, records, dt = capture(ctx, call)
+    records = list(records)
+    del ctx.records[n:]
+    return entries, records, dt
 
 
 def _images(c) -> str:
@@ -138,7 +169,7 @@ class _Bar:
             import sys
 
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="image", file=sys.stderr, leave=False)
+            self.bar = tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
 
     def update(self, n):
         if self.bar is not None:

@@ -175,7 +175,7 @@ def plan(ctx, claims) -> list:
         if theorem:
             out.append(simulation_chunk(ctx))
         for seed, role, net in theorem:
-            out += prefix_chunks(ctx, net, "lrp-a1b0") + prefix_chunks(ctx, net, "gradient")
+            out += [c for mid in _s6_methods(ctx, seed) for c in prefix_chunks(ctx, net, mid)]
             out.append(Chunk(M.layer_hypotheses, (net,), (), f"S6 · {net}", 1))
     if "S7" in claims:
         for seed, role, net in _nets(ctx, "cascade")[0]:
@@ -374,6 +374,11 @@ def claim_s5(ctx) -> list:
                     caveats=R.extended_caveats(ctx, ("smoothgrad",)), numbers=R.numbers_sanity(data, spec, "ssim"))]
 
 
+def _s6_methods(ctx, seed):
+    """S6's chains: LRP-α1β0 (decided) and the gradient (beside) on seed 0; a further seed: the decided only."""
+    return ("lrp-a1b0", "gradient") if seed == 0 or ctx.s.extended else ("lrp-a1b0",)
+
+
 def claim_s6(ctx) -> list:
     t0 = time.perf_counter()
     spec = SPECS["S6"]
@@ -381,7 +386,7 @@ def claim_s6(ctx) -> list:
     have, missing = _nets(ctx, "theorem")
     prefix, texts = {}, []
     for seed, role, net in have:
-        for mid in ("lrp-a1b0", "gradient"):
+        for mid in _s6_methods(ctx, seed):
             prs = [c(ctx) for c in prefix_chunks(ctx, net, mid)]
             pr = {"ratio": np.concatenate([p["ratio"] for p in prs]),
                   "hilbert": np.concatenate([p["hilbert"] for p in prs]), "names": prs[0]["names"]}
@@ -389,7 +394,7 @@ def claim_s6(ctx) -> list:
             R.record_prefix(ctx, net, role, seed, mid, pr)
         hyp = M.layer_hypotheses(ctx, net)
         R.record_hypotheses(ctx, net, role, seed, hyp)
-        texts.append(R.s6_net_line(net, prefix[seed][(role, "lrp-a1b0")], prefix[seed][(role, "gradient")], hyp))
+        texts.append(R.s6_net_line(net, prefix[seed][(role, "lrp-a1b0")], prefix[seed].get((role, "gradient")), hyp))
     sim = simulation_chunk(ctx)(ctx)
     R.record_simulation(ctx, "VGG-16 shapes" if not ctx.s.quick else "VGG-16 shapes / 16", sim)
     for seed, role, net in have:                  # App. B's variants from the real nets' weights (beside)

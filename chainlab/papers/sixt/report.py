@@ -256,15 +256,16 @@ def numbers_sanity(data, spec, key) -> dict:
 
 def s6_net_line(net, ratio, grad, hyp) -> str:
     f = [D.decay_factor(r) for r in ratio]
-    g = [D.decay_factor(r) for r in grad]
+    g = None if grad is None else [D.decay_factor(r) for r in grad]
     zc = sum(h["zero_columns"] for h in hyp)
     zr = sum(h["zero_rows"] for h in hyp)
     taus = ", ".join("n/a" if h["tau"] is None else f"{h['tau']:.3g}" for h in hyp)
     med_first = float(np.nanmedian(ratio[:, 0])) if ratio.size else np.nan
     med_last = float(np.nanmedian(ratio[:, -1])) if ratio.size else np.nan
     return (f"{net}: σ2/σ1(P_k) {med_first:.3g} → {med_last:.3g} over {ratio.shape[1]} layers (median over "
-            f"{ratio.shape[0]} images), factor per layer {est(D.estimate(f))}; the gradient's (signed chain, beside) "
-            f"{est(D.estimate(g))}; the theorem's hypotheses at image 0: {zc} zero columns (excluded by the theorem), "
+            f"{ratio.shape[0]} images), factor per layer {est(D.estimate(f))}; "
+            + ("" if g is None else f"the gradient's (signed chain, beside) {est(D.estimate(g))}; ")
+            + f"the theorem's hypotheses at image 0: {zc} zero columns (excluded by the theorem), "
             f"{zr} zero rows (no hypothesis); Birkhoff τ per layer {taus}")
 
 
