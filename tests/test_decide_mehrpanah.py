@@ -166,3 +166,15 @@ def test_metric_note():
     note = D.metric_note(Decision(R), Decision(N))
     assert "depends on the EF metric" in note and "reproduced with the authors' EF_code" in note
     assert "not reproduced with our DC-free EF" in note
+
+
+def test_m1_notes_say_why_the_small_beta_grid_is_missing_and_name_other_missing_nets():
+    from chainlab.papers.mehrpanah import protocol as P
+    from chainlab.papers.mehrpanah import report as R
+
+    st = {"dropped": [], "ef": {"EF_code": {0: 1, 1: 1}}}
+    notes = R.study_notes(st, ["scenes-cnn-softplus0.5", "scenes-cnn-softplus0.1", "scenes-cnn-softplus3-seed2"])
+    assert P.SMALL_BETA_PROBE in notes and "chance level" in P.SMALL_BETA_PROBE
+    other = [n for n in notes if n.startswith("not shipped")]
+    assert other == ["not shipped / no weights: scenes-cnn-softplus3-seed2"]
+    assert R.study_notes(st, ["scenes-cnn-softplus3-seed2"]) == other

@@ -23,6 +23,7 @@ from .. import stats
 from ..context import fmt
 from ..panels import figure, num, palette, save, select, valued
 from . import decide as D
+from . import protocol as P
 
 __all__ = ["FIGURES", "HANDLES", "PAPER_NUMBERS_M1", "PAPER_NUMBERS_M2", "study_notes", "accuracy_caveat", "recipe_caveat",
            "observed_m1", "beside_m1", "observed_m2", "beside_m2", "observed_m3", "observed_parts", "numbers",
@@ -51,8 +52,12 @@ def study_notes(st, missing) -> list:
     seeds = sorted({s for s in st["ef"]["EF_code"]})
     if len(seeds) < 2:
         notes.append(f"seeds {seeds} only — the interval over seeds needs ≥ 2 (inconclusive)")
-    if missing:
-        notes.append("not shipped / no weights: " + ", ".join(missing))
+    small = [n for n in missing if P.BETAS.get(n, math.inf) < 1.0]
+    other = [n for n in missing if n not in small]
+    if small:
+        notes.append(P.SMALL_BETA_PROBE)
+    if other:
+        notes.append("not shipped / no weights: " + ", ".join(other))
     return notes
 
 
