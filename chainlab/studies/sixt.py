@@ -42,7 +42,7 @@ from .explanations import Traced, smoothgrad
 
 __all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "DEEPLIFT_PM", "AUTHORS",
            "explanations",
-           "PassResult", "sixt_passes", "sixt_pass", "cascading", "glorot_reinit",
+           "PassResult", "sixt_passes", "sixt_pass", "cascading", "cascading_many", "glorot_reinit",
            "prefix_columns", "prepared_rule", "available", "as_images"]
 
 
@@ -371,30 +371,56 @@ def cascading(model, X, targets, method: SixtMethod, steps, *, original=None, se
     every method (seeded).  Returns [{step, label, values (N,), maps}], step 0 = the original model (SSIM 1);
     ``maps``: the channel-reduced maps of the first ``keep`` images (Fig. 1a's grid), step 0 included as
     ``out[0]["original"]``.  ``reinit(model, names, generator)``: the re-initialization (default
-    :func:`glorot_reinit`); ``original_maps``: the channel-reduced maps of the original net, when known."""
+    :func:`glorot_reinit`); ``original_maps``: the channel-reduced maps of the original net, when known.
+    :func:`cascading_many` for one method."""
+    return cascading_many(model, X, targets, [method], steps, originals={method.id: original}, seed=seed,
+                          dtype=dtype, batch=batch, progress=progress, reinit=reinit, keep=keep,
+                          image_ids=image_ids, original_maps={method.id: original_maps})[method.id]
+
+
+def cascading_many(model, X, targets, methods, steps, *, originals=None, seed: int = 0, dtype: str = "float32",
+                   batch: int = 50, progress=None, reinit=None, keep: int = 0, image_ids=None,
+                   original_maps=None) -> dict:
+    """{method.id: :func:`cascading`'s list} for several methods on one randomized copy: each step re-initializes
+    the copy once (one seeded draw, the same as each method alone would see) and every chain method's maps come
+    from one shared forward pass of it (:func:`sixt_passes`; SmoothGrad alone).  ``originals`` / ``original_maps``:
+    {method.id: explanations / channel-reduced maps of the original net} where known."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     targets = np.asarray(targets, dtype=np.int64)
     reinit = glorot_reinit if reinit is None else reinit
-    rule = _frozen_pattern_rule(model, method) if method.rule.startswith("pattern") else None
-    kw = dict(dtype=dtype, batch=batch, rule=rule, seed=seed, image_ids=image_ids)
-    if original_maps is not None:
-        m0 = np.asarray(original_maps)
-    else:
-        if original is None:
-            original = explanations(model, X, method, targets, **kw)
-        m0 = reduce_channels(as_images(original), method.reduce)
+    originals, original_maps = dict(originals or {}), dict(original_maps or {})
+    rules = {m.id: _frozen_pattern_rule(model, m) if m.rule.startswith("pattern") else None for m in methods}
+    kw = dict(dtype=dtype, batch=batch, seed=seed, image_ids=image_ids)
+    m0 = {}
+    for m in methods:
+        if original_maps.get(m.id) is not None:
+            m0[m.id] = np.asarray(original_maps[m.id])
+        else:
+            o = originals.get(m.id)
+            if o is None:
+                o = explanations(model, X, m, targets, rule=rules[m.id], **kw)
+            m0[m.id] = reduce_channels(as_images(o), m.reduce)
     rnd = copy.deepcopy(model).to(torch.float64) if next(model.parameters()).dtype == torch.float64 else copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
-    out = []
+    chain = [m for m in methods if m.rule != SMOOTHGRAD.rule]
+    out = {m.id: [] for m in methods}
     for i, (label, names) in enumerate(steps, start=1):
         reinit(rnd, names, g)
-        m = reduce_channels(as_images(explanations(rnd, X, method, targets, **kw)), method.reduce)
-        vals = ssim_flipped(m, m0, method.percentile)
-        out.append({"step": i, "label": label, "values": vals, "maps": m[:keep]})
+        maps = {}
+        if chain:
+            res = sixt_passes(rnd, X, chain, targets={"t": targets}, dtype=dtype, batch=batch,
+                              rules={m.id: rules[m.id] for m in chain})
+            maps = {m.id: res[m.id].explanations["t"] for m in chain}
+        for m in methods:
+            e = maps[m.id] if m.id in maps else explanations(rnd, X, m, targets, rule=rules[m.id], **kw)
+            mm = reduce_channels(as_images(e), m.reduce)
+            out[m.id].append({"step": i, "label": label, "values": ssim_flipped(mm, m0[m.id], m.percentile),
+                              "maps": mm[:keep]})
         if progress is not None:
             progress(1)
-    if out:
-        out[0]["original"] = m0[:keep]
+    for m in methods:
+        if out[m.id]:
+            out[m.id][0]["original"] = m0[m.id][:keep]
     return out
 
 

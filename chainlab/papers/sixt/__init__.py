@@ -88,19 +88,21 @@ def prefix_chunks(ctx, net, mid) -> list:
             for r in ctx.s.chunks(n, default=Z.prefix_chunk)]
 
 
-def cascade_chunk(ctx, net, images, method, steps, keep, pass_chunk=None):
-    """S7 on one chunk: the cascade of ``method`` with the original maps of the shared pass's chunk when there is
-    one (pattern methods: the frozen A⊙W rule recomputes them)."""
-    orig = None
-    if pass_chunk is not None and not method.rule.startswith("pattern"):
-        got = pass_chunk(ctx).get(method.id)
-        orig = None if got is None else got.get("maps")
-    return M.cascade(ctx, net, images, method, steps, original_maps=orig, keep=keep)
+def cascade_chunk(ctx, net, images, methods, steps, keep, pass_chunk=None):
+    """S7 on one chunk of images: the cascade of every method in ``methods`` (one randomized copy and one forward
+    pass per step for all), with the original maps of the shared pass's chunk when there is one (pattern methods:
+    the frozen A⊙W rule recomputes them); {method.id: :func:`~.measure.cascade`'s dict}."""
+    orig = {}
+    if pass_chunk is not None:
+        got = pass_chunk(ctx)
+        orig = {m.id: got[m.id].get("maps") for m in methods if not m.rule.startswith("pattern") and m.id in got}
+    return M.cascade_many(ctx, net, images, methods, steps, original_maps=orig, keep=keep)
 
 
 def cascade_chunks(ctx, net, role, seed=0, with_pass=None) -> list:
-    """The chunks of S7 on ``net``: every cascaded method on every chunk, after the shared pass's chunk whose
-    maps it reuses when the run has the shared pass (``with_pass``; None: when it was measured already)."""
+    """The chunks of S7 on ``net``: every cascaded method together on each chunk of images, after the shared
+    pass's chunk whose maps it reuses when the run has the shared pass (``with_pass``; None: when it was measured
+    already)."""
     Z = sizes(ctx)
     spec = SPECS["S7"]
     P = net_protocol(ctx, net, role)
@@ -110,12 +112,12 @@ def cascade_chunks(ctx, net, role, seed=0, with_pass=None) -> list:
         with_pass = ("sixt-shared", net, None) in ctx.cache
     passes = ({c.args[1]: c for c in pass_chunks(ctx, net, role, seed)}
               if with_pass and net in [n for _, _, n in _nets(ctx, "csc")[0]] else {})
+    methods = tuple(_cascade_methods(ctx, net, role, spec, seed))
     out = []
-    for m in _cascade_methods(ctx, net, role, spec, seed):
-        for r in _chunks(ctx):
-            pc = passes.get(r)
-            out.append(Chunk(cascade_chunk, (net, r, m, steps, Z.heatmaps if r.start == 0 and seed == 0 else 0, pc),
-                             (), f"S7 · {net}", len(r), (pc,) if pc is not None else ()))
+    for r in _chunks(ctx):
+        pc = passes.get(r)
+        out.append(Chunk(cascade_chunk, (net, r, methods, steps, Z.heatmaps if r.start == 0 and seed == 0 else 0, pc),
+                         (), f"S7 · {net}", len(r), (pc,) if pc is not None else ()))
     return out
 
 
@@ -446,7 +448,9 @@ def claim_s7(ctx) -> list:
         d = data.setdefault(seed, {"ssim": {}})
         by_method = {}
         for c in progress(cascade_chunks(ctx, net, role, seed), f"{net} · cascading randomization", ctx.s.progress):
-            by_method.setdefault(c.args[2].id, (c.args[2], []))[1].append(c(ctx))
+            got = c(ctx)
+            for m in c.args[2]:
+                by_method.setdefault(m.id, (m, []))[1].append(got[m.id])
         for m, chunks in by_method.values():
             ssim = np.concatenate([c["ssim"] for c in chunks], axis=1)
             d["ssim"][(role, m.id)] = ssim[first]

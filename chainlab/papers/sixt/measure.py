@@ -33,7 +33,7 @@ from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
 from ...rules.pattern_rules import resolve_patterns
 from ...studies.sixt import (DEEPLIFT_PM, PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as_images, available,
-                             cascading, explanations, prefix_columns, prepared_rule, sixt_passes)
+                             cascading_many, explanations, prefix_columns, prepared_rule, sixt_passes)
 from .protocol import _traced
 
 __all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade",
@@ -204,19 +204,36 @@ def smoothgrad_ssim(ctx, net, images: range) -> dict:
 def cascade(ctx, net, images: range, method, steps, *, original_maps=None, keep: int = 0, reinit=None) -> dict:
     """{"ssim": (steps, n) per-image SSIM with the original map per step, "labels": step labels, "maps": [(keep, H,
     W) per step], "original": (keep, H, W)}; ``original_maps``: the channel-reduced maps of the original net on
-    these images (else computed).  Cached per (net, images, method, steps)."""
-    key = ("sixt-cascade", net, images.start, images.stop, method.id, tuple(s[0] for s in steps), keep,
-           reinit is None)
-    if key not in ctx.cache:
+    these images (else computed).  Cached per (net, images, method, steps): :func:`cascade_many` for one method."""
+    return cascade_many(ctx, net, images, (method,), steps, original_maps={method.id: original_maps}, keep=keep,
+                        reinit=reinit)[method.id]
+
+
+def _cascade_key(net, images, mid, steps, keep, reinit):
+    return ("sixt-cascade", net, images.start, images.stop, mid, tuple(s[0] for s in steps), keep, reinit is None)
+
+
+def cascade_many(ctx, net, images: range, methods, steps, *, original_maps=None, keep: int = 0,
+                 reinit=None) -> dict:
+    """{method.id: :func:`cascade`'s dict} of several methods, measured together on one randomized copy per step
+    (one shared forward pass: :func:`chainlab.studies.sixt.cascading_many`); each method cached as :func:`cascade`
+    caches it, the cached ones not measured again.  ``original_maps``: {method.id: maps} where known."""
+    original_maps = dict(original_maps or {})
+    todo = [m for m in methods if _cascade_key(net, images, m.id, steps, keep, reinit) not in ctx.cache]
+    if todo:
         model = ctx.model(net)
         X, _ = ctx.images(net, images.stop)
         X = X[images.start:images.stop]
         y = labels(ctx, net, images)
-        res = cascading(model, X, y, method, steps, original_maps=original_maps, seed=ctx.s.seed, dtype="float32",
-                        reinit=reinit, keep=keep, image_ids=np.arange(images.start, images.stop))
-        ctx.cache[key] = {"ssim": np.stack([s["values"] for s in res]), "labels": [s["label"] for s in res],
-                          "maps": [s["maps"] for s in res], "original": res[0].get("original") if res else None}
-    return ctx.cache[key]
+        got = cascading_many(model, X, y, todo, steps, original_maps={m.id: original_maps.get(m.id) for m in todo},
+                             seed=ctx.s.seed, dtype="float32", reinit=reinit, keep=keep,
+                             image_ids=np.arange(images.start, images.stop))
+        for m in todo:
+            res = got[m.id]
+            ctx.cache[_cascade_key(net, images, m.id, steps, keep, reinit)] = {
+                "ssim": np.stack([s["values"] for s in res]), "labels": [s["label"] for s in res],
+                "maps": [s["maps"] for s in res], "original": res[0].get("original") if res else None}
+    return {m.id: ctx.cache[_cascade_key(net, images, m.id, steps, keep, reinit)] for m in methods}
 
 
 def prefix_ratios(ctx, net, images: range, method, *, columns: int = 64) -> dict:
