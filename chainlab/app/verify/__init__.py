@@ -56,7 +56,8 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
     """Check the claims (all by default); returns (verdicts in claim order, records).  ``ctx``: a prepared
     :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one.  ``workers`` > 1:
     the claims' per-image chunks (each paper's ``plan``) are measured first on that many single-threaded
-    processes (:mod:`.pool`; the same records as a serial run), then the claims run here and find them; ``facts``
+    processes (:mod:`.pool`; this one among them, the claims of the papers without a plan run here meanwhile),
+    then the other claims run here and find them — the records in claim order, as a serial run writes them; ``facts``
     (a dict) receives what the pool measured: its memory (``peak_bound_mib``, ``peak_sampled_mib``) and time
     (``seconds_wall``, ``seconds_by_group``: the chunks' seconds per claim and net, summed over the workers)."""
     wanted = list(ORDER) if not claims else [c.upper() for c in claims]
@@ -66,22 +67,31 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
     if quick and extended:
         raise OptionError("choose --quick or --extended, not both")
     ctx = ctx or Context(Settings(quick=quick, extended=extended, seed=seed, progress=progress))
-    if workers > 1:
-        chunks = [c for paper in PAPERS if hasattr(paper, "plan") for c in paper.plan(ctx, wanted)]
-        if chunks:
-            got = pool.measure(ctx, chunks, workers, desc=f"measuring on {workers} processes")
-            if facts is not None:
-                facts.update({k: got[k] for k in ("peak_bound_mib", "peak_sampled_mib", "seconds_wall",
-                                                  "seconds_by_group")})
-    done, verdicts = set(), {}
-    for c in wanted:
-        fn = CLAIMS[c]
-        if fn in done:
-            continue
-        done.add(fn)
+    verdicts, records = {}, {}
+    fns = list(dict.fromkeys(CLAIMS[c] for c in wanted))
+
+    def check(fn):                 # a claim's verdicts; its records kept apart until all ran (claim order)
+        n = len(ctx.records)
         for v in fn(ctx):
             v = as_verdict(v)
             verdicts[v.claim] = v
+        records[fn] = ctx.records[n:]
+        del ctx.records[n:]
+
+    if workers > 1:
+        chunks = [c for paper in PAPERS if hasattr(paper, "plan") for c in paper.plan(ctx, wanted)]
+        planned = {fn for paper in PAPERS if hasattr(paper, "plan") for fn in paper.CLAIMS.values()}
+        if chunks:             # the claims of the papers without a plan run here while the workers measure
+            got = pool.measure(ctx, chunks, workers, desc=f"measuring on {workers} processes",
+                               meanwhile=lambda: [check(fn) for fn in fns if fn not in planned])
+            if facts is not None:
+                facts.update({k: got[k] for k in ("peak_bound_mib", "peak_sampled_mib", "seconds_wall",
+                                                  "seconds_by_group")})
+    for fn in fns:
+        if fn not in records:
+            check(fn)
+    for fn in fns:
+        ctx.records.extend(records[fn])
     order = [c for c in ORDER if c in verdicts and c in wanted]
     return [verdicts[c] for c in order], ctx.records
 

@@ -61,14 +61,15 @@ def _settings(s: Settings) -> dict:
     return {k: getattr(s, k) for k in s.__dataclass_fields__}
 
 
-def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring") -> dict:
+def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", meanwhile=None) -> dict:
     """Every chunk of ``chunks`` (a plan) measured by ``workers`` processes — this one and ``workers`` − 1 worker
     processes — and merged into ``ctx`` in plan order; {"chunks": n, "seconds": [s per chunk, plan order],
     "worker_peak_mib": [peak RSS of each worker process], "seconds_wall": s, "seconds_by_group": {chunk group: s of
     its chunks}, "peak_bound_mib": this process's peak plus the workers' (an upper bound on the run's memory so
     far), "peak_sampled_mib": the largest sum of this process's and the workers' RSS seen (sampled after every
     chunk of this process and every 0.5 s while it waits)}.  This process measures too (on one thread, like the
-    workers): one process fewer holds torch, the nets and the images.  A worker's exception is raised here
+    workers): one process fewer holds torch, the nets and the images; ``meanwhile()`` (work that needs none of the
+    chunks, e.g. the claims of a paper without a plan) runs here, on one thread, once the workers have theirs.  A worker's exception is raised here
     unchanged; a worker that dies (out of memory, killed) is a RunError naming the chunk."""
     chunks = list(dict.fromkeys(chunks))
     planned = set(chunks)
@@ -115,6 +116,12 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring") 
                     needed.update(results[a][0])
                 running[pool.submit(_task, c, needed)] = c
                 waiting.remove(c)
+            if meanwhile is not None:
+                with one_thread():
+                    meanwhile()
+                meanwhile = None
+                sample()
+                continue
             mine = next((c for c in waiting if all(a in results for a in c.after)), None)
             if mine is not None:
                 waiting.remove(mine)
