@@ -56,7 +56,7 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
     """Check the claims (all by default); returns (verdicts in claim order, records).  ``ctx``: a prepared
     :class:`~chainlab.papers.context.Context` (e.g. with a user's net registered), else a new one.  ``workers`` > 1:
     the claims' per-image chunks (each paper's ``plan``) are measured first on that many single-threaded
-    processes (:mod:`.pool`; this one among them, the claims of the papers without a plan run here meanwhile),
+    processes (:mod:`.pool`; this one among them, the claims of the papers with no chunks run here meanwhile),
     then the other claims run here and find them — the records in claim order, as a serial run writes them; ``facts``
     (a dict) receives what the pool measured: its memory (``peak_bound_mib``, ``peak_sampled_mib``) and time
     (``seconds_wall``, ``seconds_by_group``: the chunks' seconds per claim and net, summed over the workers)."""
@@ -79,9 +79,10 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
         del ctx.records[n:]
 
     if workers > 1:
-        chunks = [c for paper in PAPERS if hasattr(paper, "plan") for c in paper.plan(ctx, wanted)]
-        planned = {fn for paper in PAPERS if hasattr(paper, "plan") for fn in paper.CLAIMS.values()}
-        if chunks:             # the claims of the papers without a plan run here while the workers measure
+        plans = {paper: paper.plan(ctx, wanted) if hasattr(paper, "plan") else [] for paper in PAPERS}
+        chunks = [c for p in PAPERS for c in plans[p]]
+        planned = {fn for p in PAPERS if plans[p] for fn in p.CLAIMS.values()}
+        if chunks:             # the claims of the papers with no chunks to measure run here while the workers measure
             got = pool.measure(ctx, chunks, workers, desc=f"measuring on {workers} processes",
                                meanwhile=lambda: [check(fn) for fn in fns if fn not in planned])
             if facts is not None:
