@@ -43,7 +43,7 @@ QUICK_BETAS = {n: b for n, b in BETAS.items() if b >= 1.0}
 SMALL_BETA_PROBE = ("the authors' small-β grid (β = 0.1 … 0.9) is not shipped: β = 0.5 on β = 1's recipe (lr 0.01, "
                     "the rest as every scenes-cnn) stayed at chance level — loss 2.306, batch accuracy 0.12 after 3 "
                     "of 8 epochs, where β = 1 had reached 1.43 and 0.52 — so the grid does not train on one recipe "
-                    "here (the authors train each net until its accuracy passes 0.6)")
+                    "here (the authors train each net until its accuracy passes 0.6).")
 PIXEL_STD = 0.30           # std of the pixels of data.test_set("scenes") (0.3004): σ in [0, 1] units = σ_std × 0.30
 AUTHORS_SIGMAS = (1e-3, 1e-2, 1e-1)     # their SmoothGrad sweep in standardized units; 0.1 is their final setting
 DECIDED_SIGMA = 1e-1
