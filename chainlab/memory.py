@@ -1,8 +1,8 @@
 """The memory this process uses (Linux /proc, with a getrusage fallback), in MiB.
 
-rss_mib(): the current resident set size (of this or another process); peak_mib(): the peak resident set size (VmHWM) since the start or the last
-reset_peak(), which resets the kernel's peak mark (/proc/self/clear_refs = 5).  The command line's reports and the
-benchmark scripts use the same probes.
+rss_mib(): the current resident set size (of this or another process); peak_mib(): the peak resident set size
+(VmHWM) since the start or the last reset_peak(), which resets the kernel's peak mark (/proc/self/clear_refs = 5).
+The command line's reports and the benchmark scripts use the same probes.
 
 keep_freed_memory(): glibc's allocator keeps freed blocks up to 1 GiB for reuse instead of handing every block above
 its mmap threshold back to the kernel, which then zero-fills fresh pages on the next allocation of the same size.

@@ -655,8 +655,8 @@ def verify_cmd(
                f"{c.get(verify.Outcome.NOT_REPRODUCED, 0)} not reproduced, {c.get(verify.Outcome.INCONCLUSIVE, 0)} "
                f"inconclusive, {c.get(verify.Outcome.NOT_CHECKED, 0)} not checked in {seconds:.0f} s; verdicts in {md}")
     report.make_report(records, output, source=output / "records", progress=True)
-    write_bytes(output / "run.json", json.dumps(_run_facts(kind, seconds, time.perf_counter() - t0, load, workers, pool),
-                                                indent=1, sort_keys=True).encode() + b"\n")
+    facts = _run_facts(kind, seconds, time.perf_counter() - t0, load, workers, pool)
+    write_bytes(output / "run.json", json.dumps(facts, indent=1, sort_keys=True).encode() + b"\n")
     n_ok = c.get(verify.Outcome.REPRODUCED, 0)
     if strict and n_ok < sum(c.values()):
         raise typer.Exit(1)

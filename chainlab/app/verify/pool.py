@@ -2,9 +2,10 @@
 
 The claims' per-image measurements are :class:`~chainlab.papers.context.Chunk` s (``plan(ctx, claims)`` of a paper
 lists them): a function of (ctx, net, image range, …) that caches its result in ``ctx.cache``.  :func:`measure`
-computes every chunk of a plan on ``workers`` processes (this one among them) and merges each chunk's new cache entries into the run's
-context, **in plan order** — so the claims then find their passes measured, and what they record does not depend
-on which process measured what or in which order the results came back.
+computes every chunk of a plan on ``workers`` processes (this one among them) and merges each chunk's new cache
+entries into the run's context, and its records **in plan order** — so the claims then find their passes
+measured, and what they record does not depend on which process measured what or in which order the results came
+back.
 
 Each worker (a ``spawn`` ed process: no forked OpenMP or BLAS state) builds its own :class:`Context` from the run's
 settings, loads the nets it is asked about once, and measures on one thread (torch, numba, BLAS): two such
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+
+from tqdm import tqdm
 
 from ...errors import RunError
 from ...memory import keep_freed_memory, peak_mib, rss_mib
@@ -69,8 +73,9 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", 
     far), "peak_sampled_mib": the largest sum of this process's and the workers' RSS seen (sampled after every
     chunk of this process and every 0.5 s while it waits)}.  This process measures too (on one thread, like the
     workers): one process fewer holds torch, the nets and the images; ``meanwhile()`` (work that needs none of the
-    chunks, e.g. the claims of a paper without a plan) runs here, on one thread, once the workers have theirs.  A worker's exception is raised here
-    unchanged; a worker that dies (out of memory, killed) is a RunError naming the chunk."""
+    chunks, e.g. the claims of a paper without a plan) runs here, on one thread, once the workers have theirs.
+    A worker's exception is raised here unchanged; a worker that dies (out of memory, killed) is a RunError naming
+    the chunk."""
     chunks = list(dict.fromkeys(chunks))
     planned = set(chunks)
     for c in chunks:
@@ -84,7 +89,7 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", 
     waiting = list(chunks)
     running: dict = {}
     helpers = max(int(workers) - 1, 0)
-    bar = _Bar(len(chunks), desc, ctx.s.progress)
+    bar = tqdm(total=len(chunks), desc=desc, unit="chunk", file=sys.stderr, leave=False, disable=not ctx.s.progress)
     pool = (ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_start, initargs=(_settings(ctx.s),)) if helpers else None)
 
@@ -108,7 +113,7 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", 
     try:
         while waiting or running:
             ready = [c for c in waiting if all(a in results for a in c.after)]
-            # the workers' queue holds at most one chunk beyond the busy workers: a chunk that becomes ready (its
+            # at most one chunk queued per worker beyond the one it measures: a chunk that becomes ready (its
             # ``after`` done) is not stuck behind the whole plan, and this process finds work too
             for c in ready[:max(0, 2 * helpers - len(running))]:
                 needed = {}
@@ -167,21 +172,3 @@ def _here(ctx, call, state):
 def _images(c) -> str:
     r = next((a for a in c.args if isinstance(a, range)), None)
     return f"{r.start}–{r.stop - 1}" if r is not None else "—"
-
-
-class _Bar:
-    def __init__(self, total, desc, on):
-        self.bar = None
-        if on:
-            import sys
-
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
-
-    def update(self, n):
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
