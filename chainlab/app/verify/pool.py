@@ -50,15 +50,26 @@ def _task(call, needed: dict):
     keeps only its nets, images and the helpers of the current group (claim and net): what it sends back lives in
     the main process."""
     ctx = _WORKER["ctx"]
-    if _WORKER.get("group") != call.group:
-        ctx.release_transient()
-        _WORKER["group"] = call.group
     ctx.cache.update(needed)
-    with one_thread():
-        entries, records, dt = capture(ctx, call)
+    entries, records, dt = _measure(ctx, call, _WORKER)
     for k in list(entries) + list(needed):
         ctx.cache.pop(k, None)
     return entries, records, dt, (os.getpid(), peak_mib())
+
+
+def _measure(ctx, call, state):
+    """Chunk ``call`` measured in ``ctx`` as every process of the pool measures it — on one thread, with only the
+    helpers of the current group (``state["group"]``: claim and net) kept: (entries, records, seconds); the records
+    are taken out of ``ctx.records`` (they join the run's in plan order)."""
+    if state.get("group") != call.group:
+        ctx.release_transient()
+        state["group"] = call.group
+    n = len(ctx.records)
+    with one_thread():
+        entries, records, dt = capture(ctx, call)
+    records = list(records)
+    del ctx.records[n:]
+    return entries, records, dt
 
 
 def _settings(s: Settings) -> dict:
@@ -130,7 +141,7 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", 
             mine = next((c for c in waiting if all(a in results for a in c.after)), None)
             if mine is not None:
                 waiting.remove(mine)
-                results[mine] = _here(ctx, mine, state)
+                results[mine] = _measure(ctx, mine, state)
                 bar.update(1)
                 sample()
                 collect([f for f in list(running) if f.done()])
@@ -153,20 +164,6 @@ def measure(ctx: Context, chunks, workers: int = 2, *, desc: str = "measuring", 
     return {"chunks": len(chunks), "seconds": [results[c][2] for c in chunks], "worker_peak_mib": list(peaks.values()),
             "seconds_wall": time.perf_counter() - t0, "seconds_by_group": by_group,
             "peak_bound_mib": peak_mib() + sum(peaks.values()), "peak_sampled_mib": state["sampled"]}
-
-
-def _here(ctx, call, state):
-    """Chunk ``call`` measured in this process, as a worker would (one thread, the helpers of the current group):
-    (entries, records, seconds); its records are taken out of ``ctx.records`` until the plan-order merge."""
-    if state["group"] != call.group:
-        ctx.release_transient()
-        state["group"] = call.group
-    n = len(ctx.records)
-    with one_thread():
-        entries, records, dt = capture(ctx, call)
-    records = list(records)
-    del ctx.records[n:]
-    return entries, records, dt
 
 
 def _images(c) -> str:

@@ -125,10 +125,8 @@ def s2_chunks(ctx, net, role, scale: float = 255.0) -> list:
     """The chunks of S2's own pass (LRP-α1β0, the inputs times ``scale``, no targets) on ``net``: the ×255 pass,
     and the ×1 pass where the shared pass does not cover the net."""
     P = net_protocol(ctx, net, role)
-    kw = dict(inject=tuple(P.inject[:1]), side=P.side, targets=False)
-    if scale != 1.0:
-        kw["scale"] = scale
-    return [Chunk(M.csc_pass, (net, r, (M.METHOD["lrp-a1b0"],)), _kw(**kw), f"S2 · {net}", len(r))
+    kw = _kw(inject=tuple(P.inject[:1]), side=P.side, targets=False, scale=scale)
+    return [Chunk(M.csc_pass, (net, r, (M.METHOD["lrp-a1b0"],)), kw, f"S2 · {net}", len(r))
             for r in _chunks(ctx)]
 
 
