@@ -40,7 +40,7 @@ from pathlib import Path
 from ...errors import OptionError
 from ...papers import binder, mehrpanah, sixt
 from . import pool
-from .core import Context, Settings, as_verdict
+from .core import Context, Settings, as_verdict, one_thread
 from ...papers.verdict import Outcome
 from .write import tally, verify_markdown, write_run
 
@@ -72,9 +72,10 @@ def run(quick: bool = False, claims=None, progress: bool = True, seed: int = 0, 
 
     def check(fn):                 # a claim's verdicts; its records kept apart until all ran (claim order)
         n = len(ctx.records)
-        for v in fn(ctx):
-            v = as_verdict(v)
-            verdicts[v.claim] = v
+        with one_thread():         # as the pool measures: the records cannot depend on the thread settings
+            for v in fn(ctx):
+                v = as_verdict(v)
+                verdicts[v.claim] = v
         records[fn] = ctx.records[n:]
         del ctx.records[n:]
 
