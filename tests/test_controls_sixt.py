@@ -327,6 +327,29 @@ def test_a_users_net_named_like_a_shipped_one_gets_no_shipped_seeds():
     assert seed_nets(ctx, "sixt-cifar") == {0: "sixt-cifar"}
 
 
+def test_the_default_run_leaves_the_further_seeds_of_the_costly_claims_to_extended():
+    """The default run measures the shipped second seeds of sixt-cifar and vgg-cifar for S2, S4 and S8 only; S1,
+    S3, S5 (the CSC pass), S6 and S7 are decided on seed 0 there and say so; --extended measures every seed, and a
+    user's own registered seed is measured in any run."""
+    later = [n for r in ("sixt-cifar", "vgg-cifar") for n in chainlab.models.seed_names(r)[1:]]
+    assert later                                                                # the package ships them
+    default, extended = Context(Settings(progress=False)), Context(Settings(extended=True, progress=False))
+    for claim in ("csc", "theorem", "cascade"):
+        nets = {n for _, _, n in S._nets(default, claim)[0]}
+        assert not nets & set(later), claim
+        assert {n for _, _, n in S._nets(extended, claim)[0]} & set(later), claim
+        assert set(S._later_seeds(default, claim)) <= set(later) and S._later_seeds(default, claim)
+        assert S._later_seeds(extended, claim) == []
+    for claim in ("s2", "patterns", "two_object"):
+        assert {n for _, _, n in S._nets(default, claim)[0]} & set(later), claim
+    (note,) = S._seed_caveats(default, "csc")
+    assert "sixt-cifar-seed1" in note and "--extended" in note
+    assert S._seed_caveats(extended, "csc") == () and S._seed_caveats(default, "s2") == ()
+    x, y = Context(Settings(quick=True)).images("digits-mlp", 4)
+    default.add_net("sixt-cifar-seed1", NetEntry(chainlab.models.load("digits-mlp"), x, y))   # the user's own
+    assert "sixt-cifar-seed1" in {n for _, _, n in S._nets(default, "csc")[0]}
+
+
 # -- S3 beside (--extended): DeepLIFT's ± rule ----------------------------------------------------------------------
 def test_s3_beside_the_pm_rule_tied_and_independent():
     """--extended measures DeepLIFT's ± rule (deeplift-*-pm, two multipliers per neuron) beside S3, tied and with

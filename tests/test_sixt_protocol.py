@@ -236,3 +236,13 @@ def test_per_image_csc_statistics_by_hand():
     assert np.isnan(st["csc"][2])
     assert st["n_values"].tolist() == [3, 2, 0] and st["n_dropped"].tolist() == [1, 2, 4]
     assert st["hist"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
+    # no NaN anywhere (the order statistics by partition): odd and even counts, rows in any order
+    odd = _per_image_stats(np.array([[[0.4, 0.1, 0.2]], [[0.3, 0.9, 0.6]]]))
+    np.testing.assert_allclose(odd["csc"], [1 - 0.2, 1 - 0.6])
+    even = _per_image_stats(np.array([[[0.4, 0.1, 0.2, 0.3]], [[0.0, 0.8, 0.8, 0.1]]]))
+    np.testing.assert_allclose(even["csc"], [1 - 0.25, 1 - 0.45])
+    assert even["n_values"].tolist() == [4, 4] and even["n_dropped"].tolist() == [0, 0]
+    rng = np.random.default_rng(3)
+    for width in (1, 2, 7, 10):
+        g = rng.random((5, 2, width))
+        np.testing.assert_array_equal(_per_image_stats(g)["csc"], 1 - np.median(g.reshape(5, -1), axis=1))

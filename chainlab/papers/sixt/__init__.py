@@ -28,7 +28,7 @@ from ..verdict import Verdict, not_checked
 from . import decide as D
 from . import measure as M
 from . import report as R
-from .protocol import boundaries, first_conv_step, net_protocol, roles, seed_nets, sizes
+from .protocol import EXTENDED, SEED0_ONLY, boundaries, first_conv_step, net_protocol, roles, seed_nets, sizes
 from .spec import SPECS, beside, decided
 
 __all__ = ["SPECS", "CLAIMS", "ORDER", "shared_pass", "plan", "pass_chunks", "prefix_chunks", "cascade_chunks",
@@ -42,15 +42,34 @@ EXTRA_IDS = ("excitation-bp", "contrastive-ebp", "contrastive-lrp")
 
 
 def _nets(ctx, claim):
-    """([(seed, role, net)] with weights, [nets without weights]) for the roles of ``claim`` in this setting."""
+    """([(seed, role, net)] with weights, [nets without weights]) for the roles of ``claim`` in this setting (the
+    shipped further seeds of :data:`~.protocol.SEED0_ONLY`'s claims only with --extended: :func:`_later_seeds`)."""
     have, missing = [], []
+    later = set(_later_seeds(ctx, claim))
     for role in roles(ctx, claim):
         for seed, net in seed_nets(ctx, role).items():
+            if net in later:
+                continue
             if ctx.shipped(net) is None:
                 missing.append(net)
             else:
                 have.append((seed, role, net))
     return have, missing
+
+
+def _later_seeds(ctx, claim) -> list:
+    """The shipped further training seeds of ``claim``'s roles that this run leaves to --extended
+    (:data:`~.protocol.SEED0_ONLY`); a user's own seeds are always measured."""
+    if ctx.s.extended or claim not in SEED0_ONLY:
+        return []
+    return [net for role in roles(ctx, claim) for seed, net in seed_nets(ctx, role).items()
+            if seed > 0 and net not in ctx.registered]
+
+
+def _seed_caveats(ctx, *claims) -> tuple:
+    """"Left to --extended" for the further seeds this run skipped (with the reason), per claim role."""
+    later = list(dict.fromkeys(n for c in claims for n in _later_seeds(ctx, c)))
+    return (f"Left to --extended: {', '.join(later)} — {EXTENDED['further_seeds']}.",) if later else ()
 
 
 def _chunks(ctx, n=None):
@@ -289,10 +308,12 @@ def claim_s1_s3(ctx) -> list:
     s1 = Verdict(SPECS["S1"], d1, R.observed_csc(data, SPECS["S1"], missing), dt,
                  figures=R.fig5_names(data), paper_numbers=R.PAPER_NUMBERS["S1"],
                  beside=R.beside_csc(ctx, data, SPECS["S1"]), per_seed=p1 if len(p1) > 1 else {},
-                 caveats=R.extended_caveats(ctx, ("app_f", "extras")), numbers=R.numbers_csc(data, SPECS["S1"]))
+                 caveats=R.extended_caveats(ctx, ("app_f", "extras")) + _seed_caveats(ctx, "csc"),
+                 numbers=R.numbers_csc(data, SPECS["S1"]))
     s3 = Verdict(SPECS["S3"], d3, R.observed_csc(data, SPECS["S3"], missing), 0.0, figures=R.fig5_names(data),
                  paper_numbers=R.PAPER_NUMBERS["S3"], beside=R.beside_s3(ctx, data),
-                 per_seed=p3 if len(p3) > 1 else {}, caveats=R.extended_caveats(ctx, ("independent",)),
+                 per_seed=p3 if len(p3) > 1 else {},
+                 caveats=R.extended_caveats(ctx, ("independent",)) + _seed_caveats(ctx, "csc"),
                  numbers=R.numbers_csc(data, SPECS["S3"]))
     return [s1, s3]
 
@@ -371,7 +392,8 @@ def claim_s5(ctx) -> list:
     return [Verdict(spec, dec, R.observed_sanity(data, spec, "ssim", missing), time.perf_counter() - t0,
                     figures=("sixt_fig4a.png",), paper_numbers=R.PAPER_NUMBERS["S5"],
                     beside=R.beside_sanity(data, spec, "ssim"), per_seed=ps if len(ps) > 1 else {},
-                    caveats=R.extended_caveats(ctx, ("smoothgrad",)), numbers=R.numbers_sanity(data, spec, "ssim"))]
+                    caveats=R.extended_caveats(ctx, ("smoothgrad",)) + _seed_caveats(ctx, "csc"),
+                    numbers=R.numbers_sanity(data, spec, "ssim"))]
 
 
 def _s6_methods(ctx, seed):
@@ -416,7 +438,7 @@ def claim_s6(ctx) -> list:
     return [Verdict(spec, dec, "; ".join(texts) + ". " + R.sim_line(sim) + R.missing_text(missing, lead=" "),
                     time.perf_counter() - t0, figures=("sixt_theorem1.png", "sixt_appB.png"),
                     paper_numbers=R.PAPER_NUMBERS["S6"], per_seed=ps if len(ps) > 1 else {},
-                    numbers=R.numbers_s6(prefix, sim))]
+                    caveats=_seed_caveats(ctx, "theorem"), numbers=R.numbers_s6(prefix, sim))]
 
 
 def _cascade_methods(ctx, net, role, spec, seed):
@@ -463,7 +485,8 @@ def claim_s7(ctx) -> list:
     return [Verdict(spec, dec, "; ".join(texts) + ". " + R.observed_sanity(data, spec, "ssim", missing),
                     time.perf_counter() - t0, figures=tuple(figs),
                     paper_numbers=R.PAPER_NUMBERS["S7"], beside=R.beside_sanity(data, spec, "ssim"),
-                    per_seed=ps if len(ps) > 1 else {}, caveats=R.extended_caveats(ctx, extra),
+                    per_seed=ps if len(ps) > 1 else {},
+                    caveats=R.extended_caveats(ctx, extra) + _seed_caveats(ctx, "cascade"),
                     numbers=R.numbers_sanity(data, spec, "ssim"))]
 
 

@@ -24,7 +24,7 @@ from ...measures.convergence import VGG16_SHAPES
 from ...nets import models
 from ...trace import eval_mode, trace
 
-__all__ = ["NetProtocol", "NETS", "Sizes", "sizes", "derived", "net_protocol", "seed_nets", "roles", "EXTENDED",
+__all__ = ["NetProtocol", "NETS", "Sizes", "sizes", "derived", "net_protocol", "seed_nets", "roles", "EXTENDED", "SEED0_ONLY",
            "boundaries", "first_conv_step"]
 
 
@@ -80,7 +80,14 @@ EXTENDED = {
              "cascade of every method",
     "s8_all": "S8's other methods and nets (beside): the decision rests on LRP-α1β0 and the gradient on vgg-cifar",
     "s4_chains": "S4's per-input chain version (σ1/σ2 of one image's T_l): an extra measure",
+    "further_seeds": "the further training seeds in S1, S3, S5, S6 and S7 (these are decided on seed 0, the "
+                     "paper's protocol on one net each; S2, S4 and S8 decide on every seed in every run): their CSC "
+                     "pass, prefix products and cascade are a third of the default run's measuring, which has to "
+                     "fit 5 minutes on 2 cores",
 }
+# the claims (by their roles() key) whose shipped further training seeds only --extended measures (EXTENDED
+# "further_seeds")
+SEED0_ONLY = ("csc", "theorem", "cascade")
 
 
 @dataclass(frozen=True)
