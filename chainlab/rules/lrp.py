@@ -116,10 +116,10 @@ class AlphaBeta(Rule):
 
     def groups(self, ctx: LayerContext):
         x, W, b = ctx.x, ctx.weight, ctx.bias
-        gs = [Group([Term(pos(x), pos(W), pos(b)), Term(neg(x), neg(W))], coef=self.alpha, eps=ctx.stabilizer)]
+        Wp, Wn = pos(W), neg(W)          # one copy each, shared by both groups (a VGG's first Linear: 10⁸ numbers)
+        gs = [Group([Term(pos(x), Wp, pos(b)), Term(neg(x), Wn)], coef=self.alpha, eps=ctx.stabilizer)]
         if self.beta != 0:
-            gs.append(Group([Term(pos(x), neg(W), neg(b)), Term(neg(x), pos(W))], coef=-self.beta,
-                            eps=ctx.stabilizer))
+            gs.append(Group([Term(pos(x), Wn, neg(b)), Term(neg(x), Wp)], coef=-self.beta, eps=ctx.stabilizer))
         return gs
 
 

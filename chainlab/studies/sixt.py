@@ -273,6 +273,7 @@ def sixt_passes(model, X, methods, *, injections=(), vectors: int = 5, pairs: in
             if targets and not done:
                 for name in targets:
                     expl[m.id][name].append(bc.explain(targets[name][s:s + B]).to(torch.float64).numpy())
+            bc = R = S = None    # one method's batch chain alive at a time (a VGG's αβ chain holds W⁺, W⁻: GBs)
             res.seconds += time.perf_counter() - t0
             if progress is not None:
                 progress(B)

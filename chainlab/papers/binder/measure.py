@@ -62,6 +62,7 @@ def _image_constants(model, x, rules, perturbations, bounds, forward=None):
             v[f"support_constant:{pert}"] = rng["C"]
             v[f"logit_range_rel:{pert}"] = rng["F"] / logit if rng["F"] is not None and logit > 0 else None
         out[label] = v
+        ch = rng = None  # one rule's chain alive at a time (an αβ chain of a VGG holds W⁺ and W⁻ in float64: GBs)
     return out
 
 
