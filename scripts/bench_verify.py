@@ -15,8 +15,9 @@ A conv throughput probe (GFLOP/s of one 3×3 conv, float32) before and after say
 3. ``--against REF`` (e.g. ``main``): the same claims of the chainlab at git ref REF (exported with ``git archive``
    into a temp dir) and of this working tree, each in a fresh process one after the other on the same machine:
    seconds per claim, the total, peak RSS and the ratio new / REF — the comparison that is meaningful on a busy
-   machine.  ``--only-stages`` skips part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net
-   (a smaller protocol for a quicker comparison; the per-image work scales with N, the fixed work does not).
+   machine; ``--workers N``: each run on N processes (``chainlab verify --workers``).  ``--only-stages`` skips
+   part 1; ``--sixt-images N`` runs both trees' Sixt claims on N images per net (a smaller protocol for a
+   quicker comparison; the per-image work scales with N, the fixed work does not).
 
 ``--model SPEC …``: the time and memory per claim of ``chainlab verify --model SPEC --images …`` on your own net —
 the options of scripts/bench_verify_own.py, which it runs (e.g. ``--model torchvision:vgg16 --n-images 4``).
@@ -72,29 +73,32 @@ if n:                      # a reduced protocol (the same for both trees): n ima
         protocol.sizes = new.sizes = small
     except ImportError:
         pass
+import inspect
+kw = {{"workers": {workers}}} if "workers" in inspect.signature(verify.run).parameters else {{}}   # older trees: serial
 t = time.perf_counter()
-verdicts, records = verify.run(quick={quick}, claims={claims!r}, progress=False)
+verdicts, records = verify.run(quick={quick}, claims={claims!r}, progress=False, **kw)
+peak = max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 out = {{"total": time.perf_counter() - t, "claims": {{v.claim: [v.label, v.seconds] for v in verdicts}},
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "records": len(records)}}
+        "rss_mb": peak / 1024, "records": len(records), "workers": kw.get("workers", 1)}}
 sys.stdout.write("BENCH " + json.dumps(out))
 """
 
 
-def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0) -> dict:
+def _stages(path: Path, quick: bool, claims, threads: int, images: int = 0, workers: int = 1) -> dict:
     env = dict(os.environ, PYTHONPATH=str(path), CHAINLAB_DATA=str(ROOT / "data"), OMP_NUM_THREADS=str(threads),
                NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    return _bench.child_json(_CHILD.format(quick=quick, claims=list(claims), images=int(images)), tag="BENCH ",
-                             what=f"bench: the run at {path}", cwd=path, env=env)
+    return _bench.child_json(_CHILD.format(quick=quick, claims=list(claims), images=int(images), workers=int(workers)),
+                             tag="BENCH ", what=f"bench: the run at {path}", cwd=path, env=env)
 
 
-def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> None:
+def against(ref: str, quick: bool, claims, threads: int, images: int = 0, workers: int = 1) -> None:
     """Part 3 of the module docstring."""
     with tempfile.TemporaryDirectory(prefix="chainlab-bench-") as d:
-        old = _stages(_bench.export_tree(ref, Path(d)), quick, claims, threads, images)
-    new = _stages(ROOT, quick, claims, threads, images)
+        old = _stages(_bench.export_tree(ref, Path(d)), quick, claims, threads, images, workers)
+    new = _stages(ROOT, quick, claims, threads, images, workers)
     size = f"the Sixt claims on {images} images per net" if images else ("--quick" if quick else "default run")
     print(f"\nverify stages, {ref} vs this tree ({size}; claims {','.join(claims)}; "
-          f"{threads} threads; run one after the other)")
+          f"{threads} threads; workers {old.get('workers', 1)} vs {new.get('workers', 1)}; run one after the other)")
     print(f"  {'claim':5s} {ref[:14]:>14s} {'this tree':>12s}   verdict here")
     for c in claims:
         a, b = old["claims"].get(c, [None, None]), new["claims"].get(c, [None, None])
@@ -102,7 +106,8 @@ def against(ref: str, quick: bool, claims, threads: int, images: int = 0) -> Non
         print(f"  {c:5s} {f(a[1]):>14s} {f(b[1]):>12s}   {b[0]}")
     print(f"  total {old['total']:9.1f} s {new['total']:10.1f} s   ratio this tree / {ref}: "
           f"{new['total'] / old['total']:.2f}")
-    print(f"  peak RSS {old['rss_mb']:.0f} MB vs {new['rss_mb']:.0f} MB; records {old['records']} vs {new['records']}")
+    print(f"  peak RSS {old['rss_mb']:.0f} MB vs {new['rss_mb']:.0f} MB (the largest of the run's process and its "
+          f"workers); records {old['records']} vs {new['records']}")
 
 
 def main(argv=None):
@@ -120,6 +125,8 @@ def main(argv=None):
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--against", metavar="REF", help="compare the verify stages with git ref REF (e.g. main)")
     ap.add_argument("--only-stages", action="store_true", help="with --against: skip the CSC throughput part")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="with --against: processes of the run (chainlab verify --workers; a tree without it: 1)")
     ap.add_argument("--sixt-images", type=int, default=0,
                     help="with --against: both trees run the Sixt claims on this many images per net (0: their own)")
     _bench.add_options(ap)
@@ -128,7 +135,7 @@ def main(argv=None):
         a.net, a.images, a.baseline_images, a.claims, a.quick = "digits-cnn", 2, 1, "S4", True
     with _bench.printed_to(a.output):
         if a.against and a.only_stages:
-            against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
+            against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images, a.workers)
         else:
             run(a)
 
@@ -178,7 +185,7 @@ def run(a):
         print(f"  {v.claim:3s} {v.label:15s} {v.seconds:8.1f} s")
     print(f"  total {total:.1f} s, {len(records)} records; conv probe after: {probe():.1f} GFLOP/s")
     if a.against:
-        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images)
+        against(a.against, a.quick, a.claims.split(","), a.threads, a.sixt_images, a.workers)
 
 
 if __name__ == "__main__":
