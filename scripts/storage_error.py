@@ -66,7 +66,7 @@ def ef(g):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nets", default="scenes-cnn-relu,scenes-cnn-softplus1,scenes-cnn-softplus30,scenes-cnn-wd1e-2,"
+    ap.add_argument("--nets", default="scenes-cnn-wd1e-4,scenes-cnn-softplus1,scenes-cnn-softplus30,scenes-cnn-wd1e-2,"
                                       "scenes-cnn-bn,vgg-cifar")
     ap.add_argument("--n", type=int, default=200)
     args = ap.parse_args()

@@ -204,7 +204,7 @@ def seed_name(name: str, seed: int) -> str:
 # the seeds > 0 trained of a net (scripts/train_models.py --only NAME --seed K; data/README.md)
 BINDER_STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
 SEEDS = {**{name: (1, 2) for name in BINDER_STUDY}, "vgg-cifar": (1,), "sixt-cifar": (1,),
-         **{f"scenes-cnn-softplus{b}": (1, 2) for b in (1, 3, 10, 30)}}
+         **{f"scenes-cnn-softplus{b}": (1, 2) for b in (1, 3, 10, 30)}, "scenes-cnn-relu": (1, 2)}
 
 def depth_cnn(seed: int | None = 0, depth: int = 3, activation="relu", name: str | None = None) -> nn.Sequential:
     """Mehrpanah et al.'s SimpleConvNet with ``depth`` conv blocks (conv without bias → activation → maxpool 2;

@@ -3,9 +3,9 @@
 Roles:
 
 * the activation study (M1) — ``BETAS``: scenes-cnn with Softplus(β) in place of every ReLU for the authors'
-  grid (their small β 0.1 … 0.9, then 1, 3, 10, 30) and ReLU (β = ∞: ``ACTIVATION_RELU``, the training run of
-  ``RELU_NET`` whose seeds ship under the weight-norm study's name), every one from several seeds
-  (``<net>-seed<k>``); a net enters only if it trained (held-out accuracy ≥ 0.6, the authors' rule);
+  grid (their small β 0.1 … 0.9, then 1, 3, 10, 30) and ReLU (β = ∞: ``ACTIVATION_RELU`` = ``RELU_NET``), every
+  one on the same recipe (scripts/train_scenes.py: lr 0.01, the only rate at which Softplus(β = 1) trains) and from
+  several seeds (``<net>-seed<k>``); a net enters only if it trained (held-out accuracy ≥ 0.6, the authors' rule);
 * the ReLU net (M2, M3) — ``RELU_NET`` (or the first net the user registered);
 * the ablations (M4, ``--extended``): the authors' depth ablation (their SimpleConvNet with d = 1 … 5 blocks,
   ReLU and Softplus β = 1: ``depth-cnn<d>-<act>``) and the l2 ablation (the ReLU scenes-cnn trained with weight
@@ -33,9 +33,9 @@ __all__ = ["BETAS", "QUICK_BETAS", "SMALL_BETA_PROBE", "RELU_NET", "ACTIVATION_R
            "REGULARIZED", "DECIDED", "BESIDE", "EXTENDED"]
 
 RELU_NET = "scenes-cnn-relu"
-# the ReLU (β = ∞) of the activation study: scenes-cnn-wd1e-4 is the same training run as scenes-cnn-relu (the same
-# recipe, weight decay 1e-4; seed 0's weights are identical, data/README.md), and its further seeds ship under that name
-ACTIVATION_RELU = "scenes-cnn-wd1e-4"
+# the ReLU (β = ∞) of the activation study: the ReLU scenes-cnn trained on the Softplus nets' recipe (lr 0.01; the
+# weight-norm study's scenes-cnn-wd1e-4 is the same net at lr 0.05)
+ACTIVATION_RELU = RELU_NET
 SMALL_BETAS = tuple(k / 10 for k in range(1, 10))                  # their SOFTPLUS_B_1 … _9 (utils.py:63-72)
 BETAS = {**{f"scenes-cnn-softplus{b:g}": b for b in SMALL_BETAS + (1.0, 3.0, 10.0, 30.0)}, ACTIVATION_RELU: math.inf}
 QUICK_BETAS = {n: b for n, b in BETAS.items() if b >= 1.0}
