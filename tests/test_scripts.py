@@ -117,7 +117,10 @@ def check_bench_spectral(out):
         positive(m[1:], 5)
     for label in ("vanilla", "guided-gradcam \\(authors\\)"):
         (d,) = rows(rf"^{label}\s+.+x  max \|ΔEF\| {NUM}$", out)
-        assert float(d) < 1e-6                                              # the same maps both ways
+        # the same maps both ways up to float32 rounding: the pipelines sum in other orders, and a rounding that
+        # swaps two near-tied pixels swaps their ranks (EF is a function of the rank map): a few 1e-6 of EF ≈ 0.3
+        # on 32×32 maps (2.5e-6 on scenes-cnn-relu's 4 smoke images); other maps differ by far more (M2: ΔEF ≥ 0.07)
+        assert float(d) < 1e-5
     (d,) = rows(rf"^spectral measure only .+x\), max \|ΔEF\| {NUM}$", out)
     assert float(d) < 1e-12
     vg, gc = rows(rf"^chains .+max \|ΔEF\| vs batched float64 autograd: VG {NUM}, GradCAM {NUM}$", out)[0]
