@@ -213,10 +213,10 @@ def plan(ctx, claims) -> list:
 
 
 def _pass_methods(ctx, net, role, seed):
-    """The methods of the shared pass: every method that runs on the net (§5's extras only with --extended); on a
+    """The methods of the shared pass: every method that runs on the net but SmoothGrad (a map, no chain); on a
     further training seed only those a decision of S1, S3 or S5 rests on (the rest is reported for seed 0)."""
     ok, _ = M.methods_on(ctx, net)
-    skip = (M.SMOOTHGRAD.id,) + (() if ctx.s.extended else EXTRA_IDS)
+    skip = (M.SMOOTHGRAD.id,)          # §5's extras (EXTRA_IDS) run batched, as cheap as LRP-α1β0: in every run
     ms = [m for m in ok if m.id not in skip]
     if seed == 0 or ctx.s.extended:
         return ms
@@ -308,7 +308,7 @@ def claim_s1_s3(ctx) -> list:
     s1 = Verdict(SPECS["S1"], d1, R.observed_csc(data, SPECS["S1"], missing), dt,
                  figures=R.fig5_names(data), paper_numbers=R.PAPER_NUMBERS["S1"],
                  beside=R.beside_csc(ctx, data, SPECS["S1"]), per_seed=p1 if len(p1) > 1 else {},
-                 caveats=R.extended_caveats(ctx, ("app_f", "extras")) + _seed_caveats(ctx, "csc"),
+                 caveats=R.extended_caveats(ctx, ("app_f",)) + _seed_caveats(ctx, "csc"),
                  numbers=R.numbers_csc(data, SPECS["S1"]))
     s3 = Verdict(SPECS["S3"], d3, R.observed_csc(data, SPECS["S3"], missing), 0.0, figures=R.fig5_names(data),
                  paper_numbers=R.PAPER_NUMBERS["S3"], beside=R.beside_s3(ctx, data),
