@@ -481,7 +481,7 @@ def claim_s7(ctx) -> list:
     if not data:
         return [not_checked(spec, R.missing_text(missing))]
     dec, ps = D.over_seeds({s: D.decide_s7(v["ssim"], where=where) for s, v in data.items()})
-    extra = ("cascade_all", "app_e", "smoothgrad")
+    extra = ("cascade_all", "app_e", "smoothgrad", "extras")
     return [Verdict(spec, dec, "; ".join(texts) + ". " + R.observed_sanity(data, spec, "ssim", missing),
                     time.perf_counter() - t0, figures=tuple(figs),
                     paper_numbers=R.PAPER_NUMBERS["S7"], beside=R.beside_sanity(data, spec, "ssim"),

@@ -73,8 +73,8 @@ EXTENDED = {
                    "CSC pass of three DeepLIFT methods in float64 "
                    "that decides nothing",
     "app_f": "App. F's other injection points (S1, beside): one more CSC pass per injection point, no decision",
-    "extras": "excitation BP, contrastive EBP and contrastive LRP (§5, beside) in S7's cascade and S8: no decision "
-              "rests on them (the shared CSC pass of S1/S3/S5 runs them in every run)",
+    "extras": "excitation BP, contrastive EBP and contrastive LRP (§5, beside) in the cascade: no decision rests on "
+              "them (the shared CSC pass of S1/S3/S5 runs them in every run)",
     "cascade_all": "cascading steps after the first conv step (Fig. 4b's full curve): the decision is taken at the "
                    "first conv step",
     "app_e": "App. E (cascading randomization of resnet-cifar, S7) and the sixt-cifar cascade: a second and third "
