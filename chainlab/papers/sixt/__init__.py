@@ -45,10 +45,9 @@ def _nets(ctx, claim):
     """([(seed, role, net)] with weights, [nets without weights]) for the roles of ``claim`` in this setting (the
     shipped further seeds of :data:`~.protocol.SEED0_ONLY`'s claims only with --extended: :func:`_later_seeds`)."""
     have, missing = [], []
-    later = set(_later_seeds(ctx, claim))
     for role in roles(ctx, claim):
         for seed, net in seed_nets(ctx, role).items():
-            if net in later:
+            if _later(ctx, claim, seed, net):
                 continue
             if ctx.shipped(net) is None:
                 missing.append(net)
@@ -57,13 +56,16 @@ def _nets(ctx, claim):
     return have, missing
 
 
+def _later(ctx, claim, seed, net) -> bool:
+    """Whether this run leaves ``net``, training seed ``seed`` of one of ``claim``'s roles, to --extended: a shipped
+    further seed of a :data:`~.protocol.SEED0_ONLY` claim (a user's own seeds are always measured)."""
+    return seed > 0 and not ctx.s.extended and claim in SEED0_ONLY and net not in ctx.registered
+
+
 def _later_seeds(ctx, claim) -> list:
-    """The shipped further training seeds of ``claim``'s roles that this run leaves to --extended
-    (:data:`~.protocol.SEED0_ONLY`); a user's own seeds are always measured."""
-    if ctx.s.extended or claim not in SEED0_ONLY:
-        return []
+    """The nets :func:`_later` leaves out of ``claim`` in this run."""
     return [net for role in roles(ctx, claim) for seed, net in seed_nets(ctx, role).items()
-            if seed > 0 and net not in ctx.registered]
+            if _later(ctx, claim, seed, net)]
 
 
 def _seed_caveats(ctx, *claims) -> tuple:
