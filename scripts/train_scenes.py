@@ -87,9 +87,6 @@ CONFIG = {
     "scenes-cnn-wd1e-2": dict(CNN, wd=1e-2),     # added after wd 0…1e-3 spanned Π‖W_l‖_∞ only ×7 (B1–B3 need ×10)
     "scenes-cnn-bn": dict(CNN, wd=1e-4),
 }
-# name -> the run whose weights it ships (identical architecture, seed and schedule); a copy is written for every
-# seed of the run whose name is shipped (chainlab.nets.models.NAMES)
-SAME_RUN = {}
 # the seed-0 files shipped before seeds were added, and not retrained since, keep their float32 weights (every
 # other file: float16)
 FLOAT32_FILES = ("sixt-cifar", "vgg-cifar", "resnet-cifar", "scenes-cnn-softplus1", "scenes-cnn-wd0",
@@ -302,14 +299,7 @@ def train(name, seed, time_only=False, probe_epochs=None, overrides=None):
               f", test acc (2000) {accuracy(net, xte, yte):.4f} ({train_time:.0f}s, mean load {np.mean(loads):.1f})",
               flush=True)
         return
-    meta = finish(net, name, seed, cfg, train_time, xte, yte, float(np.mean(loads)))
-    for alias, src in SAME_RUN.items():
-        alias_name = seed_name(alias, seed)
-        if src == name and alias_name in models.NAMES:     # same weights, same measured accuracies
-            save(net, DATA / f"{alias_name}.npz", alias, float16=float16_storage(alias, seed),
-                 **dict(meta, same_run_as=out_name))
-            print(f"{alias_name}: the same weights as {out_name}, written to {DATA / f'{alias_name}.npz'}",
-                  flush=True)
+    finish(net, name, seed, cfg, train_time, xte, yte, float(np.mean(loads)))
 
 
 def save(net, out, name, *, float16=False, **meta):
@@ -360,7 +350,7 @@ def finish(net, name, seed, cfg, train_time, xte, yte, load):
     return meta
 
 
-TRAINED = [n for n in CONFIG if n not in SAME_RUN]     # the nets a training run makes (SAME_RUN: copies)
+TRAINED = list(CONFIG)     # the nets a training run makes
 
 
 def seeds_arg(args):
