@@ -311,3 +311,29 @@ def test_contrastive_lrp_implicit_operators_and_float32():
     assert rel_err(imp.explain(1), ref.explain(1)) < 1e-12
     f32 = chainlab.extract(net, x, "contrastive-lrp-nomax", dtype="float32")
     assert f32.dtype == np.float32 and f32.options["dtype"] == "float32"
+
+
+def test_prefix_columns_are_sampled_columns_of_the_prefix_products_however_the_columns_are_blocked(monkeypatch):
+    """S6's Y_k (N, n_input, c) are the seeded sampled columns of P_k = M_1 ⋯ M_k of each image's gradient chain
+    (oracle: the explicit per-image operators multiplied out by numpy); pushing the unit signals through in blocks of
+    one column (PREFIX_BLOCK_BYTES tiny, as on a VGG-16 at 224×224) gives the same columns."""
+    from chainlab.papers.sixt.measure import METHOD
+    from chainlab.studies import sixt as S
+    net = conv_net(7).double().eval()
+    X = torch.rand((2, 2, 8, 8), dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    whole, names = S.prefix_columns(net, X, METHOD["gradient"], columns=5, seed=4)
+    assert sorted(whole) == list(range(1, len(names) + 1))
+    for b in range(2):
+        ch = chainlab.extract(net, X[b:b + 1], "gradient")
+        assert list(ch.names) == names
+        P = np.eye(ch[0].shape[0])
+        for k, op in enumerate(ch, start=1):
+            P = P @ op.to_dense()
+            c = min(5, P.shape[1])
+            idx = np.sort(np.random.default_rng((4, k)).choice(P.shape[1], size=c, replace=False))
+            assert rel_err(whole[k][b], P[:, idx]) < 1e-12, (b, k)
+    monkeypatch.setattr(S, "PREFIX_BLOCK_BYTES", 1)
+    names2, gen = S.iter_prefix_columns(net, X, METHOD["gradient"], columns=5, seed=4)
+    assert names2 == names
+    for k, Y in gen:
+        assert rel_err(Y, whole[k]) < 1e-13, k

@@ -43,7 +43,7 @@ from .explanations import Traced, smoothgrad
 __all__ = ["SixtMethod", "SIXT_METHODS", "SMOOTHGRAD", "PROPORTIONAL_VARIANTS", "DEEPLIFT_PM", "AUTHORS",
            "explanations",
            "PassResult", "sixt_passes", "sixt_pass", "cascading", "cascading_many", "glorot_reinit",
-           "prefix_columns", "prepared_rule", "available", "as_images"]
+           "prefix_columns", "iter_prefix_columns", "prepared_rule", "available", "as_images"]
 
 
 @dataclass(frozen=True)
@@ -429,22 +429,44 @@ def cascading_many(model, X, targets, methods, steps, *, originals=None, seed: i
 # Theorem 1: sampled columns of the prefix products
 
 
-def prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int = 0, dtype: str = "float64",
-                   rule=None):
-    """{k: Y_k} for k = 1..L with Y_k (N, n_input, c_k) = P_k E_k: the input signals of ``c_k`` = min(columns,
-    n_k) unit signals e_j at boundary k (j sampled without replacement, seeded by (seed, k)), i.e. c_k
-    sampled columns of P_k = M_1 ⋯ M_k of each image's chain."""
+PREFIX_BLOCK_BYTES = 256 << 20     # most bytes of one block's unit signals at a boundary (B · block · n_k values)
+
+
+def iter_prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int = 0, dtype: str = "float64",
+                        rule=None):
+    """(names, generator of (k, Y_k)) for k = 1..L with Y_k (N, n_input, c_k) = P_k E_k: the input signals of
+    ``c_k`` = min(columns, n_k) unit signals e_j at boundary k (j sampled without replacement, seeded by (seed, k)),
+    i.e. c_k sampled columns of P_k = M_1 ⋯ M_k of each image's chain.  One Y_k is alive at a time, and the unit
+    signals go through the chain in blocks of columns of at most PREFIX_BLOCK_BYTES (one block, all c_k columns, for
+    every net up to ≈ 1M values per boundary — the signals of a batch do not depend on how it is cut, up to float32
+    rounding of the convolutions' batch size)."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
     bc = _batch(model, X, method, rule if rule is not None else prepared_rule(model, method), dtype,
                 forward_batch(model, X, dtype))
     B = X.shape[0]
-    out = {}
-    for k in range(1, len(bc) + 1):
-        n_k = int(np.prod(bc.shapes[k]))
-        c = min(columns, n_k)
-        idx = np.sort(np.random.default_rng((seed, k)).choice(n_k, size=c, replace=False))
-        E = torch.zeros((B, c, n_k), dtype=torch.float64)
-        E[:, np.arange(c), idx] = 1.0
-        Y = bc.apply(bc.inject(E.reshape((B, c) + tuple(bc.shapes[k]))), k)
-        out[k] = Y.reshape(B, c, -1).transpose(1, 2).to(torch.float64).numpy()
-    return out, list(bc.names)
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+
+    def gen():
+        for k in range(1, len(bc) + 1):
+            n_k = int(np.prod(bc.shapes[k]))
+            c = min(columns, n_k)
+            idx = np.sort(np.random.default_rng((seed, k)).choice(n_k, size=c, replace=False))
+            block = max(1, min(c, PREFIX_BLOCK_BYTES // (B * n_k * tdt.itemsize)))
+            Y = np.empty((B, int(np.prod(bc.shapes[0])), c), dtype=np.float64)
+            for lo in range(0, c, block):
+                hi = min(c, lo + block)
+                E = torch.zeros((B, hi - lo, n_k), dtype=tdt)
+                E[:, np.arange(hi - lo), idx[lo:hi]] = 1.0          # unit signals: exact in either dtype
+                out = bc.apply(bc.inject(E.reshape((B, hi - lo) + tuple(bc.shapes[k]))), k)
+                E = None
+                Y[:, :, lo:hi] = out.reshape(B, hi - lo, -1).transpose(1, 2).to(torch.float64).numpy()
+            yield k, Y
+
+    return list(bc.names), gen()
+
+
+def prefix_columns(model, X, method: SixtMethod, *, columns: int = 64, seed: int = 0, dtype: str = "float64",
+                   rule=None):
+    """({k: Y_k}, names): every boundary's columns of :func:`iter_prefix_columns` at once."""
+    names, gen = iter_prefix_columns(model, X, method, columns=columns, seed=seed, dtype=dtype, rule=rule)
+    return dict(gen), names

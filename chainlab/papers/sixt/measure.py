@@ -33,7 +33,7 @@ from ...measures.weight_spectra import centre_tap, fig3, full_kernel
 from ...nets import data
 from ...rules.pattern_rules import resolve_patterns
 from ...studies.sixt import (DEEPLIFT_PM, PROPORTIONAL_VARIANTS, SIXT_METHODS, SMOOTHGRAD, as_images, available,
-                             cascading_many, explanations, prefix_columns, prepared_rule, sixt_passes)
+                             cascading_many, explanations, iter_prefix_columns, prepared_rule, sixt_passes)
 from .protocol import _traced
 
 __all__ = ["patterns_of", "methods_on", "random_logits", "csc_pass", "per_image", "smoothgrad_ssim", "cascade",
@@ -248,19 +248,19 @@ def prefix_ratios(ctx, net, images: range, method, *, columns: int = 64) -> dict
     if key not in ctx.cache:
         model = ctx.model(net)
         X, _ = ctx.images(net, images.stop)
-        cols, names = prefix_columns(model, X[images.start:images.stop], method, columns=columns, seed=ctx.s.seed,
-                                     dtype="float32", rule=prepared_rule(model, method, _traced(ctx, net)))
-        ks = sorted(cols)
+        names, cols = iter_prefix_columns(model, X[images.start:images.stop], method, columns=columns,
+                                          seed=ctx.s.seed, dtype="float32",
+                                          rule=prepared_rule(model, method, _traced(ctx, net)))
         n = images.stop - images.start
-        ratio = np.full((n, len(ks)), np.nan)
-        hil = np.full((n, len(ks)), np.nan)
-        for c, k in enumerate(ks):
+        ratio = np.full((n, len(names)), np.nan)
+        hil = np.full((n, len(names)), np.nan)
+        for k, Yk in cols:                  # boundaries k = 1 … L, one at a time (a VGG-16's Y_k: 77 MB per image)
             for b in range(n):
-                Y = cols[k][b]
+                Y = Yk[b]
                 r = conv.column_ratio(Y)
-                ratio[b, c] = np.nan if r is None else r
+                ratio[b, k - 1] = np.nan if r is None else r
                 if not (Y < 0).any():
-                    hil[b, c] = conv.column_diameter(Y)
+                    hil[b, k - 1] = conv.column_diameter(Y)
         ctx.cache[key] = {"ratio": ratio, "hilbert": hil, "names": list(names)}
     return ctx.cache[key]
 
