@@ -39,6 +39,7 @@ import _bench
 import chainlab
 from _memory import peak_mib, reset_peak, rss_mib
 from chainlab import linalg as pr
+from chainlab.linalg import products
 from chainlab.linalg.products import DENSIFY_FOR_DENSE, DENSIFY_FOR_SPARSE
 
 
@@ -297,6 +298,7 @@ def main(argv=None):
             md_prop += md
             agree.append(a_)
             grad = g_ if g_ is not None else grad
+        cross = blas_crossover(256 if args.smoke else 2048, (0.03, 0.1, 0.3, 1.0), args.repeat)
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
         print(f"\ntable: SpMM M @ V per sparse layer of {args.net} (V: n_out × c; c = 1 a vector), scipy / chainlab time "
               f"(median of {args.repeat} runs each, same operands; range over the layers), M as stored (CSC) and as CSR; "
@@ -308,6 +310,10 @@ def main(argv=None):
               f"`linalg.multiply` (representation chosen per step) vs scipy's all-sparse sweep (csr @ csr, csr @ dense)")
         _bench.table(["rule", "step", "chainlab's product", "density", "chainlab s", "scipy s", "scipy / chainlab",
                       "rel diff", "GFLOP/s"], md_sweep)
+        print(f"\ntable: dense A @ sparse S at S's density: the dense × CSC kernel (cost n·nnz(S)) vs BLAS on S made "
+              f"dense (cost n³ at BLAS speed), median of {args.repeat}; `linalg.multiply` takes BLAS above density "
+              f"{products.BLAS_ABOVE:g}")
+        _bench.table(["n", "density", "kernel s", "BLAS s", "kernel / BLAS", "rel diff", "multiply takes"], cross)
         print(f"\ntable: {args.vectors} random vectors propagated from the top (float64) vs {args.vectors} torch "
               f"autograd backward passes through the float32 model (one forward, retain_graph"
               f"{'' if args.autograd_vectors >= args.vectors else f'; timed on {args.autograd_vectors}, scaled'})")
@@ -323,6 +329,22 @@ def main(argv=None):
         print(f"summary: full `chain.prefix_products()` sweep (renormalized): {'; '.join(sweeps)}")
         print(f"summary: the three ways of propagating agree to {max(agree):.0e} relative"
               + (f"; the gradient chain equals float64 autograd to {grad:.0e}" if grad is not None else ""))
+
+
+def blas_crossover(n, densities, repeat):
+    """Rows of dense A (n × n) @ sparse S (n × n, random at each density): the dense × CSC kernel against BLAS on S
+    made dense (what :func:`chainlab.linalg.multiply` does above ``BLAS_ABOVE``), median seconds, results compared."""
+    rng = np.random.default_rng(0)
+    A = np.asfortranarray(rng.standard_normal((n, n)))
+    rows = []
+    for d in densities:
+        S = sp.random(n, n, density=d, format="csc", random_state=1)
+        got, kern = median_time(lambda: pr.dense_sparse(A, S), repeat)
+        want, blas = median_time(lambda: A @ S.toarray(), repeat)
+        diff = rel(got, want)
+        rows.append([f"{n}²", f"{d:g}", f"{kern:.3g}", f"{blas:.3g}", f"{kern / blas:.3g}", f"{diff:.0e}",
+                     "BLAS" if d > products.BLAS_ABOVE else "kernel"])
+    return rows
 
 
 def spread(values, unit="×") -> str:

@@ -155,3 +155,41 @@ def test_multiply_handles_every_representation_pair():
                   Transposed(DenseOperator(B.toarray().T))):            # stored kinds, and matrix-free ones
             for t in (0.0, 0.05, 1.0):
                 assert rel(pr.multiply(P, M, dense_above=t), ref) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "gather", "sparse", "dense-ish"])
+def test_dense_partial_product_times_each_kind_of_sparse_factor(kind):
+    """A dense P times a sparse M takes one of three paths (columns of P scaled/gathered when M has ≤ 1 entry per
+    column, the dense × CSC kernel, BLAS on M made dense above BLAS_ABOVE): each equals numpy's dense product."""
+    rng = np.random.default_rng(7)
+    P = rng.standard_normal((40, 30))
+    if kind == "diagonal":
+        M = sp.diags(rng.standard_normal(30)).tocsc()
+    elif kind == "gather":      # column j takes row perm[j] (column 3 empty), scaled
+        perm = rng.permutation(30)[:25]
+        M = sp.csc_matrix((rng.standard_normal(25), (perm, np.r_[0:3, 4:26])), shape=(30, 26))
+    else:
+        d = {"sparse": 0.5 * pr.products.BLAS_ABOVE, "dense-ish": min(1.0, 3 * pr.products.BLAS_ABOVE)}[kind]
+        M = sp.random(30, 26, density=d, random_state=rng, format="csc")
+    want = P @ M.toarray()
+    for p in (P, np.asfortranarray(P)):
+        got = pr.multiply(p, SparseOperator(M), dense_above=1.0)
+        assert rel(got, want) < 1e-13, kind
+
+
+def test_residual_sum_abs_column_sums_equal_the_dense_sum():
+    """Σ_i |(A_1 A_2 D + S)_ij| from Sum.abs_column_sums (a dense product added to a sparse term without a CSC copy)
+    equals the column sums of the dense matrix; a cancelling pair of terms sums to zero columns."""
+    from chainlab.linalg import Diagonal, Product, Sum
+    rng = np.random.default_rng(8)
+    A1 = sp.random(20, 20, density=0.6, random_state=rng, format="csc")
+    A2 = sp.random(20, 20, density=0.6, random_state=rng, format="csc")
+    d = rng.standard_normal(20)
+    S = sp.random(20, 20, density=0.1, random_state=rng, format="csc")
+    block = Sum([Product([SparseOperator(A1), SparseOperator(A2), Diagonal(d)]), SparseOperator(S)])
+    want = np.abs(A1.toarray() @ A2.toarray() @ np.diag(d) + S.toarray()).sum(axis=0)
+    assert np.allclose(block.abs_column_sums(), want, rtol=1e-13, atol=0)
+    W = rng.standard_normal((20, 20))
+    D = DenseOperator(W.copy())
+    zero = Sum([D, DenseOperator(-W)]).abs_column_sums()
+    assert np.array_equal(zero, np.zeros(20)) and np.array_equal(D.to_dense(), W)     # the stored term not summed into

@@ -414,6 +414,28 @@ class Sum(Operator):
         total.eliminate_zeros()
         return total.astype(self.dtype, copy=False)
 
+    def abs_column_sums(self) -> np.ndarray:
+        """Σ_i |(A_1 + ⋯ + A_n)_ij| per column j: the terms multiplied out and added in the representation their
+        products come in (a dense product is added densely, never converted to CSC), shape (n_out,)."""
+        total = None
+        for t in self.terms:
+            M = t.stored()
+            if M is not None and not sp.issparse(M):
+                M = np.array(M, dtype=np.float64)                   # a copy: summed into in place below
+            elif M is None:
+                M = _products.product(t.factors) if isinstance(t, Product) else t.to_csc()
+            if total is None:
+                total = M
+            elif sp.issparse(total) and sp.issparse(M):
+                total = total + M
+            else:
+                if sp.issparse(total):
+                    total = total.toarray()
+                total += M.toarray() if sp.issparse(M) else M
+        if sp.issparse(total):
+            return np.asarray(abs(total).sum(axis=0), dtype=np.float64).reshape(-1)
+        return np.abs(total, out=total).sum(axis=0, dtype=np.float64)
+
     @property
     def nnz(self):
         """Stored entries of the terms (the sum is not multiplied out)."""

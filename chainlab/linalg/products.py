@@ -9,7 +9,8 @@ matrix-free operator — and, for matrix-free ones, ``M.to_csc()`` (materialize)
 :func:`multiply` chooses the representation of every step by cost: against a dense M, P is made
 dense (BLAS dgemm) once its density exceeds DENSIFY_FOR_DENSE, else :func:`~.spmat.spmm`; against
 a sparse M, P stays sparse (:func:`~.spmat.spgemm`, cost Σ_k nnz(P[:, k])·nnz(M[k, :])) up to
-density DENSIFY_FOR_SPARSE, above it :func:`~.spmat.dense_sparse` (cost m·nnz(M)).  A matrix-free
+density DENSIFY_FOR_SPARSE, above it :func:`~.spmat.dense_sparse` (cost m·nnz(M)) — or BLAS dgemm on M made
+dense when M is denser than BLAS_ABOVE (cost m·k·n at BLAS speed; scripts/bench_products.py).  A matrix-free
 M is materialized when P is sparse, else applied as (Mᵀ Pᵀ)ᵀ through its own ``rmatmat``.  The
 result is stored dense above ``dense_above``, else as CSC.
 
@@ -29,12 +30,13 @@ import scipy.sparse as sp
 from ..errors import InputError
 from .spmat import column_norms, dense_sparse, density, spgemm, spmm
 
-__all__ = ["DENSE_ABOVE", "DENSIFY_FOR_DENSE", "DENSIFY_FOR_SPARSE", "DEFAULT_MAX_MEMORY", "PrefixProduct",
+__all__ = ["DENSE_ABOVE", "DENSIFY_FOR_DENSE", "DENSIFY_FOR_SPARSE", "BLAS_ABOVE", "DEFAULT_MAX_MEMORY", "PrefixProduct",
            "check_chained", "multiply", "product", "prefix_products", "stream_apply"]
 
 DENSE_ABOVE = 0.25          # products denser than this are stored dense
 DENSIFY_FOR_DENSE = 0.15    # P is made dense before a product with a dense factor above this density
 DENSIFY_FOR_SPARSE = 0.3    # … and before a product with a sparse factor above this density
+BLAS_ABOVE = 0.1           # a sparse M denser than this meets a dense P as a dense array (BLAS)
 DEFAULT_MAX_MEMORY = 2**31  # bytes of intermediate signals in stream_apply (2 GiB)
 
 
@@ -98,6 +100,16 @@ def multiply(P, op, *, dense_above: float = DENSE_ABOVE):
         P = sp.csc_matrix(P)
     if sp.issparse(P):
         return _settle(spgemm(P, M, dense_above=dense_above), dense_above)
+    M = M.tocsc()
+    counts = np.diff(M.indptr)
+    if counts.max(initial=0) <= 1:         # one entry per column at most (a diagonal, a gather): scaled columns of P
+        out = np.zeros((P.shape[0], M.shape[1]), np.result_type(P.dtype, M.dtype), order="F")
+        Pf = np.asfortranarray(P)                           # contiguous columns (a fancy-indexed gather is 20× slower)
+        for j in np.flatnonzero(counts):
+            np.multiply(Pf[:, M.indices[M.indptr[j]]], M.data[M.indptr[j]], out=out[:, j])
+        return _settle(out, dense_above)
+    if density(M) > BLAS_ABOVE and M.shape[0] <= 2 * P.shape[0]:    # M dense: at most twice the result's memory
+        return _settle(np.asarray(P) @ M.toarray(), dense_above)
     return _settle(dense_sparse(P, M), dense_above)
 
 

@@ -183,6 +183,11 @@ class ResidualOperator(TorchOperator):
         v = v if c is None else c(v)
         return v.reshape(-1).numpy()
 
+    def abs_column_sums(self):
+        """Σ_i |M_ij| per output column j of one image's block: its materialized terms multiplied out and added
+        (:meth:`~.operators.Sum.abs_column_sums`; no CSC copy of a dense product), shape (n_out,)."""
+        return self.materialize().abs_column_sums()
+
     def materialize(self):
         """The block for one image as stored factors (not multiplied out): a :class:`DeepLiftResidual` when its
         activation step is DeepLIFT's ± multipliers, else a :class:`ResidualBlock` (with ``bias_relevance``)."""
