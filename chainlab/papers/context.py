@@ -38,6 +38,7 @@ class Settings:
     images: int | None = None     # a run on a user's net: at most this many images in any per-image measure
     chunk: int | None = None      # … measured in chunks of this many images (the unit of resuming and of Dask tasks)
     first_alone: bool = False     # … the first chunk image 0 alone (the run's probe, kept as its first chunk)
+    claims: tuple | None = None   # … the claims it decides (None: every claim): a paper measures only what they read
 
     def cap(self, n: int) -> int:
         """A protocol's image count ``n`` capped at ``images`` (a user's run); ``n`` otherwise."""

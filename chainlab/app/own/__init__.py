@@ -120,6 +120,8 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
         reasons.update(C.over_budget(user.macs, [c for c in wanted if reasons[c] is None]))
     user.traced = None          # its float64 copy of the weights (1.1 GB for VGG-16) is not needed past this point
     runnable = [c for c in wanted if reasons[c] is None]
+    settings = replace(settings, claims=tuple(runnable))      # a paper measures only what these claims read
+    ctx.s = settings
     calls = C.plan(ctx, runnable)
     imgs = user.images
     echo(f"net: {user.info.description}; {user.n_classes} classes; input {tuple(user.model.input_shape)}; "
@@ -141,7 +143,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     source = Source(user.spec, str(Path(images).resolve()), imgs.preprocess, n,
                     None if labels is None else str(Path(labels).resolve()), imgs.digest, user.name,
                     tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed, "images": n,
-                                  "chunk": chunk, "first_alone": True}.items())))
+                                  "chunk": chunk, "first_alone": True, "claims": tuple(runnable)}.items())))
     # the probe: image 1 through every measure call, in this process (its peak memory is this process's); the
     # run's chunks start with image 1 alone (Settings.first_alone), so the probe's chunks are the run's first
     # chunks: measured (and recorded) once

@@ -35,7 +35,7 @@ def measure_all(ctx) -> dict:
         return ctx.cache["binder"]
     t0 = time.perf_counter()
     sz = P.sizes(ctx.s)
-    rules = {**P.RULES, **(P.EXTRA_RULES if sz.extra_rules else {})}
+    rules = P.rule_table(P.measured_rules(ctx.s, sz.extra_rules))
     nets, missing = P.study(ctx)
     trained, xs = {}, {}
     for net, seeds in nets.items():
@@ -48,13 +48,13 @@ def measure_all(ctx) -> dict:
     cnet = out["controlled_net"]
     if cnet is not None:
         images = range(sz.controlled_images)
-        for c, got in M.controlled(ctx, cnet, images).items():
+        for c, got in M.controlled(ctx, cnet, images, rules=P.measured_rules(ctx.s)).items():
             for rule, qs in got.items():
                 for q, arr in qs.items():
                     out["controlled"].setdefault(q, {}).setdefault(rule, {})[c] = arr
             out["cxs"][c] = D.net_value(got["gradient"]["weight_norm_product"])
         if not ctx.s.quick and M.rescalable(ctx, cnet):
-            out["rescaled"] = M.rescaled(ctx, cnet, images)
+            out["rescaled"] = M.rescaled(ctx, cnet, images, rules=P.measured_rules(ctx.s))
     for net in sz.sigma_bounds:
         if ctx.shipped(net) is not None:
             M.sigma_bounds(ctx, net)
@@ -79,9 +79,10 @@ def plan(ctx, claims) -> list:
     sz = P.sizes(ctx.s)
     chunks = M.image_chunks(ctx, cnet, range(sz.controlled_images))
     group = f"B1–B3 · {cnet}"
-    out = [Chunk(M.controlled_chunk, (cnet, c, r), (), group, len(r)) for c in P.SCALES for r in chunks]
+    kw = (("rules", P.measured_rules(ctx.s)),)
+    out = [Chunk(M.controlled_chunk, (cnet, c, r), kw, group, len(r)) for c in P.SCALES for r in chunks]
     if not ctx.s.quick and M.rescalable(ctx, cnet):
-        out += [Chunk(M.rescaled_chunk, (cnet, r), (), group, len(r)) for r in chunks]
+        out += [Chunk(M.rescaled_chunk, (cnet, r), kw, group, len(r)) for r in chunks]
     return out
 
 

@@ -70,8 +70,9 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
               study=None, seed=None, scale=None) -> dict:
     """{rule: {quantity: per-image array}} of ``net`` (or of ``model``, recorded as ``net``, on the images of net
     ``source``) on the run's images ``images`` (a range): every quantity of the module docstring; records
-    written once, the result cached."""
-    rules = P.RULES if rules is None else rules
+    written once, the result cached.  ``rules``: {label: (rule, options)} or labels of the protocol's rules
+    (default ``P.RULES``)."""
+    rules = P.RULES if rules is None else rules if isinstance(rules, dict) else P.rule_table(rules)
     images = ctx.image_range(net if source is None else source, images)
     key = ("binder-constants", net, images.start, images.stop, tuple(rules), tuple(perturbations))
     if key in ctx.cache:

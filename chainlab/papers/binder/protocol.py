@@ -25,7 +25,7 @@ from ...studies import rule_label
 from ..seeds import family, seed_of
 
 __all__ = ["STUDY", "QUICK", "CONTROLLED", "RULES", "BETA", "DEPENDENT", "EPSILONS", "PERTURBATIONS", "SCALES",
-           "RESCALE_C", "Sizes", "sizes", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
+           "RESCALE_C", "Sizes", "sizes", "measured_rules", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
 
 STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
 QUICK = ("digits-mlp", "digits-cnn")
@@ -60,6 +60,22 @@ class Sizes:
     averages_images: int = 0
     extra_rules: bool = False
     sigma_bounds: tuple = ()
+
+
+def measured_rules(s, extra: bool = False) -> tuple:
+    """The labels of the rules a run measures: RULES (and EXTRA_RULES with ``extra``); a run that decides B1 and
+    neither B2 nor B3 (``s.claims``, a user's ``--claims``) only the LRP-β rules B1 decides on and the gradient,
+    whose Π‖W_l‖_∞ is B1's axis.  :func:`rule_table` gives their (rule, options)."""
+    labels = tuple(RULES) + (tuple(EXTRA_RULES) if extra else ())
+    claims = getattr(s, "claims", None)
+    if claims is not None and not {"B2", "B3"} & set(claims):
+        labels = tuple(k for k in labels if k in ("gradient",) + BETA)
+    return labels
+
+
+def rule_table(labels) -> dict:
+    """{label: (rule, options)} of rule labels of RULES and EXTRA_RULES."""
+    return {k: {**RULES, **EXTRA_RULES}[k] for k in labels}
 
 
 def sizes(s) -> Sizes:
