@@ -125,7 +125,7 @@ def run(a):
         if why:
             skipped.append(claim)
             continue
-        a_priori = C.seconds_per_image(user.macs, [claim]) * len(user.images)
+        a_priori = C.seconds_per_image(user.macs, [claim], user.norm_entries) * len(user.images)
         arg = json.dumps({"model": a.model, "weights": a.weights, "images": images, "preprocess": preprocess,
                           "n": a.n_images, "claim": claim, "output": str(tmp / f"out-{claim}"), "threads": a.threads})
         res = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
@@ -140,13 +140,13 @@ def run(a):
     if skipped:
         print(f"summary: not checked on one net (their reasons in verify.md): {', '.join(skipped)}")
     every = [c for c in C.ORDER if C.not_applicable(c, user) is None]
-    cut = C.over_budget(user.macs, every)
+    cut = C.over_budget(user.macs, every, user.norm_entries)
     kept = [c for c in every if c not in cut]
-    default = C.default_images(user.macs, kept)
+    default = C.default_images(user.macs, kept, user.norm_entries)
     print(f"summary: the default run of {user.info.description.split(',')[0]} at {shape[1]}×{shape[2]} "
           f"(no --claims, no --n-images): --n-images {default}, claims {','.join(kept) or 'none'}"
           + (f"; not checked at this size: {', '.join(cut)}" if cut else "")
-          + f" — a-priori {C.seconds_per_image(user.macs, kept) * default / 60:.1f} min "
+          + f" — a-priori {C.seconds_per_image(user.macs, kept, user.norm_entries) * default / 60:.1f} min "
           f"(budget {C.BUDGET_SECONDS / 60:.0f} min on 2 idle cores at {C.ASSUMED_GFLOPS:g} G multiply-adds/s)")
     if not done:
         return

@@ -312,6 +312,54 @@ def test_over_budget_drops_the_most_expensive_groups_until_one_image_fits():
     assert C.default_images(1e6) == min(200, int(C.BUDGET_SECONDS // per))
 
 
+def test_residual_blocks_multiplied_out_are_counted_and_too_large_ones_refuse_b1_to_b3():
+    """B1–B3's exact ‖M‖₁ multiplies each residual block out.  Its entries, worked out by hand for torchvision's
+    resnet18 at 64×64: layer1.0 (64×16×16 → 64×16×16, two 3×3 convs: receptive field 5) 16384 · 64 · 5² = 26 214 400;
+    layer2.0 (3×3 stride 2 then 3×3: field 1 + 2 + 2·2 = 7) 8192 · 64 · 7² = 25 690 112; layer4.1 (512×2×2, field
+    clipped to 2×2) 2048 · 512 · 4 = 2048², dense; layer2.1 (128×8×8, field 5) 8192 · 128 · 25.  They bound the multiplied-out gradient block's stored entries
+    (counted on the block itself; an interior output unit's column fills its field).  The estimate adds entries × seconds per entry × chains for B1–B3 only; ResNet-50
+    at 224×224 (blocks of 802816² with ≈ 1.8e9 entries, ≈ 22 GB) gets B1–B3 "not checked" with the block and its
+    size, resnet18 at 64×64 does not."""
+    from types import SimpleNamespace
+    import chainlab
+    from chainlab.app.own import claims as C
+    from chainlab.app.own.prepare import residual_norm_blocks
+    from chainlab.nets.zoo import torchvision as zoo
+    from chainlab.trace.model import trace
+    net = zoo("resnet18").eval()
+    net.input_shape = (1, 3, 64, 64)
+    blocks = {b.name: b for b in residual_norm_blocks(trace(net), (1, 3, 64, 64))}
+    assert len(blocks) == 8
+    assert (blocks["layer1.0"].n_in, blocks["layer1.0"].entries) == (16384, 26_214_400)
+    assert (blocks["layer2.0"].n_in, blocks["layer2.0"].n_out, blocks["layer2.0"].entries) == (16384, 8192, 25_690_112)
+    assert blocks["layer4.1"].entries == 2048 ** 2 and blocks["layer4.1"].bytes == 8 * 2048 ** 2
+    assert blocks["layer1.0"].bytes == 12 * 26_214_400
+    ch = chainlab.extract(net, torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), "gradient",
+                          materialize=False)
+    for name, per_column in (("layer2.1", 128 * 5 * 5), ("layer4.1", 512 * 2 * 2)):
+        op = ch[list(ch.names).index(name)]
+        M = op.materialize().to_csc()
+        assert M.shape == (blocks[name].n_in, blocks[name].n_out)
+        assert blocks[name].entries == blocks[name].n_out * per_column
+        # an output unit the ReLU after the sum lets through reaches its whole field (an interior one: all of it)
+        assert M.nnz <= blocks[name].entries and np.diff(M.indptr).max() == per_column, name
+    total = sum(b.entries for b in blocks.values())
+    assert C.norm_chains(["B1"]) == 9 and C.norm_chains(["B1", "B2"]) == 18 and C.norm_chains(["S1", "M2"]) == 0
+    base = C.seconds_per_image(1e9, ["B1"])
+    assert C.seconds_per_image(1e9, ["B1"], total) == pytest.approx(base + total * C.NORM_SECONDS_PER_ENTRY * 9)
+    assert C.seconds_per_image(1e9, ["S1", "M2"], total) == C.seconds_per_image(1e9, ["S1", "M2"])
+    small = SimpleNamespace(name="resnet18", traced=SimpleNamespace(stages=()), norm_blocks=tuple(blocks.values()))
+    assert C.not_applicable("B1", small) is None
+    big = residual_norm_blocks(trace(zoo("resnet50").eval()), (1, 3, 224, 224))
+    worst = max(big, key=lambda b: b.bytes)
+    assert (worst.n_in, worst.entries) == (802816, 802816 * 256 * 9) and worst.bytes > C.NORM_MEMORY_LIMIT
+    user = SimpleNamespace(name="resnet50", traced=SimpleNamespace(stages=()), norm_blocks=big)
+    for c in ("B1", "B2", "B3"):
+        why = C.not_applicable(c, user)
+        assert why and worst.name in why and "GB" in why and "‖M_l‖₁" in why, c
+    assert C.not_applicable("S1", user) is None
+
+
 def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(tiny, monkeypatch):
     """Without --claims and --n-images, a net too large for the budget (here: the tiny net at a speed set so that
     only the cheapest group's one image fits) runs the claims that fit and reports the others "not checked at this

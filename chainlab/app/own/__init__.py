@@ -102,10 +102,10 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     output = Path(output)
     budgeted = claims is None and n_images is None      # the default run: it must fit C.BUDGET_SECONDS
 
-    def default_images(macs):
+    def default_images(macs, norm_entries):
         likely = [c for c in wanted if c not in C.NEEDS]
-        cut = C.over_budget(macs, likely) if budgeted else {}
-        return C.default_images(macs, [c for c in likely if c not in cut])
+        cut = C.over_budget(macs, likely, norm_entries) if budgeted else {}
+        return C.default_images(macs, [c for c in likely if c not in cut], norm_entries)
 
     user = prepare(str(model), str(images), weights=weights, preprocess=preprocess, n_images=n_images,
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
@@ -117,7 +117,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
     ctx = context_for(user, settings)
     reasons = {c: C.not_applicable(c, user) for c in wanted}
     if budgeted:                # claims whose one image alone would break the default run's budget: not checked
-        reasons.update(C.over_budget(user.macs, [c for c in wanted if reasons[c] is None]))
+        reasons.update(C.over_budget(user.macs, [c for c in wanted if reasons[c] is None], user.norm_entries))
     user.traced = None          # its float64 copy of the weights (1.1 GB for VGG-16) is not needed past this point
     runnable = [c for c in wanted if reasons[c] is None]
     settings = replace(settings, claims=tuple(runnable))      # a paper measures only what these claims read
@@ -132,7 +132,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
          + ("; not checked: " + ", ".join(f"{c} ({r})" for c, r in reasons.items() if r) if any(reasons.values())
             else ""))
     if runnable:
-        a_priori = C.seconds_per_image(user.macs, runnable)
+        a_priori = C.seconds_per_image(user.macs, runnable, user.norm_entries)
         echo(f"estimate before starting (from the net's size at {C.ASSUMED_GFLOPS:g} G multiply-adds/s on 2 idle "
              f"cores): about {_fmt_s(a_priori)} per image, {_fmt_s(a_priori * n)} for {n} image(s); the probe (image "
              "1) measures it")

@@ -20,7 +20,8 @@ from ..verify import CLAIMS, ORDER
 
 __all__ = ["ORDER", "SPECS", "NEEDS", "PAPER_IMAGES", "not_applicable", "plan", "verdicts", "default_images",
            "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR", "GROUP_PASSES",
-           "CLAIM_GROUP", "seconds_per_image", "over_budget"]
+           "CLAIM_GROUP", "seconds_per_image", "over_budget", "NORM_SECONDS_PER_ENTRY", "NORM_MEMORY_LIMIT",
+           "norm_chains"]
 
 PAPERS = (sixt, binder, mehrpanah)
 SPECS = {cid: spec for p in PAPERS for cid, spec in p.SPECS.items()}
@@ -56,39 +57,59 @@ CLAIM_GROUP = {"S1": "S1/S3/S5", "S2": "S1/S3/S5", "S3": "S1/S3/S5", "S5": "S1/S
                "S6": "S6", "S7": "S7", "S8": "S8", "B1": "B1–B3", "B2": "B1–B3", "B3": "B1–B3", "M2": "M2",
                "M3": "M3"}
 MACS_PER_IMAGE_FACTOR = sum(GROUP_PASSES.values())      # every group: forward passes per image of the whole run
+# B1–B3's exact ‖M_l‖₁ of a residual block multiplies the block out (prepare.NormBlock): seconds per stored entry of
+# the multiplied-out blocks per chain (one rule at one scale; 3 scales × 6 rules per image, 3 × 3 with B1 alone),
+# from torchvision:resnet18 at 64×64 (1.59e8 entries over its 8 blocks; B1 alone 37 s for image 1, 2-core machine
+# at load ≈ 1.5, of which ≈ 2 s its forward passes) — and the largest block the memory of one run may hold (the
+# issue's 8 GB for VGG-16/ResNet-50 at 224×224; ResNet-50's blocks there are ≈ 22 GB each)
+NORM_SECONDS_PER_ENTRY = 2.5e-8
+NORM_MEMORY_LIMIT = 8e9
 MAX_IMAGES = 200           # Sixt et al.'s 200 images: the largest protocol of a claim that runs on one net
 MIN_IMAGES = 1
 
 
-def seconds_per_image(macs: int, claims) -> float:
+def norm_chains(claims) -> int:
+    """Chains per image whose residual blocks B1–B3 multiply out: 3 scales × the rules measured (6; 3 when B1 runs
+    without B2 and B3, :func:`chainlab.papers.binder.protocol.measured_rules`); 0 without B1–B3."""
+    claims = set(claims)
+    if not claims & {"B1", "B2", "B3"}:
+        return 0
+    return 3 * (6 if claims & {"B2", "B3"} else 3)
+
+
+def seconds_per_image(macs: int, claims, norm_entries: float = 0.0) -> float:
     """The a-priori seconds one image of ``claims`` takes on a net of ``macs`` multiply-adds per forward pass: the
-    distinct groups' forward passes per image (GROUP_PASSES) × macs at ASSUMED_GFLOPS (module constants)."""
+    distinct groups' forward passes per image (GROUP_PASSES) × macs at ASSUMED_GFLOPS, plus for B1–B3 the residual
+    blocks' ``norm_entries`` (Σ NormBlock.entries) × NORM_SECONDS_PER_ENTRY × :func:`norm_chains`."""
     groups = {CLAIM_GROUP[c] for c in claims if c in CLAIM_GROUP}
-    return sum(GROUP_PASSES[g] for g in groups) * macs / (ASSUMED_GFLOPS * 1e9)
+    return (sum(GROUP_PASSES[g] for g in groups) * macs / (ASSUMED_GFLOPS * 1e9)
+            + norm_entries * NORM_SECONDS_PER_ENTRY * norm_chains(claims))
 
 
-def default_images(macs: int, claims=None) -> int:
+def default_images(macs: int, claims=None, norm_entries: float = 0.0) -> int:
     """The default ``--n-images`` of a net with ``macs`` multiply-adds per forward pass running ``claims`` (default:
     every group): as many as fit BUDGET_SECONDS at the a-priori speed (:func:`seconds_per_image`), at least 1, at
     most MAX_IMAGES."""
-    per_image = seconds_per_image(macs, CLAIM_GROUP if claims is None else claims)
+    per_image = seconds_per_image(macs, CLAIM_GROUP if claims is None else claims, norm_entries)
     return int(max(MIN_IMAGES, min(MAX_IMAGES, math.floor(BUDGET_SECONDS / max(per_image, 1e-9)))))
 
 
-def over_budget(macs: int, claims) -> dict:
+def over_budget(macs: int, claims, norm_entries: float = 0.0) -> dict:
     """{claim: reason} of the claims a default run (no --claims, no --n-images) leaves out because one image of all
     of them would not fit BUDGET_SECONDS: the most expensive groups go first (of equal ones the later in
     GROUP_PASSES) until one image of the rest fits.
     Empty when everything fits (then :func:`default_images` gives the number of images)."""
     kept = list(claims)
     out = {}
-    while kept and seconds_per_image(macs, kept) > BUDGET_SECONDS:
+    while kept and seconds_per_image(macs, kept, norm_entries) > BUDGET_SECONDS:
         groups = {CLAIM_GROUP[c] for c in kept if c in CLAIM_GROUP}
         if not groups:
             break
-        worst = max(groups, key=lambda g: (GROUP_PASSES[g], list(GROUP_PASSES).index(g)))   # ties: the later
+        cost = {g: seconds_per_image(macs, [c for c in kept if CLAIM_GROUP.get(c) == g], norm_entries)
+                for g in groups}
+        worst = max(groups, key=lambda g: (cost[g], list(GROUP_PASSES).index(g)))   # ties: the later
         gone = [c for c in kept if CLAIM_GROUP.get(c) == worst]
-        minutes = GROUP_PASSES[worst] * macs / (ASSUMED_GFLOPS * 1e9) / 60
+        minutes = cost[worst] / 60
         for c in gone:
             out[c] = (f"not checked at this size: one image of {', '.join(gone)} takes about {minutes:.0f} min on 2 "
                       f"cores for a net of {macs / 1e9:.3g} G multiply-adds (estimated before starting), more than the "
@@ -122,6 +143,11 @@ def not_applicable(claim: str, user):
     if claim == "B3" and any(st.kind == "residual" for st in user.traced.stages):
         return ("B3 rests on the a-priori range of the attributions over a perturbation's support, from interval "
                 "bounds that chainlab does not propagate through residual blocks")
+    big = max(user.norm_blocks, key=lambda b: b.bytes, default=None)
+    if claim in ("B1", "B2", "B3") and big is not None and big.bytes > NORM_MEMORY_LIMIT:
+        return (f"{claim} needs each residual block's ‖M_l‖₁ exactly, and chainlab multiplies a block out to get it: "
+                f"block {big.name} ({big.n_in}×{big.n_out}) would take ≈ {big.bytes / 1e9:.0f} GB, more than "
+                f"{NORM_MEMORY_LIMIT / 1e9:.0f} GB (at a smaller input size the blocks shrink with H·W)")
     return NEEDS.get(claim)
 
 

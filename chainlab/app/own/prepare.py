@@ -27,7 +27,51 @@ from ...nets.images import Images, load_images
 from ...nets.specs import ModelSpec, NetInfo, load_spec, parse_spec
 from ...trace import eval_mode, trace
 
-__all__ = ["UserNet", "prepare", "first_layer", "check_classifier", "forward_macs"]
+__all__ = ["UserNet", "prepare", "first_layer", "check_classifier", "forward_macs", "NormBlock", "residual_norm_blocks"]
+
+
+@dataclass(frozen=True)
+class NormBlock:
+    """A residual block's matrix M (n_in × n_out) multiplied out, as B1–B3's exact ‖M‖₁ needs it: ``entries`` its
+    stored entries (estimated, :func:`residual_norm_blocks`), ``bytes`` its memory (CSC 12 bytes per entry, or
+    dense 8·n_in·n_out when denser than a quarter, as :mod:`chainlab.linalg.products` stores it)."""
+
+    name: str
+    n_in: int
+    n_out: int
+    entries: int
+
+    @property
+    def bytes(self) -> int:
+        dense = self.entries > 0.25 * self.n_in * self.n_out
+        return 8 * self.n_in * self.n_out if dense else 12 * self.entries
+
+
+def residual_norm_blocks(traced, input_shape) -> tuple:
+    """:class:`NormBlock` of every residual block of a traced net at input shape (1, C, H, W): entries ≈ n_out ·
+    C_in · min(r, H_in) · min(r, W_in) — each output unit reaches the block input's C_in channels over the receptive
+    field r × r of its longest branch, r = 1 + Σ_i (k_i − 1) · Π_{j<i} s_j (kernel k_i, stride s_i of the branch's
+    convolutions in forward order), clipped to the input.  Empty for a net without residual blocks."""
+    idx = [i for i, st in enumerate(traced.stages) if st.kind == "residual"]
+    if not idx:
+        return ()
+    with torch.no_grad():
+        shapes = traced.shapes(traced.forward(torch.zeros(tuple(input_shape), dtype=torch.float64)))
+    out = []
+    for i in idx:
+        st, s_in, s_out = traced.stages[i], shapes[i], shapes[i + 1]
+        r = 1
+        for branch in st.branches:
+            rb, jump = 1, 1
+            for s in branch:
+                if s.conv is not None and s.weight is not None:
+                    rb += (int(s.weight.shape[-1]) - 1) * jump
+                    jump *= int(s.conv.stride[-1])
+            r = max(r, rb)
+        n_in, n_out = int(np.prod(s_in)), int(np.prod(s_out))
+        area = min(r, s_in[-2]) * min(r, s_in[-1]) if len(s_in) == 3 else s_in[-1]
+        out.append(NormBlock(st.name, n_in, n_out, min(n_in * n_out, n_out * int(s_in[0]) * int(area))))
+    return tuple(out)
 
 
 @dataclass
@@ -42,6 +86,12 @@ class UserNet:
     traced: object
     n_classes: int
     macs: int = 0
+    norm_blocks: tuple = ()         # NormBlock per residual block (B1–B3's cost and memory)
+
+    @property
+    def norm_entries(self) -> int:
+        """Σ entries of the residual blocks multiplied out (:class:`NormBlock`): B1–B3's cost per chain."""
+        return sum(b.entries for b in self.norm_blocks)
 
     @property
     def name(self) -> str:
@@ -118,7 +168,7 @@ def prepare(model: str, images: str, *, weights=None, preprocess: str | None = N
             labels=None, seed: int = 0, claims=("the claims",), default_images=None) -> UserNet:
     """Load and check a user's net and images (module docstring).  ``preprocess`` None: imagenet for torchvision
     architectures and an image folder, none for a .npy array, unit otherwise.  ``n_images`` None: all images, or
-    ``default_images(multiply-adds per image)`` of them when that function is given."""
+    ``default_images(multiply-adds per image, Σ NormBlock.entries)`` of them when that function is given."""
     spec = parse_spec(model, weights, seed)
     if preprocess is None:
         npy = Path(images).suffix.lower() == ".npy"
@@ -134,12 +184,6 @@ def prepare(model: str, images: str, *, weights=None, preprocess: str | None = N
     _check_fit(net, imgs, images)
     K = check_classifier(net, imgs.x[:1], what)
     macs = forward_macs(net, imgs.x[:1])
-    if n_images is None and default_images is not None:
-        imgs = load_images(images, preprocess, default_images(macs), labels)
-    if imgs.labels is not None and (imgs.labels >= K).any():
-        bad = int(np.argmax(imgs.labels >= K))
-        raise InputError(f"label {int(imgs.labels[bad])} of image {imgs.names[bad]} is not a class of the model "
-                         f"({K} classes: 0…{K - 1})")
     net.input_shape = (1,) + imgs.shape
     try:
         with eval_mode(net):
@@ -148,4 +192,11 @@ def prepare(model: str, images: str, *, weights=None, preprocess: str | None = N
         layer = str(exc).splitlines()[0].split("; supported")[0]
         raise UnsupportedLayerError(f"{what}: {layer} by chainlab; claims that cannot run: "
                                     f"{', '.join(claims)} (every claim measures the model's backward chain)") from None
-    return UserNet(spec, net, info, imgs, traced, K, macs)
+    blocks = residual_norm_blocks(traced, net.input_shape)
+    if n_images is None and default_images is not None:
+        imgs = load_images(images, preprocess, default_images(macs, sum(b.entries for b in blocks)), labels)
+    if imgs.labels is not None and (imgs.labels >= K).any():
+        bad = int(np.argmax(imgs.labels >= K))
+        raise InputError(f"label {int(imgs.labels[bad])} of image {imgs.names[bad]} is not a class of the model "
+                         f"({K} classes: 0…{K - 1})")
+    return UserNet(spec, net, info, imgs, traced, K, macs, blocks)
