@@ -91,6 +91,10 @@ def check_bench_products(out):
     assert max(float(d) for d in diffs) < 1e-12
     (grad,) = rows(rf"gradient: chainlab vs float64 autograd on 5 vectors, rel diff {NUM}", out)
     assert float(grad) < 1e-12
+    cross = rows(rf"^\| \d+² \| {NUM} \| {NUM} \| {NUM} \| {NUM} \| {NUM} \| (kernel|BLAS) \|$", out, 4)
+    for density, kern, blas, ratio, diff, takes in cross:
+        positive([kern, blas, ratio], 3)
+        assert float(diff) < 1e-12 and takes == ("BLAS" if float(density) > 0.1 else "kernel")
 
 
 def check_bench_scale(out):
