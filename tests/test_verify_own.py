@@ -2,8 +2,7 @@
 scenes as PNG gives the built-in run's numbers; a small net of the user's (conv, BN, stride, padding, no-bias, pool)
 through the CLI, untrained and with a state dict, every applicable claim decided and --resume identical; Binder's
 family of a user's net and of torchvision's resnet18; the default run's 15-minute budget and the probe's estimate.
-(torchvision's vgg11/resnet18 at 64×64 through every claim take minutes and GBs — VGG's 25088×4096 classifier in
-float64 —, too heavy for CI: scripts/bench_verify_own.py measures them.)"""
+(torchvision's resnet18/vgg11 through the CLI: test_verify_own_torchvision.py.)"""
 import csv
 import shutil
 import json

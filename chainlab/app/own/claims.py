@@ -79,11 +79,12 @@ def norm_chains(claims) -> int:
 
 def seconds_per_image(macs: int, claims, norm_entries: float = 0.0) -> float:
     """The a-priori seconds one image of ``claims`` takes on a net of ``macs`` multiply-adds per forward pass: the
-    distinct groups' forward passes per image (GROUP_PASSES) × macs at ASSUMED_GFLOPS, plus for B1–B3 the residual
-    blocks' ``norm_entries`` (Σ NormBlock.entries) × NORM_SECONDS_PER_ENTRY × :func:`norm_chains`."""
+    distinct groups' forward passes per image (GROUP_PASSES; B1–B3's for its 18 chains, half when B1 runs alone)
+    × macs at ASSUMED_GFLOPS, plus for B1–B3 the residual blocks' ``norm_entries`` (Σ NormBlock.entries) ×
+    NORM_SECONDS_PER_ENTRY × :func:`norm_chains`."""
     groups = {CLAIM_GROUP[c] for c in claims if c in CLAIM_GROUP}
-    return (sum(GROUP_PASSES[g] for g in groups) * macs / (ASSUMED_GFLOPS * 1e9)
-            + norm_entries * NORM_SECONDS_PER_ENTRY * norm_chains(claims))
+    passes = sum(GROUP_PASSES[g] * (norm_chains(claims) / 18 if g == "B1–B3" else 1.0) for g in groups)
+    return passes * macs / (ASSUMED_GFLOPS * 1e9) + norm_entries * NORM_SECONDS_PER_ENTRY * norm_chains(claims)
 
 
 def default_images(macs: int, claims=None, norm_entries: float = 0.0) -> int:
