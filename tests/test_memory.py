@@ -40,3 +40,23 @@ def test_rss_probes_see_an_allocation_and_a_missing_process():
     assert memory.rss_mib() - before > 300 and memory.peak_mib() >= memory.rss_mib() - 1
     del a
     assert memory.rss_mib(2 ** 22 + 12345) == 0.0      # no such pid (above Linux's pid_max default)
+
+
+def test_release_freed_memory_hands_freed_heap_pages_back():
+    """Mid-sized blocks (heap memory under keep_freed_memory) freed in between live ones leave holes the allocator
+    keeps resident; release_freed_memory() hands their pages back: RSS falls by most of what was freed (glibc), or
+    nothing is claimed where the C library is another."""
+    from chainlab.memory import keep_freed_memory, release_freed_memory, rss_mib
+    if not keep_freed_memory():             # not glibc: nothing to hand back
+        assert release_freed_memory() is False
+        return
+    import numpy as np
+    base = rss_mib()
+    blocks = [np.ones(1 << 20) for _ in range(160)]         # 160 × 8 MiB, touched
+    assert rss_mib() - base > 1000
+    del blocks[::2]                                         # 80 holes of 8 MiB between live blocks
+    kept = rss_mib()
+    assert kept - base > 1000                               # freed, but resident (kept for reuse)
+    assert release_freed_memory() is True
+    assert kept - rss_mib() > 0.8 * 640                     # the holes' pages are gone
+    del blocks

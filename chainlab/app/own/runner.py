@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ...errors import InputError
-from ...memory import keep_freed_memory
+from ...memory import keep_freed_memory, release_freed_memory
 from ...nets.specs import ModelSpec
 from ...papers.context import Chunk, Context, NetEntry, Settings, capture
 from .. import distributed
@@ -91,6 +91,7 @@ def worker_call(source: Source, call: Call, needed: dict):
     ctx = _worker_context(source)
     ctx.cache.update(needed)
     entries, records, dt = capture(ctx, call)
+    release_freed_memory()
     return {k: v for k, v in entries.items() if encodable(v)}, records, dt
 
 
@@ -164,6 +165,7 @@ def run_calls(ctx: Context, calls, store, *, source: Source | None = None, worke
                     store.put(call_name(c), entries, records, dt)
                 seconds[call_name(c)] = dt
                 bars.tick(c)
+                release_freed_memory()      # a VGG-16 chunk frees GBs: not resident under the next chunk
         elif todo:
             with _cluster(workers, scheduler) as client:
                 _run_waves(ctx, todo, store, source, client, made, seconds, bars)
