@@ -11,8 +11,8 @@ their time went to page faults (an S6 chunk of vgg-cifar on one thread: 33.7 s �
 S6 chunk: 36.0 → 30.3 s with 2.2 M → 0.15 M minor faults, peak RSS 1586 → 1581 MiB; /tmp probes of this change).
 
 release_freed_memory(): between the chunks of a run on a user's net, the freed blocks go back to the kernel (gc, then
-glibc's malloc_trim): on VGG-16 at 224×224, B1 alone on 2 images peaked at 8.4 GB without it (the second image's
-chunks on top of the first's freed, fragmented blocks) and 6.5 GB with it.
+glibc's malloc_trim): on VGG-16 at 224×224, B1 alone on 2 images through the command line peaked at 8.4 GB without
+it (the second image's chunks on top of the first's freed, fragmented blocks) and 7.4 GB with it.
 """
 from __future__ import annotations
 
