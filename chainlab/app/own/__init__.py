@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ...errors import OptionError
 from ...nets.specs import UNTRAINED
-from ...memory import peak_mib
+from ...memory import keep_freed_memory, peak_mib
 from ...papers.context import Settings
 from ...papers.verdict import Outcome
 from ..verify.write import tally, write_run
@@ -93,6 +93,9 @@ def estimate(probe_calls, result, n_images: int, calls, workers: int) -> dict:
     return {"groups": groups, "seconds": secs / max(workers, 1)}
 
 
+LARGE_NET_KEEP_BYTES = 32 << 20     # glibc's own largest mmap threshold: larger blocks are mmapped and handed back
+
+
 def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, labels=None, claims=None,
                output="report", resume=False, workers=1, scheduler=None, extended=False, seed=0, echo=print,
                progress=True, chunk=None) -> OwnRun:
@@ -111,6 +114,8 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
                    default_images=default_images)
     n = len(user.images)
+    if user.macs > 2e8:         # a VGG-16's blocks of 0.1–1 GB: freed ones back to the kernel, not kept for reuse
+        keep_freed_memory(LARGE_NET_KEEP_BYTES)
     chunk = C.chunk_size(user) if chunk is None else int(chunk)
     settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,
                         first_alone=True)
