@@ -43,16 +43,15 @@ PAPER_IMAGES = ("Sixt et al.: 200 ImageNet validation images (VGG-16, ResNet-50)
 
 # the default run: each claim group's measuring costs about GROUP_PASSES[group] forward passes of the net per image
 # (the net's multiply-adds per image × that factor, at ASSUMED_GFLOPS multiply-adds per second on 2 idle cores), and
-# the default run must fit BUDGET_SECONDS.  The factors are a group's seconds for image 1 over the seconds of one
-# float32 forward pass at the same time, read from the resumable store of `chainlab verify --model torchvision:vgg11
-# --images <64×64 PNGs>` on a 2-core machine at load ≈ 9 (S1/S3/S5 190–1070, S6 ≈ 1230 per prefix method, B1–B3 630;
-# S7 from the number of its explanations) and from scripts/bench_verify_own.py on VGG-16 at 224×224 at load ≈ 6–8
-# (M3, S8: their probe 1.5–2× their a-priori estimate; M2: 1220 s for image 1 — its cost grows faster than the
-# multiply-adds with the image size: 170 passes at 64×64, ≈ 1100 at 224×224; the larger is kept) — rough: the bench
-# prints the real time per claim, and the probe (image 1) measures the run before the other images start
+# the default run must fit BUDGET_SECONDS.  The factors are a claim's seconds per image over 4 images (one-time costs
+# included) over the 0.62 s of 15.5 G multiply-adds at 25 G/s, from scripts/bench_verify_own.py on an untrained
+# VGG-16 at 224×224 on 2 cores at load 1.1–2.0 (results/bench_verify_own-vgg16-{a,b,c}.txt), rounded up: S1 273 s
+# (110 passes), S6 2890 s (1165), S7 475 s (192), M2 468 s (189), S8 16 s and M3 17 s (7: 10 kept, small nets pay
+# more per multiply-add), B1 alone (9 of B1–B3's 18 chains) 276 s (111, so 222 for the group: 250) — the probe
+# (image 1) then measures the run before the other images start
 BUDGET_SECONDS = 15 * 60
 ASSUMED_GFLOPS = 25.0
-GROUP_PASSES = {"S1/S3/S5": 600.0, "S6": 2500.0, "S7": 500.0, "S8": 50.0, "B1–B3": 630.0, "M2": 1100.0, "M3": 50.0}
+GROUP_PASSES = {"S1/S3/S5": 120.0, "S6": 1200.0, "S7": 200.0, "S8": 10.0, "B1–B3": 250.0, "M2": 200.0, "M3": 10.0}
 CLAIM_GROUP = {"S1": "S1/S3/S5", "S2": "S1/S3/S5", "S3": "S1/S3/S5", "S5": "S1/S3/S5", "S4": "S1/S3/S5",
                "S6": "S6", "S7": "S7", "S8": "S8", "B1": "B1–B3", "B2": "B1–B3", "B3": "B1–B3", "M2": "M2",
                "M3": "M3"}
