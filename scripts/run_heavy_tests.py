@@ -1,6 +1,6 @@
 """Run the tests marked ``heavy`` (left out of the suite: a minute or more each) and keep their outcome, time and memory.
 
-    python scripts/run_heavy_tests.py [--output results/tests_heavy.txt] [-k EXPR]
+    python scripts/run_heavy_tests.py [--output results/run_heavy_tests.txt] [-k EXPR]
 
 Collects ``python -m pytest -m heavy`` (tests/test_verify_own_torchvision.py: torchvision's resnet18 and vgg11 at
 64×64 through `chainlab verify --model`, untrained and with a state dict) and runs each test in its own pytest
@@ -40,7 +40,7 @@ def run_one(test_id: str) -> tuple:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--output", default=None, help="also write the output to FILE (e.g. results/tests_heavy.txt)")
+    ap.add_argument("--output", default=None, help="also write the output to FILE (e.g. results/run_heavy_tests.txt)")
     ap.add_argument("-k", default=None, help="pytest -k EXPR (a subset)")
     args = ap.parse_args(argv)
     ids = collect(args.k)

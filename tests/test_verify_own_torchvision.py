@@ -5,10 +5,10 @@ names, written independently of chainlab's zoo; 10 classes, BatchNorm statistics
 naming the net, every applicable claim decided by the papers' code, the others "not checked" with their reasons, and
 the weights run measuring exactly the saved tensors.
 
-The four 64×64 runs are marked ``heavy``: each takes 70–90 s and up to 7.3 GB on 2 idle cores (vgg11's 25088×4096
+The four 64×64 runs are marked ``heavy``: each takes 1.5–2.5 min and up to 7 GB on 2 cores (vgg11's 25088×4096
 classifier in float64; the exact ‖M‖₁ of resnet18's residual blocks, B1's constant, multiplied out for 3 scales × 3
-rules per image), so together they would add about 5 minutes to a suite that must stay well under 10.
-``python -m pytest -m heavy`` runs them; ``results/tests_heavy.txt`` is their committed output
+rules per image), so together they would add 6–8 minutes to a suite that must stay well under 10.
+``python -m pytest -m heavy`` runs them; ``results/run_heavy_tests.txt`` is their committed output
 (``scripts/run_heavy_tests.py``).  The suite runs the same test on resnet18 with the state dict at 32×32 (its
 blocks a quarter of the size: ≈ 20 s)."""
 import hashlib
