@@ -114,7 +114,7 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
                    labels=None if labels is None else str(labels), seed=seed, claims=wanted,
                    default_images=default_images)
     n = len(user.images)
-    if user.macs > 2e8:         # a VGG-16's blocks of 0.1–1 GB: freed ones back to the kernel, not kept for reuse
+    if user.macs > C.LARGE_NET_MACS:        # a VGG-16's blocks of 0.1–1 GB: freed ones back to the kernel
         keep_freed_memory(LARGE_NET_KEEP_BYTES)
     chunk = C.chunk_size(user) if chunk is None else int(chunk)
     settings = Settings(quick=False, extended=extended, seed=seed, progress=False, images=n, chunk=chunk,

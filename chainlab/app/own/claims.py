@@ -21,7 +21,7 @@ from ..verify import CLAIMS, ORDER
 __all__ = ["ORDER", "SPECS", "NEEDS", "PAPER_IMAGES", "not_applicable", "plan", "verdicts", "default_images",
            "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR", "GROUP_PASSES",
            "CLAIM_GROUP", "seconds_per_image", "over_budget", "NORM_SECONDS_PER_ENTRY", "NORM_MEMORY_LIMIT",
-           "norm_chains"]
+           "norm_chains", "LARGE_NET_MACS"]
 
 PAPERS = (sixt, binder, mehrpanah)
 SPECS = {cid: spec for p in PAPERS for cid, spec in p.SPECS.items()}
@@ -119,10 +119,13 @@ def over_budget(macs: int, claims, norm_entries: float = 0.0) -> dict:
     return out
 
 
+LARGE_NET_MACS = 2e8       # a forward pass above this: chunks of one image, freed large blocks handed back
+
+
 def chunk_size(user) -> int:
-    """Images per stored chunk: one for nets whose forward pass takes more than 0.2 G multiply-adds (a chunk of a
-    VGG-16 takes minutes: resuming loses at most one image), else the papers' 50."""
-    return 1 if user.macs > 2e8 else 50
+    """Images per stored chunk: one for nets whose forward pass takes more than LARGE_NET_MACS multiply-adds (a chunk
+    of a VGG-16 takes minutes: resuming loses at most one image), else the papers' 50."""
+    return 1 if user.macs > LARGE_NET_MACS else 50
 
 
 def patterns_available(user) -> bool:
