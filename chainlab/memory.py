@@ -25,16 +25,22 @@ _GIB = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # mallopt parameters (malloc.h)
 
 
-def keep_freed_memory(limit: int = _GIB) -> bool:
-    """Blocks below ``limit`` bytes come from the heap and freed memory stays there up to ``limit`` (glibc's
-    ``mallopt(M_MMAP_THRESHOLD)`` and ``M_TRIM_THRESHOLD``); False where the C library is not glibc (a no-op)."""
+def _glibc(name: str):
+    """The C library's function ``name`` (glibc's allocator controls), or None where there is none."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+
+
+def keep_freed_memory(limit: int = _GIB) -> bool:
+    """Blocks below ``limit`` bytes come from the heap and freed memory stays there up to ``limit`` (glibc's
+    ``mallopt(M_MMAP_THRESHOLD)`` and ``M_TRIM_THRESHOLD``); False where the C library is not glibc (a no-op)."""
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, int(limit))) and bool(mallopt(_M_TRIM_THRESHOLD, int(limit)))
 
@@ -44,15 +50,11 @@ def release_freed_memory() -> bool:
     every arena): between two chunks of a run on a large net, so that one chunk's freed tensors (hundreds of MB each
     on a VGG-16) do not stay resident under the next one's.  False where the C library is not glibc (then only the
     collection)."""
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
     trim(0)
     return True
