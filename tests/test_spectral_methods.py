@@ -144,3 +144,35 @@ def test_explanation_spectra_pairs_each_method_with_the_vanilla_gradient(relu_ne
     assert rel_err(E["soft"][0], soft) < 1e-12
     with pytest.raises(chainlab.errors.OptionError, match="option kind of the spectral study must be one of"):
         explanation_spectra(net, X, {"vanilla": {"kind": "vanilla"}, "x": {"kind": "lime"}})
+
+
+def test_autograd_batches_hold_at_most_the_byte_limit_and_give_the_same_explanations(relu_net_and_images,
+                                                                                      monkeypatch):
+    """One input of the 16×16 relu net: stage outputs 4·16·16 + 4·16·16 + 4·8·8 + 6·8·8 + 6·4·4 + 12 + 5 = 2801
+    float64 values, so an autograd pass holds 2 × 2801 × 8 = 44816 bytes per input (AUTOGRAD_BYTES_PER_OUTPUT = 2).
+    A limit of 2.5 inputs' bytes: every batch of VG, GradCAM and SmoothGrad (5 noisy copies of one image split
+    2 + 2 + 1) holds at most 2 inputs, some exactly 2, and the explanations equal the unlimited ones."""
+    from chainlab.studies import explanations as E
+
+    net, X = relu_net_and_images
+    free = {"vg": vanilla(net, X), "cam": gradcam(net, X, **AUTHORS_GRADCAM),
+            "sg": smoothgrad(net, X, sigma=0.2, n=5, seed=3, dtype="float64")}
+    assert E.AUTOGRAD_BYTES_PER_OUTPUT == 2
+    monkeypatch.setattr(E, "AUTOGRAD_BATCH_BYTES", int(2.5 * 2 * 2801 * 8))
+    sizes = []
+    backward = E.Traced.backward
+
+    def counting(self, X, *a, **k):
+        sizes.append(len(X))
+        return backward(self, X, *a, **k)
+
+    monkeypatch.setattr(E.Traced, "backward", counting)
+    capped = {"vg": vanilla(net, X), "cam": gradcam(net, X, **AUTHORS_GRADCAM),
+              "sg": smoothgrad(net, X, sigma=0.2, n=5, seed=3, dtype="float64")}
+    assert max(sizes) == 2 and sum(sizes) == 3 + 3 + 3 + 3 * 5, sizes   # VG, GradCAM + its guided BP, SG
+    for k in free:
+        assert rel_err(capped[k], free[k]) < 1e-12, k
+    monkeypatch.setattr(E, "AUTOGRAD_BATCH_BYTES", 1)          # below one input: one input per batch
+    sizes.clear()
+    assert rel_err(smoothgrad(net, X[:1], sigma=0.2, n=5, seed=3, dtype="float64"), free["sg"][:1]) < 1e-12
+    assert sizes == [1] * 5

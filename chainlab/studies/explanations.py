@@ -42,13 +42,19 @@ from ..options import choice, flag, number
 from ..trace import check_logits, eval_mode, trace
 
 __all__ = ["Traced", "vanilla", "smoothgrad", "gradcam", "predict", "AUTHORS_GRADCAM", "BACKENDS", "OF",
-           "default_layer", "features_end"]
+           "default_layer", "features_end", "AUTOGRAD_BATCH_BYTES", "AUTOGRAD_BYTES_PER_OUTPUT"]
 
 BACKENDS = ("autograd", "chain")
 OF = ("logprob", "logit")
 UPSAMPLE = ("bilinear", "nearest")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 AUTHORS_GRADCAM = dict(guided=True, upsample="nearest", layer="features-end", of="logit")
+# an autograd pass holds about AUTOGRAD_BYTES_PER_OUTPUT × (Σ of its stages' output bytes) per input (the outputs,
+# the pre-activations and masks it saves, the gradients as they flow back: 1.8–2.1 measured on a VGG-16 at 224×224 in
+# float32, 4–16 inputs); a batch holds at most AUTOGRAD_BATCH_BYTES of it (SmoothGrad's 64 noisy copies of one
+# 224×224 image through a VGG-16 would hold ≈ 7 GB in one batch; a 32×32 net's batches are far below the limit)
+AUTOGRAD_BYTES_PER_OUTPUT = 2
+AUTOGRAD_BATCH_BYTES = 1 << 30
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -114,6 +120,7 @@ class Traced:
         self.names = [st.name for st in self.stages]
         self.has_relu = any(st.activation is not None and st.activation.is_relu for st in self._leaves())
         self.checked = False
+        self._input_bytes = {}
 
     def _leaves(self, stages=None):
         for st in self.stages if stages is None else stages:
@@ -142,6 +149,17 @@ class Traced:
                 check_logits(self.model, X[:1].detach().to(torch.float64), outs[-1][:1].detach().to(torch.float64))
             self.checked = True
         return outs
+
+    def batch_limit(self, X, batch: int) -> int:
+        """Inputs per autograd batch: ``batch``, at most AUTOGRAD_BATCH_BYTES // (AUTOGRAD_BYTES_PER_OUTPUT × Σ of
+        the stages' output bytes for one input of X's shape), at least 1 (one forward of one input, once per
+        shape)."""
+        shape = tuple(np.shape(X)[1:])
+        if shape not in self._input_bytes:
+            with torch.no_grad():
+                outs = self.outputs(np.asarray(X)[:1])
+            self._input_bytes[shape] = AUTOGRAD_BYTES_PER_OUTPUT * sum(o.numel() * o.element_size() for o in outs)
+        return max(1, min(int(batch), AUTOGRAD_BATCH_BYTES // max(self._input_bytes[shape], 1)))
 
     def backward(self, X, targets=None, of="logprob", at=None, guided=False):
         """(∇_X y_k, activation at stage ``at`` and ∂y_k/∂activation (or None, None), targets used)."""
@@ -196,6 +214,7 @@ def vanilla(model, X, *, targets=None, of: str = "logprob", backend: str = "auto
             out.append(ch.explain(None if t is None else int(t[i]), of=of)[0])
         return np.asarray(out)
     tr = traced or Traced(model, dtype)
+    batch = tr.batch_limit(X, batch)
     res = []
     for s in range(0, len(X), batch):
         g, _, _, _ = tr.backward(X[s:s + batch], None if t is None else t[s:s + batch], of)
@@ -217,12 +236,15 @@ def smoothgrad(model, X, *, sigma: float = 0.1, n: int = 64, seed: int = 0, targ
     if sigma == 0:
         return vanilla(model, X, targets=t, of=of, traced=tr, batch=batch)
     rng = np.random.default_rng(seed)
-    per = max(1, batch // n)                       # images per batch
+    cap = tr.batch_limit(X, batch)                 # noisy inputs per autograd batch
+    per = max(1, cap // n)                         # images per batch (each with its n noisy copies)
     out = []
     for s in range(0, len(X), per):
         Xs = X[s:s + per]
         noisy = (Xs[:, None] + rng.normal(0.0, sigma, size=(len(Xs), n) + Xs.shape[1:])).reshape(-1, *Xs.shape[1:])
-        g, _, _, _ = tr.backward(noisy, np.repeat(t[s:s + per], n), of)
+        ts = np.repeat(t[s:s + per], n)
+        # more copies than a batch holds (one image, n > cap): the same noise, its copies in batches of cap
+        g = torch.cat([tr.backward(noisy[b:b + cap], ts[b:b + cap], of)[0] for b in range(0, len(noisy), cap)])
         out.append(g.to(torch.float64).numpy().reshape(len(Xs), n, *Xs.shape[1:]).mean(axis=1))
     return np.concatenate(out)
 
@@ -257,6 +279,7 @@ def gradcam(model, X, *, layer=None, targets=None, of: str = "logprob", upsample
     tr = traced or Traced(model, dtype)
     i = features_end(tr) if layer == "features-end" else default_layer(tr) if layer is None else tr.index(layer)
     t = _targets(targets, len(X))
+    batch = tr.batch_limit(X, batch)
     cams, gbps = [], []
     for s in range(0, len(X), batch):
         Xs = X[s:s + batch]
