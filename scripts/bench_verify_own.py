@@ -16,6 +16,9 @@ this size", ``chainlab.app.own.claims.over_budget``) and the total (image 1 — 
 each further image, start-up and deciding) with the load average at the end (the lead measures on an idle machine;
 times on a busy one mean little).
 
+``--default-run``: instead, the net's default run (no ``--claims``, no ``--n-images``: the claims and images that fit
+the 15-minute budget) in one process, with its time and peak RSS against the issue's 15 min and 8 GB.
+
 ``--smoke``: the shipped digits-cnn (8×8 grey), 2 random images as .npy, claims S5 and M2 (seconds).
 """
 import argparse
@@ -42,12 +45,15 @@ from chainlab.memory import peak_mib
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
 t = time.perf_counter()
+default = a["claim"] is None         # the default run: no --claims, no --n-images
 r = verify_own(model=a["model"], images=a["images"], weights=a["weights"], preprocess=a["preprocess"],
-               n_images=a["n"], claims=[a["claim"]], output=a["output"], echo=lambda m: print(m, file=sys.stderr),
-               progress=False)
+               n_images=None if default else a["n"], claims=None if default else [a["claim"]], output=a["output"],
+               echo=lambda m: print(m, file=sys.stderr), progress=False)
 hwm = peak_mib()
-v = r.verdicts[0]
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_mib": hwm, "outcome": v.outcome.value,
+checked = [v.claim for v in r.verdicts if v.outcome.value != "not checked"]
+outcome = f"{len(checked)} claims decided ({','.join(checked)})" if default else r.verdicts[0].outcome.value
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_mib": hwm, "outcome": outcome,
+                  "n_images": len(r.user.images),
                   "estimate": r.estimate["seconds"] + r.estimate["probe_seconds"],
                   "probe": r.estimate["probe_seconds"], "measured": r.estimate["measured"]}))
 """
@@ -103,6 +109,34 @@ def make_images(folder: Path, n: int, smoke: bool) -> tuple[str, str]:
     return str(folder), "imagenet"
 
 
+def child(a, images, preprocess, claim, output) -> tuple[dict | None, str]:
+    """(the child's JSON line, or None; the last line of its stderr) of one verify_own run in its own process."""
+    arg = json.dumps({"model": a.model, "weights": a.weights, "images": images, "preprocess": preprocess,
+                      "n": a.n_images, "claim": claim, "output": output, "threads": a.threads})
+    res = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
+    last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "?"
+    if res.returncode != 0:
+        return None, last
+    return json.loads(res.stdout.strip().splitlines()[-1]), last
+
+
+def default_run(a, user, images, preprocess, tmp):
+    """The net's default run in one process: its images, claims, time and peak RSS beside the issue's targets."""
+    shape = tuple(user.model.input_shape[1:])
+    print(f"{user.info.description}: input {shape}, {user.macs / 1e9:.3g} G multiply-adds per image; threads "
+          f"{a.threads}; conv probe {probe():.1f} GFLOP/s (float32); load average {os.getloadavg()[0]:.1f} at start")
+    print("| run | outcome | images | seconds | peak RSS GB | target |")
+    print("|---|---|---:|---:|---:|---|")
+    r, last = child(a, images, preprocess, None, str(tmp / "out-default"))
+    if r is None:
+        print(f"| default | failed: {last[:120]} | | | | |")
+        return
+    print(f"| default (no --claims, no --n-images), one process | {r['outcome']} | {r['n_images']} | "
+          f"{r['seconds']:.0f} | {r['peak_mib'] / 1024:.2f} | ≤ {C.BUDGET_SECONDS / 60:.0f} min, ≤ 8 GB |")
+    print(f"summary: the default run took {r['seconds'] / 60:.1f} min (target {C.BUDGET_SECONDS / 60:.0f} min) and "
+          f"peaked at {r['peak_mib'] / 1024:.2f} GB (target 8 GB); load average {os.getloadavg()[0]:.1f} at the end")
+
+
 def run(a):
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_verify_own_"))
@@ -111,6 +145,9 @@ def run(a):
     else:
         images, preprocess = a.image_dir, a.preprocess
     user = prepare(a.model, images, weights=a.weights, preprocess=preprocess, n_images=a.n_images)
+    if a.default_run:
+        user.traced = None
+        return default_run(a, user, images, preprocess, tmp)
     shape = tuple(user.model.input_shape[1:])
     sparse = sparse_chain_bytes(user.model, shape)
     wanted = [c.strip().upper() for c in a.claims.split(",")] if a.claims else list(C.ORDER)
@@ -126,14 +163,10 @@ def run(a):
             skipped.append(claim)
             continue
         a_priori = C.seconds_per_image(user.macs, [claim], user.norm_entries) * len(user.images)
-        arg = json.dumps({"model": a.model, "weights": a.weights, "images": images, "preprocess": preprocess,
-                          "n": a.n_images, "claim": claim, "output": str(tmp / f"out-{claim}"), "threads": a.threads})
-        res = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
-        if res.returncode != 0:
-            last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "?"
+        r, last = child(a, images, preprocess, claim, str(tmp / f"out-{claim}"))
+        if r is None:
             print(f"| {claim} | failed: {last[:120]} | {a_priori:.3g} | | | | |")
             continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
         done.append(r)
         print(f"| {claim} | {r['outcome']} | {a_priori:.3g} | {r['estimate']:.3g} | {r['seconds']:.3g} | "
               f"{r['peak_mib'] / 1024:.2f} | {sparse / (r['peak_mib'] * 2**20):.3g} |", flush=True)
@@ -170,6 +203,7 @@ def main(argv=None):
     ap.add_argument("--preprocess", default="imagenet", help="with --image-dir")
     ap.add_argument("--claims", default=None, help="default: every claim")
     ap.add_argument("--threads", type=int, default=_bench.threads())
+    ap.add_argument("--default-run", action="store_true", help="the net's default run in one process instead")
     _bench.add_options(ap)
     a = ap.parse_args(argv)
     if a.smoke:
