@@ -246,3 +246,40 @@ def test_per_image_csc_statistics_by_hand():
     for width in (1, 2, 7, 10):
         g = rng.random((5, 2, width))
         np.testing.assert_array_equal(_per_image_stats(g)["csc"], 1 - np.median(g.reshape(5, -1), axis=1))
+
+
+def test_birkhoff_tau_of_a_signed_matrix_is_undefined_even_outside_the_probed_columns():
+    """τ is defined for non-negative matrices only: a negative entry in a probed column or (dense path) anywhere
+    else raises by default and gives τ = None, why "negative entries" with negative="none"."""
+    A = np.random.default_rng(6).uniform(0.1, 1, size=(6, 40))       # one support: the dense path decides
+    probed = set(np.unique(np.linspace(0, 39, 16).astype(np.int64)).tolist())
+    hidden = min(set(range(40)) - probed)
+    for col in (0, hidden):
+        B = A.copy()
+        B[3, col] = -0.2
+        with pytest.raises(chainlab.errors.InputError, match="non-negative"):
+            conv.birkhoff_tau(B)
+        assert conv.birkhoff_tau(B, negative="none") == {"tau": None, "delta": None, "why": "negative entries"}
+    assert conv.birkhoff_tau(A, negative="none")["tau"] == conv.birkhoff_tau(A)["tau"] > 0
+    with pytest.raises(chainlab.errors.InputError, match="negative"):
+        conv.birkhoff_tau(A, negative="ignore")
+
+
+def test_s6_hypotheses_of_a_residual_net_leave_tau_undefined_at_its_signed_blocks():
+    """LRP-z⁺ splits a residual sum's relevance by z_t / Σ_u z_u, which can be negative: the block's matrix is
+    signed (checked on the dense matrix), S6's hypotheses give its τ as None instead of failing the run (a
+    torchvision ResNet-50's default run did), and the non-negative layers keep their τ."""
+    from chainlab.papers.context import Context, NetEntry, Settings
+    from chainlab.papers.sixt import measure as M
+
+    net = chainlab.models.load("resnet-tiny", seed=0).double().eval()
+    X = torch.rand((2,) + tuple(net.input_shape[1:]), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ctx = Context(Settings(progress=False))
+    ctx.add_net("resnet-tiny", NetEntry(net, X))
+    hyp = M.layer_hypotheses(ctx, "resnet-tiny")
+    ch = chainlab.extract(net, X[:1], "zplus")
+    assert [h["layer"] for h in hyp] == list(ch.names)
+    signed = [bool((np.asarray(op.to_dense()) < 0).any()) for op in ch]
+    assert any(signed) and not all(signed)
+    for h, s in zip(hyp, signed):
+        assert (h["tau"] is None and h["tau_why"] == "negative entries") == s, h

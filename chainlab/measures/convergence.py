@@ -94,13 +94,23 @@ def zero_lines(op) -> dict:
     return {"zero_rows": int((rows == 0).sum()), "zero_columns": int((cols == 0).sum()), "rows": n, "columns": m}
 
 
-def birkhoff_tau(M, max_entries: float = 2e7, probe: int = 16) -> dict:
+def birkhoff_tau(M, max_entries: float = 2e7, probe: int = 16, negative: str = "raise") -> dict:
     """{tau, delta, why}: Birkhoff's contraction τ = tanh(Δ/4) of a non-negative matrix or operator M.
 
     Two nonzero columns with different supports give Δ = ∞ and τ = 1 (why = "supports differ"): this is
     checked first on ``probe`` columns spread over M (M e_j through the operator, nothing densified — every
     sparse conv or winner-take-all matrix is decided here).  Otherwise Δ is computed on the dense matrix when
-    it has at most ``max_entries`` entries, else τ is None (why = "too large")."""
+    it has at most ``max_entries`` entries, else τ is None (why = "too large").  A negative entry (in the probed
+    columns, or anywhere in the dense matrix) leaves τ undefined: InputError, or with ``negative="none"``
+    τ = None (why = "negative entries") — e.g. LRP-z⁺ at a residual sum, whose shares z_t / Σ_u z_u are signed."""
+    if negative not in ("raise", "none"):
+        raise InputError(f"negative must be 'raise' or 'none', got {negative!r}")
+
+    def signed():
+        if negative == "raise":
+            raise InputError("Birkhoff's contraction needs a non-negative matrix")
+        return {"tau": None, "delta": None, "why": "negative entries"}
+
     n, m = M.shape
     dense = isinstance(M, np.ndarray)
     cols = np.unique(np.linspace(0, m - 1, min(probe, m)).astype(np.int64))
@@ -108,7 +118,7 @@ def birkhoff_tau(M, max_entries: float = 2e7, probe: int = 16) -> dict:
     E[cols, np.arange(cols.size)] = 1.0
     P = (M @ E) if dense else np.asarray(M.matmat(E))
     if (P < 0).any():
-        raise InputError("Birkhoff's contraction needs a non-negative matrix")
+        return signed()
     live = P.any(axis=0)
     S = P[:, live] > 0
     if S.shape[1] >= 2 and not (S == S[:, :1]).all():
@@ -116,6 +126,8 @@ def birkhoff_tau(M, max_entries: float = 2e7, probe: int = 16) -> dict:
     if n * m > max_entries:
         return {"tau": None, "delta": None, "why": "too large"}
     A = M if dense else np.asarray(M.to_dense())
+    if (A < 0).any():
+        return signed()
     live = np.any(A != 0, axis=0)
     if live.sum() < 2:
         return {"tau": 0.0, "delta": 0.0, "why": "fewer than two nonzero columns"}

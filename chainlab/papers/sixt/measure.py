@@ -266,9 +266,10 @@ def prefix_ratios(ctx, net, images: range, method, *, columns: int = 64) -> dict
 
 
 def layer_hypotheses(ctx, net, image: int = 0) -> list:
-    """[{layer, zero_columns, zero_rows, columns, rows, tau}] of each layer's LRP-α1β0 (z⁺) matrix at one image:
-    the theorem excludes zero columns (of the limit); Birkhoff's τ = tanh(Δ/4) is the per-layer contraction.
-    Cached per (net, image)."""
+    """[{layer, zero_columns, zero_rows, columns, rows, tau, tau_why}] of each layer's LRP-α1β0 (z⁺) matrix at one
+    image: the theorem excludes zero columns (of the limit); Birkhoff's τ = tanh(Δ/4) is the per-layer contraction
+    (None where it is not defined: a residual block's z⁺ matrix has signed entries, its sum's shares z_t / Σ_u z_u;
+    ``tau_why`` says why).  Cached per (net, image)."""
     key = ("sixt-hypotheses", net, image)
     if key in ctx.cache:
         return ctx.cache[key]
@@ -278,7 +279,8 @@ def layer_hypotheses(ctx, net, image: int = 0) -> list:
     out = []
     for name, op in zip(ch.names, ch):
         z = conv.zero_lines(op)
-        out.append({"layer": name, **z, "tau": conv.birkhoff_tau(op)["tau"]})
+        t = conv.birkhoff_tau(op, negative="none")
+        out.append({"layer": name, **z, "tau": t["tau"], "tau_why": t["why"]})
     ctx.cache[key] = out
     return out
 

@@ -259,7 +259,8 @@ def s6_net_line(net, ratio, grad, hyp) -> str:
     g = None if grad is None else [D.decay_factor(r) for r in grad]
     zc = sum(h["zero_columns"] for h in hyp)
     zr = sum(h["zero_rows"] for h in hyp)
-    taus = ", ".join("n/a" if h["tau"] is None else f"{h['tau']:.3g}" for h in hyp)
+    taus = ", ".join(("n/a" + (" (signed)" if h.get("tau_why") == "negative entries" else "")) if h["tau"] is None
+                     else f"{h['tau']:.3g}" for h in hyp)
     med_first = float(np.nanmedian(ratio[:, 0])) if ratio.size else np.nan
     med_last = float(np.nanmedian(ratio[:, -1])) if ratio.size else np.nan
     return (f"{net}: σ2/σ1(P_k) {med_first:.3g} → {med_last:.3g} over {ratio.shape[1]} layers (median over "
