@@ -415,3 +415,25 @@ def test_the_probe_estimate_prices_each_chunk_by_its_own_kind():
     assert e["seconds"] == pytest.approx(10.0 * 3 + 2.0 * 3)          # not (10 + 2 + 30) × 3
     assert e["groups"] == {"S6 · net": (42.0, 3)}
     assert estimate(probe, res, 4, rest, workers=2)["seconds"] == pytest.approx(18.0)
+
+
+def test_every_claim_on_a_residual_net_is_decided_or_says_why_not(tmp_path):
+    """chainlab's residual architecture resnet-tiny (random init, 3×8×8) with every claim on 2 images: each claim is
+    decided by the papers' code or "not checked" with its reason, none fails the run (S6 did on torchvision's
+    ResNet-50: Birkhoff's τ of a residual block's signed z⁺ matrix); S6 reports the blocks' τ as "n/a (signed)"."""
+    from chainlab.app.own.claims import NEEDS
+
+    x = torch.rand((2, 3, 8, 8), generator=torch.Generator().manual_seed(4)).numpy()
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out"
+    res = run("verify", "--model", "resnet-tiny", "--images", tmp_path / "x.npy", "--preprocess", "none",
+              "--n-images", "2", "-o", out)
+    assert res.exit_code == 0, res.output
+    v = _verdicts(out)
+    assert list(v) == list(chainlab.app.verify.ORDER)
+    for c in ("S2", "S4", "M1", "M4", "M5"):
+        assert v[c]["outcome"] == "not checked" and NEEDS[c] in v[c]["observed"], c
+    assert v["B3"]["outcome"] == "not checked" and "residual blocks" in v["B3"]["observed"]
+    for c in ("S1", "S3", "S5", "S6", "S7", "S8", "B1", "B2", "M2", "M3"):
+        assert v[c]["outcome"] in DECIDED and v[c]["numbers"], (c, v[c]["outcome"], v[c]["observed"][:300])
+    assert "n/a (signed)" in v["S6"]["observed"]
