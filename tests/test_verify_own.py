@@ -388,6 +388,36 @@ def test_default_run_of_a_net_over_budget_leaves_claims_out_with_the_estimate(ti
     assert "Images: 1 " in (out / "verify.md").read_text()
 
 
+def test_images_that_fit_what_the_probe_leaves_of_the_budget(monkeypatch):
+    """After the probe (image 1): 1 + ⌊(budget − elapsed) / seconds per further image⌋ images, within [1, n]."""
+    from chainlab.app.own import claims as C
+    monkeypatch.setattr(C, "BUDGET_SECONDS", 900)
+    assert C.images_that_fit(5, 300.0, 250.0) == 3          # 600 s left: 2 more images of 250 s
+    assert C.images_that_fit(5, 300.0, 200.0) == 4          # exactly 3 more: 600 / 200
+    assert C.images_that_fit(3, 300.0, 100.0) == 3          # 6 more would fit: at most n
+    assert C.images_that_fit(5, 950.0, 10.0) == 1           # the probe alone overran the budget
+    assert C.images_that_fit(5, 100.0, 0.0) == 5            # nothing left to measure: no cut
+
+
+def test_default_run_keeps_the_images_the_probe_says_fit(tiny, monkeypatch):
+    """Without --claims and --n-images the a-priori speed picks n (here every image of the folder: 3); when the
+    probe's measured time per image does not fit what is left of the budget (here: the probe alone overruns a
+    0.01 s budget), the run measures fewer images, says so, and its report states the number it used."""
+    from chainlab.app.own import claims as C
+    monkeypatch.setattr(C, "ASSUMED_GFLOPS", 1e12)          # a priori: every image fits
+    monkeypatch.setattr(C, "BUDGET_SECONDS", 0.01)
+    out = tiny / "out-trim"
+    res = run("verify", "--model", f"{tiny / 'tiny.py'}:net", "--images", tiny / "imgs", "--preprocess", "unit",
+              "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "images: 3 from" in res.output
+    assert "for 3 images does not fit the default run's budget (0 s): 1 image(s) instead (--n-images sets the " \
+           "number)" in res.output
+    text = (out / "verify.md").read_text()
+    assert "Images: 1 " in text and "--n-images 1 " in text
+    assert {r["image"] for r in rows(out / "records" / "csc_sixt_image.csv")} == {"0"}
+
+
 def _prefix(ctx, net, images, method):
     """A per-image chunk function (stand-in)."""
 

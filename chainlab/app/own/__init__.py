@@ -145,10 +145,6 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
                 "preprocess": imgs.preprocess, "seed": seed, "extended": bool(extended), "chunk": chunk,
                 "input_shape": list(user.model.input_shape)}
     store = ChunkStore(output, manifest, resume=resume)
-    source = Source(user.spec, str(Path(images).resolve()), imgs.preprocess, n,
-                    None if labels is None else str(Path(labels).resolve()), imgs.digest, user.name,
-                    tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed, "images": n,
-                                  "chunk": chunk, "first_alone": True, "claims": tuple(runnable)}.items())))
     # the probe: image 1 through every measure call, in this process (its peak memory is this process's); the
     # run's chunks start with image 1 alone (Settings.first_alone), so the probe's chunks are the run's first
     # chunks: measured (and recorded) once
@@ -164,8 +160,24 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
         raise RuntimeError(f"{len(unknown)} probe chunk(s) are not chunks of the run")
     calls = [c for c in calls if call_name(c) not in seen]
     rest = [c for c in calls if not store.has(call_name(c))]
-    est = estimate(probe_calls, res, n, rest, workers if scheduler is None else 1) if runnable else {"seconds": 0.0}
+    n_workers = workers if scheduler is None else 1
+    est = estimate(probe_calls, res, n, rest, n_workers) if runnable else {"seconds": 0.0}
+    trimmed = None
+    if budgeted and runnable and n > 1 and rest:
+        # the a-priori choice of n rests on VGG-16's costs; the probe measured this net: keep what fits the budget
+        fit = C.images_that_fit(n, time.perf_counter() - t0, est["seconds"] / (n - 1))
+        if fit < n:
+            trimmed, n = n, fit
+            settings = replace(settings, images=n)
+            ctx.s = settings
+            calls = [c for c in C.plan(ctx, runnable) if call_name(c) not in seen]
+            rest = [c for c in calls if not store.has(call_name(c))]
+            est = estimate(probe_calls, res, n, rest, n_workers)
     est.update(probe_seconds=probe_s, peak_mib=peak_mib(), probe_stored=res["stored"] if res else 0)
+    source = Source(user.spec, str(Path(images).resolve()), imgs.preprocess, len(imgs),
+                    None if labels is None else str(Path(labels).resolve()), imgs.digest, user.name,
+                    tuple(sorted({"quick": False, "extended": bool(extended), "seed": seed, "images": n,
+                                  "chunk": chunk, "first_alone": True, "claims": tuple(runnable)}.items())))
     if runnable:
         first = "image 1"
         echo(f"probe ({first} of {n}{', from the store' if est['probe_stored'] else ''}): "
@@ -175,6 +187,9 @@ def verify_own(*, model, images, weights=None, preprocess=None, n_images=None, l
              + (f" on {workers} workers" if workers > 1 else "")
              + f"; peak memory {est['peak_mib'] / 1024:.1f} GB so far"
              + (" (each worker loads its own copy of the net)" if workers > 1 or scheduler else ""))
+        if trimmed:
+            echo(f"the probe's estimate for {trimmed} images does not fit the default run's budget "
+                 f"({_fmt_s(C.BUDGET_SECONDS)}): {n} image(s) instead (--n-images sets the number)")
     t_run = time.perf_counter()
     run_calls(ctx, calls, store, source=source, workers=workers, scheduler=scheduler, progress=progress)
     measured = time.perf_counter() - t_run

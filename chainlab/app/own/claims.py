@@ -21,7 +21,7 @@ from ..verify import CLAIMS, ORDER
 __all__ = ["ORDER", "SPECS", "NEEDS", "PAPER_IMAGES", "not_applicable", "plan", "verdicts", "default_images",
            "chunk_size", "run_text", "BUDGET_SECONDS", "ASSUMED_GFLOPS", "MACS_PER_IMAGE_FACTOR", "GROUP_PASSES",
            "CLAIM_GROUP", "seconds_per_image", "over_budget", "NORM_SECONDS_PER_ENTRY", "NORM_MEMORY_LIMIT",
-           "norm_chains", "LARGE_NET_MACS"]
+           "norm_chains", "LARGE_NET_MACS", "images_that_fit"]
 
 PAPERS = (sixt, binder, mehrpanah)
 SPECS = {cid: spec for p in PAPERS for cid, spec in p.SPECS.items()}
@@ -117,6 +117,16 @@ def over_budget(macs: int, claims, norm_entries: float = 0.0) -> dict:
                       f"{','.join(gone)} (and --n-images)")
         kept = [c for c in kept if c not in gone]
     return out
+
+
+def images_that_fit(n: int, elapsed: float, per_image: float) -> int:
+    """The default run's images once the probe has measured image 1: ``elapsed`` seconds spent (start-up and the
+    probe), each further image about ``per_image`` seconds (the probe's estimate) — 1 + the further images that fit
+    what is left of BUDGET_SECONDS, at least 1, at most ``n`` (the a-priori choice, which assumed
+    ASSUMED_GFLOPS and GROUP_PASSES measured on VGG-16: a ResNet-50 at 224×224 got 3 images and took 18.6 min)."""
+    if per_image <= 0:
+        return int(n)
+    return int(max(1, min(int(n), 1 + math.floor((BUDGET_SECONDS - elapsed) / per_image))))
 
 
 LARGE_NET_MACS = 2e8       # a forward pass above this: chunks of one image, freed large blocks handed back
