@@ -12,7 +12,8 @@ The run, in order (every check before anything is written; everything written in
    estimate is printed; the others are cut into per-image-chunk measure calls (:func:`.claims.plan`);
 3. the probe: the first image through every measure call (kept: the run's chunks start with image 1 alone, so
    the probe is the run's first chunk and nothing is measured twice); the estimate of time (per (claim, net) group, seconds per image × images left) and
-   memory (the peak resident set so far) is printed before the rest starts;
+   memory (the peak resident set so far) is printed before the rest starts; a default run (no ``--claims``, no
+   ``--n-images``) then keeps the images the probe's estimate fits in the budget (:func:`.claims.images_that_fit`);
 4. every chunk computed (or loaded with ``--resume``) into the resumable store (:mod:`.store`), serially or on
    Dask workers (:mod:`.runner`), with a progress bar per claim and net;
 5. the claims decided by the papers' own code on the measured chunks; written as ``verify.md`` (naming the net,
