@@ -184,17 +184,21 @@ def test_tiny_net_untrained_every_applicable_claim_decided_and_resume_gives_the_
 
 def test_b1_alone_measures_only_the_rules_it_reads_and_decides_as_beside_b2(tiny):
     """--claims B1 measures the LRP-β rules B1 decides on and the gradient (its axis Π‖W_l‖_∞), not the ε rules B2
-    needs: the same B1 verdict and numbers as a run of B1 and B2 (which measures all six rules)."""
+    needs, and the bound's constant c_norm1 (residual blocks multiplied out) of the LRP-β rules only: the same B1
+    verdict and numbers as a run of B1 and B2 (which measures all six rules, each with its c_norm1)."""
     got = {}
     for claims in ("B1", "B1,B2"):
         out = tiny / f"out-rules-{claims.replace(',', '-')}"
         res = run("verify", "--model", f"{tiny / 'tiny.py'}:net", "--images", tiny / "imgs", "--preprocess", "unit",
                   "--n-images", "2", "--claims", claims, "-o", out)
         assert res.exit_code == 0, res.output
-        got[claims] = (_verdicts(out)["B1"], {r["rule"] for r in rows(out / "records" / "constants.csv")})
-    (b1, rules1), (b12, rules12) = got["B1"], got["B1,B2"]
+        table = rows(out / "records" / "constants.csv")
+        got[claims] = (_verdicts(out)["B1"], {r["rule"] for r in table},
+                       {r["rule"] for r in table if r["quantity"] == "c_norm1"})
+    (b1, rules1, normed1), (b12, rules12, normed12) = got["B1"], got["B1,B2"]
     assert rules1 == {"gradient", "zplus", "alpha2-beta1"}
     assert rules12 == rules1 | {"lrp-epsilon=0.1", "lrp-epsilon=0.01", "lrp-epsilon=0.001"}
+    assert normed1 == {"zplus", "alpha2-beta1"} and normed12 == rules12
     assert b1["outcome"] in DECIDED and (b1["outcome"], b1["numbers"]) == (b12["outcome"], b12["numbers"])
 
 

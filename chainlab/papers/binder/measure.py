@@ -49,13 +49,15 @@ def model_input(model, X, i):
     return X[i:i + 1].to(next(model.parameters()).dtype)
 
 
-def _image_constants(model, x, rules, perturbations, bounds, forward=None):
+def _image_constants(model, x, rules, perturbations, bounds, forward=None, normed=None):
     """{rule: {quantity: value}} at one input x (module docstring); ``forward``: :func:`forward_batch` of the model
-    at x in float64, shared by the rules (one trace, forward pass and logit check per input)."""
+    at x in float64, shared by the rules (one trace, forward pass and logit check per input); ``normed``: the labels
+    with c_norm1 (default: all)."""
     out = {}
     for label, (name, opts) in rules.items():
         ch = extract(model, x, name, forward=forward, **opts, **_opts(model))
-        v = {r["quantity"]: r["value"] for r in measures.constants(ch, norms=True) if r["layer"] is None}
+        norms = normed is None or label in normed
+        v = {r["quantity"]: r["value"] for r in measures.constants(ch, norms=norms) if r["layer"] is None}
         logit = abs(float(ch.logits[ch.predicted]))
         for (pert, level), ib in zip(perturbations, bounds):
             rng = apriori_range(model, ch, pert, level, target=ch.predicted, bounds=ib)
@@ -66,18 +68,18 @@ def _image_constants(model, x, rules, perturbations, bounds, forward=None):
     return out
 
 
-def constants(ctx, net, images, *, model=None, source=None, rules=None, perturbations=P.PERTURBATIONS, role="study",
-              study=None, seed=None, scale=None) -> dict:
+def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=None, perturbations=P.PERTURBATIONS,
+              role="study", study=None, seed=None, scale=None) -> dict:
     """{rule: {quantity: per-image array}} of ``net`` (or of ``model``, recorded as ``net``, on the images of net
-    ``source``) on the run's images ``images`` (a range): every quantity of the module docstring; records
-    written once, the result cached.  ``rules``: {label: (rule, options)} or labels of the protocol's rules
-    (default ``P.RULES``)."""
+    ``source``; or of ``derive()``, called only when the result is not cached yet) on the run's images ``images``
+    (a range): every quantity of the module docstring; records written once, the result cached.  ``rules``:
+    {label: (rule, options)} or labels of the protocol's rules (default ``P.RULES``)."""
     rules = P.RULES if rules is None else rules if isinstance(rules, dict) else P.rule_table(rules)
     images = ctx.image_range(net if source is None else source, images)
     key = ("binder-constants", net, images.start, images.stop, tuple(rules), tuple(perturbations))
     if key in ctx.cache:
         return ctx.cache[key]
-    model = ctx.model(net) if model is None else model
+    model = model if model is not None else derive() if derive is not None else ctx.model(net)
     X, _ = ctx.images(net if source is None else source, images.stop)
     per = {label: {} for label in rules}
     traced = None
@@ -91,7 +93,8 @@ def constants(ctx, net, images, *, model=None, source=None, rules=None, perturba
             perts = perturbations
         except UnsupportedLayerError:      # no interval bounds through residual blocks: no support constants (B3)
             bounds, perts = [], ()
-        got = _image_constants(model, x, rules, perts, bounds, forward=(traced, records))
+        got = _image_constants(model, x, rules, perts, bounds, forward=(traced, records),
+                               normed=P.normed_rules(ctx.s, rules))
         for label, v in got.items():
             for q, val in v.items():
                 per[label].setdefault(q, []).append(np.nan if val is None else float(val))
@@ -136,14 +139,14 @@ def _concat(parts: list) -> dict:
 
 def controlled_chunk(ctx, net, c, images, rules=None) -> dict:
     """:func:`constants` of ``net`` × c on one chunk of images (``images``)."""
-    return constants(ctx, f"{net} ×{c:g}", images, model=derived_model(ctx, net, "scaled", c), source=net,
+    return constants(ctx, f"{net} ×{c:g}", images, derive=lambda: derived_model(ctx, net, "scaled", c), source=net,
                      rules=rules, role="controlled", study=net, scale=c)
 
 
 def rescaled_chunk(ctx, net, images, c=P.RESCALE_C, rules=None) -> dict:
     """:func:`constants` of the function-preserving rescaling of ``net`` on one chunk of images."""
-    return constants(ctx, f"{net} rescaled", images, model=derived_model(ctx, net, "rescaled", c), source=net,
-                     rules=rules, role="rescaled", study=net, scale=c)
+    return constants(ctx, f"{net} rescaled", images, derive=lambda: derived_model(ctx, net, "rescaled", c),
+                     source=net, rules=rules, role="rescaled", study=net, scale=c)
 
 
 def image_chunks(ctx, net, images) -> list:

@@ -25,7 +25,7 @@ from ...studies import rule_label
 from ..seeds import family, seed_of
 
 __all__ = ["STUDY", "QUICK", "CONTROLLED", "RULES", "BETA", "DEPENDENT", "EPSILONS", "PERTURBATIONS", "SCALES",
-           "RESCALE_C", "Sizes", "sizes", "measured_rules", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
+           "RESCALE_C", "Sizes", "sizes", "measured_rules", "normed_rules", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
 
 STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
 QUICK = ("digits-mlp", "digits-cnn")
@@ -71,6 +71,17 @@ def measured_rules(s, extra: bool = False) -> tuple:
     if claims is not None and not {"B2", "B3"} & set(claims):
         labels = tuple(k for k in labels if k in ("gradient",) + BETA)
     return labels
+
+
+def normed_rules(s, labels) -> tuple:
+    """The labels among ``labels`` whose bound constant c_norm1 = Π_l ‖M_l(x)‖₁ the run computes — the costly
+    quantity (a residual block's ‖M‖₁ multiplies the block out): every rule, except in a run that decides B1 and
+    neither B2 nor B3, where the gradient is measured for its Π‖W_l‖_∞ (B1's axis) only and B1 reads the LRP-β
+    rules' c_norm1 alone (:func:`measured_rules`)."""
+    claims = getattr(s, "claims", None)
+    if claims is not None and not {"B2", "B3"} & set(claims):
+        return tuple(k for k in labels if k in BETA)
+    return tuple(labels)
 
 
 def rule_table(labels) -> dict:
