@@ -111,3 +111,31 @@ def test_float32_bias_relevance_and_bad_options():
         chainlab.extract(net, x, "zplus", materialize="no")
     with pytest.raises(ValueError, match="rows"):
         im[0].matmat(np.ones((3, 1)))
+
+
+def test_sign_parts_are_made_once_and_carry_their_sign():
+    """W⁺ and W⁻ of one tensor are one copy each (shared by the rules and images of a trace), equal to a fresh clamp;
+    an in-place change of the source makes them anew, and a part changed in place loses its known sign.  |φ|'s
+    column sums of a Linear/Conv2d term use a part as ±φ: equal to the |φ| route."""
+    from chainlab.linalg import known_sign, negative_part, positive_part
+    from chainlab.linalg.implicit import _abs_forward, ConvSpec
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    P, N = positive_part(W), negative_part(W)
+    assert positive_part(W) is P and negative_part(W) is N
+    assert torch.equal(P, W.clamp(min=0)) and torch.equal(N, W.clamp(max=0))
+    assert (known_sign(P), known_sign(N), known_sign(W), known_sign(W.clamp(min=0))) == (1, -1, 0, 0)
+    W.mul_(-1.0)                                  # the source changed: new parts
+    P2 = positive_part(W)
+    assert P2 is not P and torch.equal(P2, W.clamp(min=0))
+    P2.mul_(-1.0)                                 # a part changed in place: sign unknown
+    assert known_sign(P2) == 0
+    u = torch.rand(1, 5, generator=g, dtype=torch.float64)
+    for phi in (positive_part(W), negative_part(W)):
+        assert torch.allclose(_abs_forward(phi, u, None), phi.abs() @ u.reshape(-1), rtol=1e-14, atol=0)
+    K = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+    U = torch.rand(1, 3, 6, 6, generator=g, dtype=torch.float64)
+    conv = ConvSpec(stride=(2, 2), padding=(1, 1))
+    for phi in (positive_part(K), negative_part(K)):
+        want = torch.nn.functional.conv2d(U, phi.abs(), None, stride=2, padding=1)
+        assert torch.allclose(_abs_forward(phi, U, conv), want, rtol=1e-14, atol=0)

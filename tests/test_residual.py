@@ -411,3 +411,27 @@ def test_whole_chain_methods_must_declare_residual_support(monkeypatch):
         if not m.residual:
             with pytest.raises(UnsupportedLayerError, match=f"rule '{name}' does not support residual blocks"):
                 chainlab.extract(net, tiny_input(net), name)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_zplus_block_abs_column_sums_equal_the_blocks_columns(kind):
+    """Every stage of a z⁺ block is ≥ 0, so ``ResidualOperator.abs_column_sums`` sums the columns by transposed passes
+    and multiplies out only the columns whose residual shares z_t/s(z) have both signs (there are some here: signed
+    weights); it equals Σ_i |M_ij| of the block's columns M e_j, applied one by one through the torch backward (the
+    oracle).  α-β's stages are signed: the multiplied-out route, checked the same way."""
+    net = tiny(kind)
+    x = tiny_input(net)
+    mixed = 0
+    for rule, kw in (("zplus", {}), ("alpha-beta", {"alpha": 2.0, "beta": 1.0})):
+        chain = chainlab.extract(net, x, rule, materialize=False, **kw)
+        blocks = [op for op in chain if op.kind == "residual"]
+        assert len(blocks) == 3
+        for op in blocks:
+            nonneg = all(s.nonnegative() for b in op.branches for s in b)
+            assert nonneg == (rule == "zplus")
+            if nonneg:
+                cols = np.stack([op._column(t) for t in range(len(op.branches))])
+                mixed += int(((cols > 0).any(axis=0) & (cols < 0).any(axis=0)).sum())
+            want = np.abs(op.matmat(np.eye(op.shape[1]))).sum(axis=0)
+            assert np.allclose(op.abs_column_sums(), want, rtol=1e-12, atol=1e-15)
+    assert mixed > 0

@@ -14,7 +14,8 @@ Holds (bottom to top):
 * :mod:`.implicit` — stage operators: one layer's backward at B inputs applied with torch (per-image factors
   with an optional batch dimension), the explicit matrix of one image on request;
 * :mod:`.pairs` — DeepLIFT's stage operators on (+, −) multiplier pairs;
-* :mod:`.residual` — a residual block as one stage operator, and its stored forms.
+* :mod:`.residual` — a residual block as one stage operator, and its stored forms;
+* :mod:`.parts` — the sign parts t⁺, t⁻ of a tensor, made once per tensor, and the sign they carry.
 
 May import: numpy, scipy, torch, :mod:`chainlab.kernels`, :mod:`chainlab.errors`.  Nothing here
 knows about models, rules or chains.
@@ -23,6 +24,7 @@ from .block import BlockOperator, BlockSum, add_operators
 from .conv import ConvGeometry, conv_matrix
 from .implicit import (ConvSpec, DiagonalOperator, GatherOperator, LayerTerms, PoolOperator, Scale, TermsOperator,
                        TorchOperator, per_image)
+from .parts import known_sign, negative_part, positive_part
 from .operators import (DenseOperator, Diagonal, Operator, Product, SparseOperator, Sum, Transposed, as_operator,
                         scale_rows, zero_operator)
 from .pairs import DeltaMaxPoolOperator, PairLinear, PairMap, PairScale
@@ -37,6 +39,7 @@ __all__ = [
     "LayerTerms", "Operator", "PairLinear", "PairMap", "PairScale", "PoolOperator", "PoolSpec", "PrefixProduct",
     "Product", "ResidualBlock", "ResidualOperator", "ClippedSplit", "Scale", "SparseOperator", "Sum",
     "TermsOperator", "TorchOperator", "Transposed", "add_operators", "as_operator", "channel_cosine", "per_image",
-    "column_norms", "conv_matrix", "dense_sparse", "density", "multiply", "prefix_products", "product",
+    "column_norms", "conv_matrix", "known_sign", "negative_part", "positive_part", "dense_sparse", "density",
+    "multiply", "prefix_products", "product",
     "scale_rows", "spgemm", "spmm", "stream_apply", "zero_operator",
 ]

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ..errors import InputError, NotLinearError
 from .conv import ConvGeometry, conv_matrix, conv_nnz
 from .operators import DenseOperator, Diagonal, Operator, SparseOperator
+from .parts import known_sign
 from .pool import PoolSpec, column_weights, gather_matrix, window_matrix
 
 __all__ = ["LayerTerms", "ConvSpec", "TorchOperator", "TermsOperator", "GatherOperator", "PoolOperator",
@@ -224,6 +225,15 @@ class TorchOperator(Operator):
         raise NotLinearError(f"operator {self.name!r} ends in a non-linear step ({type(self.act_step).__name__}); "
                              "only its linear part has a matrix (linear_part())")
 
+    def nonnegative(self) -> bool:
+        """Whether one image's matrix is entrywise ≥ 0 by its factors' signs (every factor ≥ 0; False when that is
+        not known — a sign-changing product of signed factors counts as signed)."""
+        return False
+
+    def _act_nonnegative(self) -> bool:
+        """Whether the output-side step is the identity or a diagonal d ≥ 0."""
+        return self.act_step is None or (isinstance(self.act_step, Scale) and _nonneg(self.act_step.d))
+
     def materialize(self) -> Operator:
         """The explicit matrix of one image's stage: lin · diag(d)."""
         if self.batch != 1:
@@ -289,6 +299,11 @@ def _nonzero_overlap(p, q) -> bool:
     return False
 
 
+def _nonneg(t) -> bool:
+    """Whether a factor is None (ones) or entrywise ≥ 0."""
+    return t is None or not bool((t < 0).any())
+
+
 def _disjoint_terms(terms) -> bool:
     """Whether no two terms (a, φ, c) (flat factors, None = ones) are non-zero at a common matrix entry: every pair
     has disjoint input factors, disjoint weights or disjoint output factors."""
@@ -306,7 +321,12 @@ def _disjoint_terms(terms) -> bool:
 
 def _abs_forward(phi, U, conv):
     """W_{|φ|} U for U (1, *in) ≥ 0 in float64: ``conv2d`` with |φ|, or |φ| U for a Linear in blocks of rows of φ
-    (|φ| of a VGG classifier layer is never copied whole)."""
+    (|φ| of a VGG classifier layer is never copied whole); a sign part made by :mod:`.parts` (φ⁺ ≥ 0, φ⁻ ≤ 0) is
+    used as ±φ, without a copy."""
+    sign = known_sign(phi) if phi.dtype == torch.float64 else 0
+    if sign:
+        Y = F.conv2d(U, phi, None, **conv.kwargs()) if conv is not None else phi @ U.reshape(-1)
+        return Y if sign > 0 else -Y
     if conv is not None:
         return F.conv2d(U, phi.to(torch.float64).abs(), None, **conv.kwargs())
     u = U.reshape(-1)
@@ -348,6 +368,10 @@ class TermsOperator(TorchOperator):
     def scale_rows(self, v):
         """diag(v) M: every input factor a_t multiplied by v (one image)."""
         return self._with(a_scale=per_image(torch.as_tensor(np.asarray(v, np.float64)), self.in_shape))
+
+    def nonnegative(self) -> bool:
+        """Every a_t, φ_t, c_t and d ≥ 0 (z⁺, w², flat after a ReLU)."""
+        return self._act_nonnegative() and all(known_sign(f) > 0 or _nonneg(f) for t in self.terms for f in t)
 
     def lin(self, X):
         B, M = X.shape[:2]
@@ -514,6 +538,9 @@ class GatherOperator(TorchOperator):
         return GatherOperator(self.rows.reshape(self.rows.shape[0], -1), self.in_shape, self.out_shape,
                               self.dtype if dtype is None else dtype, self.name, self.act_step if act is False else act)
 
+    def nonnegative(self) -> bool:
+        return self._act_nonnegative()
+
     def lin(self, X):
         B, M = X.shape[:2]
         out = X.new_zeros((B, M, self.shape[0]))
@@ -559,6 +586,10 @@ class PoolOperator(TorchOperator):
     def scale_rows(self, v):
         v = per_image(torch.as_tensor(np.asarray(v, np.float64)), self.in_shape)
         return self._with(a=v if self.a is None else self.a * v)
+
+    def nonnegative(self) -> bool:
+        """The pooling weights are ≥ 0: a, c and d ≥ 0."""
+        return self._act_nonnegative() and _nonneg(self.a) and _nonneg(self.c)
 
     def lin(self, X):
         B, M = X.shape[:2]
@@ -606,6 +637,9 @@ class DiagonalOperator(TorchOperator):
     def _with(self, dtype=None, act=False):
         return DiagonalOperator(self.d, self.in_shape, self.dtype if dtype is None else dtype, self.name,
                                 self.act_step if act is False else act)
+
+    def nonnegative(self) -> bool:
+        return self._act_nonnegative() and _nonneg(self.d)
 
     def lin(self, X):
         return X if self.d is None else X * self._f(self.d, X.dtype)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError
-from ..linalg import LayerTerms
+from ..linalg import LayerTerms, negative_part, positive_part
 from ..trace import Record, Stage
 
 __all__ = ["BIAS_POLICIES", "Term", "Group", "LayerContext", "Rule", "stabilize", "pos", "neg"]
@@ -45,11 +45,13 @@ def stabilize(d: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def pos(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(min=0)
+    """t⁺ = max(t, 0), one copy per tensor (:func:`chainlab.linalg.positive_part`: shared by images and rules)."""
+    return positive_part(t)
 
 
 def neg(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(max=0)
+    """t⁻ = min(t, 0), one copy per tensor (:func:`chainlab.linalg.negative_part`)."""
+    return negative_part(t)
 
 
 @dataclass
