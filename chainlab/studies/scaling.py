@@ -45,7 +45,7 @@ def scale_weights(model: nn.Module, c, *, equivariant: bool = True) -> tuple[nn.
     ``equivariant=False``: only the Linear/Conv2d weights are multiplied (W_l → c_l W_l; biases and BatchNorm
     left as they are) — the weight norms change and nothing else is touched, so the function changes too
     (the controlled experiment of Binder et al.'s claim; not an identity)."""
-    net = trace(model)
+    net = trace(model, copy=False)           # the structure only
     stages = [s for s in net.stages if s.is_parametric]
     cs = [float(c)] * len(stages) if np.isscalar(c) else [float(v) for v in c]
     if len(cs) != len(stages):
@@ -100,7 +100,7 @@ def rescaling_runs(model: nn.Module) -> list[list[int]]:
     """The Linear/Conv2d layers (indices among the parametric stages, forward order) in runs along which positive
     scaling passes (:func:`_passes_scaling`): within a run, (c, 1/c) on consecutive layers keeps the function."""
     runs, cur, k = [], [], 0
-    for st in trace(model).stages:
+    for st in trace(model, copy=False).stages:
         if st.is_parametric:
             cur.append(k)
             k += 1

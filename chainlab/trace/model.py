@@ -46,8 +46,10 @@ def eval_mode(model: nn.Module):
             model.train()
 
 
-def trace(model: nn.Module) -> Net:
-    """Read ``model`` into a :class:`Net` of float64 stages with BatchNorm folded."""
+def trace(model: nn.Module, *, copy: bool = True) -> Net:
+    """Read ``model`` into a :class:`Net` of float64 stages with BatchNorm folded.  ``copy=False``: the stages hold
+    the model's own tensors (its dtype; BatchNorm still folded into new ones) — for reading the structure (kinds,
+    names, activations) without a float64 copy of every weight; never compute with or change them."""
     if not isinstance(model, nn.Module):
         raise InputError(f"chainlab needs a torch.nn.Module, got {type(model).__name__}")
     params = list(model.parameters())
@@ -55,22 +57,22 @@ def trace(model: nn.Module) -> Net:
         bad = sorted({str(p.dtype) for p in params} - {"torch.float32", "torch.float64"})
         raise InputError(f"{type(model).__name__} has parameters of dtype {', '.join(bad)}; chainlab reads float32 or "
                          "float64 models (convert with model.float())")
-    stages = _stages(linearize(model))
+    stages = _stages(linearize(model), _f64 if copy else _own)
     if not stages:
         raise UnsupportedLayerError(f"{type(model).__name__} has no layers chainlab can extract")
     return Net(stages, getattr(model, "input_shape", None), type(model).__name__)
 
 
-def _stages(ops) -> list[Stage]:
-    return _attach(merge_batchnorm(_items(ops)))
+def _stages(ops, weights) -> list[Stage]:
+    return _attach(merge_batchnorm(_items(ops, weights)))
 
 
-def _items(ops) -> list:
+def _items(ops, weights) -> list:
     """Stages (without activations) and markers ("batchnorm" | "activation" | "flatten", path, …) of an op list."""
     items = []
     for path, op in ops:
         if isinstance(op, ResidualSpec):
-            items.append(Stage(kind="residual", name=op.name, branches=tuple(tuple(_stages(b)) for b in op.branches)))
+            items.append(Stage(kind="residual", name=op.name, branches=tuple(tuple(_stages(b, weights)) for b in op.branches)))
         elif op == "relu" or isinstance(op, Activation) or isinstance(op, _ACTIVATIONS):
             act = RELU if op == "relu" else op if isinstance(op, Activation) else Activation.of_module(op)
             items.append(("activation", path, act, op if isinstance(op, nn.Module) else None))
@@ -81,13 +83,13 @@ def _items(ops) -> list:
         elif isinstance(op, (nn.BatchNorm1d, nn.BatchNorm2d)):
             items.append(("batchnorm", path, op))
         elif isinstance(op, nn.Linear):
-            items.append(Stage("linear", path, op, _f64(op.weight), _f64(op.bias), members=(path,)))
+            items.append(Stage("linear", path, op, weights(op.weight), weights(op.bias), members=(path,)))
         elif type(op) is nn.Conv2d:
             if op.padding_mode != "zeros":
                 raise UnsupportedLayerError(
                     f"Conv2d '{path}' uses padding_mode={op.padding_mode!r}; only zero padding is supported")
             conv = ConvSpec(tuple(op.stride), conv_padding(op), tuple(op.dilation), int(op.groups))
-            items.append(Stage("conv2d", path, op, _f64(op.weight), _f64(op.bias), members=(path,), conv=conv))
+            items.append(Stage("conv2d", path, op, weights(op.weight), weights(op.bias), members=(path,), conv=conv))
         elif type(op) in _POOLS:
             if getattr(op, "return_indices", False):
                 raise UnsupportedLayerError(f"MaxPool2d '{path}' with return_indices=True is not supported")
@@ -128,8 +130,13 @@ def _attach(items) -> list[Stage]:
     return stages
 
 
+def _own(t):
+    return None if t is None else t.detach()
+
+
 def _f64(t):
-    return None if t is None else t.detach().to(torch.float64).clone()
+    """A float64 copy of a parameter (one copy: never the model's own tensor, so nothing here can change it)."""
+    return None if t is None else t.detach().to(torch.float64, copy=True)
 
 
 def check_logits(model: nn.Module, x: torch.Tensor, logits: torch.Tensor):

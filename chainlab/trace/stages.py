@@ -254,11 +254,14 @@ class Net:
         return _run_stages(self.stages, x, x, self.expected_shape())
 
     def astype(self, dtype: torch.dtype) -> "Net":
-        """The net with its weights and biases in the torch dtype ``dtype`` (the net itself if they are)."""
+        """The net with its weights and biases in the torch dtype ``dtype`` (the net itself if they are; made once
+        per net and dtype: the batches of a pass share it)."""
         w = next((st.weight for _, st in walk_stages(self.stages) if st.weight is not None), None)
         if w is None or w.dtype == dtype:
             return self
+        return self.remember(("astype", dtype), lambda: self._cast(dtype))
 
+    def _cast(self, dtype) -> "Net":
         def cast(st):
             kw = {k: getattr(st, k).to(dtype) for k in ("weight", "bias") if getattr(st, k) is not None}
             if st.branches is not None:
