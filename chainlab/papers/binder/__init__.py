@@ -53,7 +53,7 @@ def measure_all(ctx) -> dict:
                 for q, arr in qs.items():
                     out["controlled"].setdefault(q, {}).setdefault(rule, {})[c] = arr
             out["cxs"][c] = D.net_value(got["gradient"]["weight_norm_product"])
-        if not ctx.s.quick and M.rescalable(ctx, cnet):
+        if not ctx.s.quick and P.measures_rescaling(ctx.s) and M.rescalable(ctx, cnet):
             out["rescaled"] = M.rescaled(ctx, cnet, images, rules=P.measured_rules(ctx.s))
     for net in sz.sigma_bounds:
         if ctx.shipped(net) is not None:
@@ -81,7 +81,7 @@ def plan(ctx, claims) -> list:
     group = f"B1–B3 · {cnet}"
     kw = (("rules", P.measured_rules(ctx.s)),)
     out = [Chunk(M.controlled_chunk, (cnet, c, r), kw, group, len(r)) for c in P.SCALES for r in chunks]
-    if not ctx.s.quick and M.rescalable(ctx, cnet):
+    if not ctx.s.quick and P.measures_rescaling(ctx.s) and M.rescalable(ctx, cnet):
         out += [Chunk(M.rescaled_chunk, (cnet, r), kw, group, len(r)) for r in chunks]
     return out
 

@@ -25,7 +25,7 @@ from ...studies import rule_label
 from ..seeds import family, seed_of
 
 __all__ = ["STUDY", "QUICK", "CONTROLLED", "RULES", "BETA", "DEPENDENT", "EPSILONS", "PERTURBATIONS", "SCALES",
-           "RESCALE_C", "Sizes", "sizes", "measured_rules", "normed_rules", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
+           "RESCALE_C", "Sizes", "sizes", "measured_rules", "normed_rules", "measures_rescaling", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
 
 STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
 QUICK = ("digits-mlp", "digits-cnn")
@@ -82,6 +82,13 @@ def normed_rules(s, labels) -> tuple:
     if claims is not None and not {"B2", "B3"} & set(claims):
         return tuple(k for k in labels if k in BETA)
     return tuple(labels)
+
+
+def measures_rescaling(s) -> bool:
+    """Whether the run measures the controlled net's function-preserving rescaling: read by B2's report only (beside
+    the verdict), so not in a run whose ``--claims`` leave B2 out."""
+    claims = getattr(s, "claims", None)
+    return claims is None or "B2" in claims
 
 
 def rule_table(labels) -> dict:
