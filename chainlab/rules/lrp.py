@@ -97,7 +97,10 @@ class ZPlus(Rule):
 
     def groups(self, ctx: LayerContext):
         x, W, b = ctx.x, ctx.weight, ctx.bias
-        return [Group([Term(pos(x), pos(W), pos(b)), Term(neg(x), neg(W))], eps=ctx.stabilizer)]
+        terms = [Term(pos(x), pos(W), pos(b))]
+        if bool((x < 0).any()):             # x⁻ W⁻ (after a ReLU x⁻ = 0: no copy of W⁻)
+            terms.append(Term(neg(x), neg(W)))
+        return [Group(terms, eps=ctx.stabilizer)]
 
 
 class AlphaBeta(Rule):

@@ -68,13 +68,15 @@ def _image_constants(model, x, rules, perturbations, bounds, forward=None, norme
     return out
 
 
-def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=None, perturbations=P.PERTURBATIONS,
+def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=None, perturbations=None,
               role="study", study=None, seed=None, scale=None) -> dict:
     """{rule: {quantity: per-image array}} of ``net`` (or of ``model``, recorded as ``net``, on the images of net
     ``source``; or of ``derive()``, called only when the result is not cached yet) on the run's images ``images``
     (a range): every quantity of the module docstring; records written once, the result cached.  ``rules``:
-    {label: (rule, options)} or labels of the protocol's rules (default ``P.RULES``)."""
+    {label: (rule, options)} or labels of the protocol's rules (default ``P.RULES``); ``perturbations``: of the
+    support constants (default :func:`~.protocol.measured_perturbations`: B3's, when B3 is decided)."""
     rules = P.RULES if rules is None else rules if isinstance(rules, dict) else P.rule_table(rules)
+    perturbations = P.measured_perturbations(ctx.s) if perturbations is None else tuple(perturbations)
     images = ctx.image_range(net if source is None else source, images)
     key = ("binder-constants", net, images.start, images.stop, tuple(rules), tuple(perturbations))
     if key in ctx.cache:

@@ -25,7 +25,8 @@ from ...studies import rule_label
 from ..seeds import family, seed_of
 
 __all__ = ["STUDY", "QUICK", "CONTROLLED", "RULES", "BETA", "DEPENDENT", "EPSILONS", "PERTURBATIONS", "SCALES",
-           "RESCALE_C", "Sizes", "sizes", "measured_rules", "normed_rules", "measures_rescaling", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
+           "RESCALE_C", "Sizes", "sizes", "measured_rules", "normed_rules", "measures_rescaling",
+           "measured_perturbations", "rule_table", "study", "controlled_net", "EXTRA_RULES", "EXTENDED"]
 
 STUDY = ("scenes-cnn-wd0", "scenes-cnn-wd1e-4", "scenes-cnn-wd1e-3", "scenes-cnn-wd1e-2", "scenes-cnn-bn")
 QUICK = ("digits-mlp", "digits-cnn")
@@ -89,6 +90,13 @@ def measures_rescaling(s) -> bool:
     the verdict), so not in a run whose ``--claims`` leave B2 out."""
     claims = getattr(s, "claims", None)
     return claims is None or "B2" in claims
+
+
+def measured_perturbations(s) -> tuple:
+    """The perturbations whose support constants the run measures: ``PERTURBATIONS`` (B3's quantity, read by B3's
+    verdict, report and figure alone), none in a run whose ``--claims`` leave B3 out."""
+    claims = getattr(s, "claims", None)
+    return PERTURBATIONS if claims is None or "B3" in claims else ()
 
 
 def rule_table(labels) -> dict:
