@@ -191,8 +191,9 @@ class ResidualOperator(TorchOperator):
         * every branch's stages entrywise ≥ 0 (z⁺, w², flat; :meth:`~.implicit.TorchOperator.nonnegative`): column
           j of M is Σ_t c_tj P_t e_j with every P_t e_j ≥ 0, so where the non-zero c_tj share one sign,
           Σ_i |M_ij| = |Σ_t c_tj (P_tᵀ 1)_j| — one transposed pass per branch.  Only the columns J with shares of
-          both signs (a residual split z_t / s(z) with branches of opposite signs) are multiplied out, each
-          branch's last stage restricted to J (cost ∝ |J|);
+          both signs (a residual split z_t / s(z) with branches of opposite signs) need more: beside an identity
+          shortcut only the diagonal entries (P_t)_jj (:meth:`_mixed_columns`), else the columns J multiplied out,
+          each branch's last stage restricted to J (cost ∝ |J|);
         * otherwise its materialized terms multiplied out and added (:meth:`~.operators.Sum.abs_column_sums`; no
           CSC copy of a dense product)."""
         if self.batch == 1 and self.linear and not isinstance(self.act_step, PairScale) \
@@ -209,10 +210,34 @@ class ResidualOperator(TorchOperator):
                 v = s.rmatvec(v)
             sums.append(np.asarray(v, np.float64).reshape(-1))
         out = np.abs((cols * np.stack(sums)).sum(axis=0))
-        mixed = np.flatnonzero((cols > 0).any(axis=0) & (cols < 0).any(axis=0))
-        if mixed.size:
-            out[mixed] = self._columns_block(mixed, cols[:, mixed]).abs_column_sums()
+        J = np.flatnonzero((cols > 0).any(axis=0) & (cols < 0).any(axis=0))
+        if J.size:
+            out[J] = self._mixed_columns(J, cols[:, J], [v[J] for v in sums])
         return out
+
+    def _mixed_columns(self, J, cols, sums) -> np.ndarray:
+        """Σ_i |M_ij| of the mixed-sign columns J.  One branch t beside the identity: M e_j = c_tj P_t e_j + c_0j e_j
+        overlaps in row j alone, so Σ_i |M_ij| = |c_tj| ((P_tᵀ1)_j − (P_t)_jj) + |c_tj (P_t)_jj + c_0j| — the
+        diagonal entries only.  Otherwise the columns J multiplied out."""
+        live = [t for t, b in enumerate(self.branches) if b]
+        if len(self.branches) == 2 and len(live) == 1:
+            t = live[0]
+            d = self._branch_diagonal(self.branches[t], J)
+            return np.abs(cols[t]) * (sums[t] - d) + np.abs(cols[t] * d + cols[1 - t])
+        return self._columns_block(J, cols).abs_column_sums()
+
+    @staticmethod
+    def _branch_diagonal(stages, J) -> np.ndarray:
+        """(P)_jj for j ∈ J of a square branch product P = F_1 ⋯ F_K: rows J of F_1 ⋯ F_(K−1) against the columns J
+        of F_K (cost ∝ |J|)."""
+        mats = [s.materialize().stored() for s in stages]
+        last = sp.csc_matrix(mats[-1])[:, J]
+        if len(mats) == 1:
+            return np.asarray(last[J, :].diagonal(), dtype=np.float64)
+        A = sp.csr_matrix(mats[0])[J, :]
+        for F in mats[1:-1]:
+            A = A @ sp.csc_matrix(F)
+        return np.asarray(A.multiply(last.T.tocsr()).sum(axis=1), dtype=np.float64).reshape(-1)
 
     def _columns_block(self, J, cols) -> Sum:
         """M[:, J] = Σ_t P_t[:, J] diag(c_t[J]) as stored factors: each branch's last stage restricted to the
