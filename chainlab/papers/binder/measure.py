@@ -84,6 +84,7 @@ def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=N
     model = model if model is not None else derive() if derive is not None else ctx.model(net)
     X, _ = ctx.images(net if source is None else source, images.stop)
     per = {label: {} for label in rules}
+    normed = P.normed_rules(ctx.s, rules)
     traced = None
     for i in progress(images, f"constants {net}", ctx.s.progress):
         x = model_input(model, X, i)
@@ -95,8 +96,7 @@ def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=N
             perts = perturbations
         except UnsupportedLayerError:      # no interval bounds through residual blocks: no support constants (B3)
             bounds, perts = [], ()
-        got = _image_constants(model, x, rules, perts, bounds, forward=(traced, records),
-                               normed=P.normed_rules(ctx.s, rules))
+        got = _image_constants(model, x, rules, perts, bounds, forward=(traced, records), normed=normed)
         for label, v in got.items():
             for q, val in v.items():
                 per[label].setdefault(q, []).append(np.nan if val is None else float(val))
