@@ -185,8 +185,8 @@ def test_tiny_net_untrained_every_applicable_claim_decided_and_resume_gives_the_
 def test_b1_alone_measures_only_the_rules_it_reads_and_decides_as_beside_b2(tiny):
     """--claims B1 measures the LRP-β rules B1 decides on and the gradient (its axis Π‖W_l‖_∞), not the ε rules B2
     needs, the bound's constant c_norm1 (residual blocks multiplied out) of the LRP-β rules only, neither B3's
-    support constants nor the function-preserving rescaling B2's report shows: the same B1 verdict and numbers as a run of B1 and B2 (which
-    measures all six rules, each with its c_norm1, and the rescaling)."""
+    support constants nor the function-preserving rescaling B2's report shows: the same B1 verdict and numbers as
+    a run of B1 and B2 (which measures all six rules, each with its c_norm1, and the rescaling)."""
     got = {}
     for claims in ("B1", "B1,B2"):
         out = tiny / f"out-rules-{claims.replace(',', '-')}"

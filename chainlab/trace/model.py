@@ -72,7 +72,8 @@ def _items(ops, weights) -> list:
     items = []
     for path, op in ops:
         if isinstance(op, ResidualSpec):
-            items.append(Stage(kind="residual", name=op.name, branches=tuple(tuple(_stages(b, weights)) for b in op.branches)))
+            branches = tuple(tuple(_stages(b, weights)) for b in op.branches)
+            items.append(Stage(kind="residual", name=op.name, branches=branches))
         elif op == "relu" or isinstance(op, Activation) or isinstance(op, _ACTIVATIONS):
             act = RELU if op == "relu" else op if isinstance(op, Activation) else Activation.of_module(op)
             items.append(("activation", path, act, op if isinstance(op, nn.Module) else None))

@@ -68,10 +68,15 @@ def measured_rules(s, extra: bool = False) -> tuple:
     neither B2 nor B3 (``s.claims``, a user's ``--claims``) only the LRP-β rules B1 decides on and the gradient,
     whose Π‖W_l‖_∞ is B1's axis.  :func:`rule_table` gives their (rule, options)."""
     labels = tuple(RULES) + (tuple(EXTRA_RULES) if extra else ())
-    claims = getattr(s, "claims", None)
-    if claims is not None and not {"B2", "B3"} & set(claims):
+    if not _decides(s, "B2", "B3"):
         labels = tuple(k for k in labels if k in ("gradient",) + BETA)
     return labels
+
+
+def _decides(s, *ids) -> bool:
+    """Whether the run decides one of the claims ``ids`` (every claim when ``s.claims`` is None: no --claims)."""
+    claims = getattr(s, "claims", None)
+    return claims is None or bool(set(ids) & set(claims))
 
 
 def normed_rules(s, labels) -> tuple:
@@ -79,8 +84,7 @@ def normed_rules(s, labels) -> tuple:
     quantity (a residual block's ‖M‖₁ multiplies the block out): every rule, except in a run that decides B1 and
     neither B2 nor B3, where the gradient is measured for its Π‖W_l‖_∞ (B1's axis) only and B1 reads the LRP-β
     rules' c_norm1 alone (:func:`measured_rules`)."""
-    claims = getattr(s, "claims", None)
-    if claims is not None and not {"B2", "B3"} & set(claims):
+    if not _decides(s, "B2", "B3"):
         return tuple(k for k in labels if k in BETA)
     return tuple(labels)
 
@@ -88,15 +92,13 @@ def normed_rules(s, labels) -> tuple:
 def measures_rescaling(s) -> bool:
     """Whether the run measures the controlled net's function-preserving rescaling: read by B2's report only (beside
     the verdict), so not in a run whose ``--claims`` leave B2 out."""
-    claims = getattr(s, "claims", None)
-    return claims is None or "B2" in claims
+    return _decides(s, "B2")
 
 
 def measured_perturbations(s) -> tuple:
     """The perturbations whose support constants the run measures: ``PERTURBATIONS`` (B3's quantity, read by B3's
     verdict, report and figure alone), none in a run whose ``--claims`` leave B3 out."""
-    claims = getattr(s, "claims", None)
-    return PERTURBATIONS if claims is None or "B3" in claims else ()
+    return PERTURBATIONS if _decides(s, "B3") else ()
 
 
 def rule_table(labels) -> dict:
