@@ -306,3 +306,37 @@ def test_binder_figures(tmp_path):
         name, caption = fn(rows, tmp_path)
         assert np.var(imread(tmp_path / name)[..., :3]) > 0 and caption
     assert figs.plot_constants([], tmp_path) is None and figs.plot_rates([], tmp_path) is None
+
+
+def test_chunks_of_one_model_share_its_trace_and_a_new_derived_model_drops_it(monkeypatch):
+    """The chunks of one (derived) model are measured on one float64 trace — its W⁺, W⁻ and weight norms made once —
+    and give the numbers of one chunk over the same images; asking for another derived model drops the trace with
+    the model it traced."""
+    from chainlab.extraction import api
+    from chainlab.papers.binder import measure as M
+    from chainlab.papers.context import Context, NetEntry, Settings
+    from test_controls_binder import X, tiny
+
+    traced = []
+    real = api.trace
+    monkeypatch.setattr(api, "trace", lambda *a, **k: traced.append(1) or real(*a, **k))
+
+    def ctx():
+        c = Context(Settings(progress=False))
+        c.add_net("tiny", NetEntry(tiny(0), X[:3]))
+        return c
+
+    a = ctx()
+    parts = [M.controlled_chunk(a, "tiny", 2.0, r) for r in (range(0, 1), range(1, 2), range(2, 3))]
+    assert len(traced) == 1                                   # one trace for the three chunks of ×2
+    whole = M.controlled_chunk(ctx(), "tiny", 2.0, range(0, 3))
+    for rule in whole:
+        for q in whole[rule]:
+            np.testing.assert_array_equal(np.concatenate([p[rule][q] for p in parts]), whole[rule][q], err_msg=q)
+    kept = [k for k in a.cache if k[:1] == ("binder-trace",)]
+    assert [k[1] for k in kept] == ["tiny ×2"]
+    M.controlled_chunk(a, "tiny", 0.5, range(0, 1))
+    assert [k[1] for k in a.cache if k[:1] == ("binder-trace",)] == ["tiny ×0.5"]   # ×2's trace went with its model
+    assert len(traced) == 3                                   # ×2 whole (its own context), ×0.5
+    a.release_transient()
+    assert not [k for k in a.cache if k[:1] in (("binder-trace",), ("binder-model",))]

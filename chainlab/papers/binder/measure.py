@@ -85,12 +85,13 @@ def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=N
     X, _ = ctx.images(net if source is None else source, images.stop)
     per = {label: {} for label in rules}
     normed = P.normed_rules(ctx.s, rules)
-    traced = None
+    traced = _shared_trace(ctx, net, model)
     for i in progress(images, f"constants {net}", ctx.s.progress):
         x = model_input(model, X, i)
         xb = x.detach().double().numpy()
-        # one trace per chunk; one forward pass (and logit check) per image, shared by the rules
+        # one trace per model, shared by its chunks; one forward pass (and logit check) per image, shared by the rules
         traced, records = forward_batch(model, x.detach().double(), "float64", net=traced)
+        _keep_trace(ctx, net, model, traced)
         try:
             bounds = support_bounds_many(model, xb, perturbations, net=traced) if perturbations else []
             perts = perturbations
@@ -108,14 +109,29 @@ def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=N
     return out
 
 
+def _shared_trace(ctx, net, model):
+    """The float64 trace of ``model`` kept by an earlier chunk measuring it as ``net`` (None: not kept)."""
+    hit = ctx.cache.get(("binder-trace", net))
+    return hit[1] if hit is not None and hit[0] is model else None
+
+
+def _keep_trace(ctx, net, model, traced) -> None:
+    """Keep the trace of ``model`` (measured as ``net``) for the next chunk of its images: its float64 weights,
+    their parts W⁺, W⁻ (:func:`chainlab.linalg.positive_part`) and weight norms are made once per model, not once
+    per chunk (a VGG's first Linear: 10⁸ numbers each).  Transient; dropped with the derived model it traces."""
+    key = ("binder-trace", net)
+    ctx.cache[key] = (model, traced)
+    ctx.transient.add(key)
+
+
 def derived_model(ctx, net, kind, c):
     """``net`` with its weights multiplied by c (``kind="scaled"``: W_l → c·W_l, biases and BatchNorm kept; c = 1
     the net itself) or rescaled function-preservingly (``kind="rescaled"``: (c, 1/c) on consecutive layers) — kept
     in ``ctx.cache`` (in memory, never stored) until another derived copy is asked for."""
     key = ("binder-model", net, kind, float(c))
     if key not in ctx.cache:
-        for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("binder-model",)]:
-            del ctx.cache[k]            # one derived copy at a time (a VGG's copy is GBs; chunks come per scale)
+        for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] in (("binder-model",), ("binder-trace",))]:
+            del ctx.cache[k]        # one derived copy and its trace at a time (a VGG's: GBs; chunks come per scale)
         base = ctx.model(net)
         if kind == "scaled":
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
