@@ -65,7 +65,8 @@ import torch.nn.functional as F
 
 from ..chain import BatchChain
 from ..errors import ExtractionError, OptionError
-from ..linalg import DiagonalOperator, GatherOperator, PairLinear, PairScale, PoolOperator, ResidualOperator, Scale
+from ..linalg import (DiagonalOperator, GatherOperator, PairLinear, PairScale, PoolOperator, ResidualOperator, Scale,
+                      negative_part, positive_part)
 from ..linalg.pairs import SignCombine
 from ..options import choice, number
 from ..trace import eval_mode, trace
@@ -217,7 +218,7 @@ def _package_stage(st, rec, rec0, variant, dtype):
     dx = _flat(rec.x - rec0.x)
     if st.is_parametric:
         W = st.weight
-        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        Wp, Wn = positive_part(W), negative_part(W)       # one copy per weight, shared by the images
         a_p, a_m = dx.clamp(min=0).reshape(rec.x.shape), dx.clamp(max=0).reshape(rec.x.shape)
         zp = _flat(st.linear_map(a_p, Wp) + st.linear_map(a_m, Wn))
         zm = _flat(st.linear_map(a_p, Wn) + st.linear_map(a_m, Wp))
