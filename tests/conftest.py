@@ -100,3 +100,38 @@ def shipped(request, digits, scenes_test):
 def rel_err(a, b):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+# -- the torchvision runs of test_verify_own_torchvision.py: started with the session, beside the other tests --------
+TORCHVISION_TESTS = "test_verify_own_torchvision.py"
+_STARTED = []           # the session's Runs, for the terminal summary
+
+
+def pytest_collection_modifyitems(items):
+    """The torchvision tests last: their runs (``torchvision_runs.py``) go on in the background meanwhile."""
+    items.sort(key=lambda item: item.path.name == TORCHVISION_TESTS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torchvision_runs(request, tmp_path_factory):
+    """The background runs (``torchvision_runs.Runs``) of the torchvision tests this session selected (None when it
+    selected none), started before the first test."""
+    keys = sorted({tuple(item.callspec.params[k] for k in ("arch", "variant", "size"))
+                   for item in request.session.items if item.path.name == TORCHVISION_TESTS})
+    if not keys:
+        yield None
+        return
+    import torchvision_runs as tr
+
+    runs = tr.start(tmp_path_factory.mktemp("torchvision"), keys)
+    _STARTED.append(runs)
+    yield runs
+    runs.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each background torchvision run: exit status, seconds, peak memory (from its report)."""
+    for runs in _STARTED:
+        terminalreporter.section("chainlab verify on torchvision nets (background runs)")
+        for r in runs.runs.values():
+            terminalreporter.write_line(r.summary())
