@@ -1,10 +1,10 @@
 """The four `chainlab verify --model torchvision:…` runs of test_verify_own_torchvision.py, in the background.
 
 Each run takes about a minute on 2 cores, four minutes together — more than the suite can add in series.  They
-start as ``chainlab`` subprocesses (the console entry point, one torch thread each) when the session starts, beside
-the rest of the suite: most of its tests leave one of the 2 cores idle (Python between small torch calls), and the
-runs take that core.  One run at a time while other tests run; two at a time once the torchvision tests wait for
-them (:meth:`Runs.result`).  The tests then check each run's output exactly as they would after an in-process call;
+start as ``chainlab`` subprocesses (the console entry point, one torch thread each, niceness 10) when the session
+starts, beside the rest of the suite: most of its tests leave one of the 2 cores idle (Python between small torch
+calls), and the runs take the cycles the suite leaves.  One run at a time while other tests run; two at a time once
+the torchvision tests, which the suite runs last, wait for them (:meth:`Runs.result`).  The tests then check each run's output exactly as they would after an in-process call;
 nothing about a run depends on when it ran.
 
 A run's inputs are made here, before it starts: 2 smooth random PNGs (:func:`write_images`) and, for a
