@@ -12,6 +12,7 @@ A run's inputs are made here, before it starts: 2 smooth random PNGs (:func:`wri
 ``torch.save`` — its state dict is kept for the test (:attr:`Run.state`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -84,7 +85,8 @@ class Run:
             self.popen = subprocess.Popen([sys.executable, "-c", ENTRY, *self.args], stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True, cwd=self.root,
                                           env={**os.environ, **THREADS})
-            os.setpriority(os.PRIO_PROCESS, self.popen.pid, NICE)  # before it starts its threads (torch's import)
+            with contextlib.suppress(ProcessLookupError):    # (a run that failed at once reports its own error)
+                os.setpriority(os.PRIO_PROCESS, self.popen.pid, NICE)  # before it starts its threads (torch's import)
             out, err = self.popen.communicate(timeout=TIMEOUT)
             self.process = subprocess.CompletedProcess(self.popen.args, self.popen.returncode, out, err)
         except Exception as exc:            # a timeout or a failed start: the test reports it
