@@ -338,5 +338,7 @@ def test_chunks_of_one_model_share_its_trace_and_a_new_derived_model_drops_it(mo
     M.controlled_chunk(a, "tiny", 0.5, range(0, 1))
     assert [k[1] for k in a.cache if k[:1] == ("binder-trace",)] == ["tiny ×0.5"]   # ×2's trace went with its model
     assert len(traced) == 3                                   # ×2 whole (its own context), ×0.5
+    M.constants(a, "tiny", range(0, 1), rules=("zplus",))                     # another net's trace: one at a time
+    assert [k[1] for k in a.cache if k[:1] == ("binder-trace",)] == ["tiny"]
     a.release_transient()
     assert not [k for k in a.cache if k[:1] in (("binder-trace",), ("binder-model",))]

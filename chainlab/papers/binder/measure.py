@@ -118,8 +118,11 @@ def _shared_trace(ctx, net, model):
 def _keep_trace(ctx, net, model, traced) -> None:
     """Keep the trace of ``model`` (measured as ``net``) for the next chunk of its images: its float64 weights,
     their parts W⁺, W⁻ (:func:`chainlab.linalg.positive_part`) and weight norms are made once per model, not once
-    per chunk (a VGG's first Linear: 10⁸ numbers each).  Transient; dropped with the derived model it traces."""
+    per chunk (a VGG's first Linear: 10⁸ numbers each).  One trace at a time (another net's goes); transient;
+    dropped with the derived model it traces."""
     key = ("binder-trace", net)
+    for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("binder-trace",) and k != key]:
+        del ctx.cache[k]
     ctx.cache[key] = (model, traced)
     ctx.transient.add(key)
 
