@@ -22,6 +22,8 @@ resumed or farmed out; the chunks are concatenated by :func:`per_image`.  Random
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -354,19 +356,19 @@ def simulation(variants, *, shapes=conv.VGG16_SHAPES, draws: int = 20, seed: int
                                        learned=learned)
 
 
-_SIMULATIONS: dict = {}       # the last simulations of this process by their arguments (a pure function of them)
+@functools.lru_cache(maxsize=2)
+def _process_simulation(variants: tuple, kw: tuple):
+    """:func:`simulation` of the last two argument sets in this process (a pure function of them; seconds at full
+    size; the result is read, never changed)."""
+    return simulation(variants, **dict(kw))
 
 
 def cached_simulation(ctx, variants, **kw):
     """:func:`simulation` cached in ``ctx`` per its arguments (a chunk of the run: App. B needs no net), and in this
-    process for the next run with the same arguments (seconds at full size; the result is read, never changed)."""
+    process for the next run with the same arguments."""
     key = ("sixt-simulation", tuple(variants), tuple(sorted(kw.items())))
     if key not in ctx.cache:
-        if key not in _SIMULATIONS:
-            while len(_SIMULATIONS) >= 2:
-                _SIMULATIONS.pop(next(iter(_SIMULATIONS)))
-            _SIMULATIONS[key] = simulation(variants, **kw)
-        ctx.cache[key] = _SIMULATIONS[key]
+        ctx.cache[key] = _process_simulation(key[1], key[2])
     return ctx.cache[key]
 
 
