@@ -109,6 +109,12 @@ def constants(ctx, net, images, *, model=None, derive=None, source=None, rules=N
     return out
 
 
+def _drop(ctx, kinds, keep=None) -> None:
+    """Remove the cache entries whose key is a tuple starting with one of ``kinds`` (except the key ``keep``)."""
+    for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] and k[0] in kinds and k != keep]:
+        del ctx.cache[k]
+
+
 def _shared_trace(ctx, net, model):
     """The float64 trace of ``model`` kept by an earlier chunk measuring it as ``net`` (None: not kept)."""
     hit = ctx.cache.get(("binder-trace", net))
@@ -121,8 +127,7 @@ def _keep_trace(ctx, net, model, traced) -> None:
     per chunk (a VGG's first Linear: 10⁸ numbers each).  One trace at a time (another net's goes); transient;
     dropped with the derived model it traces."""
     key = ("binder-trace", net)
-    for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("binder-trace",) and k != key]:
-        del ctx.cache[k]
+    _drop(ctx, ("binder-trace",), keep=key)
     ctx.cache[key] = (model, traced)
     ctx.transient.add(key)
 
@@ -133,8 +138,7 @@ def derived_model(ctx, net, kind, c):
     in ``ctx.cache`` (in memory, never stored) until another derived copy is asked for."""
     key = ("binder-model", net, kind, float(c))
     if key not in ctx.cache:
-        for k in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] in (("binder-model",), ("binder-trace",))]:
-            del ctx.cache[k]        # one derived copy and its trace at a time (a VGG's: GBs; chunks come per scale)
+        _drop(ctx, ("binder-model", "binder-trace"))   # one derived copy and its trace at a time (a VGG's: GBs)
         base = ctx.model(net)
         if kind == "scaled":
             ctx.cache[key] = base if c == 1.0 else scale_weights(base, c, equivariant=False)[0]
