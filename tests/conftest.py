@@ -1,5 +1,6 @@
 """Shared fixtures: shipped nets, random nets with every supported layer, autograd oracles."""
 import os
+import sys
 
 # OpenMP threads sleep while they wait (as the command line sets): on a loaded machine spinning threads make the
 # suite several times slower than the load explains (scripts/bench_load.py); set before torch is imported
@@ -14,6 +15,9 @@ import torch.nn as nn
 import chainlab
 
 torch.set_num_threads(2)
+
+# the command line in a fresh process, through its console entry point (chainlab.app.cli.main)
+CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
 def jacobian(model, x):

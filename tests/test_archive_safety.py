@@ -23,9 +23,9 @@ from chainlab.archive.encoding import LIBVER, set_str, write_chain
 from chainlab.chain import Chain
 from chainlab.linalg import DenseOperator
 
+from conftest import CHAINLAB
 from test_archive import assert_same_chain, synthetic_chain, write_flipped
 
-CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONDONTWRITEBYTECODE="1")
 
 

@@ -31,10 +31,10 @@ from chainlab.app.cli import app
 from chainlab.archive import ArchiveError, store
 from chainlab.archive.encoding import LIBVER
 
+from conftest import CHAINLAB
 from test_archive import assert_same_chain, synthetic_chain, write_flipped
 
 runner = CliRunner()
-CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
 def cli(*args):

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 import chainlab
 from chainlab import UnsupportedLayerError
-from conftest import conv_net, mlp
+from conftest import CHAINLAB, conv_net, mlp
 
 
 def test_unsupported_module_names_path_type_and_supported_layers():
@@ -198,7 +198,6 @@ import pickle  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import warnings  # noqa: E402
 import zipfile  # noqa: E402
 
@@ -209,7 +208,6 @@ from chainlab.errors import InputError, ModelFileError, OptionError  # noqa: E40
 from chainlab.nets import models  # noqa: E402
 from chainlab.nets.storage import read_state_dict  # noqa: E402
 
-CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
 
 
 def one_error_line(output, *fragments):

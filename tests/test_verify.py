@@ -2,11 +2,11 @@
 import csv
 import os
 import subprocess
-import sys
 
 import pytest
 
-CHAINLAB = [sys.executable, "-c", "import sys; from chainlab.app.cli import main; sys.argv[0] = 'chainlab'; main()"]
+from conftest import CHAINLAB
+
 
 
 def run_quick(out, threads, *more):
